@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Installs every build and test dependency of zone-mta from Debian's packages.
+# Idempotent and quick when everything is present: it asks dpkg first and only
+# calls apt-get for what is missing.  Needs root (or sudo) only when something
+# must be installed.
+set -euo pipefail
+
+# Build: compiler, CMake, and the libraries listed in DESIGN.md.
+build_pkgs=(
+  build-essential cmake pkg-config clang
+  libevent-dev libssl-dev libfyaml-dev libjansson-dev librocksdb-dev
+  libunbound-dev libcmocka-dev
+)
+# Tests: real peers on loopback.  dnsmasq-base is the bare binary (the
+# dnsmasq package would start a system service on port 53).
+test_pkgs=(
+  python3 python3-pytest python3-aiosmtpd python3-dnspython python3-yaml
+  dnsmasq-base swaks curl procps iproute2
+)
+
+pkgs=("${build_pkgs[@]}" "${test_pkgs[@]}")
+
+missing=()
+for p in "${pkgs[@]}"; do
+  status=$(dpkg-query -W -f='${db:Status-Abbrev}' "$p" 2>/dev/null || true)
+  case "$status" in
+    ii*) ;;
+    *) missing+=("$p") ;;
+  esac
+done
+
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+echo "deps: installing ${missing[*]}" >&2
+sudo=""
+if [ "$(id -u)" != 0 ]; then
+  command -v sudo >/dev/null || { echo "deps: need root to install: ${missing[*]}" >&2; exit 1; }
+  sudo="sudo"
+fi
+export DEBIAN_FRONTEND=noninteractive
+# An old or absent package list makes apt-get install fail; refresh it first.
+$sudo apt-get update -qq
+$sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

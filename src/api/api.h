@@ -1,0 +1,30 @@
+/*
+ * The HTTP API server (libevent evhttp, on the main loop).  Routes are a table
+ * of {method, pattern, handler}; patterns are paths whose ":name" segments
+ * capture.  Every response is JSON, errors included: {"error": "..."}.
+ */
+#ifndef ZMTA_API_H
+#define ZMTA_API_H
+
+#include <event2/event.h>
+#include <event2/http.h>
+#include <jansson.h>
+
+#include "core/config.h"
+
+struct api;
+
+/*
+ * Binds cfg->host:cfg->port and starts serving on `base`.  Returns NULL and
+ * a malloc'ed message in *err when the address cannot be bound.
+ */
+struct api *api_new(struct event_base *base, const struct api_config *cfg, char **err);
+/* Stops listening and closes open API connections.  Accepts NULL. */
+void api_free(struct api *api);
+
+/* Sends `body` (consumed) as JSON with `status`. */
+void api_reply_json(struct evhttp_request *req, int status, json_t *body);
+/* Sends {"error": message} with `status`. */
+void api_reply_error(struct evhttp_request *req, int status, const char *message);
+
+#endif

@@ -1,0 +1,108 @@
+/*
+ * Configuration: the built-in defaults (config/default.yaml, compiled in),
+ * then an app folder's config/default.yaml and config/<ZONEMTA_ENV>.yaml,
+ * then an optional extra file, deep-merged in that order and validated
+ * strictly against the schema in config_schema.c.  Every problem is reported
+ * as "FILE:LINE: message" naming the option's full path.
+ */
+#ifndef ZMTA_CONFIG_H
+#define ZMTA_CONFIG_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "core/cfgtree.h"
+#include "core/log.h"
+
+/* Label used for the compiled-in defaults in messages. */
+#define CONFIG_BUILTIN_NAME "(built-in defaults)"
+
+struct log_config {
+	enum log_level level;
+	char *file; /* NULL: stderr */
+	bool syslog;
+};
+
+struct api_config {
+	bool enabled;
+	char *host;
+	int port;
+};
+
+struct queue_config {
+	char *dir;
+};
+
+struct config {
+	char *app_dir;     /* NULL when running on the built-in defaults only */
+	char *ident;       /* name in syslog and greetings */
+	char *user;        /* NULL: keep the starting user */
+	char *group;       /* NULL: the user's primary group */
+	char *pidfile;     /* NULL: none */
+	struct log_config log;
+	struct api_config api;
+	struct queue_config queue;
+
+	char **files;      /* files merged over the built-in defaults, in order */
+	int nfiles;
+	struct cfg_node *tree; /* the merged, validated tree */
+};
+
+/* Where to read configuration from. */
+struct config_source {
+	const char *app_dir;    /* NULL: built-in defaults only (plus extra_file) */
+	const char *env;        /* NULL: $ZONEMTA_ENV, else "development" */
+	const char *extra_file; /* NULL or a file merged last (run -c FILE) */
+};
+
+/*
+ * Loads, merges and validates.  Returns a config the caller frees with
+ * config_free(), or NULL and *errors (caller frees) holding one line per
+ * problem.
+ */
+struct config *config_load(const struct config_source *src, char **errors);
+void config_free(struct config *cfg);
+
+/* Scalar parsers shared by validation and tests; each returns true on success. */
+bool config_parse_bool(const char *s, bool *out);
+bool config_parse_int(const char *s, long long *out);
+/* A plain number is milliseconds; else "<n> ms|s|min|h|days" and long forms. */
+bool config_parse_duration(const char *s, uint64_t *ms);
+/* A plain number is bytes; else "<n> B|KB|MB|GB" (powers of 1024). */
+bool config_parse_size(const char *s, uint64_t *bytes);
+
+/* --- schema (config_schema.c) --- */
+
+enum cfg_type {
+	CT_BOOL,
+	CT_INT,
+	CT_STRING,
+	CT_DURATION,
+	CT_SIZE,
+	CT_ENUM,
+	CT_MAP,  /* fixed keys: sub is a key==NULL terminated array */
+	CT_DICT, /* any key, each value as sub[0] (zones.<name>) */
+	CT_LIST, /* each item as sub[0] */
+};
+
+#define CF_NULLABLE 0x1 /* null is a valid value ("not set") */
+
+struct cfg_schema {
+	const char *key;
+	enum cfg_type type;
+	unsigned flags;
+	long long min, max; /* CT_INT; CT_DURATION in ms; CT_SIZE in bytes */
+	const char *const *choices; /* CT_ENUM, NULL-terminated */
+	const struct cfg_schema *sub;
+};
+
+/* The top level of the schema: a key==NULL terminated array. */
+extern const struct cfg_schema config_schema[];
+
+/*
+ * Validates `root` against the schema; appends one line per problem to
+ * *errors (a malloc'ed string, may start NULL).  Returns the problem count.
+ */
+int config_validate(const struct cfg_node *root, char **errors);
+
+#endif

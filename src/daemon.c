@@ -1,0 +1,297 @@
+/* Process lifecycle: start-up order, signals, reload and stop; see daemon.h. */
+#include "daemon.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#include "api/api.h"
+#include "core/log.h"
+#include "core/xmalloc.h"
+#include "version.h"
+
+struct daemon {
+	const struct config_source *src;
+	struct config *cfg;
+	struct event_base *base;
+	struct event *sig_term, *sig_int, *sig_hup;
+	struct api *api;
+	char *pidfile; /* as created at start: what to remove at exit */
+	int pidfile_fd;
+};
+
+/* Applies the reloadable log settings; returns -1 with a message on failure. */
+static int apply_log_config(const struct log_config *lc, char **err)
+{
+	log_set_level(lc->level);
+	if (log_set_file(lc->file) != 0) {
+		*err = xasprintf("cannot open log file %s: %s", lc->file, strerror(errno));
+		return -1;
+	}
+	log_set_syslog(lc->syslog, NULL);
+	return 0;
+}
+
+/* Creates `path` and its missing parents, like mkdir -p. */
+static int mkdir_p(const char *path, mode_t mode)
+{
+	char *p = xstrdup(path);
+	int rc = 0;
+	for (char *s = p + 1; rc == 0; s++) {
+		if (*s != '/' && *s != '\0')
+			continue;
+		char c = *s;
+		*s = '\0';
+		if (mkdir(p, mode) != 0 && errno != EEXIST)
+			rc = -1;
+		*s = c;
+		if (c == '\0')
+			break;
+	}
+	free(p);
+	return rc;
+}
+
+/* Writes our pid into the pid file and keeps it locked while we run, so a
+ * second instance with the same pid file refuses to start. */
+static int pidfile_create(struct daemon *d, char **err)
+{
+	const char *path = d->cfg->pidfile;
+	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+	if (fd < 0) {
+		*err = xasprintf("cannot open pid file %s: %s", path, strerror(errno));
+		return -1;
+	}
+	if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+		char buf[32] = "";
+		ssize_t n = read(fd, buf, sizeof(buf) - 1);
+		buf[n > 0 ? n : 0] = '\0';
+		buf[strcspn(buf, "\n")] = '\0';
+		*err = xasprintf("another zone-mta (pid %s) holds %s", buf[0] ? buf : "?", path);
+		close(fd);
+		return -1;
+	}
+	char line[32];
+	int len = snprintf(line, sizeof(line), "%ld\n", (long)getpid());
+	if (ftruncate(fd, 0) != 0 || pwrite(fd, line, (size_t)len, 0) != len) {
+		*err = xasprintf("cannot write pid file %s: %s", path, strerror(errno));
+		close(fd);
+		return -1;
+	}
+	d->pidfile = xstrdup(path);
+	d->pidfile_fd = fd;
+	return 0;
+}
+
+static void pidfile_remove(struct daemon *d)
+{
+	if (d->pidfile == NULL)
+		return;
+	/* After dropping privileges the folder may not be ours to change:
+	 * then the stale file stays, unlocked, and is reused at next start. */
+	if (unlink(d->pidfile) != 0)
+		log_debug("pidfile", "path=%s action=keep error=\"%s\"", d->pidfile, strerror(errno));
+	close(d->pidfile_fd);
+	free(d->pidfile);
+	d->pidfile = NULL;
+}
+
+/* Looks up a user or group given by name or by numeric id. */
+static int lookup_ids(const char *user, const char *group, uid_t *uid, gid_t *gid, char **err)
+{
+	char *end;
+	struct passwd *pw = getpwnam(user);
+	if (pw == NULL) {
+		long n = strtol(user, &end, 10);
+		if (*end != '\0' || n < 0 || (pw = getpwuid((uid_t)n)) == NULL) {
+			*err = xasprintf("unknown user %s (option user)", user);
+			return -1;
+		}
+	}
+	*uid = pw->pw_uid;
+	*gid = pw->pw_gid;
+	if (group != NULL) {
+		struct group *gr = getgrnam(group);
+		if (gr == NULL) {
+			long n = strtol(group, &end, 10);
+			if (*end != '\0' || n < 0 || (gr = getgrgid((gid_t)n)) == NULL) {
+				*err = xasprintf("unknown group %s (option group)", group);
+				return -1;
+			}
+		}
+		*gid = gr->gr_gid;
+	}
+	return 0;
+}
+
+/*
+ * Switches to cfg->user/group when running as root.  Files we must keep
+ * writing (queue folder, log file) are handed to that user first.
+ */
+static int drop_privileges(const struct config *cfg, char **err)
+{
+	if (cfg->user == NULL)
+		return 0;
+	if (geteuid() != 0) {
+		log_warn("privileges", "action=none reason=\"not started as root\" user=%s", cfg->user);
+		return 0;
+	}
+	uid_t uid;
+	gid_t gid;
+	if (lookup_ids(cfg->user, cfg->group, &uid, &gid, err) != 0)
+		return -1;
+	const char *owned[] = {cfg->queue.dir, cfg->log.file};
+	for (size_t i = 0; i < sizeof(owned) / sizeof(owned[0]); i++) {
+		if (owned[i] != NULL && chown(owned[i], uid, gid) != 0) {
+			*err = xasprintf("cannot hand %s to user %s: %s", owned[i], cfg->user,
+					 strerror(errno));
+			return -1;
+		}
+	}
+	if (setgroups(1, &gid) != 0 || setgid(gid) != 0 || setuid(uid) != 0) {
+		*err = xasprintf("cannot switch to user %s: %s", cfg->user, strerror(errno));
+		return -1;
+	}
+	/* Must be irreversible. */
+	if (setuid(0) == 0)
+		fatal("privileges: regained root after dropping to %s", cfg->user);
+	log_info("privileges", "action=dropped user=%s uid=%ld gid=%ld", cfg->user, (long)uid,
+		 (long)gid);
+	return 0;
+}
+
+static void on_stop_signal(evutil_socket_t sig, short what, void *arg)
+{
+	(void)what;
+	struct daemon *d = arg;
+	log_info("stopping", "signal=%s", sig == SIGTERM ? "TERM" : "INT");
+	/* Close listeners first so nothing new arrives while we wind down. */
+	api_free(d->api);
+	d->api = NULL;
+	event_base_loopexit(d->base, NULL);
+}
+
+/* Logs a restart-only option whose value changed in a reload. */
+static void note_restart_needed(const char *option, const char *old, const char *new)
+{
+	if ((old == NULL) != (new == NULL) || (old != NULL && strcmp(old, new) != 0))
+		log_warn("reload", "option=%s action=ignored reason=\"takes effect after restart\"",
+			 option);
+}
+
+static void on_reload_signal(evutil_socket_t sig, short what, void *arg)
+{
+	(void)sig;
+	(void)what;
+	struct daemon *d = arg;
+	char *errors = NULL;
+	struct config *cfg = config_load(d->src, &errors);
+	if (cfg == NULL) {
+		/* One line per problem, each naming file:line. */
+		for (char *line = strtok(errors, "\n"); line; line = strtok(NULL, "\n"))
+			log_error("reload", "status=rejected problem=\"%s\"", line);
+		log_error("reload", "status=rejected action=\"keeping the running configuration\"");
+		free(errors);
+		log_reopen();
+		return;
+	}
+	char *err = NULL;
+	if (apply_log_config(&cfg->log, &err) != 0) {
+		log_error("reload", "status=partial error=\"%s\"", err);
+		free(err);
+	}
+	char old_port[16], new_port[16];
+	snprintf(old_port, sizeof(old_port), "%d", d->cfg->api.port);
+	snprintf(new_port, sizeof(new_port), "%d", cfg->api.port);
+	note_restart_needed("api.host", d->cfg->api.host, cfg->api.host);
+	note_restart_needed("api.port", old_port, new_port);
+	note_restart_needed("api.enabled", d->cfg->api.enabled ? "true" : "false",
+			    cfg->api.enabled ? "true" : "false");
+	note_restart_needed("user", d->cfg->user, cfg->user);
+	note_restart_needed("group", d->cfg->group, cfg->group);
+	note_restart_needed("pidfile", d->cfg->pidfile, cfg->pidfile);
+	note_restart_needed("queue.dir", d->cfg->queue.dir, cfg->queue.dir);
+	config_free(d->cfg);
+	d->cfg = cfg;
+	log_info("reload", "status=ok level=%s", log_level_name(cfg->log.level));
+}
+
+/* Everything that can fail at start, in order; returns -1 with *err. */
+static int daemon_start(struct daemon *d, char **err)
+{
+	const struct config *cfg = d->cfg;
+	if (apply_log_config(&cfg->log, err) != 0)
+		return -1;
+	if (mkdir_p(cfg->queue.dir, 0750) != 0) {
+		*err = xasprintf("cannot create queue folder %s: %s", cfg->queue.dir, strerror(errno));
+		return -1;
+	}
+	d->base = event_base_new();
+	if (d->base == NULL)
+		fatal("event_base_new failed");
+	if (cfg->api.enabled) {
+		d->api = api_new(d->base, &cfg->api, err);
+		if (d->api == NULL)
+			return -1;
+		log_info("listen", "service=api proto=http addr=%s:%d", cfg->api.host, cfg->api.port);
+	}
+	if (cfg->pidfile != NULL && pidfile_create(d, err) != 0)
+		return -1;
+	if (drop_privileges(cfg, err) != 0)
+		return -1;
+
+	d->sig_term = evsignal_new(d->base, SIGTERM, on_stop_signal, d);
+	d->sig_int = evsignal_new(d->base, SIGINT, on_stop_signal, d);
+	d->sig_hup = evsignal_new(d->base, SIGHUP, on_reload_signal, d);
+	event_add(d->sig_term, NULL);
+	event_add(d->sig_int, NULL);
+	event_add(d->sig_hup, NULL);
+	return 0;
+}
+
+int daemon_run(const struct config_source *src, struct config *cfg)
+{
+	struct daemon d = {.src = src, .cfg = cfg, .pidfile_fd = -1};
+	char *err = NULL;
+	int code = 0;
+
+	/* A peer closing a socket must be an error return, not a death. */
+	signal(SIGPIPE, SIG_IGN);
+
+	if (daemon_start(&d, &err) != 0) {
+		log_error("start", "status=failed error=\"%s\"", err);
+		free(err);
+		code = 1;
+	} else {
+		log_info("ready", "version=%s pid=%ld config=%s%s", ZMTA_VERSION, (long)getpid(),
+			 cfg->app_dir ? cfg->app_dir : CONFIG_BUILTIN_NAME,
+			 cfg->app_dir ? "/config" : "");
+		if (event_base_dispatch(d.base) < 0) {
+			log_error("loop", "status=failed");
+			code = 1;
+		}
+		log_info("stopped", "code=%d", code);
+	}
+
+	api_free(d.api);
+	if (d.sig_term) {
+		event_free(d.sig_term);
+		event_free(d.sig_int);
+		event_free(d.sig_hup);
+	}
+	pidfile_remove(&d);
+	if (d.base)
+		event_base_free(d.base);
+	config_free(d.cfg);
+	return code;
+}

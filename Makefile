@@ -4,6 +4,7 @@
 #   make test    build, then run unit and end-to-end tests
 #   make asan    the same tests against an AddressSanitizer+UBSan build
 #   make bench   benchmarks against Postfix
+#   make fuzz    run each libFuzzer harness for FUZZ_SECONDS (clang)
 #   make clean   remove build output
 
 BUILD      ?= build
@@ -11,7 +12,10 @@ ASAN_BUILD ?= build-asan
 JOBS       ?= $(shell nproc)
 CMAKE_ARGS ?=
 
-.PHONY: all deps build run test asan bench clean
+FUZZ_BUILD   ?= build-fuzz
+FUZZ_SECONDS ?= 60
+
+.PHONY: all deps build run test asan bench fuzz clean
 
 all: build
 
@@ -36,5 +40,15 @@ asan: deps
 bench: build
 	@bash bench/run.sh $(BUILD)
 
+fuzz: deps
+	@CC=clang cmake -S . -B $(FUZZ_BUILD) -DCMAKE_BUILD_TYPE=Debug -DZMTA_FUZZ=ON >/dev/null
+	@cmake --build $(FUZZ_BUILD) -j $(JOBS) --target fuzz_smtp_parse fuzz_header
+	@for t in smtp_parse header; do \
+	  mkdir -p $(FUZZ_BUILD)/corpus/$$t && \
+	  echo "== fuzz_$$t for $(FUZZ_SECONDS) s" && \
+	  $(FUZZ_BUILD)/tests/fuzz/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
+	    $(FUZZ_BUILD)/corpus/$$t tests/fuzz/corpus/$$t || exit 1; \
+	done
+
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)

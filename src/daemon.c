@@ -14,18 +14,27 @@
 #include <unistd.h>
 
 #include <event2/event.h>
+#include <event2/thread.h>
 
 #include "api/api.h"
+#include "queue/queue.h"
+#include "smtp/smtp_server.h"
 #include "core/log.h"
 #include "core/xmalloc.h"
 #include "version.h"
 
 struct daemon {
 	const struct config_source *src;
-	struct config *cfg;
+	struct config *cfg; /* as started; a reload changes only the log settings */
 	struct event_base *base;
 	struct event *sig_term, *sig_int, *sig_hup;
+	struct event *stop_timer;
 	struct api *api;
+	struct queue *queue;
+	struct smtp_server **smtp;
+	size_t n_smtp;
+	size_t draining; /* SMTP servers still finishing sessions */
+	bool stopping;
 	char *pidfile; /* as created at start: what to remove at exit */
 	int pidfile_fd;
 };
@@ -170,23 +179,72 @@ static int drop_privileges(const struct config *cfg, char **err)
 	return 0;
 }
 
+static void on_stop_timeout(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	struct daemon *d = arg;
+	log_warn("stopping", "action=\"cutting remaining sessions\" after_ms=%llu",
+		 (unsigned long long)d->cfg->shutdown_timeout_ms);
+	event_base_loopexit(d->base, NULL);
+}
+
+static void on_server_drained(void *arg)
+{
+	struct daemon *d = arg;
+	if (--d->draining == 0)
+		event_base_loopexit(d->base, NULL);
+}
+
 static void on_stop_signal(evutil_socket_t sig, short what, void *arg)
 {
 	(void)what;
 	struct daemon *d = arg;
+	if (d->stopping) {
+		log_warn("stopping", "signal=%s action=\"stopping now\"", sig == SIGTERM ? "TERM" : "INT");
+		event_base_loopbreak(d->base);
+		return;
+	}
+	d->stopping = true;
 	log_info("stopping", "signal=%s", sig == SIGTERM ? "TERM" : "INT");
 	/* Close listeners first so nothing new arrives while we wind down. */
 	api_free(d->api);
 	d->api = NULL;
-	event_base_loopexit(d->base, NULL);
+	uint64_t ms = d->cfg->shutdown_timeout_ms;
+	struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
+	d->stop_timer = evtimer_new(d->base, on_stop_timeout, d);
+	evtimer_add(d->stop_timer, &tv);
+	d->draining = d->n_smtp + 1;
+	for (size_t i = 0; i < d->n_smtp; i++)
+		smtp_server_shutdown(d->smtp[i], on_server_drained, d);
+	on_server_drained(d);
 }
 
-/* Logs a restart-only option whose value changed in a reload. */
-static void note_restart_needed(const char *option, const char *old, const char *new)
+/* Logs each top-level option other than `log` whose value changed: those
+ * keep their running values until a restart. */
+static void note_restart_needed(const struct config *running, const struct config *loaded)
 {
-	if ((old == NULL) != (new == NULL) || (old != NULL && strcmp(old, new) != 0))
-		log_warn("reload", "option=%s action=ignored reason=\"takes effect after restart\"",
-			 option);
+	for (size_t i = 0; i < running->tree->nchild; i++) {
+		const struct cfg_node *old = running->tree->child[i];
+		if (strcmp(old->key, "log") == 0)
+			continue;
+		const struct cfg_node *new = cfg_map_get(loaded->tree, old->key);
+		if (old->kind == CFG_MAP && new != NULL && new->kind == CFG_MAP) {
+			for (size_t j = 0; j < old->nchild; j++) {
+				const struct cfg_node *o = old->child[j];
+				if (!cfg_node_equal(o, cfg_map_get(new, o->key)))
+					log_warn("reload", "option=%s.%s action=ignored reason=\"takes "
+						 "effect after restart\"", old->key, o->key);
+			}
+			for (size_t j = 0; j < new->nchild; j++)
+				if (cfg_map_get(old, new->child[j]->key) == NULL)
+					log_warn("reload", "option=%s.%s action=ignored reason=\"takes "
+						 "effect after restart\"", old->key, new->child[j]->key);
+		} else if (!cfg_node_equal(old, new)) {
+			log_warn("reload", "option=%s action=ignored reason=\"takes effect after "
+				 "restart\"", old->key);
+		}
+	}
 }
 
 static void on_reload_signal(evutil_socket_t sig, short what, void *arg)
@@ -210,20 +268,9 @@ static void on_reload_signal(evutil_socket_t sig, short what, void *arg)
 		log_error("reload", "status=partial error=\"%s\"", err);
 		free(err);
 	}
-	char old_port[16], new_port[16];
-	snprintf(old_port, sizeof(old_port), "%d", d->cfg->api.port);
-	snprintf(new_port, sizeof(new_port), "%d", cfg->api.port);
-	note_restart_needed("api.host", d->cfg->api.host, cfg->api.host);
-	note_restart_needed("api.port", old_port, new_port);
-	note_restart_needed("api.enabled", d->cfg->api.enabled ? "true" : "false",
-			    cfg->api.enabled ? "true" : "false");
-	note_restart_needed("user", d->cfg->user, cfg->user);
-	note_restart_needed("group", d->cfg->group, cfg->group);
-	note_restart_needed("pidfile", d->cfg->pidfile, cfg->pidfile);
-	note_restart_needed("queue.dir", d->cfg->queue.dir, cfg->queue.dir);
-	config_free(d->cfg);
-	d->cfg = cfg;
+	note_restart_needed(d->cfg, cfg);
 	log_info("reload", "status=ok level=%s", log_level_name(cfg->log.level));
+	config_free(cfg);
 }
 
 /* Everything that can fail at start, in order; returns -1 with *err. */
@@ -236,19 +283,44 @@ static int daemon_start(struct daemon *d, char **err)
 		*err = xasprintf("cannot create queue folder %s: %s", cfg->queue.dir, strerror(errno));
 		return -1;
 	}
+	/* Store workers wake the loop from their threads. */
+	if (evthread_use_pthreads() != 0)
+		fatal("libevent: no thread support");
 	d->base = event_base_new();
 	if (d->base == NULL)
 		fatal("event_base_new failed");
+	/* The pid file first: a second instance stops here with a clear word. */
+	if (cfg->pidfile != NULL && pidfile_create(d, err) != 0)
+		return -1;
+	d->smtp = xcalloc(cfg->n_smtp ? cfg->n_smtp : 1, sizeof(*d->smtp));
+	for (size_t i = 0; i < cfg->n_smtp; i++) {
+		const struct smtp_iface_config *ic = &cfg->smtp[i];
+		if (!ic->enabled)
+			continue;
+		struct smtp_server *srv = smtp_server_new(d->base, cfg, ic, err);
+		if (srv == NULL)
+			return -1;
+		d->smtp[d->n_smtp++] = srv;
+		log_info("listen", "service=smtp interface=%s addr=%s:%d", ic->name, ic->host,
+			 ic->port);
+	}
 	if (cfg->api.enabled) {
-		d->api = api_new(d->base, &cfg->api, err);
+		d->api = api_new(d->base, cfg, err);
 		if (d->api == NULL)
 			return -1;
 		log_info("listen", "service=api proto=http addr=%s:%d", cfg->api.host, cfg->api.port);
 	}
-	if (cfg->pidfile != NULL && pidfile_create(d, err) != 0)
-		return -1;
+	/* Listeners are bound (low ports need root); from here on, never root.
+	 * The queue is opened after, so its files belong to the running user. */
 	if (drop_privileges(cfg, err) != 0)
 		return -1;
+	d->queue = queue_open(d->base, cfg->queue.dir, cfg->queue.min_free_space, err);
+	if (d->queue == NULL)
+		return -1;
+	for (size_t i = 0; i < d->n_smtp; i++)
+		smtp_server_start(d->smtp[i], d->queue);
+	if (d->api != NULL)
+		api_set_queue(d->api, d->queue);
 
 	d->sig_term = evsignal_new(d->base, SIGTERM, on_stop_signal, d);
 	d->sig_int = evsignal_new(d->base, SIGINT, on_stop_signal, d);
@@ -284,6 +356,13 @@ int daemon_run(const struct config_source *src, struct config *cfg)
 	}
 
 	api_free(d.api);
+	for (size_t i = 0; i < d.n_smtp; i++)
+		smtp_server_free(d.smtp[i]);
+	free(d.smtp);
+	/* After the sessions: their unfinished messages are withdrawn first. */
+	queue_close(d.queue);
+	if (d.stop_timer)
+		event_free(d.stop_timer);
 	if (d.sig_term) {
 		event_free(d.sig_term);
 		event_free(d.sig_int);

@@ -8,26 +8,12 @@
 #include <event2/buffer.h>
 #include <event2/keyvalq_struct.h>
 
+#include "api/api_internal.h"
 #include "core/log.h"
 #include "core/xmalloc.h"
 #include "version.h"
 
-#define API_MAX_PARAMS 4
 #define API_TIMEOUT_SECONDS 60
-
-struct api {
-	struct evhttp *http;
-	struct timespec started; /* CLOCK_MONOTONIC */
-};
-
-/* Values captured from ":name" segments, in order. */
-struct api_params {
-	char *value[API_MAX_PARAMS];
-	int count;
-};
-
-typedef void (*api_handler)(struct api *api, struct evhttp_request *req,
-			    const struct api_params *params);
 
 struct api_route {
 	enum evhttp_cmd_type method;
@@ -89,6 +75,9 @@ static void route_health(struct api *api, struct evhttp_request *req,
 
 static const struct api_route routes[] = {
 	{EVHTTP_REQ_GET, "/health", route_health},
+	{EVHTTP_REQ_GET, "/queue/:zone", route_queue},
+	{EVHTTP_REQ_GET, "/message/:id", route_message},
+	{EVHTTP_REQ_GET, "/fetch/:id", route_fetch},
 };
 
 /*
@@ -156,10 +145,18 @@ static void api_dispatch(struct evhttp_request *req, void *arg)
 	free(path);
 }
 
-struct api *api_new(struct event_base *base, const struct api_config *cfg, char **err)
+void api_set_queue(struct api *api, struct queue *queue)
 {
+	api->queue = queue;
+}
+
+struct api *api_new(struct event_base *base, const struct config *config, char **err)
+{
+	const struct api_config *cfg = &config->api;
 	struct api *api = xcalloc(1, sizeof(*api));
+	api->cfg = config;
 	clock_gettime(CLOCK_MONOTONIC, &api->started);
+	api->started_wall = time(NULL);
 	api->http = evhttp_new(base);
 	if (api->http == NULL)
 		fatal("api: evhttp_new failed");

@@ -11,14 +11,18 @@
 #include <jansson.h>
 
 #include "core/config.h"
+#include "queue/queue.h"
 
 struct api;
 
 /*
- * Binds cfg->host:cfg->port and starts serving on `base`.  Returns NULL and
- * a malloc'ed message in *err when the address cannot be bound.
+ * Binds cfg->api.host:cfg->api.port and serves on `base` once the loop runs.
+ * `cfg` must outlive the API.  Returns NULL and a malloc'ed message in *err
+ * when the address cannot be bound.
  */
-struct api *api_new(struct event_base *base, const struct api_config *cfg, char **err);
+struct api *api_new(struct event_base *base, const struct config *cfg, char **err);
+/* The queue the API reads; set before the loop runs, must outlive the API. */
+void api_set_queue(struct api *api, struct queue *queue);
 /* Stops listening and closes open API connections.  Accepts NULL. */
 void api_free(struct api *api);
 

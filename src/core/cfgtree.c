@@ -334,3 +334,21 @@ void cfg_merge(struct cfg_node *dst, struct cfg_node *src)
 	src->nchild = 0;
 	cfg_node_free(src);
 }
+
+bool cfg_node_equal(const struct cfg_node *a, const struct cfg_node *b)
+{
+	if (a == NULL || b == NULL)
+		return a == b;
+	if (a->kind != b->kind || a->nchild != b->nchild)
+		return false;
+	if (a->kind == CFG_SCALAR && strcmp(a->value, b->value) != 0)
+		return false;
+	for (size_t i = 0; i < a->nchild; i++) {
+		const struct cfg_node *x = a->child[i], *y = b->child[i];
+		if ((x->key == NULL) != (y->key == NULL) || (x->key && strcmp(x->key, y->key) != 0))
+			return false;
+		if (!cfg_node_equal(x, y))
+			return false;
+	}
+	return true;
+}

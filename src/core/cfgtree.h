@@ -55,6 +55,9 @@ struct cfg_node *cfg_map_get(const struct cfg_node *map, const char *key);
 /* Follows a dotted path ("log.level") through mappings; NULL when absent. */
 struct cfg_node *cfg_lookup(const struct cfg_node *root, const char *path);
 
+/* Same content (kinds, keys, values; not positions)? */
+bool cfg_node_equal(const struct cfg_node *a, const struct cfg_node *b);
+
 void cfg_node_free(struct cfg_node *node);
 
 #endif

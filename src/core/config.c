@@ -8,7 +8,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "core/xmalloc.h"
 
@@ -316,33 +318,63 @@ int config_validate(const struct cfg_node *root, char **errors)
 
 /* --- typed access to a validated tree: absence is a broken invariant --- */
 
-static const struct cfg_node *need(const struct cfg_node *root, const char *path)
+/* The scalar text at `path` under `root` (NULL for null).  When absent and
+ * `fields` is given, the schema default of that field; else fatal. */
+static const char *raw_value(const struct cfg_node *root, const char *path,
+			     const struct cfg_schema *fields)
 {
 	const struct cfg_node *n = cfg_lookup(root, path);
-	if (n == NULL)
-		fatal("config: option %s missing after merge", path);
-	return n;
+	if (n != NULL)
+		return n->kind == CFG_NULL ? NULL : n->value;
+	for (; fields != NULL && fields->key != NULL; fields++)
+		if (strcmp(fields->key, path) == 0 && fields->def != NULL)
+			return strcmp(fields->def, "~") == 0 ? NULL : fields->def;
+	fatal("config: option %s missing after merge", path);
 }
 
-static char *get_str(const struct cfg_node *root, const char *path)
+static char *get_str_in(const struct cfg_node *root, const char *path,
+			const struct cfg_schema *fields)
 {
-	const struct cfg_node *n = need(root, path);
-	return n->kind == CFG_NULL ? NULL : xstrdup(n->value);
+	const char *v = raw_value(root, path, fields);
+	return v ? xstrdup(v) : NULL;
 }
 
-static bool get_bool(const struct cfg_node *root, const char *path)
+static bool get_bool_in(const struct cfg_node *root, const char *path,
+			const struct cfg_schema *fields)
 {
 	bool b = false;
-	config_parse_bool(need(root, path)->value, &b);
+	config_parse_bool(raw_value(root, path, fields), &b);
 	return b;
 }
 
-static long long get_int(const struct cfg_node *root, const char *path)
+static long long get_int_in(const struct cfg_node *root, const char *path,
+			    const struct cfg_schema *fields)
 {
 	long long v = 0;
-	config_parse_int(need(root, path)->value, &v);
+	config_parse_int(raw_value(root, path, fields), &v);
 	return v;
 }
+
+static uint64_t get_duration_in(const struct cfg_node *root, const char *path,
+				const struct cfg_schema *fields)
+{
+	uint64_t v = 0;
+	config_parse_duration(raw_value(root, path, fields), &v);
+	return v;
+}
+
+static uint64_t get_size_in(const struct cfg_node *root, const char *path,
+			    const struct cfg_schema *fields)
+{
+	uint64_t v = 0;
+	config_parse_size(raw_value(root, path, fields), &v);
+	return v;
+}
+
+#define get_str(root, path) get_str_in(root, path, NULL)
+#define get_bool(root, path) get_bool_in(root, path, NULL)
+#define get_int(root, path) get_int_in(root, path, NULL)
+#define get_duration(root, path) get_duration_in(root, path, NULL)
 
 /* Relative paths in the config are relative to the app folder. */
 static char *get_path(const struct config *cfg, const char *path)
@@ -356,13 +388,135 @@ static char *get_path(const struct config *cfg, const char *path)
 	return p;
 }
 
+static char *lowercase(char *s)
+{
+	for (char *p = s; *p; p++)
+		*p = (char)tolower((unsigned char)*p);
+	return s;
+}
+
+/* A list of strings (absent: empty), lower-cased, trimmed of a leading '@'. */
+static char **get_domains(const struct cfg_node *list, size_t *n)
+{
+	*n = list ? list->nchild : 0;
+	char **out = xcalloc(*n ? *n : 1, sizeof(char *));
+	for (size_t i = 0; i < *n; i++) {
+		const char *d = list->child[i]->value;
+		out[i] = lowercase(xstrdup(d[0] == '@' ? d + 1 : d));
+	}
+	return out;
+}
+
+static const struct cfg_schema *schema_field(const struct cfg_schema *fields, const char *key)
+{
+	for (; fields->key != NULL; fields++)
+		if (strcmp(fields->key, key) == 0)
+			return fields;
+	fatal("config: no schema for %s", key);
+}
+
+static void fill_smtp(struct config *cfg)
+{
+	const struct cfg_node *ifaces = cfg_lookup(cfg->tree, "smtpInterfaces");
+	const struct cfg_schema *f = schema_field(config_schema, "smtpInterfaces")->sub[0].sub;
+	cfg->n_smtp = ifaces->nchild;
+	cfg->smtp = xcalloc(cfg->n_smtp ? cfg->n_smtp : 1, sizeof(*cfg->smtp));
+	for (size_t i = 0; i < cfg->n_smtp; i++) {
+		const struct cfg_node *n = ifaces->child[i];
+		struct smtp_iface_config *s = &cfg->smtp[i];
+		s->name = xstrdup(n->key);
+		s->enabled = get_bool_in(n, "enabled", f);
+		s->host = get_str_in(n, "host", f);
+		s->port = (int)get_int_in(n, "port", f);
+		s->max_size = get_size_in(n, "maxSize", f);
+		s->max_recipients = (int)get_int_in(n, "maxRecipients", f);
+		s->max_clients = (int)get_int_in(n, "maxClients", f);
+		s->hostname = get_str_in(n, "name", f);
+		if (s->hostname == NULL)
+			s->hostname = xstrdup(cfg->hostname);
+		s->banner = get_str_in(n, "banner", f);
+		s->disable_version_string = get_bool_in(n, "disableVersionString", f);
+		s->socket_timeout_ms = get_duration_in(n, "socketTimeout", f);
+		s->allow_routing_headers = get_bool_in(n, "allowRoutingHeaders", f);
+	}
+}
+
+static void fill_zones(struct config *cfg)
+{
+	const struct cfg_node *zones = cfg_lookup(cfg->tree, "zones");
+	cfg->n_zones = zones->nchild;
+	cfg->zones = xcalloc(cfg->n_zones ? cfg->n_zones : 1, sizeof(*cfg->zones));
+	for (size_t i = 0; i < cfg->n_zones; i++) {
+		const struct cfg_node *n = zones->child[i];
+		struct zone_config *z = &cfg->zones[i];
+		z->name = xstrdup(n->key);
+		z->sender_domains = get_domains(cfg_map_get(n, "senderDomains"), &z->n_sender_domains);
+		z->recipient_domains =
+			get_domains(cfg_map_get(n, "recipientDomains"), &z->n_recipient_domains);
+		const struct cfg_node *rh = cfg_map_get(n, "routingHeaders");
+		z->n_routing_headers = rh ? rh->nchild : 0;
+		z->routing_headers = xcalloc(z->n_routing_headers ? z->n_routing_headers : 1,
+					     sizeof(*z->routing_headers));
+		for (size_t j = 0; j < z->n_routing_headers; j++) {
+			z->routing_headers[j].name = lowercase(xstrdup(rh->child[j]->key));
+			z->routing_headers[j].value = xstrdup(rh->child[j]->value);
+		}
+	}
+}
+
+const struct zone_config *config_zone(const struct config *cfg, const char *name)
+{
+	for (size_t i = 0; i < cfg->n_zones; i++)
+		if (strcasecmp(cfg->zones[i].name, name) == 0)
+			return &cfg->zones[i];
+	return NULL;
+}
+
+/* Checks that need more than one option at a time. */
+static int check_references(struct config *cfg, char **errors)
+{
+	struct problems found = {0};
+	const struct cfg_node *dz = cfg_lookup(cfg->tree, "queue.defaultZone");
+	if (config_zone(cfg, dz->value) == NULL)
+		problem_add(&found, dz, "option queue.defaultZone names no zone of `zones` (got '%s')",
+			    dz->value);
+	for (size_t i = 0; i < cfg->n_smtp; i++) {
+		for (size_t j = 0; j < i; j++) {
+			if (cfg->smtp[i].enabled && cfg->smtp[j].enabled &&
+			    cfg->smtp[i].port == cfg->smtp[j].port &&
+			    strcmp(cfg->smtp[i].host, cfg->smtp[j].host) == 0) {
+				char *path = xasprintf("smtpInterfaces.%s.port", cfg->smtp[i].name);
+				const struct cfg_node *at = cfg_lookup(cfg->tree, path);
+				if (at == NULL)
+					at = cfg_lookup(cfg->tree, "smtpInterfaces");
+				problem_add(&found, at,
+					    "smtpInterfaces %s and %s both listen on %s:%d",
+					    cfg->smtp[j].name, cfg->smtp[i].name, cfg->smtp[i].host,
+					    cfg->smtp[i].port);
+				free(path);
+			}
+		}
+	}
+	if (found.count == 0)
+		return 0;
+	*errors = problems_join(&found);
+	return -1;
+}
+
 static void config_fill(struct config *cfg)
 {
 	const struct cfg_node *t = cfg->tree;
 	cfg->ident = get_str(t, "ident");
+	cfg->hostname = get_str(t, "hostname");
+	if (cfg->hostname == NULL) {
+		char host[256] = "localhost";
+		gethostname(host, sizeof(host) - 1);
+		cfg->hostname = xstrdup(host);
+	}
 	cfg->user = get_str(t, "user");
 	cfg->group = get_str(t, "group");
 	cfg->pidfile = get_path(cfg, "pidfile");
+	cfg->shutdown_timeout_ms = get_duration(t, "shutdownTimeout");
 
 	char *level = get_str(t, "log.level");
 	log_level_parse(level, &cfg->log.level);
@@ -375,6 +529,14 @@ static void config_fill(struct config *cfg)
 	cfg->api.port = (int)get_int(t, "api.port");
 
 	cfg->queue.dir = get_path(cfg, "queue.dir");
+	cfg->queue.default_zone = get_str(t, "queue.defaultZone");
+	cfg->queue.future_date = get_bool(t, "queue.futureDate");
+	cfg->queue.future_date_skew_ms = get_duration(t, "queue.futureDateSkew");
+	cfg->queue.max_delay_ms = get_duration(t, "queue.maxDelay");
+	cfg->queue.min_free_space = get_size_in(t, "queue.minFreeSpace", NULL);
+
+	fill_smtp(cfg);
+	fill_zones(cfg);
 }
 
 static bool file_exists(const char *path)
@@ -453,6 +615,8 @@ struct config *config_load(const struct config_source *src, char **errors)
 	if (config_validate(cfg->tree, errors) != 0)
 		goto fail;
 	config_fill(cfg);
+	if (check_references(cfg, errors) != 0)
+		goto fail;
 	return cfg;
 fail:
 	config_free(cfg);
@@ -471,6 +635,31 @@ void config_free(struct config *cfg)
 	free(cfg->log.file);
 	free(cfg->api.host);
 	free(cfg->queue.dir);
+	free(cfg->queue.default_zone);
+	free(cfg->hostname);
+	for (size_t i = 0; i < cfg->n_smtp; i++) {
+		free(cfg->smtp[i].name);
+		free(cfg->smtp[i].host);
+		free(cfg->smtp[i].hostname);
+		free(cfg->smtp[i].banner);
+	}
+	free(cfg->smtp);
+	for (size_t i = 0; i < cfg->n_zones; i++) {
+		struct zone_config *z = &cfg->zones[i];
+		free(z->name);
+		for (size_t j = 0; j < z->n_sender_domains; j++)
+			free(z->sender_domains[j]);
+		free(z->sender_domains);
+		for (size_t j = 0; j < z->n_recipient_domains; j++)
+			free(z->recipient_domains[j]);
+		free(z->recipient_domains);
+		for (size_t j = 0; j < z->n_routing_headers; j++) {
+			free(z->routing_headers[j].name);
+			free(z->routing_headers[j].value);
+		}
+		free(z->routing_headers);
+	}
+	free(cfg->zones);
 	for (int i = 0; i < cfg->nfiles; i++)
 		free(cfg->files[i]);
 	free(cfg->files);

@@ -31,17 +31,60 @@ struct api_config {
 
 struct queue_config {
 	char *dir;
+	char *default_zone;
+	bool future_date;         /* delay delivery until a future Date: */
+	uint64_t future_date_skew_ms; /* a Date: less far ahead is "now" */
+	uint64_t max_delay_ms;    /* no message waits longer than this for its Date: */
+	uint64_t min_free_space;  /* refuse new mail when the queue's disk has less */
+};
+
+/* One SMTP listener: smtpInterfaces.<name>. */
+struct smtp_iface_config {
+	char *name;
+	bool enabled;
+	char *host;
+	int port;
+	uint64_t max_size;
+	int max_recipients;
+	int max_clients;
+	char *hostname; /* in the greeting and Received:; the global hostname when unset */
+	char *banner;   /* text after the hostname in the greeting */
+	bool disable_version_string;
+	uint64_t socket_timeout_ms;
+	bool allow_routing_headers; /* X-Sending-Zone may pick the zone */
+};
+
+struct routing_header {
+	char *name; /* lower case */
+	char *value;
+};
+
+/* A sending zone: zones.<name>.  Routing rules for now. */
+struct zone_config {
+	char *name;
+	char **sender_domains; /* lower case */
+	size_t n_sender_domains;
+	char **recipient_domains; /* lower case */
+	size_t n_recipient_domains;
+	struct routing_header *routing_headers;
+	size_t n_routing_headers;
 };
 
 struct config {
 	char *app_dir;     /* NULL when running on the built-in defaults only */
-	char *ident;       /* name in syslog and greetings */
+	char *ident;       /* name in syslog */
+	char *hostname;    /* this host's name in greetings, Received: and Message-ID */
 	char *user;        /* NULL: keep the starting user */
 	char *group;       /* NULL: the user's primary group */
 	char *pidfile;     /* NULL: none */
+	uint64_t shutdown_timeout_ms; /* how long a stop waits for messages in progress */
 	struct log_config log;
 	struct api_config api;
 	struct queue_config queue;
+	struct smtp_iface_config *smtp;
+	size_t n_smtp;
+	struct zone_config *zones; /* in configuration order */
+	size_t n_zones;
 
 	char **files;      /* files merged over the built-in defaults, in order */
 	int nfiles;
@@ -62,6 +105,9 @@ struct config_source {
  */
 struct config *config_load(const struct config_source *src, char **errors);
 void config_free(struct config *cfg);
+
+/* The zone called `name` (case-insensitive), or NULL. */
+const struct zone_config *config_zone(const struct config *cfg, const char *name);
 
 /* Scalar parsers shared by validation and tests; each returns true on success. */
 bool config_parse_bool(const char *s, bool *out);
@@ -94,6 +140,10 @@ struct cfg_schema {
 	long long min, max; /* CT_INT; CT_DURATION in ms; CT_SIZE in bytes */
 	const char *const *choices; /* CT_ENUM, NULL-terminated */
 	const struct cfg_schema *sub;
+	/* Fields of entries of a CT_DICT (smtpInterfaces.<name>, zones.<name>):
+	 * the value an entry takes when it leaves the field out ("~": null).
+	 * Lists and mappings left out are empty. */
+	const char *def;
 };
 
 /* The top level of the schema: a key==NULL terminated array. */

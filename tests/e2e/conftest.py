@@ -9,6 +9,7 @@ import json
 import os
 import re
 import signal
+import smtplib
 import socket
 import subprocess
 import time
@@ -84,9 +85,10 @@ class App:
 class Daemon:
     """A running `zone-mta run`, its log file and its API port."""
 
-    def __init__(self, argv, log_path, api_port, env=None, cwd=None):
+    def __init__(self, argv, log_path, api_port, env=None, cwd=None, smtp_port=None):
         self.log_path = Path(log_path)
         self.api_port = api_port
+        self.smtp_port = smtp_port
         full_env = dict(os.environ)
         full_env.pop("ZONEMTA_ENV", None)
         full_env.update(env or {})
@@ -100,6 +102,16 @@ class Daemon:
 
     def get(self, path, method="GET"):
         return http_get(self.url(path), method=method)
+
+    def smtp(self, timeout=30):
+        """An smtplib client connected to the feeder interface."""
+        return smtplib.SMTP("127.0.0.1", self.smtp_port, timeout=timeout)
+
+    def fetch(self, queue_id):
+        """The stored message bytes from GET /fetch/:id."""
+        with urllib.request.urlopen(self.url(f"/fetch/{queue_id}"), timeout=30) as resp:
+            assert resp.headers["Content-Type"] == "message/rfc822"
+            return resp.read()
 
     def log(self):
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
@@ -141,13 +153,15 @@ class Daemon:
 
 @pytest.fixture
 def app(tmp_path):
-    """A fresh app folder whose API listens on a free port."""
+    """A fresh app folder whose API and SMTP feeder listen on free ports."""
     path = tmp_path / "app"
     res = run_cli("create", str(path))
     assert res.returncode == 0, res.stderr
     a = App(path)
     a.api_port = free_port()
-    a.write_config("development", {"api": {"port": a.api_port}})
+    a.smtp_port = free_port()
+    a.write_config("development", {"api": {"port": a.api_port},
+                                   "smtpInterfaces": {"feeder": {"port": a.smtp_port}}})
     return a
 
 
@@ -164,8 +178,12 @@ def zmta(request, app):
         if extra_config is not None:
             app.write_config("test", extra_config)
             argv += ["-c", str(app.path / "config" / "test.yaml")]
-        port = (extra_config or {}).get("api", {}).get("port", app.api_port)
-        d = Daemon(argv, app.path / f"zone-mta-{len(started)}.log", port, env=env)
+        extra = extra_config or {}
+        port = extra.get("api", {}).get("port", app.api_port)
+        smtp_port = (extra.get("smtpInterfaces", {}).get("feeder", {})
+                     .get("port", app.smtp_port))
+        d = Daemon(argv, app.path / f"zone-mta-{len(started)}.log", port, env=env,
+                   smtp_port=smtp_port)
         started.append(d)
         show_log_on_failure(request, f"zone-mta log #{len(started)} (pid {d.pid})", d.log)
         if wait:

@@ -1,9 +1,12 @@
 """The daemon's lifecycle: listeners, /health, signals, reload, pid file, privileges."""
 import os
 import pwd
+import shutil
 import signal
 import socket
+import tempfile
 import time
+from pathlib import Path
 
 import pytest
 
@@ -121,19 +124,32 @@ def test_pidfile_locks_and_is_removed(app, zmta):
 @pytest.mark.skipif(os.geteuid() != 0, reason="dropping privileges needs root")
 def test_drops_privileges_after_binding(app, zmta):
     nobody = pwd.getpwnam("nobody")
-    os.chmod(app.path, 0o755)
-    os.chmod(app.path.parent, 0o755)
+    # A queue folder that nobody can reach (pytest's tmp folders are 0700).
+    queue_dir = Path(tempfile.mkdtemp(prefix="zmta-privs-"))
+    os.chmod(queue_dir, 0o755)
     # The API binds a port below 1024 as root, then the process runs as nobody.
     low = next(p for p in range(900, 1000) if _port_free(p))
-    d = zmta(extra_config={"user": "nobody", "api": {"port": low}})
+    try:
+        d = zmta(extra_config={"user": "nobody", "api": {"port": low},
+                               "queue": {"dir": str(queue_dir / "data")}})
+        _check_dropped(d, nobody, queue_dir / "data")
+    finally:
+        shutil.rmtree(queue_dir)
+
+
+def _check_dropped(d, nobody, data):
     status = open(f"/proc/{d.pid}/status").read()
     uids = next(l for l in status.splitlines() if l.startswith("Uid:")).split()[1:]
     gids = next(l for l in status.splitlines() if l.startswith("Gid:")).split()[1:]
     assert uids == [str(nobody.pw_uid)] * 4
     assert gids == [str(nobody.pw_gid)] * 4
-    assert os.stat(app.path / "data").st_uid == nobody.pw_uid
+    # The queue was opened after the switch: its files belong to nobody.
+    assert os.stat(data).st_uid == nobody.pw_uid
+    assert os.stat(data / "CURRENT").st_uid == nobody.pw_uid
     d.wait_log(r"event=privileges action=dropped user=nobody")
     assert d.get("/health")[0] == 200
+    with d.smtp() as client:  # the queue is writable as nobody
+        client.sendmail("a@example.test", ["b@example.test"], b"Subject: x\r\n\r\nhi\r\n")
     assert d.stop() == 0
 
 

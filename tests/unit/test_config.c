@@ -220,6 +220,48 @@ static void test_merge_order_and_paths(void **state)
 	remove_app(dir);
 }
 
+/* An added interface takes the schema defaults of the fields it omits. */
+static void test_dict_entry_defaults(void **state)
+{
+	(void)state;
+	char *dir = make_app();
+	write_file(dir, "development.yaml",
+		   "smtpInterfaces:\n  submission:\n    port: 2526\n    maxSize: 1 MB\n"
+		   "zones:\n  fast:\n    recipientDomains: [Example.TEST, '@other.test']\n"
+		   "queue:\n  defaultZone: fast\n");
+	struct config_source src = {.app_dir = dir, .env = "development"};
+	char *errors = NULL;
+	struct config *cfg = config_load(&src, &errors);
+	if (cfg == NULL)
+		fail_msg("%s", errors);
+	assert_int_equal(cfg->n_smtp, 2);
+	const struct smtp_iface_config *s = &cfg->smtp[1];
+	assert_string_equal(s->name, "submission");
+	assert_int_equal(s->port, 2526);
+	assert_int_equal(s->max_size, 1024 * 1024);
+	assert_string_equal(s->host, "127.0.0.1");
+	assert_int_equal(s->max_recipients, 1000);
+	assert_int_equal(s->socket_timeout_ms, 600000);
+	assert_false(s->allow_routing_headers);
+	assert_string_equal(s->hostname, cfg->hostname);
+	const struct zone_config *z = config_zone(cfg, "FAST");
+	assert_non_null(z);
+	assert_int_equal(z->n_recipient_domains, 2);
+	assert_string_equal(z->recipient_domains[0], "example.test");
+	assert_string_equal(z->recipient_domains[1], "other.test");
+	assert_int_equal(z->n_sender_domains, 0);
+	config_free(cfg);
+
+	write_file(dir, "development.yaml", "queue:\n  defaultZone: nowhere\n"
+					      "smtpInterfaces:\n  second:\n    enabled: true\n");
+	assert_null(config_load(&src, &errors));
+	assert_non_null(strstr(errors, "development.yaml:2: option queue.defaultZone names no zone"));
+	assert_non_null(strstr(errors, "smtpInterfaces feeder and second both listen on "
+				       "127.0.0.1:2525"));
+	free(errors);
+	remove_app(dir);
+}
+
 static void test_builtin_defaults(void **state)
 {
 	(void)state;
@@ -245,11 +287,21 @@ static void check_covered(const struct cfg_schema *fields, const struct cfg_node
 		if (n == NULL)
 			fail_msg("option %s%s%s is not in config/default.yaml", path, *path ? "." : "",
 				 f->key);
+		char *sub = xasprintf("%s%s%s", path, *path ? "." : "", f->key);
 		if (f->type == CT_MAP) {
-			char *sub = xasprintf("%s%s%s", path, *path ? "." : "", f->key);
 			check_covered(f->sub, n, sub);
-			free(sub);
+		} else if (f->type == CT_DICT && f->sub[0].type == CT_MAP) {
+			/* Each example entry shows every field, and every scalar
+			 * field has the default an added entry takes. */
+			if (n->nchild == 0)
+				fail_msg("%s has no example entry in config/default.yaml", sub);
+			for (size_t i = 0; i < n->nchild; i++)
+				check_covered(f->sub[0].sub, n->child[i], sub);
+			for (const struct cfg_schema *g = f->sub[0].sub; g->key; g++)
+				if (g->type != CT_LIST && g->type != CT_DICT && g->def == NULL)
+					fail_msg("%s.<entry>.%s has no default", sub, g->key);
 		}
+		free(sub);
 	}
 }
 
@@ -276,6 +328,7 @@ int main(void)
 		cmocka_unit_test(test_invalid_configs),
 		cmocka_unit_test(test_every_problem_reported),
 		cmocka_unit_test(test_merge_order_and_paths),
+		cmocka_unit_test(test_dict_entry_defaults),
 		cmocka_unit_test(test_builtin_defaults),
 		cmocka_unit_test(test_schema_matches_default_yaml),
 	};

@@ -1,0 +1,226 @@
+/*
+ * Queue routes of the HTTP API (ZoneMTA-compatible shapes):
+ *   GET /queue/:zone   counters of a zone, by recipient domain
+ *   GET /message/:id   a message's metadata and its pending deliveries
+ *   GET /fetch/:id     the stored message as message/rfc822, streamed
+ */
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/buffer.h>
+#include <event2/http.h>
+
+#include "api/api_internal.h"
+#include "core/log.h"
+#include "core/utf8.h"
+#include "core/xmalloc.h"
+#include "msg/header.h"
+
+/* ISO 8601 UTC with milliseconds, as ZoneMTA (JavaScript) prints times. */
+static json_t *iso_time(time_t t)
+{
+	struct tm tm;
+	char buf[40];
+	gmtime_r(&t, &tm);
+	strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%S.000Z", &tm);
+	return json_string(buf);
+}
+
+void route_queue(struct api *api, struct evhttp_request *req, const struct api_params *params)
+{
+	const struct zone_config *zone = config_zone(api->cfg, params->value[0]);
+	if (zone == NULL) {
+		api_reply_error(req, HTTP_NOTFOUND, "no such zone");
+		return;
+	}
+	const struct strmap *domains = NULL;
+	const struct queue_counts *c = queue_zone_counts(api->queue, zone->name, &domains);
+	json_t *list = json_array();
+	if (c != NULL) {
+		size_t pos = 0;
+		const char *name;
+		void *v;
+		while (strmap_next(domains, &pos, &name, &v)) {
+			const struct queue_counts *d = v;
+			json_array_append_new(list, json_pack("{s:s, s:I, s:I}", "domain", name,
+							      "queued", (json_int_t)d->queued,
+							      "deferred", (json_int_t)d->deferred));
+		}
+	}
+	json_t *body = json_pack("{s:o, s:o, s:I, s:I, s:I, s:o}", "time", iso_time(time(NULL)),
+				 "started", iso_time(api->started_wall), "processed",
+				 (json_int_t)queue_processed(api->queue), "queued",
+				 (json_int_t)(c ? c->queued : 0), "deferred",
+				 (json_int_t)(c ? c->deferred : 0), "domains", list);
+	api_reply_json(req, HTTP_OK, body);
+}
+
+static bool valid_id(const char *id)
+{
+	if (strlen(id) != QUEUE_ID_LEN)
+		return false;
+	for (const char *p = id; *p; p++)
+		if (!isxdigit((unsigned char)*p) || isupper((unsigned char)*p))
+			return false;
+	return true;
+}
+
+/* A request waiting for the store; cancelled if the client goes away. */
+struct pending_read {
+	struct api *api;
+	struct evhttp_request *req;
+	struct evhttp_connection *conn;
+	uint64_t queue_req;
+	char id[QUEUE_ID_LEN + 1];
+	uint32_t next_chunk;
+};
+
+static void on_client_gone(struct evhttp_connection *conn, void *arg)
+{
+	(void)conn;
+	struct pending_read *p = arg;
+	queue_request_cancel(p->api->queue, p->queue_req);
+	free(p);
+}
+
+static struct pending_read *pending_new(struct api *api, struct evhttp_request *req,
+					const char *id)
+{
+	struct pending_read *p = xcalloc(1, sizeof(*p));
+	p->api = api;
+	p->req = req;
+	p->conn = evhttp_request_get_connection(req);
+	snprintf(p->id, sizeof(p->id), "%s", id);
+	evhttp_connection_set_closecb(p->conn, on_client_gone, p);
+	return p;
+}
+
+static void pending_free(struct pending_read *p)
+{
+	evhttp_connection_set_closecb(p->conn, NULL, NULL);
+	free(p);
+}
+
+/* The header block as [{key, line}], each line without its final CRLF. */
+static json_t *header_lines(const char *block, size_t len)
+{
+	struct header_list list = {0};
+	header_list_parse(&list, block, len);
+	json_t *out = json_array();
+	for (size_t i = 0; i < list.count; i++) {
+		const struct header *h = &list.items[i];
+		size_t n = h->raw_len;
+		while (n > 0 && (h->raw[n - 1] == '\n' || h->raw[n - 1] == '\r'))
+			n--;
+		char *line = utf8_sanitize(h->raw, n);
+		char *key = utf8_sanitize(h->key, strlen(h->key));
+		json_array_append_new(out, json_pack("{s:s, s:s}", "key", key, "line", line));
+		free(line);
+		free(key);
+	}
+	header_list_clear(&list);
+	return out;
+}
+
+static void message_answer(void *arg, int rc, const struct queue_message *msg)
+{
+	struct pending_read *p = arg;
+	struct evhttp_request *req = p->req;
+	if (rc <= 0) {
+		pending_free(p);
+		if (rc == 0)
+			api_reply_error(req, HTTP_NOTFOUND, "no such message");
+		else
+			api_reply_error(req, HTTP_INTERNAL, "cannot read the queue");
+		return;
+	}
+	json_t *meta = json_deep_copy(msg->meta);
+	json_object_set_new(meta, "headers", header_lines(msg->header_block, msg->header_len));
+	json_t *messages = json_array();
+	size_t i;
+	json_t *row;
+	json_array_foreach(msg->deliveries, i, row)
+	{
+		json_t *m = json_pack("{s:s, s:O, s:O, s:O, s:O}", "id", p->id, "seq",
+				      json_object_get(row, "seq"), "zone", json_object_get(row, "zone"),
+				      "recipient", json_object_get(row, "recipient"), "status",
+				      json_object_get(row, "status"));
+		if (m == NULL)
+			continue; /* a row missing fields: shown nowhere rather than wrong */
+		json_t *deferred = json_object_get(row, "deferred");
+		if (deferred != NULL)
+			json_object_set(m, "deferred", deferred);
+		json_array_append_new(messages, m);
+	}
+	pending_free(p);
+	api_reply_json(req, HTTP_OK, json_pack("{s:o, s:o}", "meta", meta, "messages", messages));
+}
+
+void route_message(struct api *api, struct evhttp_request *req, const struct api_params *params)
+{
+	if (!valid_id(params->value[0])) {
+		api_reply_error(req, HTTP_BADREQUEST, "invalid queue id");
+		return;
+	}
+	struct pending_read *p = pending_new(api, req, params->value[0]);
+	p->queue_req = queue_message_get(api->queue, p->id, message_answer, p);
+}
+
+static void fetch_chunk(void *arg, int rc, const char *data, size_t len);
+
+/* The last chunk was written to the client: read the next (flow control). */
+static void chunk_written(struct evhttp_connection *conn, void *arg)
+{
+	(void)conn;
+	struct pending_read *p = arg;
+	p->queue_req = queue_chunk_get(p->api->queue, p->id, p->next_chunk++, fetch_chunk, p);
+}
+
+static void fetch_chunk(void *arg, int rc, const char *data, size_t len)
+{
+	struct pending_read *p = arg;
+	struct evhttp_request *req = p->req;
+	if (rc <= 0) {
+		/* Past the last chunk, or a read error: end the reply (a short
+		 * body is what a client can detect, the status is sent). */
+		pending_free(p);
+		evhttp_send_reply_end(req);
+		return;
+	}
+	struct evbuffer *buf = evbuffer_new();
+	evbuffer_add(buf, data, len);
+	evhttp_send_reply_chunk_with_cb(req, buf, chunk_written, p);
+	evbuffer_free(buf);
+}
+
+static void fetch_answer(void *arg, int rc, const struct queue_message *msg)
+{
+	struct pending_read *p = arg;
+	struct evhttp_request *req = p->req;
+	if (rc <= 0) {
+		pending_free(p);
+		if (rc == 0)
+			api_reply_error(req, HTTP_NOTFOUND, "no such message");
+		else
+			api_reply_error(req, HTTP_INTERNAL, "cannot read the queue");
+		return;
+	}
+	evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", "message/rfc822");
+	evhttp_send_reply_start(req, HTTP_OK, "OK");
+	struct evbuffer *buf = evbuffer_new();
+	evbuffer_add(buf, msg->header_block, msg->header_len);
+	evhttp_send_reply_chunk_with_cb(req, buf, chunk_written, p);
+	evbuffer_free(buf);
+}
+
+void route_fetch(struct api *api, struct evhttp_request *req, const struct api_params *params)
+{
+	if (!valid_id(params->value[0])) {
+		api_reply_error(req, HTTP_BADREQUEST, "invalid queue id");
+		return;
+	}
+	struct pending_read *p = pending_new(api, req, params->value[0]);
+	p->queue_req = queue_message_get(api->queue, p->id, fetch_answer, p);
+}

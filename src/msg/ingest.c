@@ -1,0 +1,318 @@
+/* Streaming ingest: header block, body chunks, rewriting, routing, commit; see ingest.h. */
+#include "msg/ingest.h"
+
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+#include <time.h>
+
+#include "core/log.h"
+#include "core/utf8.h"
+#include "core/xmalloc.h"
+#include "msg/header.h"
+#include "version.h"
+#include "zone/route.h"
+
+struct ingest {
+	struct queue *q;
+	const struct config *cfg;
+	char id[QUEUE_ID_LEN + 1];
+	struct queue_body *body;
+	/* the header block while it is being collected */
+	char *head;
+	size_t head_len, head_cap, head_scan;
+	bool head_done;
+	bool head_too_big;
+	struct header_list headers;
+	uint64_t size;
+	int64_t received_ms;
+	ingest_done_cb cb;
+	void *cb_arg;
+	/* kept for the log line once the commit is durable */
+	char *from;
+	size_t nrcpts;
+	char *zones_used;
+	int64_t delayed_until;
+};
+
+static int64_t now_ms(void)
+{
+	struct timeval tv;
+	gettimeofday(&tv, NULL);
+	return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
+}
+
+struct ingest *ingest_new(struct queue *q, const struct config *cfg, void (*on_drain)(void *arg),
+			  void *arg)
+{
+	struct ingest *in = xcalloc(1, sizeof(*in));
+	in->q = q;
+	in->cfg = cfg;
+	queue_id_new(q, in->id);
+	in->body = queue_body_new(q, in->id, on_drain, arg);
+	in->received_ms = now_ms();
+	return in;
+}
+
+const char *ingest_id(const struct ingest *in)
+{
+	return in->id;
+}
+
+bool ingest_busy(const struct ingest *in)
+{
+	return queue_body_busy(in->body);
+}
+
+uint64_t ingest_size(const struct ingest *in)
+{
+	return in->size;
+}
+
+/* The header block is complete: parse it and send what follows to the body. */
+static void head_complete(struct ingest *in, size_t end)
+{
+	header_list_parse(&in->headers, in->head, end);
+	in->head_done = true;
+	if (in->head_len > end)
+		queue_body_write(in->body, in->head + end, in->head_len - end);
+	in->head_len = end;
+}
+
+int ingest_write(struct ingest *in, const char *data, size_t len)
+{
+	if (in->head_too_big)
+		return -1;
+	in->size += len;
+	if (in->head_done) {
+		queue_body_write(in->body, data, len);
+		return 0;
+	}
+	in->head = xreallocarray_grow(in->head, &in->head_cap, in->head_len + len, 1);
+	memcpy(in->head + in->head_len, data, len);
+	in->head_len += len;
+	size_t end;
+	if (header_block_end(in->head, in->head_len, false, &in->head_scan, &end)) {
+		if (end > HEADER_BLOCK_MAX) {
+			in->head_too_big = true;
+			return -1;
+		}
+		head_complete(in, end);
+	} else if (in->head_len > HEADER_BLOCK_MAX) {
+		in->head_too_big = true;
+		return -1;
+	}
+	return 0;
+}
+
+static const char *domain_of(const char *addr)
+{
+	const char *at = strrchr(addr, '@');
+	return at ? at + 1 : NULL;
+}
+
+static char *lower_dup(const char *s)
+{
+	char *d = xstrdup(s);
+	for (char *p = d; *p; p++)
+		*p = (char)tolower((unsigned char)*p);
+	return d;
+}
+
+/* Adds Received: at the top and Message-ID/Date at the end when missing. */
+static void rewrite_headers(struct ingest *in, const struct ingest_envelope *env,
+			    char **message_id, char **date)
+{
+	char now[64];
+	header_date_format((time_t)(in->received_ms / 1000), now, sizeof(now));
+
+	int mid = header_list_find(&in->headers, "message-id");
+	if (mid < 0) {
+		char *value = xasprintf("<%s@%s>", in->id, env->received_by);
+		header_list_insert(&in->headers, in->headers.count, "Message-ID", value);
+		free(value);
+		mid = (int)in->headers.count - 1;
+	}
+	*message_id = xstrdup(in->headers.items[mid].value);
+
+	int dh = header_list_find(&in->headers, "date");
+	if (dh < 0) {
+		header_list_insert(&in->headers, in->headers.count, "Date", now);
+		dh = (int)in->headers.count - 1;
+	}
+	*date = xstrdup(in->headers.items[dh].value);
+
+	/* RFC 5321 4.4: a trace field at the top.  "for" only with one
+	 * recipient, so a message does not disclose its other recipients. */
+	char *forpart = env->nrcpts == 1 ? xasprintf("\r\n\tfor <%s>", env->rcpts[0]) : xstrdup("");
+	char *received = xasprintf("from %s ([%s])\r\n\tby %s (zone-mta) with %s id %s%s;\r\n\t%s",
+				   env->transhost && *env->transhost ? env->transhost : "unknown",
+				   env->origin, env->received_by, env->transtype, in->id, forpart,
+				   now);
+	header_list_insert(&in->headers, 0, "Received", received);
+	free(received);
+	free(forpart);
+}
+
+/* When the message should first be tried: now, or its future Date:. */
+static int64_t first_attempt(const struct ingest *in, const char *date)
+{
+	const struct queue_config *qc = &in->cfg->queue;
+	time_t t;
+	if (!qc->future_date || header_date_parse(date, &t) != 0)
+		return in->received_ms;
+	int64_t when = (int64_t)t * 1000;
+	if (when <= in->received_ms + (int64_t)qc->future_date_skew_ms)
+		return in->received_ms;
+	int64_t latest = in->received_ms + (int64_t)qc->max_delay_ms;
+	return when < latest ? when : latest;
+}
+
+/* A JSON string of client-supplied text, which may be any bytes. */
+static json_t *text_value(const char *s)
+{
+	char *clean = utf8_sanitize(s, strlen(s));
+	json_t *v = json_string(clean);
+	free(clean);
+	return v;
+}
+
+static void set_text(json_t *obj, const char *key, const char *s)
+{
+	json_object_set_new(obj, key, text_value(s));
+}
+
+static void commit_done(void *arg, int rc, const char *error)
+{
+	struct ingest *in = arg;
+	if (rc == 0) {
+		char delayed[80] = "";
+		if (in->delayed_until > in->received_ms)
+			snprintf(delayed, sizeof(delayed), " delayed_until=%lld",
+				 (long long)(in->delayed_until / 1000));
+		log_msg(LOG_LEVEL_INFO, in->id, "queued", "from=<%s> rcpts=%zu size=%llu zones=%s%s",
+			in->from, in->nrcpts, (unsigned long long)in->size, in->zones_used, delayed);
+	} else {
+		log_msg(LOG_LEVEL_ERROR, in->id, "store_failed", "error=\"%s\"", error);
+	}
+	in->cb(in->cb_arg, rc, error);
+}
+
+/* Appends `name` to a comma-separated list unless already there. */
+static void list_add(char **list, const char *name)
+{
+	size_t n = strlen(name);
+	for (const char *p = *list; p && *p;) {
+		const char *comma = strchr(p, ',');
+		size_t len = comma ? (size_t)(comma - p) : strlen(p);
+		if (len == n && memcmp(p, name, n) == 0)
+			return;
+		p = comma ? comma + 1 : p + len;
+	}
+	char *joined = xasprintf("%s%s%s", *list ? *list : "", *list ? "," : "", name);
+	free(*list);
+	*list = joined;
+}
+
+void ingest_finish(struct ingest *in, const struct ingest_envelope *env, ingest_done_cb cb,
+		   void *arg)
+{
+	in->cb = cb;
+	in->cb_arg = arg;
+	if (!in->head_done) {
+		size_t end = 0;
+		header_block_end(in->head, in->head_len, true, &in->head_scan, &end);
+		head_complete(in, end);
+	}
+
+	/* X-Sending-Zone is read, then removed whatever the interface. */
+	int xs = header_list_find(&in->headers, "x-sending-zone");
+	char *header_zone = xs >= 0 && env->allow_routing_headers
+				    ? lower_dup(in->headers.items[xs].value)
+				    : NULL;
+	header_list_remove(&in->headers, "x-sending-zone");
+
+	char *message_id, *date;
+	rewrite_headers(in, env, &message_id, &date);
+	in->delayed_until = first_attempt(in, date);
+
+	const char *sender_domain = domain_of(env->from);
+	char *sender_lower = sender_domain ? lower_dup(sender_domain) : NULL;
+	struct route_message rm = {header_zone, &in->headers, sender_lower};
+	const char *rule, *unknown;
+	const struct zone_config *msg_zone = route_message_zone(in->cfg, &rm, &rule, &unknown);
+	if (unknown != NULL)
+		log_msg(LOG_LEVEL_WARN, in->id, "route", "x_sending_zone=%s action=ignored "
+			"reason=\"no such zone\"", unknown);
+
+	struct queue_delivery *dlv = xcalloc(env->nrcpts, sizeof(*dlv));
+	char **domains = xcalloc(env->nrcpts, sizeof(char *));
+	for (size_t i = 0; i < env->nrcpts; i++) {
+		domains[i] = lower_dup(domain_of(env->rcpts[i]));
+		const char *rcpt_rule = rule;
+		const struct zone_config *z =
+			msg_zone ? msg_zone : route_recipient_zone(in->cfg, domains[i], &rcpt_rule);
+		dlv[i] = (struct queue_delivery){z->name, env->rcpts[i], domains[i],
+						 in->delayed_until};
+		list_add(&in->zones_used, z->name);
+		log_msg(LOG_LEVEL_DEBUG, in->id, "route", "seq=%03zx rcpt=<%s> zone=%s rule=%s",
+			i + 1, env->rcpts[i], z->name, rcpt_rule);
+	}
+
+	size_t hlen = header_list_raw_size(&in->headers);
+	char *block = xmalloc(hlen + 1);
+	header_list_serialize(&in->headers, block);
+
+	json_t *meta = json_object();
+	set_text(meta, "id", in->id);
+	set_text(meta, "interface", env->interface);
+	set_text(meta, "from", env->from);
+	json_t *to = json_array();
+	for (size_t i = 0; i < env->nrcpts; i++)
+		json_array_append_new(to, text_value(env->rcpts[i]));
+	json_object_set_new(meta, "to", to);
+	set_text(meta, "origin", env->origin);
+	char *originhost = xasprintf("[%s]", env->origin);
+	set_text(meta, "originhost", originhost);
+	free(originhost);
+	set_text(meta, "transhost", env->transhost ? env->transhost : "");
+	set_text(meta, "transtype", env->transtype);
+	if (env->user != NULL)
+		set_text(meta, "user", env->user);
+	set_text(meta, "messageId", message_id);
+	set_text(meta, "date", date);
+	json_object_set_new(meta, "time", json_integer((json_int_t)in->received_ms));
+	json_object_set_new(meta, "created", json_integer((json_int_t)now_ms()));
+	json_object_set_new(meta, "nextAttempt", json_integer((json_int_t)in->delayed_until));
+	json_object_set_new(meta, "dkim",
+			    json_pack("{s:s, s:n}", "hashAlgo", "sha256", "bodyHash"));
+
+	in->from = xstrdup(env->from);
+	in->nrcpts = env->nrcpts;
+	/* The header block is stored in the metadata; the body in chunks. */
+	queue_message_commit(in->body, meta, block, hlen, dlv, env->nrcpts, commit_done, in);
+
+	for (size_t i = 0; i < env->nrcpts; i++)
+		free(domains[i]);
+	free(domains);
+	free(dlv);
+	free(block);
+	free(message_id);
+	free(date);
+	free(sender_lower);
+	free(header_zone);
+}
+
+void ingest_free(struct ingest *in)
+{
+	if (in == NULL)
+		return;
+	queue_body_free(in->body);
+	header_list_clear(&in->headers);
+	free(in->head);
+	free(in->from);
+	free(in->zones_used);
+	free(in);
+}

@@ -1,0 +1,68 @@
+/*
+ * Ingest: turns a message arriving as a byte stream into a queued message.
+ * The header block is collected (bounded by HEADER_BLOCK_MAX) and parsed;
+ * body bytes go straight to the store in chunks and are never held whole.
+ * At the end the header block is rewritten (Received: prepended, Message-ID
+ * and Date added when missing, X-Sending-Zone removed), each recipient is
+ * routed to a zone, and the message is committed durably.  Shared by the
+ * SMTP server and (later) the HTTP API.
+ */
+#ifndef ZMTA_INGEST_H
+#define ZMTA_INGEST_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "core/config.h"
+#include "queue/queue.h"
+
+/* Who sent the message and to whom. */
+struct ingest_envelope {
+	const char *interface;  /* "feeder", "api", ... */
+	const char *origin;     /* client IP address */
+	const char *transhost;  /* the name the client gave (HELO/EHLO) */
+	const char *transtype;  /* "ESMTP", "SMTP", "HTTP" */
+	const char *user;       /* authenticated user or NULL */
+	const char *from;       /* envelope sender; "" for the null sender */
+	char *const *rcpts;     /* envelope recipients, each with a domain */
+	size_t nrcpts;
+	bool allow_routing_headers; /* X-Sending-Zone may choose the zone */
+	const char *received_by;    /* our host name in Received: */
+};
+
+struct ingest;
+
+/*
+ * Starts a message with a fresh queue id.  `on_drain(arg)` is called when a
+ * busy ingest (see ingest_busy) can take more input.  `cfg` must outlive it.
+ */
+struct ingest *ingest_new(struct queue *q, const struct config *cfg, void (*on_drain)(void *arg),
+			  void *arg);
+const char *ingest_id(const struct ingest *in);
+
+/*
+ * Feeds message bytes.  Returns 0, or -1 once the header block has grown
+ * past HEADER_BLOCK_MAX: the message must then be refused (552 5.3.4) and
+ * further input is ignored.
+ */
+int ingest_write(struct ingest *in, const char *data, size_t len);
+/* True while the store is behind: stop reading until on_drain. */
+bool ingest_busy(const struct ingest *in);
+/* Bytes fed so far. */
+uint64_t ingest_size(const struct ingest *in);
+
+/* rc 0: queued (durable); else a QUEUE_ERR_* code and `error` says why (a
+ * temporary failure: nothing of the message is visible). */
+typedef void (*ingest_done_cb)(void *arg, int rc, const char *error);
+
+/*
+ * Ends the input: rewrites the header block, routes, commits.  `cb` runs
+ * once the commit is durable or failed, unless the ingest is freed first.
+ */
+void ingest_finish(struct ingest *in, const struct ingest_envelope *env, ingest_done_cb cb,
+		   void *arg);
+
+/* Frees it; an unfinished message leaves nothing in the store. */
+void ingest_free(struct ingest *in);
+
+#endif

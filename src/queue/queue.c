@@ -1,0 +1,723 @@
+/* The queue on the loop side: ids, bodies, commits, reads, counters; see queue.h. */
+#include "queue/queue.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include "core/log.h"
+#include "core/xmalloc.h"
+#include "queue/queue_worker.h"
+#include "queue/store.h"
+
+/* A body stops reading input while this many chunks wait for the writer:
+ * memory per ingest stays near (this + 1) * QUEUE_CHUNK_SIZE. */
+#define BODY_MAX_INFLIGHT 2
+
+struct queue {
+	const struct store_backend *be;
+	struct store *store;
+	struct worker *writer, *reader;
+	uint64_t next_handle;
+	struct u64map *bodies;   /* handle → struct queue_body */
+	struct u64map *requests; /* id → struct pending (reads) */
+	/* ids */
+	uint64_t id_ms;
+	unsigned id_counter;
+	unsigned id_tag;
+	/* counters */
+	struct strmap *zones; /* zone → struct zone_counts */
+	uint64_t processed;
+};
+
+struct zone_counts {
+	struct queue_counts total;
+	struct strmap *domains; /* domain → struct queue_counts */
+};
+
+struct queue_body {
+	struct queue *q;
+	uint64_t handle;
+	char id[QUEUE_ID_LEN + 1];
+	char *chunk; /* the chunk being filled */
+	size_t fill;
+	uint32_t chunks_sent;
+	uint64_t size;
+	int inflight;
+	int failed;     /* a chunk write failed (its QUEUE_ERR_*): the commit will fail */
+	char *error;
+	bool committing;
+	bool committed;
+	queue_commit_cb commit_cb;
+	void *commit_arg;
+	void (*on_drain)(void *arg);
+	void *drain_arg;
+};
+
+/* A read request waiting for its answer. */
+struct pending {
+	queue_message_cb message_cb;
+	queue_chunk_cb chunk_cb;
+	void *arg;
+};
+
+/* --- keys --- */
+
+static void body_key(char *key, const char *id, uint32_t index)
+{
+	memcpy(key, id, QUEUE_ID_LEN);
+	key[QUEUE_ID_LEN] = (char)(index >> 24);
+	key[QUEUE_ID_LEN + 1] = (char)(index >> 16);
+	key[QUEUE_ID_LEN + 2] = (char)(index >> 8);
+	key[QUEUE_ID_LEN + 3] = (char)index;
+}
+#define BODY_KEY_LEN (QUEUE_ID_LEN + 4)
+#define DLV_KEY_LEN (QUEUE_ID_LEN + QUEUE_SEQ_LEN)
+
+static int64_t now_ms(void)
+{
+	struct timeval tv;
+	gettimeofday(&tv, NULL);
+	return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
+}
+
+/* --- jobs: a job owns copies of everything it writes --- */
+
+struct write_job {
+	struct worker_job job;
+	struct store_op ops[4];
+	char *bufs[4]; /* freed with the job */
+	size_t nbufs;
+};
+
+static struct write_job *write_job_new(struct queue *q, uint64_t req,
+				       void (*done)(struct worker_job *))
+{
+	struct write_job *w = xcalloc(1, sizeof(*w));
+	w->job.ops = w->ops;
+	w->job.done = done;
+	w->job.req = req;
+	w->job.ctx = q;
+	return w;
+}
+
+/* Adds an op whose key and value the job takes ownership of. */
+static void write_job_add(struct write_job *w, enum store_op_kind kind, enum store_cf cf,
+			  char *key, size_t klen, char *val, size_t vlen)
+{
+	w->ops[w->job.nops++] = (struct store_op){kind, cf, key, klen, val, vlen};
+	w->bufs[w->nbufs++] = key;
+	if (val != NULL)
+		w->bufs[w->nbufs++] = val;
+}
+
+static void write_job_free(struct write_job *w)
+{
+	for (size_t i = 0; i < w->nbufs; i++)
+		free(w->bufs[i]);
+	if (w->job.ops != w->ops) {
+		for (size_t i = 0; i < w->job.nops; i++) {
+			free((char *)w->job.ops[i].key);
+			free((char *)w->job.ops[i].val);
+		}
+		free(w->job.ops);
+	}
+	free(w->job.err);
+	free(w);
+}
+
+/* --- counters --- */
+
+static void counts_add(struct queue *q, const char *zone, const char *domain, int64_t queued,
+		       int64_t deferred)
+{
+	struct zone_counts *z = strmap_get(q->zones, zone);
+	if (z == NULL) {
+		z = xcalloc(1, sizeof(*z));
+		z->domains = strmap_new();
+		strmap_put(q->zones, zone, z);
+	}
+	struct queue_counts *d = strmap_get(z->domains, domain);
+	if (d == NULL) {
+		d = xcalloc(1, sizeof(*d));
+		strmap_put(z->domains, domain, d);
+	}
+	z->total.queued += (uint64_t)queued;
+	z->total.deferred += (uint64_t)deferred;
+	d->queued += (uint64_t)queued;
+	d->deferred += (uint64_t)deferred;
+	if (d->queued == 0 && d->deferred == 0)
+		free(strmap_remove(z->domains, domain));
+}
+
+const struct queue_counts *queue_zone_counts(const struct queue *q, const char *zone,
+					     const struct strmap **domains)
+{
+	struct zone_counts *z = strmap_get(q->zones, zone);
+	if (z == NULL)
+		return NULL;
+	*domains = z->domains;
+	return &z->total;
+}
+
+uint64_t queue_processed(const struct queue *q)
+{
+	return q->processed;
+}
+
+/* --- ids --- */
+
+void queue_id_new(struct queue *q, char id[QUEUE_ID_LEN + 1])
+{
+	uint64_t ms = (uint64_t)now_ms();
+	if (ms > q->id_ms) {
+		q->id_ms = ms;
+		q->id_counter = 0;
+	} else if (++q->id_counter > 0xffff) {
+		/* More than 65536 ids in one millisecond: borrow the next one. */
+		q->id_ms++;
+		q->id_counter = 0;
+	}
+	snprintf(id, QUEUE_ID_LEN + 1, "%011llx%03x%04x", (unsigned long long)q->id_ms,
+		 q->id_tag, q->id_counter);
+}
+
+/* --- bodies --- */
+
+struct queue_body *queue_body_new(struct queue *q, const char *id, void (*on_drain)(void *arg),
+				  void *arg)
+{
+	struct queue_body *b = xcalloc(1, sizeof(*b));
+	b->q = q;
+	b->handle = ++q->next_handle;
+	memcpy(b->id, id, QUEUE_ID_LEN + 1);
+	b->chunk = xmalloc(QUEUE_CHUNK_SIZE);
+	b->on_drain = on_drain;
+	b->drain_arg = arg;
+	u64map_put(q->bodies, b->handle, b);
+	return b;
+}
+
+static void chunk_done(struct worker_job *job)
+{
+	struct write_job *w = (struct write_job *)job;
+	struct queue *q = job->ctx;
+	struct queue_body *b = u64map_get(q->bodies, job->req);
+	if (b != NULL) {
+		bool was_busy = queue_body_busy(b);
+		b->inflight--;
+		if (job->rc != 0 && !b->failed) {
+			b->failed = job->rc;
+			b->error = xstrdup(job->err);
+		}
+		if (was_busy && !queue_body_busy(b) && b->on_drain)
+			b->on_drain(b->drain_arg);
+	}
+	write_job_free(w);
+}
+
+/* Hands the filled chunk to the writer as its own job (no sync: the
+ * commit's synced write makes the WAL durable up to it). */
+static void body_flush(struct queue_body *b)
+{
+	struct write_job *w = write_job_new(b->q, b->handle, chunk_done);
+	char *key = xmalloc(BODY_KEY_LEN);
+	body_key(key, b->id, b->chunks_sent++);
+	write_job_add(w, STORE_PUT, STORE_CF_BODY, key, BODY_KEY_LEN, b->chunk, b->fill);
+	b->chunk = xmalloc(QUEUE_CHUNK_SIZE);
+	b->fill = 0;
+	b->inflight++;
+	worker_submit(b->q->writer, &w->job);
+}
+
+void queue_body_write(struct queue_body *b, const char *data, size_t len)
+{
+	b->size += len;
+	while (len > 0) {
+		size_t n = QUEUE_CHUNK_SIZE - b->fill;
+		if (n > len)
+			n = len;
+		memcpy(b->chunk + b->fill, data, n);
+		b->fill += n;
+		data += n;
+		len -= n;
+		if (b->fill == QUEUE_CHUNK_SIZE)
+			body_flush(b);
+	}
+}
+
+bool queue_body_busy(const struct queue_body *b)
+{
+	return b->inflight >= BODY_MAX_INFLIGHT;
+}
+
+uint64_t queue_body_size(const struct queue_body *b)
+{
+	return b->size;
+}
+
+static void noop_done(struct worker_job *job)
+{
+	write_job_free((struct write_job *)job);
+}
+
+void queue_body_free(struct queue_body *b)
+{
+	if (b == NULL)
+		return;
+	u64map_remove(b->q->bodies, b->handle);
+	if (!b->committing && !b->committed && b->chunks_sent > 0) {
+		/* Written chunks of a message that will never be committed.  The
+		 * writer runs jobs in order, so this follows their writes. */
+		struct write_job *w = write_job_new(b->q, 0, noop_done);
+		char *from = xmalloc(BODY_KEY_LEN), *to = xmalloc(BODY_KEY_LEN);
+		body_key(from, b->id, 0);
+		body_key(to, b->id, UINT32_MAX);
+		write_job_add(w, STORE_DELETE_RANGE, STORE_CF_BODY, from, BODY_KEY_LEN, to,
+			      BODY_KEY_LEN);
+		worker_submit(b->q->writer, &w->job);
+	}
+	free(b->chunk);
+	free(b->error);
+	free(b);
+}
+
+/* --- commit --- */
+
+struct commit_job {
+	struct write_job w;
+	/* counters to apply once durable: zone and domain per recipient */
+	char **zones, **domains;
+	size_t ndlv;
+};
+
+static void commit_done(struct worker_job *job)
+{
+	struct commit_job *c = (struct commit_job *)job;
+	struct queue *q = job->ctx;
+	int rc = job->rc;
+	if (rc == 0)
+		for (size_t i = 0; i < c->ndlv; i++)
+			counts_add(q, c->zones[i], c->domains[i], 1, 0);
+	struct queue_body *b = u64map_get(q->bodies, job->req);
+	if (b != NULL) {
+		b->committing = false;
+		b->committed = rc == 0;
+		if (b->commit_cb)
+			b->commit_cb(b->commit_arg, rc, job->err);
+	}
+	for (size_t i = 0; i < c->ndlv; i++) {
+		free(c->zones[i]);
+		free(c->domains[i]);
+	}
+	free(c->zones);
+	free(c->domains);
+	write_job_free(&c->w);
+}
+
+static char *json_text(json_t *v, size_t *len)
+{
+	char *s = json_dumps(v, JSON_COMPACT);
+	if (s == NULL)
+		fatal("queue: cannot encode JSON");
+	*len = strlen(s);
+	return s;
+}
+
+void queue_message_commit(struct queue_body *b, json_t *meta, const char *header_block,
+			  size_t header_len, const struct queue_delivery *dlv, size_t ndlv,
+			  queue_commit_cb cb, void *arg)
+{
+	struct queue *q = b->q;
+	b->commit_cb = cb;
+	b->commit_arg = arg;
+	if (b->failed) {
+		json_decref(meta);
+		cb(arg, b->failed, b->error);
+		return;
+	}
+	b->committing = true;
+
+	struct commit_job *c = xcalloc(1, sizeof(*c));
+	c->w.job.done = commit_done;
+	c->w.job.req = b->handle;
+	c->w.job.ctx = q;
+	c->w.job.sync = true;
+	size_t nops = ndlv + 2;
+	struct store_op *ops = xcalloc(nops, sizeof(*ops));
+	c->w.job.ops = ops;
+	c->zones = xcalloc(ndlv, sizeof(char *));
+	c->domains = xcalloc(ndlv, sizeof(char *));
+	c->ndlv = ndlv;
+
+	size_t n = 0;
+	if (b->fill > 0 || b->chunks_sent == 0) {
+		char *key = xmalloc(BODY_KEY_LEN);
+		body_key(key, b->id, b->chunks_sent++);
+		ops[n++] = (struct store_op){STORE_PUT, STORE_CF_BODY, key, BODY_KEY_LEN, b->chunk,
+					     b->fill};
+		b->chunk = NULL;
+		b->fill = 0;
+	}
+	json_object_set_new(meta, "bodySize", json_integer((json_int_t)b->size));
+	/* The value: JSON, a NUL (never inside JSON text), the header block. */
+	size_t jlen;
+	char *json = json_text(meta, &jlen);
+	json_decref(meta);
+	size_t mlen = jlen + 1 + header_len;
+	char *mval = xmalloc(mlen);
+	memcpy(mval, json, jlen + 1);
+	memcpy(mval + jlen + 1, header_block, header_len);
+	free(json);
+	ops[n++] = (struct store_op){STORE_PUT, STORE_CF_META, xstrndup(b->id, QUEUE_ID_LEN),
+				     QUEUE_ID_LEN, mval, mlen};
+	int64_t created = now_ms();
+	for (size_t i = 0; i < ndlv; i++) {
+		char *key = xmalloc(DLV_KEY_LEN + 1);
+		memcpy(key, b->id, QUEUE_ID_LEN);
+		snprintf(key + QUEUE_ID_LEN, QUEUE_SEQ_LEN + 1, "%03x", (unsigned)(i + 1) & 0xfff);
+		json_t *row = json_pack("{s:s, s:s, s:s, s:s, s:I, s:I, s:i}", "zone", dlv[i].zone,
+					"recipient", dlv[i].recipient, "domain", dlv[i].domain,
+					"status", "QUEUED", "created", (json_int_t)created, "next",
+					(json_int_t)dlv[i].next_attempt, "attempts", 0);
+		size_t rlen;
+		char *rval = json_text(row, &rlen);
+		json_decref(row);
+		ops[n++] = (struct store_op){STORE_PUT, STORE_CF_DLV, key, DLV_KEY_LEN, rval, rlen};
+		c->zones[i] = xstrdup(dlv[i].zone);
+		c->domains[i] = xstrdup(dlv[i].domain);
+	}
+	c->w.job.nops = n;
+	worker_submit(q->writer, &c->w.job);
+}
+
+/* --- reads --- */
+
+struct read_job {
+	struct worker_job job;
+	char id[QUEUE_ID_LEN + 1];
+	uint32_t index;
+	char *val;
+	size_t vlen;
+	struct queue_message msg;
+};
+
+static uint64_t request_new(struct queue *q, queue_message_cb mcb, queue_chunk_cb ccb, void *arg)
+{
+	struct pending *p = xcalloc(1, sizeof(*p));
+	p->message_cb = mcb;
+	p->chunk_cb = ccb;
+	p->arg = arg;
+	uint64_t id = ++q->next_handle;
+	u64map_put(q->requests, id, p);
+	return id;
+}
+
+void queue_request_cancel(struct queue *q, uint64_t req)
+{
+	free(u64map_remove(q->requests, req));
+}
+
+static int collect_row(void *arg, const char *key, size_t klen, const char *val, size_t vlen)
+{
+	json_t *rows = arg;
+	json_t *row = json_loadb(val, vlen, 0, NULL);
+	if (row == NULL || klen != DLV_KEY_LEN)
+		return 0; /* unreadable rows are skipped (and logged by the caller) */
+	json_object_set_new(row, "seq", json_stringn(key + QUEUE_ID_LEN, QUEUE_SEQ_LEN));
+	json_array_append_new(rows, row);
+	return 0;
+}
+
+static void message_run(struct store *s, const struct store_backend *be, struct worker_job *job)
+{
+	struct read_job *r = (struct read_job *)job;
+	job->rc = be->get(s, STORE_CF_META, r->id, QUEUE_ID_LEN, &r->val, &r->vlen, &job->err);
+	if (job->rc != 1)
+		return;
+	size_t jlen = strnlen(r->val, r->vlen);
+	r->msg.meta = jlen < r->vlen ? json_loadb(r->val, jlen, 0, NULL) : NULL;
+	r->msg.deliveries = json_array();
+	if (r->msg.meta == NULL) {
+		job->rc = -1;
+		job->err = xstrdup("unreadable message metadata");
+		return;
+	}
+	r->msg.header_block = r->val + jlen + 1;
+	r->msg.header_len = r->vlen - jlen - 1;
+	if (be->scan(s, STORE_CF_DLV, r->id, QUEUE_ID_LEN, collect_row, r->msg.deliveries,
+		     &job->err) != 0)
+		job->rc = -1;
+}
+
+static void read_job_free(struct read_job *r)
+{
+	free(r->val);
+	free(r->job.err);
+	json_decref(r->msg.meta);
+	json_decref(r->msg.deliveries);
+	free(r);
+}
+
+static void message_done(struct worker_job *job)
+{
+	struct read_job *r = (struct read_job *)job;
+	struct queue *q = job->ctx;
+	struct pending *p = u64map_remove(q->requests, job->req);
+	if (job->rc < 0)
+		log_error("queue_read", "id=%s error=\"%s\"", r->id, job->err ? job->err : "?");
+	if (p != NULL)
+		p->message_cb(p->arg, job->rc, job->rc == 1 ? &r->msg : NULL);
+	free(p);
+	read_job_free(r);
+}
+
+uint64_t queue_message_get(struct queue *q, const char *id, queue_message_cb cb, void *arg)
+{
+	struct read_job *r = xcalloc(1, sizeof(*r));
+	snprintf(r->id, sizeof(r->id), "%s", id);
+	r->job.run = message_run;
+	r->job.done = message_done;
+	r->job.ctx = q;
+	r->job.req = request_new(q, cb, NULL, arg);
+	worker_submit(q->reader, &r->job);
+	return r->job.req;
+}
+
+static void chunk_run(struct store *s, const struct store_backend *be, struct worker_job *job)
+{
+	struct read_job *r = (struct read_job *)job;
+	char key[BODY_KEY_LEN];
+	body_key(key, r->id, r->index);
+	job->rc = be->get(s, STORE_CF_BODY, key, BODY_KEY_LEN, &r->val, &r->vlen, &job->err);
+}
+
+static void chunk_read_done(struct worker_job *job)
+{
+	struct read_job *r = (struct read_job *)job;
+	struct queue *q = job->ctx;
+	struct pending *p = u64map_remove(q->requests, job->req);
+	if (job->rc < 0)
+		log_error("queue_read", "id=%s chunk=%u error=\"%s\"", r->id, r->index,
+			  job->err ? job->err : "?");
+	if (p != NULL)
+		p->chunk_cb(p->arg, job->rc, r->val, r->vlen);
+	free(p);
+	read_job_free(r);
+}
+
+uint64_t queue_chunk_get(struct queue *q, const char *id, uint32_t index, queue_chunk_cb cb,
+			 void *arg)
+{
+	struct read_job *r = xcalloc(1, sizeof(*r));
+	snprintf(r->id, sizeof(r->id), "%s", id);
+	r->index = index;
+	r->job.run = chunk_run;
+	r->job.done = chunk_read_done;
+	r->job.ctx = q;
+	r->job.req = request_new(q, NULL, cb, arg);
+	worker_submit(q->reader, &r->job);
+	return r->job.req;
+}
+
+/* --- start-up: recovery and counters --- */
+
+struct recovery {
+	struct queue *q;
+	struct strmap *with_rows; /* ids that have delivery rows */
+	struct strmap *with_meta; /* ids that have metadata (kept or being removed) */
+	struct store_op *ops;     /* deletions to apply */
+	size_t nops, cap;
+	uint64_t rows, bad_rows;
+	char newest[QUEUE_ID_LEN + 1];
+};
+
+static void recovery_delete(struct recovery *r, enum store_op_kind kind, enum store_cf cf,
+			    char *key, size_t klen, char *end, size_t elen)
+{
+	r->ops = xreallocarray_grow(r->ops, &r->cap, r->nops + 1, sizeof(*r->ops));
+	r->ops[r->nops++] = (struct store_op){kind, cf, key, klen, end, elen};
+}
+
+static int scan_row(void *arg, const char *key, size_t klen, const char *val, size_t vlen)
+{
+	struct recovery *r = arg;
+	char id[QUEUE_ID_LEN + 1];
+	json_t *row = json_loadb(val, vlen, 0, NULL);
+	const char *zone = NULL, *domain = NULL, *status = NULL;
+	if (klen != DLV_KEY_LEN || row == NULL ||
+	    json_unpack(row, "{s:s, s:s, s:s}", "zone", &zone, "domain", &domain, "status",
+			&status) != 0) {
+		/* Kept, not deleted: a human should look at it. */
+		r->bad_rows++;
+		json_decref(row);
+		return 0;
+	}
+	memcpy(id, key, QUEUE_ID_LEN);
+	id[QUEUE_ID_LEN] = '\0';
+	strmap_put(r->with_rows, id, r);
+	bool deferred = strcmp(status, "DEFERRED") == 0;
+	counts_add(r->q, zone, domain, !deferred, deferred);
+	r->rows++;
+	json_decref(row);
+	return 0;
+}
+
+static int scan_meta(void *arg, const char *key, size_t klen, const char *val, size_t vlen)
+{
+	(void)val;
+	(void)vlen;
+	struct recovery *r = arg;
+	if (klen != QUEUE_ID_LEN)
+		return 0;
+	char id[QUEUE_ID_LEN + 1];
+	memcpy(id, key, QUEUE_ID_LEN);
+	id[QUEUE_ID_LEN] = '\0';
+	if (strcmp(id, r->newest) > 0)
+		memcpy(r->newest, id, sizeof(id));
+	strmap_put(r->with_meta, id, r);
+	if (strmap_get(r->with_rows, id) == NULL) {
+		/* Metadata without any delivery: finished or half-written. */
+		recovery_delete(r, STORE_DELETE, STORE_CF_META, xstrdup(id), QUEUE_ID_LEN, NULL, 0);
+		char *from = xmalloc(BODY_KEY_LEN), *to = xmalloc(BODY_KEY_LEN);
+		body_key(from, id, 0);
+		body_key(to, id, UINT32_MAX);
+		recovery_delete(r, STORE_DELETE_RANGE, STORE_CF_BODY, from, BODY_KEY_LEN, to,
+				BODY_KEY_LEN);
+	}
+	return 0;
+}
+
+static int scan_body_id(void *arg, const char *key, size_t klen, const char *val, size_t vlen)
+{
+	(void)val;
+	(void)vlen;
+	(void)klen;
+	struct recovery *r = arg;
+	char id[QUEUE_ID_LEN + 1];
+	memcpy(id, key, QUEUE_ID_LEN);
+	id[QUEUE_ID_LEN] = '\0';
+	if (strmap_get(r->with_meta, id) == NULL) {
+		char *from = xmalloc(BODY_KEY_LEN), *to = xmalloc(BODY_KEY_LEN);
+		body_key(from, id, 0);
+		body_key(to, id, UINT32_MAX);
+		recovery_delete(r, STORE_DELETE_RANGE, STORE_CF_BODY, from, BODY_KEY_LEN, to,
+				BODY_KEY_LEN);
+	}
+	return 0;
+}
+
+/* Removes what interrupted ingests left and rebuilds the counters. */
+static int queue_recover(struct queue *q, char **err)
+{
+	struct recovery r = {.q = q, .with_rows = strmap_new(), .with_meta = strmap_new()};
+	int rc = q->be->scan(q->store, STORE_CF_DLV, NULL, 0, scan_row, &r, err);
+	if (rc == 0)
+		rc = q->be->scan(q->store, STORE_CF_META, NULL, 0, scan_meta, &r, err);
+	size_t meta_orphans = r.nops / 2;
+	if (rc == 0)
+		rc = q->be->prefixes(q->store, STORE_CF_BODY, QUEUE_ID_LEN, scan_body_id, &r, err);
+	size_t body_orphans = r.nops - meta_orphans * 2;
+	if (rc == 0 && r.nops > 0)
+		rc = q->be->write(q->store, r.ops, r.nops, true, err);
+	for (size_t i = 0; i < r.nops; i++) {
+		free((char *)r.ops[i].key);
+		free((char *)r.ops[i].val);
+	}
+	free(r.ops);
+	if (rc == 0) {
+		if (r.newest[0] != '\0') {
+			/* New ids must sort after every stored one. */
+			char ms[12];
+			memcpy(ms, r.newest, 11);
+			ms[11] = '\0';
+			q->id_ms = strtoull(ms, NULL, 16);
+			q->id_counter = 0xffff; /* the next id moves to a later ms */
+		}
+		log_info("queue_recovered", "messages=%zu deliveries=%llu removed_incomplete=%zu "
+					    "removed_orphan_bodies=%zu unreadable_rows=%llu",
+			 strmap_count(r.with_rows), (unsigned long long)r.rows, meta_orphans,
+			 body_orphans, (unsigned long long)r.bad_rows);
+	}
+	strmap_free(r.with_rows);
+	strmap_free(r.with_meta);
+	return rc;
+}
+
+struct queue *queue_open(struct event_base *base, const char *dir, uint64_t min_free_space,
+			 char **err)
+{
+	struct queue *q = xcalloc(1, sizeof(*q));
+	q->be = &store_rocksdb;
+	bool corrupt = false;
+	char *why = NULL;
+	q->store = q->be->open(dir, &corrupt, &why);
+	if (q->store == NULL) {
+		if (corrupt)
+			*err = xasprintf("queue database %s is damaged (%s); zone-mta never repairs "
+					 "it by itself: move the folder aside (mv %s %s.damaged) "
+					 "and start again, then recover what you can from the copy",
+					 dir, why, dir, dir);
+		else if (strstr(why, "LOCK") != NULL)
+			*err = xasprintf("queue database %s is in use by another process (%s)", dir,
+					 why);
+		else
+			*err = xasprintf("cannot open queue database %s: %s", dir, why);
+		free(why);
+		free(q);
+		return NULL;
+	}
+	q->bodies = u64map_new();
+	q->requests = u64map_new();
+	q->zones = strmap_new();
+	unsigned tag = 0;
+	if (getrandom(&tag, sizeof(tag), 0) != sizeof(tag))
+		tag = (unsigned)getpid();
+	q->id_tag = tag & 0xfff;
+	if (queue_recover(q, &why) != 0) {
+		*err = xasprintf("cannot read queue database %s: %s", dir, why);
+		free(why);
+		q->writer = q->reader = NULL;
+		queue_close(q);
+		return NULL;
+	}
+	q->writer = worker_start(base, q->store, q->be, true, dir, min_free_space);
+	q->reader = worker_start(base, q->store, q->be, false, dir, 0);
+	return q;
+}
+
+void queue_close(struct queue *q)
+{
+	if (q == NULL)
+		return;
+	if (q->writer)
+		worker_stop(q->writer);
+	if (q->reader)
+		worker_stop(q->reader);
+	q->be->close(q->store);
+	size_t pos = 0;
+	uint64_t key;
+	void *v;
+	while (u64map_next(q->requests, &pos, &key, &v))
+		free(v);
+	u64map_free(q->requests);
+	u64map_free(q->bodies);
+	const char *name;
+	pos = 0;
+	while (strmap_next(q->zones, &pos, &name, &v)) {
+		struct zone_counts *z = v;
+		size_t dpos = 0;
+		const char *dname;
+		void *d;
+		while (strmap_next(z->domains, &dpos, &dname, &d))
+			free(d);
+		strmap_free(z->domains);
+		free(z);
+	}
+	strmap_free(q->zones);
+	free(q);
+}

@@ -1,0 +1,133 @@
+/*
+ * The message queue, as seen from the event loop.  Every storage call runs
+ * on a store worker thread (queue_worker.c) and answers through a callback
+ * on the loop.  Writes are group-committed: all writes pending when the
+ * writer wakes go to the store in one batch, synced when any of them needs
+ * it.  A commit's callback runs only after its synced write returned, so a
+ * client may be told "queued" from inside it and never before.
+ *
+ * Requests are matched to answers by id: a caller that goes away cancels its
+ * requests, and their answers are then dropped.
+ */
+#ifndef ZMTA_QUEUE_H
+#define ZMTA_QUEUE_H
+
+#include <event2/event.h>
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/hmap.h"
+
+/* Queue ids: 18 lowercase hex digits (11 of milliseconds since the epoch, 3
+ * of a per-process tag, 4 of a counter): time-ordered, unique across
+ * restarts because a new process starts after the newest stored id. */
+#define QUEUE_ID_LEN 18
+/* Delivery sequence numbers: 3 hex digits, so at most 4095 recipients. */
+#define QUEUE_SEQ_LEN 3
+#define QUEUE_MAX_RCPTS 4095
+/* Body bytes per stored chunk. */
+#define QUEUE_CHUNK_SIZE (256 * 1024)
+
+struct queue;
+struct queue_body;
+
+/*
+ * Opens the store in `dir` (created when missing); writes that add data are
+ * refused while less than `min_free_space` bytes are free.  Deletes leftovers of
+ * interrupted ingests (chunks without a message, messages without
+ * deliveries) and rebuilds the in-memory counters.  Blocks: call before the
+ * loop runs.  Returns NULL and *err (malloc'ed) on failure; a damaged store
+ * gives a message telling the operator to move the folder aside.
+ */
+struct queue *queue_open(struct event_base *base, const char *dir, uint64_t min_free_space,
+			 char **err);
+/* Waits for pending writes, stops the workers and closes the store. */
+void queue_close(struct queue *q);
+
+/* A new unique queue id (NUL-terminated) into id. */
+void queue_id_new(struct queue *q, char id[QUEUE_ID_LEN + 1]);
+
+/*
+ * Message bodies stream into the store in QUEUE_CHUNK_SIZE chunks while they
+ * arrive.  `on_drain(arg)` is called when the body stops being busy (see
+ * queue_body_busy), so a reader that paused can resume.
+ */
+struct queue_body *queue_body_new(struct queue *q, const char *id, void (*on_drain)(void *arg),
+				  void *arg);
+/* Appends bytes; full chunks are handed to the writer (not synced yet). */
+void queue_body_write(struct queue_body *b, const char *data, size_t len);
+/* True while too many chunks are waiting to be written: stop reading input. */
+bool queue_body_busy(const struct queue_body *b);
+/* Bytes written so far. */
+uint64_t queue_body_size(const struct queue_body *b);
+/*
+ * Frees the body.  If it was never committed, its stored chunks are deleted;
+ * if a commit is pending, the commit goes on but its callback is dropped.
+ */
+void queue_body_free(struct queue_body *b);
+
+/* One recipient of a message being committed. */
+struct queue_delivery {
+	const char *zone;
+	const char *recipient;
+	const char *domain;  /* lower case */
+	int64_t next_attempt; /* ms since the epoch: now, or later for delayed mail */
+};
+
+/* Commit failures: the store failed, or there was not enough disk space. */
+#define QUEUE_ERR_STORE -1
+#define QUEUE_ERR_SPACE -2
+
+/* rc: 0 committed (durable), or QUEUE_ERR_* (error says why; nothing of
+ * the message is visible). */
+typedef void (*queue_commit_cb)(void *arg, int rc, const char *error);
+
+/*
+ * Commits a message: the last body chunk, the metadata (`meta`, consumed; the
+ * queue adds "bodySize"), the final header block (any bytes: it is stored
+ * beside the JSON, not in it) and one delivery row per recipient, in one
+ * synced write.  `cb` runs on the loop after the write, unless the body was
+ * freed first.
+ */
+void queue_message_commit(struct queue_body *b, json_t *meta, const char *header_block,
+			  size_t header_len, const struct queue_delivery *dlv, size_t ndlv,
+			  queue_commit_cb cb, void *arg);
+
+/* A message as stored, borrowed for the duration of a callback. */
+struct queue_message {
+	json_t *meta;
+	const char *header_block;
+	size_t header_len;
+	json_t *deliveries; /* array of rows, each with "seq" */
+};
+
+/* rc: 1 found, 0 no such message, -1 store error; msg is NULL unless 1. */
+typedef void (*queue_message_cb)(void *arg, int rc, const struct queue_message *msg);
+/* Reads a message's metadata and delivery rows; returns a request id. */
+uint64_t queue_message_get(struct queue *q, const char *id, queue_message_cb cb, void *arg);
+
+/* rc: 1 chunk read, 0 no such chunk (past the end), -1 store error. */
+typedef void (*queue_chunk_cb)(void *arg, int rc, const char *data, size_t len);
+/* Reads body chunk `index` of message `id`; returns a request id. */
+uint64_t queue_chunk_get(struct queue *q, const char *id, uint32_t index, queue_chunk_cb cb,
+			 void *arg);
+
+/* Drops the answer of a pending read request.  Unknown ids are ignored. */
+void queue_request_cancel(struct queue *q, uint64_t req);
+
+/* Counts per zone and recipient domain, kept in memory. */
+struct queue_counts {
+	uint64_t queued;
+	uint64_t deferred;
+};
+
+/* Counts of `zone` (NULL when it has nothing queued).  `domains` maps each
+ * recipient domain to its struct queue_counts. */
+const struct queue_counts *queue_zone_counts(const struct queue *q, const char *zone,
+					     const struct strmap **domains);
+/* Deliveries finished (delivered or bounced) since start. */
+uint64_t queue_processed(const struct queue *q);
+
+#endif

@@ -167,7 +167,7 @@ static int rdb_scan(struct store *s, enum store_cf cf, const char *prefix, size_
 	for (; rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
 		size_t klen, vlen;
 		const char *k = rocksdb_iter_key(it, &klen);
-		if (klen < plen || memcmp(k, prefix, plen) != 0)
+		if (plen > 0 && (klen < plen || memcmp(k, prefix, plen) != 0))
 			break;
 		const char *v = rocksdb_iter_value(it, &vlen);
 		if (cb(arg, k, klen, v, vlen) != 0)

@@ -1,6 +1,7 @@
 /* Config loading, merging, validation and typed access; see config.h. */
 #include "core/config.h"
 
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
 #include <limits.h>
@@ -159,6 +160,56 @@ bool config_parse_size(const char *s, uint64_t *bytes)
 	return parse_with_unit(s, units, 1, bytes);
 }
 
+bool config_parse_rate(const char *s, struct rate *out)
+{
+	char *end;
+	if (!isdigit((unsigned char)*s))
+		return false;
+	errno = 0;
+	unsigned long long n = strtoull(s, &end, 10);
+	if (errno != 0 || n == 0)
+		return false;
+	while (*end == ' ')
+		end++;
+	if (strncasecmp(end, "messages", 8) == 0)
+		end += 8;
+	else if (strncasecmp(end, "message", 7) == 0)
+		end += 7;
+	while (*end == ' ')
+		end++;
+	if (*end++ != '/')
+		return false;
+	while (*end == ' ')
+		end++;
+	static const struct unit periods[] = {
+		{"second", 1000}, {"s", 1000}, {"sec", 1000},
+		{"minute", 60000}, {"m", 60000}, {"min", 60000},
+		{"hour", 3600000}, {"h", 3600000},
+		{NULL, 0},
+	};
+	for (const struct unit *u = periods; u->name != NULL; u++) {
+		if (strcasecmp(end, u->name) == 0) {
+			out->count = n;
+			out->period_ms = u->factor;
+			return true;
+		}
+	}
+	return false;
+}
+
+static bool parse_ratio(const char *s, double *out)
+{
+	char *end;
+	if (*s == '\0' || isspace((unsigned char)*s))
+		return false;
+	errno = 0;
+	double v = strtod(s, &end);
+	if (errno != 0 || *end != '\0' || !(v >= 0.0 && v <= 1.0))
+		return false;
+	*out = v;
+	return true;
+}
+
 static const char *kind_name(enum cfg_kind kind)
 {
 	switch (kind) {
@@ -252,6 +303,22 @@ static void validate_scalar(const struct cfg_node *n, const struct cfg_schema *s
 		}
 		break;
 	}
+	case CT_RATE: {
+		struct rate r;
+		if (!config_parse_rate(n->value, &r))
+			problem_add(errors, n,
+				    "option %s must be a rate such as 100 messages/second, /minute "
+				    "or /hour (got %s)",
+				    path, got);
+		break;
+	}
+	case CT_RATIO: {
+		double d;
+		if (n->quoted || !parse_ratio(n->value, &d))
+			problem_add(errors, n, "option %s must be a number from 0 to 1 (got %s)",
+				    path, got);
+		break;
+	}
 	case CT_STRING:
 		break;
 	default:
@@ -266,10 +333,16 @@ static void validate_node(const struct cfg_node *n, const struct cfg_schema *s, 
 		[CT_BOOL] = "true or false", [CT_INT] = "an integer",  [CT_STRING] = "a string",
 		[CT_DURATION] = "a duration", [CT_SIZE] = "a size",   [CT_ENUM] = "a single value",
 		[CT_MAP] = "a mapping",      [CT_DICT] = "a mapping", [CT_LIST] = "a list",
+		[CT_RATE] = "a rate",        [CT_RATIO] = "a number from 0 to 1",
 	};
 	enum cfg_kind want_kind = s->type == CT_MAP || s->type == CT_DICT ? CFG_MAP
 				  : s->type == CT_LIST			  ? CFG_SEQ
 									  : CFG_SCALAR;
+	if (s->type == CT_MAP && (s->flags & CF_SHORTHAND) && n->kind == CFG_SCALAR) {
+		/* "1.2.3.4" for {address: 1.2.3.4} */
+		validate_scalar(n, &s->sub[0], path, errors);
+		return;
+	}
 	if (n->kind == CFG_NULL) {
 		if (!(s->flags & CF_NULLABLE))
 			problem_add(errors, n, "option %s must be %s, not null", path,
@@ -326,9 +399,23 @@ static const char *raw_value(const struct cfg_node *root, const char *path,
 	const struct cfg_node *n = cfg_lookup(root, path);
 	if (n != NULL)
 		return n->kind == CFG_NULL ? NULL : n->value;
-	for (; fields != NULL && fields->key != NULL; fields++)
-		if (strcmp(fields->key, path) == 0 && fields->def != NULL)
-			return strcmp(fields->def, "~") == 0 ? NULL : fields->def;
+	/* Follow the path through the fields' schema to the default. */
+	const char *seg = path;
+	while (fields != NULL) {
+		size_t len = strcspn(seg, ".");
+		const struct cfg_schema *f = fields;
+		while (f->key != NULL && (strlen(f->key) != len || memcmp(f->key, seg, len) != 0))
+			f++;
+		if (f->key == NULL)
+			break;
+		if (seg[len] == '\0') {
+			if (f->def != NULL)
+				return strcmp(f->def, "~") == 0 ? NULL : f->def;
+			break;
+		}
+		fields = f->type == CT_MAP ? f->sub : NULL;
+		seg += len + 1;
+	}
 	fatal("config: option %s missing after merge", path);
 }
 
@@ -369,6 +456,16 @@ static uint64_t get_size_in(const struct cfg_node *root, const char *path,
 	uint64_t v = 0;
 	config_parse_size(raw_value(root, path, fields), &v);
 	return v;
+}
+
+static struct rate get_rate_in(const struct cfg_node *root, const char *path,
+			       const struct cfg_schema *fields)
+{
+	struct rate r = {0, 0};
+	const char *v = raw_value(root, path, fields);
+	if (v != NULL)
+		config_parse_rate(v, &r);
+	return r;
 }
 
 #define get_str(root, path) get_str_in(root, path, NULL)
@@ -443,6 +540,7 @@ static void fill_smtp(struct config *cfg)
 
 static void fill_zones(struct config *cfg)
 {
+	const struct cfg_schema *f = schema_field(config_schema, "zones")->sub[0].sub;
 	const struct cfg_node *zones = cfg_lookup(cfg->tree, "zones");
 	cfg->n_zones = zones->nchild;
 	cfg->zones = xcalloc(cfg->n_zones ? cfg->n_zones : 1, sizeof(*cfg->zones));
@@ -450,6 +548,17 @@ static void fill_zones(struct config *cfg)
 		const struct cfg_node *n = zones->child[i];
 		struct zone_config *z = &cfg->zones[i];
 		z->name = xstrdup(n->key);
+		z->pool = get_str_in(n, "pool", f);
+		z->connections = (int)get_int_in(n, "connections", f);
+		z->throttle = get_rate_in(n, "throttling", f);
+		z->prefer_ipv6 = get_bool_in(n, "preferIPv6", f);
+		z->ignore_ipv6 = get_bool_in(n, "ignoreIPv6", f);
+		z->host = get_str_in(n, "host", f);
+		z->port = (int)get_int_in(n, "port", f);
+		z->cache_ttl_ms = get_duration_in(n, "connectionCache.ttl", f);
+		z->cache_reuse = (int)get_int_in(n, "connectionCache.reuseCount", f);
+		z->require_tls = get_bool_in(n, "requireTLS", f);
+		z->disabled = get_bool_in(n, "disabled", f);
 		z->sender_domains = get_domains(cfg_map_get(n, "senderDomains"), &z->n_sender_domains);
 		z->recipient_domains =
 			get_domains(cfg_map_get(n, "recipientDomains"), &z->n_recipient_domains);
@@ -464,6 +573,71 @@ static void fill_zones(struct config *cfg)
 	}
 }
 
+static void fill_pools(struct config *cfg)
+{
+	const struct cfg_node *pools = cfg_lookup(cfg->tree, "pools");
+	cfg->n_pools = pools->nchild;
+	cfg->pools = xcalloc(cfg->n_pools ? cfg->n_pools : 1, sizeof(*cfg->pools));
+	for (size_t i = 0; i < cfg->n_pools; i++) {
+		const struct cfg_node *list = pools->child[i];
+		struct pool_config *p = &cfg->pools[i];
+		p->name = xstrdup(list->key);
+		p->naddrs = list->kind == CFG_SEQ ? list->nchild : 0;
+		p->addrs = xcalloc(p->naddrs ? p->naddrs : 1, sizeof(*p->addrs));
+		for (size_t j = 0; j < p->naddrs; j++) {
+			const struct cfg_node *e = list->child[j];
+			struct pool_address *a = &p->addrs[j];
+			a->ratio = -1;
+			if (e->kind == CFG_SCALAR) {
+				a->address = xstrdup(e->value);
+				continue;
+			}
+			const struct cfg_node *v = cfg_map_get(e, "address");
+			a->address = xstrdup(v ? v->value : "");
+			v = cfg_map_get(e, "name");
+			a->name = v && v->kind == CFG_SCALAR ? xstrdup(v->value) : NULL;
+			v = cfg_map_get(e, "ratio");
+			if (v != NULL && v->kind == CFG_SCALAR)
+				parse_ratio(v->value, &a->ratio);
+		}
+	}
+}
+
+static void fill_domains(struct config *cfg)
+{
+	const struct cfg_schema *f = schema_field(config_schema, "domainConfig")->sub[0].sub;
+	const struct cfg_node *doms = cfg_lookup(cfg->tree, "domainConfig");
+	cfg->n_domains = doms->nchild;
+	cfg->domains = xcalloc(cfg->n_domains ? cfg->n_domains : 1, sizeof(*cfg->domains));
+	for (size_t i = 0; i < cfg->n_domains; i++) {
+		const struct cfg_node *n = doms->child[i];
+		struct domain_config *d = &cfg->domains[i];
+		d->domain = lowercase(xstrdup(n->key));
+		d->max_connections = (int)get_int_in(n, "maxConnections", f);
+		d->throttle = get_rate_in(n, "throttling", f);
+	}
+}
+
+const struct pool_config *config_pool(const struct config *cfg, const char *name)
+{
+	for (size_t i = 0; i < cfg->n_pools; i++)
+		if (strcmp(cfg->pools[i].name, name) == 0)
+			return &cfg->pools[i];
+	return NULL;
+}
+
+const struct domain_config *config_domain(const struct config *cfg, const char *domain)
+{
+	const struct domain_config *fallback = NULL;
+	for (size_t i = 0; i < cfg->n_domains; i++) {
+		if (strcmp(cfg->domains[i].domain, domain) == 0)
+			return &cfg->domains[i];
+		if (strcmp(cfg->domains[i].domain, "default") == 0)
+			fallback = &cfg->domains[i];
+	}
+	return fallback;
+}
+
 const struct zone_config *config_zone(const struct config *cfg, const char *name)
 {
 	for (size_t i = 0; i < cfg->n_zones; i++)
@@ -476,6 +650,43 @@ const struct zone_config *config_zone(const struct config *cfg, const char *name
 static int check_references(struct config *cfg, char **errors)
 {
 	struct problems found = {0};
+	for (size_t i = 0; i < cfg->n_zones; i++) {
+		if (config_pool(cfg, cfg->zones[i].pool) == NULL) {
+			char *path = xasprintf("zones.%s.pool", cfg->zones[i].name);
+			const struct cfg_node *at = cfg_lookup(cfg->tree, path);
+			if (at == NULL)
+				at = cfg_lookup(cfg->tree, "zones");
+			problem_add(&found, at, "option %s names no pool of `pools` (got '%s')", path,
+				    cfg->zones[i].pool);
+			free(path);
+		}
+	}
+	for (size_t i = 0; i < cfg->n_pools; i++) {
+		double sum = 0;
+		for (size_t j = 0; j < cfg->pools[i].naddrs; j++) {
+			const struct pool_address *a = &cfg->pools[i].addrs[j];
+			unsigned char buf[16];
+			if (inet_pton(AF_INET, a->address, buf) != 1 &&
+			    inet_pton(AF_INET6, a->address, buf) != 1) {
+				char *path = xasprintf("pools.%s", cfg->pools[i].name);
+				problem_add(&found, cfg_lookup(cfg->tree, path)->child[j],
+					    "%s[%zu]: '%s' is not an IPv4 or IPv6 address", path, j,
+					    a->address);
+				free(path);
+			}
+			if (a->ratio > 0)
+				sum += a->ratio;
+		}
+		if (sum > 1.0 + 1e-9) {
+			char *path = xasprintf("pools.%s", cfg->pools[i].name);
+			problem_add(&found, cfg_lookup(cfg->tree, path),
+				    "the ratios of pool %s add up to more than 1", cfg->pools[i].name);
+			free(path);
+		}
+	}
+	if (config_domain(cfg, "default") == NULL)
+		problem_add(&found, cfg_lookup(cfg->tree, "domainConfig"),
+			    "domainConfig needs a default entry");
 	const struct cfg_node *dz = cfg_lookup(cfg->tree, "queue.defaultZone");
 	if (config_zone(cfg, dz->value) == NULL)
 		problem_add(&found, dz, "option queue.defaultZone names no zone of `zones` (got '%s')",
@@ -534,9 +745,23 @@ static void config_fill(struct config *cfg)
 	cfg->queue.future_date_skew_ms = get_duration(t, "queue.futureDateSkew");
 	cfg->queue.max_delay_ms = get_duration(t, "queue.maxDelay");
 	cfg->queue.min_free_space = get_size_in(t, "queue.minFreeSpace", NULL);
+	cfg->queue.max_queue_time_ms = get_duration(t, "queue.maxQueueTime");
+	const struct cfg_node *dt = cfg_lookup(t, "queue.deferTimes");
+	cfg->queue.n_defer = dt->nchild;
+	cfg->queue.defer_ms = xcalloc(dt->nchild ? dt->nchild : 1, sizeof(uint64_t));
+	for (size_t i = 0; i < dt->nchild; i++)
+		config_parse_duration(dt->child[i]->value, &cfg->queue.defer_ms[i]);
+	const struct cfg_node *ns = cfg_lookup(t, "dns.nameservers");
+	cfg->n_nameservers = ns->nchild;
+	cfg->nameservers = xcalloc(ns->nchild ? ns->nchild : 1, sizeof(char *));
+	for (size_t i = 0; i < ns->nchild; i++)
+		cfg->nameservers[i] = xstrdup(ns->child[i]->value);
+	cfg->bounce_rules = get_path(cfg, "bounces.rules");
 
 	fill_smtp(cfg);
 	fill_zones(cfg);
+	fill_pools(cfg);
+	fill_domains(cfg);
 }
 
 static bool file_exists(const char *path)
@@ -658,8 +883,27 @@ void config_free(struct config *cfg)
 			free(z->routing_headers[j].value);
 		}
 		free(z->routing_headers);
+		free(z->pool);
+		free(z->host);
 	}
 	free(cfg->zones);
+	for (size_t i = 0; i < cfg->n_pools; i++) {
+		for (size_t j = 0; j < cfg->pools[i].naddrs; j++) {
+			free(cfg->pools[i].addrs[j].address);
+			free(cfg->pools[i].addrs[j].name);
+		}
+		free(cfg->pools[i].addrs);
+		free(cfg->pools[i].name);
+	}
+	free(cfg->pools);
+	for (size_t i = 0; i < cfg->n_domains; i++)
+		free(cfg->domains[i].domain);
+	free(cfg->domains);
+	for (size_t i = 0; i < cfg->n_nameservers; i++)
+		free(cfg->nameservers[i]);
+	free(cfg->nameservers);
+	free(cfg->queue.defer_ms);
+	free(cfg->bounce_rules);
 	for (int i = 0; i < cfg->nfiles; i++)
 		free(cfg->files[i]);
 	free(cfg->files);

@@ -36,6 +36,35 @@ struct queue_config {
 	uint64_t future_date_skew_ms; /* a Date: less far ahead is "now" */
 	uint64_t max_delay_ms;    /* no message waits longer than this for its Date: */
 	uint64_t min_free_space;  /* refuse new mail when the queue's disk has less */
+	uint64_t *defer_ms;       /* wait before each retry; past the last: bounce */
+	size_t n_defer;
+	uint64_t max_queue_time_ms; /* a delivery older than this bounces */
+};
+
+/* A rate: `count` messages per `period_ms`; count 0 means unlimited. */
+struct rate {
+	uint64_t count;
+	uint64_t period_ms;
+};
+
+/* A local address of a pool: pools.<name>[i]. */
+struct pool_address {
+	char *address; /* IPv4 or IPv6 literal */
+	char *name;    /* EHLO name; NULL: the global hostname */
+	double ratio;  /* share of traffic, 0..1; negative: not set (equal share) */
+};
+
+struct pool_config {
+	char *name;
+	struct pool_address *addrs; /* empty: the system picks the source address */
+	size_t naddrs;
+};
+
+/* domainConfig.<domain>: limits per zone for one recipient domain. */
+struct domain_config {
+	char *domain; /* lower case; "default" for the fallback entry */
+	int max_connections;
+	struct rate throttle;
 };
 
 /* One SMTP listener: smtpInterfaces.<name>. */
@@ -59,9 +88,20 @@ struct routing_header {
 	char *value;
 };
 
-/* A sending zone: zones.<name>.  Routing rules for now. */
+/* A sending zone: zones.<name>. */
 struct zone_config {
 	char *name;
+	char *pool;
+	int connections;     /* parallel outbound connections, whole zone */
+	struct rate throttle; /* messages for the whole zone */
+	bool prefer_ipv6;
+	bool ignore_ipv6;
+	char *host;          /* next hop instead of MX lookups (smart host), or NULL */
+	int port;
+	uint64_t cache_ttl_ms;   /* an idle connection is kept this long */
+	int cache_reuse;         /* messages per connection at most */
+	bool require_tls;
+	bool disabled;           /* no deliveries start; mail waits */
 	char **sender_domains; /* lower case */
 	size_t n_sender_domains;
 	char **recipient_domains; /* lower case */
@@ -85,6 +125,13 @@ struct config {
 	size_t n_smtp;
 	struct zone_config *zones; /* in configuration order */
 	size_t n_zones;
+	struct pool_config *pools;
+	size_t n_pools;
+	struct domain_config *domains; /* includes "default" */
+	size_t n_domains;
+	char **nameservers;
+	size_t n_nameservers;
+	char *bounce_rules; /* rules file, or NULL for the shipped rules */
 
 	char **files;      /* files merged over the built-in defaults, in order */
 	int nfiles;
@@ -108,6 +155,12 @@ void config_free(struct config *cfg);
 
 /* The zone called `name` (case-insensitive), or NULL. */
 const struct zone_config *config_zone(const struct config *cfg, const char *name);
+/* The pool called `name`, or NULL. */
+const struct pool_config *config_pool(const struct config *cfg, const char *name);
+/* Limits for a recipient domain (lower case): its entry, else "default". */
+const struct domain_config *config_domain(const struct config *cfg, const char *domain);
+/* Parses "100 messages/second" (also "/minute", "/hour", "/s", "/m", "/h"). */
+bool config_parse_rate(const char *s, struct rate *out);
 
 /* Scalar parsers shared by validation and tests; each returns true on success. */
 bool config_parse_bool(const char *s, bool *out);
@@ -129,9 +182,12 @@ enum cfg_type {
 	CT_MAP,  /* fixed keys: sub is a key==NULL terminated array */
 	CT_DICT, /* any key, each value as sub[0] (zones.<name>) */
 	CT_LIST, /* each item as sub[0] */
+	CT_RATE, /* "100 messages/second" (or minute, hour) */
+	CT_RATIO, /* a number from 0 to 1 */
 };
 
-#define CF_NULLABLE 0x1 /* null is a valid value ("not set") */
+#define CF_NULLABLE 0x1  /* null is a valid value ("not set") */
+#define CF_SHORTHAND 0x2 /* CT_MAP: a single value stands for its first field */
 
 struct cfg_schema {
 	const char *key;

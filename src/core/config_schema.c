@@ -30,6 +30,10 @@ static const struct cfg_schema api_schema[] = {
 	END,
 };
 
+static const struct cfg_schema duration_item[] = {
+	{"<item>", CT_DURATION, 0, 0, 3650 * DAY, NULL, NULL, NULL},
+};
+
 static const struct cfg_schema queue_schema[] = {
 	{"dir", CT_STRING, 0, 0, 0, NULL, NULL, NULL},
 	{"defaultZone", CT_STRING, 0, 0, 0, NULL, NULL, NULL},
@@ -37,6 +41,8 @@ static const struct cfg_schema queue_schema[] = {
 	{"futureDateSkew", CT_DURATION, 0, 0, DAY, NULL, NULL, NULL},
 	{"maxDelay", CT_DURATION, 0, 0, 3650 * DAY, NULL, NULL, NULL},
 	{"minFreeSpace", CT_SIZE, 0, 0, 1024 * GB, NULL, NULL, NULL},
+	{"deferTimes", CT_LIST, 0, 0, 0, NULL, duration_item, NULL},
+	{"maxQueueTime", CT_DURATION, 0, SECOND, 3650 * DAY, NULL, NULL, NULL},
 	END,
 };
 
@@ -63,7 +69,23 @@ static const struct cfg_schema string_item[] = {
 	{"<item>", CT_STRING, 0, 0, 0, NULL, NULL, NULL},
 };
 
+static const struct cfg_schema connection_cache_fields[] = {
+	{"ttl", CT_DURATION, 0, 0, DAY, NULL, NULL, "5 s"},
+	{"reuseCount", CT_INT, 0, 1, 1000000, NULL, NULL, "100"},
+	END,
+};
+
 static const struct cfg_schema zone_fields[] = {
+	{"pool", CT_STRING, 0, 0, 0, NULL, NULL, "default"},
+	{"connections", CT_INT, 0, 1, 100000, NULL, NULL, "10"},
+	{"throttling", CT_RATE, CF_NULLABLE, 0, 0, NULL, NULL, "~"},
+	{"preferIPv6", CT_BOOL, 0, 0, 0, NULL, NULL, "false"},
+	{"ignoreIPv6", CT_BOOL, 0, 0, 0, NULL, NULL, "true"},
+	{"host", CT_STRING, CF_NULLABLE, 0, 0, NULL, NULL, "~"},
+	{"port", CT_INT, 0, 1, 65535, NULL, NULL, "25"},
+	{"connectionCache", CT_MAP, 0, 0, 0, NULL, connection_cache_fields, NULL},
+	{"requireTLS", CT_BOOL, 0, 0, 0, NULL, NULL, "false"},
+	{"disabled", CT_BOOL, 0, 0, 0, NULL, NULL, "false"},
 	{"senderDomains", CT_LIST, 0, 0, 0, NULL, string_item, NULL},
 	{"recipientDomains", CT_LIST, 0, 0, 0, NULL, string_item, NULL},
 	{"routingHeaders", CT_DICT, 0, 0, 0, NULL, string_item, NULL},
@@ -72,6 +94,45 @@ static const struct cfg_schema zone_fields[] = {
 
 static const struct cfg_schema zone_schema[] = {
 	{"<zone>", CT_MAP, 0, 0, 0, NULL, zone_fields, NULL},
+};
+
+static const struct cfg_schema pool_address_fields[] = {
+	{"address", CT_STRING, 0, 0, 0, NULL, NULL, NULL},
+	{"name", CT_STRING, CF_NULLABLE, 0, 0, NULL, NULL, "~"},
+	{"ratio", CT_RATIO, CF_NULLABLE, 0, 0, NULL, NULL, "~"},
+	END,
+};
+
+static const struct cfg_schema pool_address[] = {
+	{"<address>", CT_MAP, CF_SHORTHAND, 0, 0, NULL, pool_address_fields, NULL},
+};
+
+static const struct cfg_schema pool_schema[] = {
+	{"<pool>", CT_LIST, 0, 0, 0, NULL, pool_address, NULL},
+};
+
+static const struct cfg_schema domain_fields[] = {
+	{"maxConnections", CT_INT, 0, 1, 100000, NULL, NULL, "5"},
+	{"throttling", CT_RATE, CF_NULLABLE, 0, 0, NULL, NULL, "~"},
+	END,
+};
+
+static const struct cfg_schema domain_schema[] = {
+	{"<domain>", CT_MAP, 0, 0, 0, NULL, domain_fields, NULL},
+};
+
+static const struct cfg_schema string_list[] = {
+	{"<item>", CT_STRING, 0, 0, 0, NULL, NULL, NULL},
+};
+
+static const struct cfg_schema dns_schema[] = {
+	{"nameservers", CT_LIST, 0, 0, 0, NULL, string_list, NULL},
+	END,
+};
+
+static const struct cfg_schema bounces_schema[] = {
+	{"rules", CT_STRING, CF_NULLABLE, 0, 0, NULL, NULL, NULL},
+	END,
 };
 
 const struct cfg_schema config_schema[] = {
@@ -86,5 +147,9 @@ const struct cfg_schema config_schema[] = {
 	{"queue", CT_MAP, 0, 0, 0, NULL, queue_schema, NULL},
 	{"smtpInterfaces", CT_DICT, 0, 0, 0, NULL, smtp_iface_schema, NULL},
 	{"zones", CT_DICT, 0, 0, 0, NULL, zone_schema, NULL},
+	{"pools", CT_DICT, 0, 0, 0, NULL, pool_schema, NULL},
+	{"domainConfig", CT_DICT, 0, 0, 0, NULL, domain_schema, NULL},
+	{"dns", CT_MAP, 0, 0, 0, NULL, dns_schema, NULL},
+	{"bounces", CT_MAP, 0, 0, 0, NULL, bounces_schema, NULL},
 	END,
 };

@@ -130,6 +130,26 @@ static const struct {
 	{"log:\n  file: {a: 1}\n", "development.yaml:2: option log.file must be a string (got a mapping)"},
 	{"api:\n  port: 1\n  port: 2\n", "development.yaml:3: duplicate key 'port'"},
 	{"api: [\n", "development.yaml:2: YAML syntax error"},
+	{"zones:\n  default:\n    throttling: fast\n",
+	 "development.yaml:3: option zones.default.throttling must be a rate such as 100 "
+	 "messages/second, /minute or /hour (got 'fast')"},
+	{"zones:\n  default:\n    pool: nowhere\n",
+	 "development.yaml:3: option zones.default.pool names no pool of `pools` (got 'nowhere')"},
+	{"pools:\n  default:\n    - {address: 127.0.0.2, ratio: 1.5}\n",
+	 "development.yaml:3: option pools.default[0].ratio must be a number from 0 to 1 "
+	 "(got '1.5')"},
+	{"pools:\n  default:\n    - 127.0.0.2\n    - not-an-ip\n",
+	 "development.yaml:4: pools.default[1]: 'not-an-ip' is not an IPv4 or IPv6 address"},
+	{"pools:\n  default:\n    - {address: 127.0.0.2, ratio: 0.7}\n"
+	 "    - {address: 127.0.0.3, ratio: 0.6}\n",
+	 "development.yaml:3: the ratios of pool default add up to more than 1"},
+	{"pools:\n  default:\n    - {address: 127.0.0.2, nmae: x}\n",
+	 "development.yaml:3: unknown option pools.default[0].nmae"},
+	{"queue:\n  deferTimes: [1 s, soon]\n",
+	 "development.yaml:2: option queue.deferTimes[1] must be a duration"},
+	{"domainConfig:\n  example.test:\n    maxConnections: 0\n",
+	 "development.yaml:3: option domainConfig.example.test.maxConnections must be an "
+	 "integer from 1 to 100000 (got '0')"},
 };
 
 static void test_invalid_configs(void **state)
@@ -262,6 +282,54 @@ static void test_dict_entry_defaults(void **state)
 	remove_app(dir);
 }
 
+static void test_delivery_options(void **state)
+{
+	(void)state;
+	char *dir = make_app();
+	write_file(dir, "development.yaml",
+		   "pools:\n  out:\n    - 127.0.0.2\n    - {address: '::1', name: mx.test, ratio: 0.25}\n"
+		   "zones:\n  bulk:\n    pool: out\n    throttling: 30 messages/minute\n"
+		   "    connectionCache: {reuseCount: 7}\n"
+		   "domainConfig:\n  Example.TEST:\n    maxConnections: 2\n    throttling: 5/s\n"
+		   "queue:\n  deferTimes: [1 s, 2 s]\n"
+		   "dns:\n  nameservers: ['127.0.0.1@5353']\n");
+	struct config_source src = {.app_dir = dir, .env = "development"};
+	char *errors = NULL;
+	struct config *cfg = config_load(&src, &errors);
+	if (cfg == NULL)
+		fail_msg("%s", errors);
+	const struct pool_config *p = config_pool(cfg, "out");
+	assert_non_null(p);
+	assert_int_equal(p->naddrs, 2);
+	assert_string_equal(p->addrs[0].address, "127.0.0.2");
+	assert_null(p->addrs[0].name);
+	assert_true(p->addrs[0].ratio < 0);
+	assert_string_equal(p->addrs[1].address, "::1");
+	assert_string_equal(p->addrs[1].name, "mx.test");
+	assert_true(p->addrs[1].ratio > 0.24 && p->addrs[1].ratio < 0.26);
+	const struct zone_config *z = config_zone(cfg, "bulk");
+	assert_string_equal(z->pool, "out");
+	assert_int_equal(z->throttle.count, 30);
+	assert_int_equal(z->throttle.period_ms, 60000);
+	assert_int_equal(z->cache_reuse, 7);
+	assert_int_equal(z->cache_ttl_ms, 5000); /* nested default */
+	assert_int_equal(z->connections, 10);
+	assert_int_equal(z->port, 25);
+	assert_int_equal(config_zone(cfg, "bounces")->connections, 1);
+	const struct domain_config *d = config_domain(cfg, "example.test");
+	assert_int_equal(d->max_connections, 2);
+	assert_int_equal(d->throttle.count, 5);
+	assert_int_equal(d->throttle.period_ms, 1000);
+	assert_int_equal(config_domain(cfg, "other.test")->max_connections, 5);
+	assert_int_equal(config_domain(cfg, "other.test")->throttle.count, 0);
+	assert_int_equal(cfg->queue.n_defer, 2);
+	assert_int_equal(cfg->queue.defer_ms[1], 2000);
+	assert_int_equal(cfg->n_nameservers, 1);
+	assert_string_equal(cfg->nameservers[0], "127.0.0.1@5353");
+	config_free(cfg);
+	remove_app(dir);
+}
+
 static void test_builtin_defaults(void **state)
 {
 	(void)state;
@@ -275,7 +343,21 @@ static void test_builtin_defaults(void **state)
 	assert_null(cfg->log.file);
 	assert_string_equal(cfg->queue.dir, "data");
 	assert_int_equal(cfg->nfiles, 0);
+	assert_int_equal(cfg->queue.n_defer, 17);
+	assert_int_equal(cfg->queue.defer_ms[0], 5 * 60000);
+	assert_int_equal(cfg->queue.defer_ms[16], 240 * 60000);
 	config_free(cfg);
+}
+
+/* Every scalar field of a dict entry (recursively) has a default. */
+static void check_defaults(const struct cfg_schema *fields, const char *path)
+{
+	for (const struct cfg_schema *g = fields; g->key; g++) {
+		if (g->type == CT_MAP)
+			check_defaults(g->sub, path);
+		else if (g->type != CT_LIST && g->type != CT_DICT && g->def == NULL)
+			fail_msg("%s.<entry>...%s has no default", path, g->key);
+	}
 }
 
 /* Every option of the schema is present (and so documented) in default.yaml. */
@@ -297,9 +379,7 @@ static void check_covered(const struct cfg_schema *fields, const struct cfg_node
 				fail_msg("%s has no example entry in config/default.yaml", sub);
 			for (size_t i = 0; i < n->nchild; i++)
 				check_covered(f->sub[0].sub, n->child[i], sub);
-			for (const struct cfg_schema *g = f->sub[0].sub; g->key; g++)
-				if (g->type != CT_LIST && g->type != CT_DICT && g->def == NULL)
-					fail_msg("%s.<entry>.%s has no default", sub, g->key);
+			check_defaults(f->sub[0].sub, sub);
 		}
 		free(sub);
 	}
@@ -329,6 +409,7 @@ int main(void)
 		cmocka_unit_test(test_every_problem_reported),
 		cmocka_unit_test(test_merge_order_and_paths),
 		cmocka_unit_test(test_dict_entry_defaults),
+		cmocka_unit_test(test_delivery_options),
 		cmocka_unit_test(test_builtin_defaults),
 		cmocka_unit_test(test_schema_matches_default_yaml),
 	};

@@ -314,7 +314,7 @@ static int daemon_start(struct daemon *d, char **err)
 	 * The queue is opened after, so its files belong to the running user. */
 	if (drop_privileges(cfg, err) != 0)
 		return -1;
-	d->queue = queue_open(d->base, cfg->queue.dir, cfg->queue.min_free_space, err);
+	d->queue = queue_open(d->base, cfg->queue.dir, cfg->queue.min_free_space, NULL, NULL, err);
 	if (d->queue == NULL)
 		return -1;
 	for (size_t i = 0; i < d->n_smtp; i++)

@@ -189,6 +189,12 @@ static void fetch_chunk(void *arg, int rc, const char *data, size_t len)
 		evhttp_send_reply_end(req);
 		return;
 	}
+	if (len == 0) {
+		/* An empty chunk (an empty body): nothing to write, so no write
+		 * callback would come; go on at once. */
+		chunk_written(NULL, p);
+		return;
+	}
 	struct evbuffer *buf = evbuffer_new();
 	evbuffer_add(buf, data, len);
 	evhttp_send_reply_chunk_with_cb(req, buf, chunk_written, p);

@@ -76,8 +76,15 @@ static void head_complete(struct ingest *in, size_t end)
 {
 	header_list_parse(&in->headers, in->head, end);
 	in->head_done = true;
-	if (in->head_len > end)
-		queue_body_write(in->body, in->head + end, in->head_len - end);
+	if (in->head_len > end) {
+		const char *rest = in->head + end;
+		/* A body that starts without the empty line (the headers ended at
+		 * a line that is no field) gets one: otherwise its first line
+		 * would read as a broken header field after ours. */
+		if (rest[0] != '\n' && rest[0] != '\r')
+			queue_body_write(in->body, "\r\n", 2);
+		queue_body_write(in->body, rest, in->head_len - end);
+	}
 	in->head_len = end;
 }
 
@@ -286,6 +293,8 @@ void ingest_finish(struct ingest *in, const struct ingest_envelope *env, ingest_
 	json_object_set_new(meta, "time", json_integer((json_int_t)in->received_ms));
 	json_object_set_new(meta, "created", json_integer((json_int_t)now_ms()));
 	json_object_set_new(meta, "nextAttempt", json_integer((json_int_t)in->delayed_until));
+	json_object_set_new(meta, "bodyType", json_string(env->eight_bit ? "8BITMIME" : "7BIT"));
+	json_object_set_new(meta, "smtputf8", json_boolean(env->smtputf8));
 	json_object_set_new(meta, "dkim",
 			    json_pack("{s:s, s:n}", "hashAlgo", "sha256", "bodyHash"));
 

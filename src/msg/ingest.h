@@ -27,6 +27,8 @@ struct ingest_envelope {
 	char *const *rcpts;     /* envelope recipients, each with a domain */
 	size_t nrcpts;
 	bool allow_routing_headers; /* X-Sending-Zone may choose the zone */
+	bool eight_bit;         /* sent with BODY=8BITMIME: relaying needs 8BITMIME */
+	bool smtputf8;          /* sent with SMTPUTF8: relaying needs SMTPUTF8 */
 	const char *received_by;    /* our host name in Received: */
 };
 

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "core/log.h"
+#include "core/utf8.h"
 #include "core/xmalloc.h"
 #include "queue/queue_worker.h"
 #include "queue/store.h"
@@ -32,6 +33,9 @@ struct queue {
 	/* counters */
 	struct strmap *zones; /* zone → struct zone_counts */
 	uint64_t processed;
+	struct strmap *remaining; /* id → deliveries left, as (void *)(uintptr_t)n */
+	queue_delivery_hook hook;
+	void *hook_arg;
 };
 
 struct zone_counts {
@@ -90,7 +94,7 @@ static int64_t now_ms(void)
 struct write_job {
 	struct worker_job job;
 	struct store_op ops[4];
-	char *bufs[4]; /* freed with the job */
+	char *bufs[8]; /* freed with the job */
 	size_t nbufs;
 };
 
@@ -290,8 +294,11 @@ void queue_body_free(struct queue_body *b)
 
 struct commit_job {
 	struct write_job w;
-	/* counters to apply once durable: zone and domain per recipient */
-	char **zones, **domains;
+	char id[QUEUE_ID_LEN + 1];
+	/* what the scheduler and counters learn once durable */
+	char **zones, **domains, **rcpts;
+	int64_t *next;
+	int64_t created;
 	size_t ndlv;
 };
 
@@ -300,9 +307,19 @@ static void commit_done(struct worker_job *job)
 	struct commit_job *c = (struct commit_job *)job;
 	struct queue *q = job->ctx;
 	int rc = job->rc;
-	if (rc == 0)
-		for (size_t i = 0; i < c->ndlv; i++)
+	if (rc == 0) {
+		strmap_put(q->remaining, c->id, (void *)(uintptr_t)c->ndlv);
+		for (size_t i = 0; i < c->ndlv; i++) {
 			counts_add(q, c->zones[i], c->domains[i], 1, 0);
+			struct queue_delivery_row row = {c->id,	       (unsigned)(i + 1),
+							 c->zones[i],   c->rcpts[i],
+							 c->domains[i], c->created,
+							 c->next[i],    0,
+							 false,	       0};
+			if (q->hook)
+				q->hook(q->hook_arg, &row);
+		}
+	}
 	struct queue_body *b = u64map_get(q->bodies, job->req);
 	if (b != NULL) {
 		b->committing = false;
@@ -313,9 +330,12 @@ static void commit_done(struct worker_job *job)
 	for (size_t i = 0; i < c->ndlv; i++) {
 		free(c->zones[i]);
 		free(c->domains[i]);
+		free(c->rcpts[i]);
 	}
 	free(c->zones);
 	free(c->domains);
+	free(c->rcpts);
+	free(c->next);
 	write_job_free(&c->w);
 }
 
@@ -352,7 +372,10 @@ void queue_message_commit(struct queue_body *b, json_t *meta, const char *header
 	c->w.job.ops = ops;
 	c->zones = xcalloc(ndlv, sizeof(char *));
 	c->domains = xcalloc(ndlv, sizeof(char *));
+	c->rcpts = xcalloc(ndlv, sizeof(char *));
+	c->next = xcalloc(ndlv, sizeof(int64_t));
 	c->ndlv = ndlv;
+	memcpy(c->id, b->id, sizeof(c->id));
 
 	size_t n = 0;
 	if (b->fill > 0 || b->chunks_sent == 0) {
@@ -376,6 +399,7 @@ void queue_message_commit(struct queue_body *b, json_t *meta, const char *header
 	ops[n++] = (struct store_op){STORE_PUT, STORE_CF_META, xstrndup(b->id, QUEUE_ID_LEN),
 				     QUEUE_ID_LEN, mval, mlen};
 	int64_t created = now_ms();
+	c->created = created;
 	for (size_t i = 0; i < ndlv; i++) {
 		char *key = xmalloc(DLV_KEY_LEN + 1);
 		memcpy(key, b->id, QUEUE_ID_LEN);
@@ -390,9 +414,76 @@ void queue_message_commit(struct queue_body *b, json_t *meta, const char *header
 		ops[n++] = (struct store_op){STORE_PUT, STORE_CF_DLV, key, DLV_KEY_LEN, rval, rlen};
 		c->zones[i] = xstrdup(dlv[i].zone);
 		c->domains[i] = xstrdup(dlv[i].domain);
+		c->rcpts[i] = xstrdup(dlv[i].recipient);
+		c->next[i] = dlv[i].next_attempt;
 	}
 	c->w.job.nops = n;
 	worker_submit(q->writer, &c->w.job);
+}
+
+/* --- delivery outcomes --- */
+
+static void outcome_done(struct worker_job *job)
+{
+	if (job->rc != 0)
+		log_error("queue_update", "error=\"%s\"", job->err ? job->err : "?");
+	write_job_free((struct write_job *)job);
+}
+
+static char *dlv_key(const char *id, unsigned seq)
+{
+	char *key = xmalloc(DLV_KEY_LEN + 1);
+	memcpy(key, id, QUEUE_ID_LEN);
+	snprintf(key + QUEUE_ID_LEN, QUEUE_SEQ_LEN + 1, "%03x", seq & 0xfff);
+	return key;
+}
+
+void queue_delivery_finish(struct queue *q, const char *id, unsigned seq, const char *zone,
+			   const char *domain, bool was_deferred)
+{
+	struct write_job *w = write_job_new(q, 0, outcome_done);
+	write_job_add(w, STORE_DELETE, STORE_CF_DLV, dlv_key(id, seq), DLV_KEY_LEN, NULL, 0);
+	uintptr_t left = (uintptr_t)strmap_get(q->remaining, id);
+	if (left <= 1) {
+		/* The last delivery: the message goes with it. */
+		strmap_remove(q->remaining, id);
+		write_job_add(w, STORE_DELETE, STORE_CF_META, xstrndup(id, QUEUE_ID_LEN),
+			      QUEUE_ID_LEN, NULL, 0);
+		char *from = xmalloc(BODY_KEY_LEN), *to = xmalloc(BODY_KEY_LEN);
+		body_key(from, id, 0);
+		body_key(to, id, UINT32_MAX);
+		write_job_add(w, STORE_DELETE_RANGE, STORE_CF_BODY, from, BODY_KEY_LEN, to,
+			      BODY_KEY_LEN);
+	} else {
+		strmap_put(q->remaining, id, (void *)(left - 1));
+	}
+	counts_add(q, zone, domain, was_deferred ? 0 : -1, was_deferred ? -1 : 0);
+	q->processed++;
+	worker_submit(q->writer, &w->job);
+}
+
+void queue_delivery_defer(struct queue *q, const struct queue_delivery_row *row,
+			  bool was_deferred, int64_t last, const char *response)
+{
+	char *clean = utf8_sanitize(response, strlen(response));
+	json_t *j = json_pack("{s:s, s:s, s:s, s:s, s:I, s:I, s:i, s:{s:I, s:i, s:I, s:I, s:s}}",
+			      "zone", row->zone, "recipient", row->recipient, "domain", row->domain,
+			      "status", "DEFERRED", "created", (json_int_t)row->created, "next",
+			      (json_int_t)row->next_attempt, "attempts", row->attempts, "deferred",
+			      "first", (json_int_t)row->first_failure, "count", row->attempts, "last",
+			      (json_int_t)last, "next", (json_int_t)row->next_attempt, "response",
+			      clean);
+	free(clean);
+	if (j == NULL)
+		fatal("queue: cannot encode a delivery row");
+	size_t len;
+	char *val = json_text(j, &len);
+	json_decref(j);
+	struct write_job *w = write_job_new(q, 0, outcome_done);
+	write_job_add(w, STORE_PUT, STORE_CF_DLV, dlv_key(row->id, row->seq), DLV_KEY_LEN, val, len);
+	if (!was_deferred)
+		counts_add(q, row->zone, row->domain, -1, 1);
+	worker_submit(q->writer, &w->job);
 }
 
 /* --- reads --- */
@@ -528,7 +619,6 @@ uint64_t queue_chunk_get(struct queue *q, const char *id, uint32_t index, queue_
 
 struct recovery {
 	struct queue *q;
-	struct strmap *with_rows; /* ids that have delivery rows */
 	struct strmap *with_meta; /* ids that have metadata (kept or being removed) */
 	struct store_op *ops;     /* deletions to apply */
 	size_t nops, cap;
@@ -548,10 +638,13 @@ static int scan_row(void *arg, const char *key, size_t klen, const char *val, si
 	struct recovery *r = arg;
 	char id[QUEUE_ID_LEN + 1];
 	json_t *row = json_loadb(val, vlen, 0, NULL);
-	const char *zone = NULL, *domain = NULL, *status = NULL;
+	const char *zone = NULL, *domain = NULL, *status = NULL, *rcpt = NULL;
+	json_int_t created = 0, next = 0;
+	int attempts = 0;
 	if (klen != DLV_KEY_LEN || row == NULL ||
-	    json_unpack(row, "{s:s, s:s, s:s}", "zone", &zone, "domain", &domain, "status",
-			&status) != 0) {
+	    json_unpack(row, "{s:s, s:s, s:s, s:s, s:I, s:I, s:i}", "zone", &zone, "domain",
+			&domain, "status", &status, "recipient", &rcpt, "created", &created,
+			"next", &next, "attempts", &attempts) != 0) {
 		/* Kept, not deleted: a human should look at it. */
 		r->bad_rows++;
 		json_decref(row);
@@ -559,9 +652,22 @@ static int scan_row(void *arg, const char *key, size_t klen, const char *val, si
 	}
 	memcpy(id, key, QUEUE_ID_LEN);
 	id[QUEUE_ID_LEN] = '\0';
-	strmap_put(r->with_rows, id, r);
+	uintptr_t n = (uintptr_t)strmap_get(r->q->remaining, id);
+	strmap_put(r->q->remaining, id, (void *)(n + 1));
 	bool deferred = strcmp(status, "DEFERRED") == 0;
 	counts_add(r->q, zone, domain, !deferred, deferred);
+	char seq[QUEUE_SEQ_LEN + 1];
+	memcpy(seq, key + QUEUE_ID_LEN, QUEUE_SEQ_LEN);
+	seq[QUEUE_SEQ_LEN] = '\0';
+	json_int_t first = 0;
+	json_unpack(row, "{s:{s:I}}", "deferred", "first", &first);
+	struct queue_delivery_row d = {id,	 (unsigned)strtoul(seq, NULL, 16),
+				       zone,	 rcpt,
+				       domain,	 created,
+				       next,	 attempts,
+				       deferred, first};
+	if (r->q->hook)
+		r->q->hook(r->q->hook_arg, &d);
 	r->rows++;
 	json_decref(row);
 	return 0;
@@ -580,7 +686,7 @@ static int scan_meta(void *arg, const char *key, size_t klen, const char *val, s
 	if (strcmp(id, r->newest) > 0)
 		memcpy(r->newest, id, sizeof(id));
 	strmap_put(r->with_meta, id, r);
-	if (strmap_get(r->with_rows, id) == NULL) {
+	if (strmap_get(r->q->remaining, id) == NULL) {
 		/* Metadata without any delivery: finished or half-written. */
 		recovery_delete(r, STORE_DELETE, STORE_CF_META, xstrdup(id), QUEUE_ID_LEN, NULL, 0);
 		char *from = xmalloc(BODY_KEY_LEN), *to = xmalloc(BODY_KEY_LEN);
@@ -614,7 +720,7 @@ static int scan_body_id(void *arg, const char *key, size_t klen, const char *val
 /* Removes what interrupted ingests left and rebuilds the counters. */
 static int queue_recover(struct queue *q, char **err)
 {
-	struct recovery r = {.q = q, .with_rows = strmap_new(), .with_meta = strmap_new()};
+	struct recovery r = {.q = q, .with_meta = strmap_new()};
 	int rc = q->be->scan(q->store, STORE_CF_DLV, NULL, 0, scan_row, &r, err);
 	if (rc == 0)
 		rc = q->be->scan(q->store, STORE_CF_META, NULL, 0, scan_meta, &r, err);
@@ -640,18 +746,20 @@ static int queue_recover(struct queue *q, char **err)
 		}
 		log_info("queue_recovered", "messages=%zu deliveries=%llu removed_incomplete=%zu "
 					    "removed_orphan_bodies=%zu unreadable_rows=%llu",
-			 strmap_count(r.with_rows), (unsigned long long)r.rows, meta_orphans,
+			 strmap_count(q->remaining), (unsigned long long)r.rows, meta_orphans,
 			 body_orphans, (unsigned long long)r.bad_rows);
 	}
-	strmap_free(r.with_rows);
 	strmap_free(r.with_meta);
 	return rc;
 }
 
 struct queue *queue_open(struct event_base *base, const char *dir, uint64_t min_free_space,
-			 char **err)
+			 queue_delivery_hook hook, void *hook_arg, char **err)
 {
 	struct queue *q = xcalloc(1, sizeof(*q));
+	q->hook = hook;
+	q->hook_arg = hook_arg;
+	q->remaining = strmap_new();
 	q->be = &store_rocksdb;
 	bool corrupt = false;
 	char *why = NULL;
@@ -719,5 +827,6 @@ void queue_close(struct queue *q)
 		free(z);
 	}
 	strmap_free(q->zones);
+	strmap_free(q->remaining);
 	free(q);
 }

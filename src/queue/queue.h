@@ -41,8 +41,25 @@ struct queue_body;
  * loop runs.  Returns NULL and *err (malloc'ed) on failure; a damaged store
  * gives a message telling the operator to move the folder aside.
  */
+/* A delivery row as the scheduler sees it; strings borrowed for the call. */
+struct queue_delivery_row {
+	const char *id;
+	unsigned seq;
+	const char *zone;
+	const char *recipient;
+	const char *domain;
+	int64_t created;      /* ms: when the message was queued */
+	int64_t next_attempt; /* ms */
+	int attempts;         /* failed attempts so far */
+	bool deferred;
+	int64_t first_failure; /* ms of the first failed attempt, 0 if none */
+};
+
+/* Told about every stored delivery at start, and every new one after. */
+typedef void (*queue_delivery_hook)(void *arg, const struct queue_delivery_row *row);
+
 struct queue *queue_open(struct event_base *base, const char *dir, uint64_t min_free_space,
-			 char **err);
+			 queue_delivery_hook hook, void *hook_arg, char **err);
 /* Waits for pending writes, stops the workers and closes the store. */
 void queue_close(struct queue *q);
 
@@ -113,6 +130,18 @@ typedef void (*queue_chunk_cb)(void *arg, int rc, const char *data, size_t len);
 /* Reads body chunk `index` of message `id`; returns a request id. */
 uint64_t queue_chunk_get(struct queue *q, const char *id, uint32_t index, queue_chunk_cb cb,
 			 void *arg);
+
+/*
+ * A delivery is finished (delivered or bounced): its row is deleted, and the
+ * message with it when it was the last.  Not synced: a crash can at worst
+ * repeat the delivery (at-least-once), never lose it.
+ */
+void queue_delivery_finish(struct queue *q, const char *id, unsigned seq, const char *zone,
+			   const char *domain, bool was_deferred);
+
+/* A delivery failed for now: its row records the attempt and the next one. */
+void queue_delivery_defer(struct queue *q, const struct queue_delivery_row *row,
+			  bool was_deferred, int64_t last, const char *response);
 
 /* Drops the answer of a pending read request.  Unknown ids are ignored. */
 void queue_request_cancel(struct queue *q, uint64_t req);

@@ -377,6 +377,8 @@ static void data_end(struct smtp_session *s)
 		.rcpts = s->rcpts,
 		.nrcpts = s->nrcpts,
 		.allow_routing_headers = s->env.iface->allow_routing_headers,
+		.eight_bit = s->mail.body == SMTP_BODY_8BITMIME,
+		.smtputf8 = s->mail.smtputf8,
 		.received_by = hostname(s),
 	};
 	enter_state(s, SMTP_STATE_COMMIT);

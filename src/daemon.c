@@ -17,7 +17,11 @@
 #include <event2/thread.h>
 
 #include "api/api.h"
+#include "bounce/rules.h"
+#include "mta/dns.h"
+#include "mta/mta.h"
 #include "queue/queue.h"
+#include "sched/sched.h"
 #include "smtp/smtp_server.h"
 #include "core/log.h"
 #include "core/xmalloc.h"
@@ -31,6 +35,10 @@ struct daemon {
 	struct event *stop_timer;
 	struct api *api;
 	struct queue *queue;
+	struct dns *dns;
+	struct bounce_rules *rules;
+	struct mta *mta;
+	struct sched *sched;
 	struct smtp_server **smtp;
 	size_t n_smtp;
 	size_t draining; /* SMTP servers still finishing sessions */
@@ -273,6 +281,34 @@ static void on_reload_signal(evutil_socket_t sig, short what, void *arg)
 	config_free(cfg);
 }
 
+/* The queue tells the scheduler of every stored and every new delivery. */
+static void on_stored_delivery(void *arg, const struct queue_delivery_row *row)
+{
+	sched_add(arg, row);
+}
+
+/* DNS, bounce rules, the delivery engine and its scheduler. */
+static int delivery_setup(struct daemon *d, char **err)
+{
+	const struct config *cfg = d->cfg;
+	struct dns_config dc = {cfg->nameservers, cfg->n_nameservers, false, false};
+	for (size_t i = 0; i < cfg->n_zones; i++)
+		dc.ipv6 = dc.ipv6 || !cfg->zones[i].ignore_ipv6;
+	d->dns = dns_new(d->base, &dc, err);
+	if (d->dns == NULL)
+		return -1;
+	if (cfg->bounce_rules != NULL) {
+		d->rules = bounce_rules_load(cfg->bounce_rules, err);
+		if (d->rules == NULL)
+			return -1;
+	} else {
+		d->rules = bounce_rules_builtin();
+	}
+	d->mta = mta_new(d->base, cfg, d->dns, d->rules);
+	d->sched = sched_new(d->base, cfg, mta_start, d->mta);
+	return 0;
+}
+
 /* Everything that can fail at start, in order; returns -1 with *err. */
 static int daemon_start(struct daemon *d, char **err)
 {
@@ -314,9 +350,14 @@ static int daemon_start(struct daemon *d, char **err)
 	 * The queue is opened after, so its files belong to the running user. */
 	if (drop_privileges(cfg, err) != 0)
 		return -1;
-	d->queue = queue_open(d->base, cfg->queue.dir, cfg->queue.min_free_space, NULL, NULL, err);
+	if (delivery_setup(d, err) != 0)
+		return -1;
+	d->queue = queue_open(d->base, cfg->queue.dir, cfg->queue.min_free_space,
+			      on_stored_delivery, d->sched, err);
 	if (d->queue == NULL)
 		return -1;
+	sched_set_queue(d->sched, d->queue);
+	mta_attach(d->mta, d->sched, d->queue);
 	for (size_t i = 0; i < d->n_smtp; i++)
 		smtp_server_start(d->smtp[i], d->queue);
 	if (d->api != NULL)
@@ -359,8 +400,13 @@ int daemon_run(const struct config_source *src, struct config *cfg)
 	for (size_t i = 0; i < d.n_smtp; i++)
 		smtp_server_free(d.smtp[i]);
 	free(d.smtp);
-	/* After the sessions: their unfinished messages are withdrawn first. */
+	/* Connections first (they cancel their reads), then the queue (its last
+	 * answers may still feed the scheduler), then the rest. */
+	mta_free(d.mta);
 	queue_close(d.queue);
+	sched_free(d.sched);
+	dns_free(d.dns);
+	bounce_rules_free(d.rules);
 	if (d.stop_timer)
 		event_free(d.stop_timer);
 	if (d.sig_term) {

@@ -160,8 +160,14 @@ def app(tmp_path):
     a = App(path)
     a.api_port = free_port()
     a.smtp_port = free_port()
-    a.write_config("development", {"api": {"port": a.api_port},
-                                   "smtpInterfaces": {"feeder": {"port": a.smtp_port}}})
+    a.write_config("development", {
+        "api": {"port": a.api_port},
+        "smtpInterfaces": {"feeder": {"port": a.smtp_port}},
+        # Accepted mail stays queued unless a test delivers it on purpose,
+        # and no DNS query ever leaves loopback (port 9: nothing answers).
+        "zones": {"default": {"disabled": True}, "bounces": {"disabled": True}},
+        "dns": {"nameservers": ["127.0.0.1@9"]},
+    })
     return a
 
 

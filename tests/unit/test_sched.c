@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "sched/backoff.h"
 #include "sched/throttle.h"
 #include "zone/pool.h"
 
@@ -111,6 +112,23 @@ static void test_pool_stable(void **state)
 	assert_int_equal(pool_pick(&empty, "x", "y"), -1);
 }
 
+static void test_backoff(void **state)
+{
+	(void)state;
+	uint64_t times[] = {5 * 60000, 7 * 60000, 8 * 60000};
+	struct queue_config qc = {.defer_ms = times, .n_defer = 3,
+				  .max_queue_time_ms = 3600 * 1000};
+	int64_t next;
+	assert_true(backoff_next(&qc, 1, 0, 1000, &next));
+	assert_int_equal(next, 1000 + 5 * 60000);
+	assert_true(backoff_next(&qc, 3, 0, 2000, &next));
+	assert_int_equal(next, 2000 + 8 * 60000);
+	assert_false(backoff_next(&qc, 4, 0, 2000, &next)); /* schedule ran out */
+	assert_false(backoff_next(&qc, 0, 0, 2000, &next));
+	assert_false(backoff_next(&qc, 1, 0, 3600 * 1000, &next)); /* too old */
+	assert_true(backoff_next(&qc, 1, 0, 3600 * 1000 - 1, &next));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -119,6 +137,7 @@ int main(void)
 		cmocka_unit_test(test_rate_over_window),
 		cmocka_unit_test(test_pool_ratios),
 		cmocka_unit_test(test_pool_stable),
+		cmocka_unit_test(test_backoff),
 	};
 	return cmocka_run_group_tests_name("sched", tests, NULL, NULL);
 }

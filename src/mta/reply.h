@@ -1,0 +1,35 @@
+/*
+ * SMTP replies as a client reads them (RFC 5321 4.2): "CODE-text" lines
+ * continue a reply, "CODE text" (or a bare "CODE") ends it.  The text is
+ * kept for logs and bounce rules: the first line whole, later lines without
+ * their code, joined by spaces, cut at REPLY_TEXT_MAX.  Pure; unit-tested.
+ */
+#ifndef ZMTA_REPLY_H
+#define ZMTA_REPLY_H
+
+#include <stddef.h>
+
+#define REPLY_TEXT_MAX 2000
+
+struct reply {
+	int code;                  /* of the finished reply */
+	char text[REPLY_TEXT_MAX]; /* NUL-terminated */
+	size_t len;
+	int first_code;            /* code of the first line, to check the rest */
+};
+
+enum reply_status {
+	REPLY_MORE = 0, /* a continuation line: the reply goes on */
+	REPLY_DONE = 1, /* the last line: r->code and r->text are the reply */
+	REPLY_BAD = -1, /* not a reply line, or a code that changed mid-reply */
+};
+
+/*
+ * Feeds one line (CRLF removed).  After REPLY_DONE or REPLY_BAD the next
+ * line starts a new reply.  `keyword` (may be NULL) receives the text after
+ * the code of each continuation line but the first, e.g. EHLO keywords.
+ */
+enum reply_status reply_feed(struct reply *r, const char *line, size_t len,
+			     void (*keyword)(void *arg, const char *text, size_t len), void *arg);
+
+#endif

@@ -1,0 +1,568 @@
+/* The delivery scheduler; see sched.h. */
+#include "sched/sched.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+
+#include "core/hmap.h"
+#include "core/log.h"
+#include "core/xmalloc.h"
+#include "sched/backoff.h"
+#include "sched/throttle.h"
+#include "zone/pool.h"
+
+struct sched_zone {
+	const struct zone_config *cfg;
+	const struct pool_config *pool;
+	struct throttle throttle;
+	int active;               /* open connections, parked ones included */
+	struct sched_slot *idle;  /* parked connections, oldest first */
+	struct strmap *domains;   /* name → struct sched_domain */
+	struct sched_domain *ring; /* domains with due mail, round robin */
+};
+
+struct sched_domain {
+	char *name;
+	struct sched_zone *zone;
+	const struct domain_config *cfg;
+	struct throttle throttle;
+	int active;
+	struct sched_item *ready, **ready_tail;
+	size_t nready;
+	bool in_ring;
+	struct sched_domain *ring_next, *ring_prev;
+};
+
+struct sched {
+	struct event_base *base;
+	const struct config *cfg;
+	struct queue *queue;
+	sched_start_fn start;
+	void *start_arg;
+	struct strmap *zones;      /* name → struct sched_zone */
+	struct sched_item **heap;  /* waiting, by `next` */
+	size_t nheap, heap_cap;
+	struct event *timer;       /* the next due time or throttle opening */
+	struct event *pump_ev;     /* deferred pump: never from inside a caller */
+	int64_t timer_at;
+};
+
+static int64_t now_ms(void)
+{
+	struct timeval tv;
+	gettimeofday(&tv, NULL);
+	return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
+}
+
+/* --- heap of waiting items --- */
+
+static void heap_swap(struct sched *s, size_t a, size_t b)
+{
+	struct sched_item *t = s->heap[a];
+	s->heap[a] = s->heap[b];
+	s->heap[b] = t;
+	s->heap[a]->heap_index = a;
+	s->heap[b]->heap_index = b;
+}
+
+static void heap_push(struct sched *s, struct sched_item *it)
+{
+	s->heap = xreallocarray_grow(s->heap, &s->heap_cap, s->nheap + 1, sizeof(*s->heap));
+	size_t i = s->nheap++;
+	s->heap[i] = it;
+	it->heap_index = i;
+	while (i > 0 && s->heap[(i - 1) / 2]->next > s->heap[i]->next) {
+		heap_swap(s, i, (i - 1) / 2);
+		i = (i - 1) / 2;
+	}
+}
+
+static struct sched_item *heap_pop(struct sched *s)
+{
+	struct sched_item *top = s->heap[0];
+	s->heap[0] = s->heap[--s->nheap];
+	s->heap[0]->heap_index = 0;
+	size_t i = 0;
+	for (;;) {
+		size_t l = 2 * i + 1, r = l + 1, m = i;
+		if (l < s->nheap && s->heap[l]->next < s->heap[m]->next)
+			m = l;
+		if (r < s->nheap && s->heap[r]->next < s->heap[m]->next)
+			m = r;
+		if (m == i)
+			break;
+		heap_swap(s, i, m);
+		i = m;
+	}
+	return top;
+}
+
+/* --- zones and domains --- */
+
+static struct sched_zone *zone_get(struct sched *s, const char *name)
+{
+	struct sched_zone *z = strmap_get(s->zones, name);
+	if (z != NULL)
+		return z;
+	const struct zone_config *zc = config_zone(s->cfg, name);
+	if (zc == NULL)
+		return NULL;
+	/* Zone names match case-insensitively: key by the configured name. */
+	z = strmap_get(s->zones, zc->name);
+	if (z != NULL)
+		return z;
+	z = xcalloc(1, sizeof(*z));
+	z->cfg = zc;
+	z->pool = config_pool(s->cfg, zc->pool);
+	throttle_init(&z->throttle, &zc->throttle);
+	z->domains = strmap_new();
+	strmap_put(s->zones, zc->name, z);
+	return z;
+}
+
+static struct sched_domain *domain_get(struct sched_zone *z, const struct config *cfg,
+				       const char *name)
+{
+	struct sched_domain *d = strmap_get(z->domains, name);
+	if (d != NULL)
+		return d;
+	d = xcalloc(1, sizeof(*d));
+	d->name = xstrdup(name);
+	d->zone = z;
+	d->cfg = config_domain(cfg, name);
+	throttle_init(&d->throttle, &d->cfg->throttle);
+	d->ready_tail = &d->ready;
+	strmap_put(z->domains, name, d);
+	return d;
+}
+
+static void ring_add(struct sched_zone *z, struct sched_domain *d)
+{
+	if (d->in_ring)
+		return;
+	d->in_ring = true;
+	if (z->ring == NULL) {
+		d->ring_next = d->ring_prev = d;
+		z->ring = d;
+	} else {
+		/* Insert before the current head: it comes last in this round. */
+		d->ring_next = z->ring;
+		d->ring_prev = z->ring->ring_prev;
+		d->ring_prev->ring_next = d;
+		z->ring->ring_prev = d;
+	}
+}
+
+static void ring_remove(struct sched_zone *z, struct sched_domain *d)
+{
+	if (!d->in_ring)
+		return;
+	d->in_ring = false;
+	if (d->ring_next == d) {
+		z->ring = NULL;
+	} else {
+		d->ring_prev->ring_next = d->ring_next;
+		d->ring_next->ring_prev = d->ring_prev;
+		if (z->ring == d)
+			z->ring = d->ring_next;
+	}
+}
+
+static void make_ready(struct sched_item *it)
+{
+	struct sched_domain *d = it->dom;
+	it->next_ready = NULL;
+	*d->ready_tail = it;
+	d->ready_tail = &it->next_ready;
+	d->nready++;
+	ring_add(d->zone, d);
+}
+
+/* --- pumping --- */
+
+static void schedule_pump(struct sched *s)
+{
+	event_active(s->pump_ev, EV_TIMEOUT, 0);
+}
+
+static void set_timer(struct sched *s, int64_t at, int64_t now)
+{
+	if (at <= 0)
+		return;
+	if (s->timer_at != 0 && s->timer_at <= at && s->timer_at > now)
+		return;
+	int64_t wait = at > now ? at - now : 0;
+	struct timeval tv = {(time_t)(wait / 1000), (suseconds_t)(wait % 1000) * 1000};
+	s->timer_at = at;
+	evtimer_add(s->timer, &tv);
+}
+
+/* The run of due items at the head of d's queue for one message. */
+static struct sched_batch *take_batch(struct sched_domain *d)
+{
+	struct sched_batch *b = xcalloc(1, sizeof(*b));
+	b->zone = d->zone->cfg;
+	b->domain = d->name;
+	size_t cap = 0;
+	const char *id = d->ready->id;
+	while (d->ready != NULL && strcmp(d->ready->id, id) == 0) {
+		struct sched_item *it = d->ready;
+		d->ready = it->next_ready;
+		d->nready--;
+		b->items = xreallocarray_grow(b->items, &cap, b->n + 1, sizeof(*b->items));
+		b->items[b->n++] = it;
+	}
+	if (d->ready == NULL)
+		d->ready_tail = &d->ready;
+	return b;
+}
+
+/* ms until both throttles let a message to d go (0: now). */
+static int64_t throttle_delay(struct sched_domain *d, int64_t now)
+{
+	int64_t a = throttle_wait(&d->zone->throttle, now);
+	int64_t b = throttle_wait(&d->throttle, now);
+	return a > b ? a : b;
+}
+
+static void throttle_count(struct sched_domain *d, int64_t now)
+{
+	throttle_take(&d->zone->throttle, now);
+	throttle_take(&d->throttle, now);
+}
+
+static void idle_remove(struct sched_zone *z, struct sched_slot *slot)
+{
+	if (!slot->parked)
+		return;
+	slot->parked = false;
+	if (slot->idle_next == slot) {
+		z->idle = NULL;
+	} else {
+		slot->idle_prev->idle_next = slot->idle_next;
+		slot->idle_next->idle_prev = slot->idle_prev;
+		if (z->idle == slot)
+			z->idle = slot->idle_next;
+	}
+}
+
+/* A parked connection of d that due mail could leave from, or NULL. */
+static struct sched_slot *idle_for(struct sched_domain *d)
+{
+	struct sched_slot *first = d->zone->idle;
+	struct sched_slot *slot = first;
+	if (slot == NULL)
+		return NULL;
+	int local = pool_pick(d->zone->pool, d->ready->id, d->name);
+	do {
+		if (slot->dom == d && slot->local == local)
+			return slot;
+		slot = slot->idle_next;
+	} while (slot != first);
+	return NULL;
+}
+
+/* Starts what the limits allow, zone by zone, domains in turn. */
+static void pump(struct sched *s)
+{
+	int64_t now = now_ms();
+	while (s->nheap > 0 && s->heap[0]->next <= now)
+		make_ready(heap_pop(s));
+	int64_t wake = s->nheap > 0 ? s->heap[0]->next : 0;
+
+	size_t pos = 0;
+	const char *name;
+	void *v;
+	while (strmap_next(s->zones, &pos, &name, &v)) {
+		struct sched_zone *z = v;
+		if (z->cfg->disabled)
+			continue;
+		/* One pass over the ring, more while connections start. */
+		size_t tries = strmap_count(z->domains);
+		while (z->ring != NULL && tries-- > 0) {
+			struct sched_domain *d = z->ring;
+			z->ring = d->ring_next; /* next turn: the next domain */
+			if (d->nready == 0) {
+				ring_remove(z, d);
+				continue;
+			}
+			int64_t delay = throttle_delay(d, now);
+			if (delay > 0) {
+				if (wake == 0 || now + delay < wake)
+					wake = now + delay;
+				continue;
+			}
+			struct sched_slot *idle = idle_for(d);
+			if (idle != NULL) {
+				/* A parked connection takes it: no new connection. */
+				idle_remove(z, idle);
+				struct sched_batch *b = take_batch(d);
+				if (d->nready == 0)
+					ring_remove(z, d);
+				throttle_count(d, now);
+				idle->messages++;
+				tries = strmap_count(z->domains);
+				idle->wake(idle->wake_arg, b);
+				continue;
+			}
+			if (z->active >= z->cfg->connections && z->idle != NULL) {
+				/* The zone is full of idle connections: close the
+				 * oldest, its slot comes back through sched_release. */
+				struct sched_slot *old = z->idle;
+				idle_remove(z, old);
+				old->wake(old->wake_arg, NULL);
+				continue;
+			}
+			if (z->active >= z->cfg->connections || d->active >= d->cfg->max_connections)
+				continue;
+			struct sched_batch *b = take_batch(d);
+			if (d->nready == 0)
+				ring_remove(z, d);
+			throttle_count(d, now);
+			struct sched_slot *slot = xcalloc(1, sizeof(*slot));
+			slot->dom = d;
+			slot->local = pool_pick(z->pool, b->items[0]->id, d->name);
+			slot->messages = 1;
+			d->active++;
+			z->active++;
+			tries = strmap_count(z->domains);
+			s->start(s->start_arg, slot, b);
+		}
+	}
+	if (wake > 0)
+		set_timer(s, wake, now);
+}
+
+static void on_pump(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	pump(arg);
+}
+
+static void on_timer(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	struct sched *s = arg;
+	s->timer_at = 0;
+	pump(s);
+}
+
+/* --- public --- */
+
+struct sched *sched_new(struct event_base *base, const struct config *cfg, sched_start_fn start,
+			void *start_arg)
+{
+	struct sched *s = xcalloc(1, sizeof(*s));
+	s->base = base;
+	s->cfg = cfg;
+	s->start = start;
+	s->start_arg = start_arg;
+	s->zones = strmap_new();
+	s->timer = evtimer_new(base, on_timer, s);
+	s->pump_ev = event_new(base, -1, 0, on_pump, s);
+	return s;
+}
+
+
+void sched_set_queue(struct sched *s, struct queue *queue)
+{
+	s->queue = queue;
+}
+
+void sched_add(struct sched *s, const struct queue_delivery_row *row)
+{
+	struct sched_zone *z = zone_get(s, row->zone);
+	if (z == NULL) {
+		/* The zone left the configuration: its mail goes by the default. */
+		log_msg(LOG_LEVEL_WARN, row->id, "sched", "seq=%03x zone=%s action=default_zone "
+			"reason=\"no such zone\"", row->seq, row->zone);
+		z = zone_get(s, s->cfg->queue.default_zone);
+	}
+	struct sched_item *it = xcalloc(1, sizeof(*it));
+	memcpy(it->id, row->id, QUEUE_ID_LEN + 1);
+	it->seq = row->seq;
+	it->recipient = xstrdup(row->recipient);
+	it->dom = domain_get(z, s->cfg, row->domain);
+	it->created = row->created;
+	it->next = row->next_attempt;
+	it->first_failure = row->first_failure;
+	it->attempts = row->attempts;
+	it->deferred = row->deferred;
+	heap_push(s, it);
+	schedule_pump(s);
+}
+
+struct sched_batch *sched_next_batch(struct sched *s, struct sched_slot *slot)
+{
+	struct sched_domain *d = slot->dom;
+	int64_t now = now_ms();
+	while (s->nheap > 0 && s->heap[0]->next <= now)
+		make_ready(heap_pop(s));
+	if (d->zone->cfg->disabled || d->nready == 0 ||
+	    slot->messages >= d->zone->cfg->cache_reuse || throttle_delay(d, now) > 0)
+		return NULL;
+	/* Only mail that would leave from this connection's address. */
+	if (pool_pick(d->zone->pool, d->ready->id, d->name) != slot->local)
+		return NULL;
+	struct sched_batch *b = take_batch(d);
+	if (d->nready == 0)
+		ring_remove(d->zone, d);
+	throttle_count(d, now);
+	slot->messages++;
+	return b;
+}
+
+void sched_park(struct sched *s, struct sched_slot *slot,
+		void (*wake)(void *arg, struct sched_batch *batch), void *arg)
+{
+	struct sched_zone *z = slot->dom->zone;
+	slot->parked = true;
+	slot->wake = wake;
+	slot->wake_arg = arg;
+	if (z->idle == NULL) {
+		slot->idle_next = slot->idle_prev = slot;
+		z->idle = slot;
+	} else {
+		slot->idle_next = z->idle;
+		slot->idle_prev = z->idle->idle_prev;
+		slot->idle_prev->idle_next = slot;
+		z->idle->idle_prev = slot;
+	}
+	/* Mail that is due may be waiting for exactly this connection. */
+	schedule_pump(s);
+}
+
+void sched_unpark(struct sched *s, struct sched_slot *slot)
+{
+	(void)s;
+	idle_remove(slot->dom->zone, slot);
+}
+
+void sched_release(struct sched *s, struct sched_slot *slot)
+{
+	idle_remove(slot->dom->zone, slot);
+	slot->dom->active--;
+	slot->dom->zone->active--;
+	free(slot);
+	schedule_pump(s);
+}
+
+static void item_free(struct sched_item *it)
+{
+	free(it->recipient);
+	free(it);
+}
+
+void sched_result(struct sched *s, struct sched_item *it, enum sched_result result,
+		  const char *response, const char *category)
+{
+	struct sched_domain *d = it->dom;
+	int64_t now = now_ms();
+	const struct queue_config *qc = &s->cfg->queue;
+	int64_t next = 0;
+	if (result == SCHED_TEMPFAIL) {
+		it->attempts++;
+		if (it->first_failure == 0)
+			it->first_failure = now;
+		if (!backoff_next(qc, it->attempts, it->created, now, &next)) {
+			result = SCHED_PERMFAIL;
+			log_msg(LOG_LEVEL_INFO, it->id, "expired", "seq=%03x attempts=%d", it->seq,
+				it->attempts);
+		}
+	}
+	switch (result) {
+	case SCHED_OK:
+		log_msg(LOG_LEVEL_INFO, it->id, "delivered", "seq=%03x zone=%s rcpt=<%s> response=\"%s\"",
+			it->seq, d->zone->cfg->name, it->recipient, response);
+		queue_delivery_finish(s->queue, it->id, it->seq, d->zone->cfg->name, d->name,
+				      it->deferred);
+		item_free(it);
+		break;
+	case SCHED_PERMFAIL:
+		/* The bounce hook: DSN mail and webhooks attach here later. */
+		log_msg(LOG_LEVEL_INFO, it->id, "bounced",
+			"seq=%03x zone=%s rcpt=<%s> category=%s attempts=%d response=\"%s\"", it->seq,
+			d->zone->cfg->name, it->recipient, category ? category : "other",
+			it->attempts, response);
+		queue_delivery_finish(s->queue, it->id, it->seq, d->zone->cfg->name, d->name,
+				      it->deferred);
+		item_free(it);
+		break;
+	case SCHED_TEMPFAIL: {
+		it->next = next;
+		log_msg(LOG_LEVEL_INFO, it->id, "deferred",
+			"seq=%03x zone=%s rcpt=<%s> category=%s attempts=%d next_in_ms=%lld "
+			"response=\"%s\"",
+			it->seq, d->zone->cfg->name, it->recipient, category ? category : "other",
+			it->attempts, (long long)(it->next - now), response);
+		struct queue_delivery_row row = {it->id,      it->seq,	   d->zone->cfg->name,
+						 it->recipient, d->name,   it->created,
+						 it->next,     it->attempts, true,
+						 it->first_failure};
+		queue_delivery_defer(s->queue, &row, it->deferred, now, response);
+		it->deferred = true;
+		heap_push(s, it);
+		schedule_pump(s);
+		break;
+	}
+	}
+}
+
+void sched_item_abandon(struct sched_item *item)
+{
+	item_free(item);
+}
+
+void sched_batch_free(struct sched_batch *b)
+{
+	if (b == NULL)
+		return;
+	free(b->items);
+	free(b);
+}
+
+int sched_item_local(const struct sched *s, const struct sched_item *item)
+{
+	(void)s;
+	return pool_pick(item->dom->zone->pool, item->id, item->dom->name);
+}
+
+const struct pool_config *sched_zone_pool(const struct sched *s, const struct zone_config *zone)
+{
+	return config_pool(s->cfg, zone->pool);
+}
+
+void sched_free(struct sched *s)
+{
+	if (s == NULL)
+		return;
+	for (size_t i = 0; i < s->nheap; i++)
+		item_free(s->heap[i]);
+	free(s->heap);
+	size_t pos = 0;
+	const char *name;
+	void *v;
+	while (strmap_next(s->zones, &pos, &name, &v)) {
+		struct sched_zone *z = v;
+		size_t dpos = 0;
+		void *dv;
+		while (strmap_next(z->domains, &dpos, &name, &dv)) {
+			struct sched_domain *d = dv;
+			for (struct sched_item *it = d->ready, *next; it; it = next) {
+				next = it->next_ready;
+				item_free(it);
+			}
+			free(d->name);
+			free(d);
+		}
+		strmap_free(z->domains);
+		free(z);
+	}
+	strmap_free(s->zones);
+	event_free(s->timer);
+	event_free(s->pump_ev);
+	free(s);
+}

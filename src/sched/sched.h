@@ -1,0 +1,107 @@
+/*
+ * The delivery scheduler.  It holds every pending delivery in memory: those
+ * waiting for their next attempt in a min-heap by time, those due in a FIFO
+ * per zone and recipient domain.  It starts a connection for a domain when
+ * the zone has a free connection, the domain is under its connection limit
+ * (domainConfig.maxConnections, per zone) and both throttles (the zone's and
+ * the domain's, counted per zone) let a message go.  Domains with due mail
+ * take turns (round robin), so one huge domain cannot starve the others.
+ * Results come back through sched_result(): retries follow
+ * queue.deferTimes, then bounce.
+ */
+#ifndef ZMTA_SCHED_H
+#define ZMTA_SCHED_H
+
+#include <event2/event.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "core/config.h"
+#include "queue/queue.h"
+
+struct sched;
+struct sched_domain;
+
+/* One pending delivery: one recipient of one message. */
+struct sched_item {
+	char id[QUEUE_ID_LEN + 1];
+	unsigned seq;
+	char *recipient;
+	struct sched_domain *dom;
+	int64_t created;
+	int64_t next;          /* ms: when it may be tried */
+	int64_t first_failure; /* ms, 0 if none */
+	int attempts;          /* failed attempts so far */
+	bool deferred;
+	size_t heap_index;     /* while waiting */
+	struct sched_item *next_ready;
+};
+
+/* Deliveries of one message to one domain, sent in one transaction. */
+struct sched_batch {
+	const struct zone_config *zone;
+	const char *domain;
+	struct sched_item **items;
+	size_t n;
+};
+
+/* A connection slot: held from connect to close, counted against limits. */
+struct sched_slot {
+	struct sched_domain *dom;
+	int local;  /* index of the pool address, -1: system's choice */
+	int messages; /* transactions sent on it */
+	/* while parked (idle, waiting for mail): */
+	bool parked;
+	void (*wake)(void *arg, struct sched_batch *batch); /* NULL batch: close */
+	void *wake_arg;
+	struct sched_slot *idle_next, *idle_prev;
+};
+
+/* How the scheduler starts a connection (the delivery engine). */
+typedef void (*sched_start_fn)(void *arg, struct sched_slot *slot, struct sched_batch *batch);
+
+enum sched_result {
+	SCHED_OK,       /* accepted by the server */
+	SCHED_TEMPFAIL, /* try again later */
+	SCHED_PERMFAIL, /* bounce */
+};
+
+struct sched *sched_new(struct event_base *base, const struct config *cfg, sched_start_fn start,
+			void *start_arg);
+void sched_free(struct sched *s);
+/* The queue may be opened after the scheduler (it feeds it while opening). */
+void sched_set_queue(struct sched *s, struct queue *queue);
+
+/* A stored or newly queued delivery (the queue's delivery hook). */
+void sched_add(struct sched *s, const struct queue_delivery_row *row);
+
+/*
+ * For a connection that finished a transaction: the next batch it may send
+ * at once (same zone, domain and local address; within reuseCount and the
+ * throttles), or NULL: then the caller closes it and calls sched_release.
+ */
+struct sched_batch *sched_next_batch(struct sched *s, struct sched_slot *slot);
+/*
+ * Parks an idle connection (sched_next_batch gave nothing): when mail for
+ * its domain and address becomes due, wake(arg, batch) gets it; when the
+ * zone needs the connection for another domain, wake(arg, NULL) asks it to
+ * close.  The caller's idle timer ends the wait with sched_unpark.
+ */
+void sched_park(struct sched *s, struct sched_slot *slot,
+		void (*wake)(void *arg, struct sched_batch *batch), void *arg);
+void sched_unpark(struct sched *s, struct sched_slot *slot);
+/* The connection is closed: its slot frees up. */
+void sched_release(struct sched *s, struct sched_slot *slot);
+/* The outcome of one delivery of a batch; the item is consumed. */
+void sched_result(struct sched *s, struct sched_item *item, enum sched_result result,
+		  const char *response, const char *category);
+/* Forgets an item without a result (shutdown): its row stays stored. */
+void sched_item_abandon(struct sched_item *item);
+/* Frees a batch (not its items, each of which gets a sched_result). */
+void sched_batch_free(struct sched_batch *b);
+
+/* The pool address index a delivery leaves from. */
+int sched_item_local(const struct sched *s, const struct sched_item *item);
+const struct pool_config *sched_zone_pool(const struct sched *s, const struct zone_config *zone);
+
+#endif

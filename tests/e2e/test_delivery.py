@@ -1,0 +1,323 @@
+"""Delivery: DNS, the SMTP client, zones and pools, limits, retries, bounces.
+
+Every test runs its own dnsmasq (MX/A records for .test names) and aiosmtpd
+sinks on 127.0.0.x, all on one port number, which the zones use as their
+SMTP port.
+"""
+import os
+import re
+import signal
+import time
+
+import pytest
+
+from conftest import wait_until
+from peers.dns import NULL_MX, NXDOMAIN, SERVFAIL
+from test_queue import queue_counts, submit
+
+
+def relay_config(dns_server, port, zones=None, **extra):
+    """Config for a relay that resolves through dns_server and delivers to
+    `port`; quick retries for tests."""
+    zone = {"port": port, "disabled": False}
+    cfg = {
+        "dns": {"nameservers": [dns_server.address]},
+        "queue": {"deferTimes": ["1 s", "1 s", "1 s"]},
+        "zones": {"default": dict(zone)},
+    }
+    for name, z in (zones or {}).items():
+        cfg["zones"][name] = {**zone, **z}
+    for key, value in extra.items():
+        cfg[key] = value
+    return cfg
+
+
+def wait_delivered(d, n=1, zone="default", timeout=30):
+    """Until the zone's queue is empty and `n` delivered lines are logged."""
+    def done():
+        return (queue_counts(d, zone) == (0, 0) and
+                len(re.findall(r"event=delivered ", d.log())) >= n)
+    wait_until(done, timeout, interval=0.1, what=f"{n} deliveries")
+
+
+MSG = b"From: <sender@origin.test>\r\nTo: <rcpt@example.test>\r\nSubject: hello\r\n\r\nbody line\r\n.dot line\r\n"
+
+
+def test_delivers_to_preferred_mx(dns_server, smtp_sink, zmta):
+    mx1 = smtp_sink("127.0.0.2")
+    mx2 = smtp_sink("127.0.0.3", port=mx1.port)
+    dns_server.set_records({
+        "example.test": {"MX": [(20, "mx2.example.test"), (10, "mx1.example.test")]},
+        "mx1.example.test": {"A": ["127.0.0.2"]},
+        "mx2.example.test": {"A": ["127.0.0.3"]},
+    })
+    d = zmta(extra_config=relay_config(dns_server, mx1.port))
+    qid = submit(d, MSG, rcpts=("rcpt@example.test", "other@example.test"))
+    stored = d.fetch(qid)
+    got = mx1.wait_for(1)[0]
+    # One transaction for both recipients, the stored bytes exactly.
+    assert got["mail_from"] == "sender@example.test"
+    assert sorted(got["rcpt_tos"]) == ["other@example.test", "rcpt@example.test"]
+    assert got["data"] == stored
+    assert mx2.messages() == []
+    wait_delivered(d, 2)
+    assert d.get(f"/message/{qid}")[0] == 404  # gone with its last delivery
+    d.wait_log(r"id=%s event=attempt zone=default domain=example\.test .*mx=mx1\.example\.test "
+               r"remote=127\.0\.0\.2 .*accepted=2 response=\"250 " % qid)
+
+
+def test_falls_back_to_next_mx(dns_server, smtp_sink, zmta):
+    mx2 = smtp_sink("127.0.0.3")
+    dns_server.set_records({
+        "example.test": {"MX": [(10, "mx1.example.test"), (20, "mx2.example.test")]},
+        "mx1.example.test": {"A": ["127.0.0.4"]},  # nothing listens there
+        "mx2.example.test": {"A": ["127.0.0.3"]},
+    })
+    d = zmta(extra_config=relay_config(dns_server, mx2.port))
+    submit(d, MSG)
+    assert mx2.wait_for(1)[0]["rcpt_tos"] == ["rcpt@example.test"]
+    wait_delivered(d)
+    d.wait_log(r"event=mta_connect mx=mx1\.example\.test remote=127\.0\.0\.4 .*action=next_address")
+
+
+def test_implicit_mx(dns_server, smtp_sink, zmta):
+    sink = smtp_sink("127.0.0.2")
+    dns_server.set_records({"example.test": {"A": ["127.0.0.2"]}})
+    d = zmta(extra_config=relay_config(dns_server, sink.port))
+    submit(d, MSG)
+    sink.wait_for(1)
+    wait_delivered(d)
+
+
+@pytest.mark.parametrize("records, why", [
+    ({"example.test": {"MX": NULL_MX}}, "null MX"),
+    ({"example.test": NXDOMAIN}, "NXDOMAIN"),
+])
+def test_null_mx_and_nxdomain_bounce(dns_server, smtp_sink, zmta, records, why):
+    sink = smtp_sink("127.0.0.2")
+    dns_server.set_records(records)
+    d = zmta(extra_config=relay_config(dns_server, sink.port))
+    qid = submit(d, MSG)
+    d.wait_log(r"id=%s event=bounced seq=001 zone=default rcpt=<rcpt@example\.test> "
+               r"category=dns attempts=0" % qid)
+    wait_until(lambda: queue_counts(d) == (0, 0), 10, what="queue empty")
+    assert sink.messages() == []
+
+
+def test_servfail_defers(dns_server, smtp_sink, zmta):
+    sink = smtp_sink("127.0.0.2")
+    dns_server.set_records({"example.test": SERVFAIL})
+    # unbound keeps a SERVFAIL answer for a few seconds: retries spaced past it.
+    d = zmta(extra_config=relay_config(dns_server, sink.port,
+                                       queue={"deferTimes": ["2 s", "4 s", "8 s"]}))
+    qid = submit(d, MSG)
+    d.wait_log(r"id=%s event=deferred seq=001 .*attempts=1" % qid)
+    # Fixed DNS: the retry delivers.
+    dns_server.set_records({"example.test": {"A": ["127.0.0.2"]}})
+    sink.wait_for(1, timeout=30)
+    wait_delivered(d)
+
+
+def test_5xx_bounces_at_once_and_others_are_delivered(dns_server, smtp_sink, zmta):
+    sink = smtp_sink("127.0.0.2", script={"recipients": {
+        "gone@example.test": {"rcpt": {"reply": "550 5.1.1 <gone@example.test>: no such user"}}}})
+    dns_server.set_records({"example.test": {"A": ["127.0.0.2"]}})
+    d = zmta(extra_config=relay_config(dns_server, sink.port))
+    qid = submit(d, MSG, rcpts=("gone@example.test", "rcpt@example.test"))
+    d.wait_log(r"id=%s event=bounced seq=001 zone=default rcpt=<gone@example\.test> "
+               r"category=\w+ attempts=0 response=\"550 5\.1\.1" % qid)
+    assert sink.wait_for(1)[0]["rcpt_tos"] == ["rcpt@example.test"]
+    wait_delivered(d)
+
+
+def test_greylisting_delivers_after_retry(dns_server, smtp_sink, zmta):
+    sink = smtp_sink("127.0.0.2", script={
+        "default": {"rcpt": {"reply": "451 4.7.1 Greylisted, try again later", "times": 1}}})
+    dns_server.set_records({"example.test": {"A": ["127.0.0.2"]}})
+    d = zmta(extra_config=relay_config(dns_server, sink.port,
+                                       queue={"deferTimes": ["2 s", "2 s"]}))
+    qid = submit(d, MSG)
+    d.wait_log(r"id=%s event=deferred seq=001 .*attempts=1 " % qid)
+    status, msg = d.get(f"/message/{qid}")
+    row = msg["messages"][0]
+    assert row["status"] == "DEFERRED"
+    assert row["deferred"]["count"] == 1
+    assert row["deferred"]["response"].startswith("451 4.7.1 Greylisted")
+    assert row["deferred"]["next"] - row["deferred"]["last"] == 2000
+    assert queue_counts(d) == (0, 1)
+    sink.wait_for(1, timeout=30)
+    wait_delivered(d)
+
+
+def test_schedule_running_out_bounces(dns_server, smtp_sink, zmta):
+    sink = smtp_sink("127.0.0.2", script={
+        "default": {"rcpt": {"reply": "451 4.3.0 Temporary local problem"}}})
+    dns_server.set_records({"example.test": {"A": ["127.0.0.2"]}})
+    d = zmta(extra_config=relay_config(dns_server, sink.port,
+                                       queue={"deferTimes": ["300 ms", "300 ms"]}))
+    qid = submit(d, MSG)
+    d.wait_log(r"id=%s event=expired seq=001 attempts=3" % qid, timeout=30)
+    d.wait_log(r"id=%s event=bounced seq=001 .*attempts=3 response=\"451 4\.3\.0" % qid)
+    assert sink.messages() == []
+    wait_until(lambda: queue_counts(d) == (0, 0), 10, what="queue empty")
+
+
+def test_zones_send_from_their_pool_address_and_name(dns_server, smtp_sink, zmta):
+    sink = smtp_sink("127.0.0.2")
+    dns_server.set_records({"example.test": {"A": ["127.0.0.2"]},
+                            "other.test": {"A": ["127.0.0.2"]}})
+    d = zmta(extra_config=relay_config(
+        dns_server, sink.port,
+        zones={"special": {"pool": "special", "recipientDomains": ["other.test"]}},
+        pools={"default": [{"address": "127.0.0.5", "name": "out5.test"}],
+               "special": ["127.0.0.6"]},
+        hostname="relay.test"))
+    submit(d, MSG, rcpts=("rcpt@example.test",))
+    submit(d, MSG, rcpts=("rcpt@other.test",))
+    got = {m["rcpt_tos"][0]: m for m in sink.wait_for(2)}
+    assert (got["rcpt@example.test"]["peer_ip"], got["rcpt@example.test"]["helo"]) == (
+        "127.0.0.5", "out5.test")
+    assert (got["rcpt@other.test"]["peer_ip"], got["rcpt@other.test"]["helo"]) == (
+        "127.0.0.6", "relay.test")
+
+
+def test_connection_reuse(dns_server, smtp_sink, zmta):
+    sink = smtp_sink("127.0.0.2")
+    dns_server.set_records({"example.test": {"A": ["127.0.0.2"]}})
+    d = zmta(extra_config=relay_config(dns_server, sink.port,
+                                       zones={"default": {"connections": 2}}))
+    # Queue 30 messages while the zone is busy, so they pile up and share.
+    for i in range(30):
+        submit(d, b"Subject: %d\r\n\r\n%d\r\n" % (i, i))
+    sink.wait_for(30, timeout=60)
+    wait_delivered(d, 30)
+    sessions = sink.wait_for_sessions(1)
+    assert sum(s["messages"] for s in sessions) == 30
+    assert len(sessions) < 30 // 2
+    assert max(s["messages"] for s in sessions) > 1
+
+
+def test_connection_limits(dns_server, smtp_sink, zmta):
+    """Zone connections and domainConfig.maxConnections are never exceeded."""
+    sink = smtp_sink("127.0.0.2", script={"default": {"data": {"stall": 0.3}}})
+    domains = [f"d{i}.test" for i in range(6)]
+    dns_server.set_records({dom: {"A": ["127.0.0.2"]} for dom in domains})
+    d = zmta(extra_config=relay_config(
+        dns_server, sink.port, zones={"default": {"connections": 3}},
+        domainConfig={"default": {"maxConnections": 1}}))
+    for i in range(18):
+        submit(d, b"Subject: x\r\n\r\nx\r\n", rcpts=(f"r{i}@{domains[i % 6]}",))
+    sink.wait_for(18, timeout=60)
+    wait_delivered(d, 18)
+    assert sink.max_concurrent_sessions() == 3
+    # Per domain: one at a time.
+    by_domain = {}
+    for m in sink.messages():
+        by_domain.setdefault(m["rcpt_tos"][0].split("@")[1], set()).add(m["session"])
+    sessions = {s["session"]: s for s in sink.sessions()}
+    for dom, ids in by_domain.items():
+        spans = sorted((sessions[i]["connected"], sessions[i]["disconnected"]) for i in ids)
+        for (a_start, a_end), (b_start, b_end) in zip(spans, spans[1:]):
+            assert b_start >= a_end - 0.05, f"{dom}: overlapping sessions"
+
+
+def submit_many(d, rcpts, body=b"Subject: x\r\n\r\nx\r\n"):
+    """One message per recipient over one SMTP session; returns the ids."""
+    ids = []
+    with d.smtp() as client:
+        client.ehlo("client.test")
+        for r in rcpts:
+            client.mail("sender@origin.test")
+            assert client.rcpt(r)[0] == 250
+            code, text = client.data(body)
+            assert code == 250, text
+            ids.append(text.split()[-1].decode())
+    return ids
+
+
+def test_zone_and_domain_throttles_hold_over_20_seconds(dns_server, smtp_sink, zmta):
+    """A zone at 5/s over several domains, and one domain at 3/s in another
+    zone: over a 20 s window each holds its rate within 10%."""
+    sink = smtp_sink("127.0.0.2")
+    dns_server.set_records({**{f"z{i}.test": {"A": ["127.0.0.2"]} for i in range(4)},
+                            "slow.test": {"A": ["127.0.0.2"]}})
+    d = zmta(extra_config=relay_config(
+        dns_server, sink.port,
+        zones={"default": {"throttling": "5 messages/second"},
+               "other": {"recipientDomains": ["slow.test"]}},
+        domainConfig={"default": {"maxConnections": 5},
+                      "slow.test": {"throttling": "3 messages/second"}}))
+    submit_many(d, [f"r{i}@z{i % 4}.test" for i in range(130)] +
+                [f"s{i}@slow.test" for i in range(80)])
+    wait_until(lambda: len(sink.messages()) >= 170, 60, interval=0.5, what="170 deliveries")
+    got = sink.messages()
+    start = min(m["time"] for m in got)
+    in_window = [m for m in got if start + 1 <= m["time"] < start + 21]
+    zone = sum(1 for m in in_window if not m["rcpt_tos"][0].endswith("@slow.test"))
+    slow = sum(1 for m in in_window if m["rcpt_tos"][0].endswith("@slow.test"))
+    assert 90 <= zone <= 110, f"zone throttle: {zone} in 20 s (want 100)"
+    assert 54 <= slow <= 66, f"domain throttle: {slow} in 20 s (want 60)"
+
+
+def test_pool_ratio_splits_traffic(dns_server, smtp_sink, zmta):
+    sink = smtp_sink("127.0.0.2")
+    dns_server.set_records({"example.test": {"A": ["127.0.0.2"]}})
+    d = zmta(extra_config=relay_config(
+        dns_server, sink.port, zones={"default": {"connections": 4}},
+        pools={"default": [{"address": "127.0.0.5", "ratio": 0.3}, "127.0.0.6"]}))
+    submit_many(d, [f"r{i}@example.test" for i in range(1000)])
+    got = sink.wait_for(1000, timeout=120)
+    share = sum(1 for m in got if m["peer_ip"] == "127.0.0.5") / len(got)
+    assert 0.27 <= share <= 0.33, f"127.0.0.5 carried {share:.1%}, want 30% ± 10%"
+    assert {m["peer_ip"] for m in got} == {"127.0.0.5", "127.0.0.6"}
+
+
+def test_kill_9_mid_delivery_delivers_after_restart(dns_server, smtp_sink, zmta):
+    sink = smtp_sink("127.0.0.2", script={"default": {"data": {"stall": 3}}})
+    dns_server.set_records({"example.test": {"A": ["127.0.0.2"]}})
+    cfg = relay_config(dns_server, sink.port)
+    d = zmta(extra_config=cfg)
+    qid = submit(d, MSG)
+    wait_until(lambda: any(e["event"] == "rcpt" for e in sink.events()), 15, what="RCPT")
+    os.kill(d.pid, signal.SIGKILL)
+    d.wait_exit()
+    sink.set_script({})
+    d2 = zmta(extra_config=cfg)
+    d2.wait_log(r"event=queue_recovered messages=1 deliveries=1 ")
+    got = sink.wait_for(1, timeout=30)
+    assert qid.encode() in got[-1]["data"]
+    wait_delivered(d2)
+
+
+def test_future_date_waits_until_due(dns_server, smtp_sink, zmta):
+    sink = smtp_sink("127.0.0.2")
+    dns_server.set_records({"example.test": {"A": ["127.0.0.2"]}})
+    d = zmta(extra_config=relay_config(dns_server, sink.port,
+                                       queue={"futureDateSkew": "0 s"}))
+    due = int(time.time()) + 3
+    date = time.strftime("%a, %d %b %Y %H:%M:%S +0000", time.gmtime(due))
+    submit(d, f"Date: {date}\r\nSubject: later\r\n\r\nx\r\n".encode())
+    got = sink.wait_for(1, timeout=30)
+    assert got[0]["time"] >= due - 0.01
+
+
+def test_starttls_when_offered(dns_server, smtp_sink, zmta):
+    sink = smtp_sink("127.0.0.2", tls=True)
+    dns_server.set_records({"example.test": {"A": ["127.0.0.2"]}})
+    d = zmta(extra_config=relay_config(dns_server, sink.port))
+    qid = submit(d, MSG)
+    got = sink.wait_for(1)[0]
+    assert got["tls"] is True and got["tls_version"] in ("TLSv1.2", "TLSv1.3")
+    assert got["helo"]  # EHLO was sent again after the handshake
+    wait_delivered(d)
+    d.wait_log(r"id=%s event=attempt .*tls=%s " % (qid, re.escape(got["tls_version"])))
+
+
+def test_require_tls_defers_without_it(dns_server, smtp_sink, zmta):
+    sink = smtp_sink("127.0.0.2")  # no STARTTLS
+    dns_server.set_records({"example.test": {"A": ["127.0.0.2"]}})
+    d = zmta(extra_config=relay_config(dns_server, sink.port,
+                                       zones={"default": {"requireTLS": True}}))
+    qid = submit(d, MSG)
+    d.wait_log(r"id=%s event=deferred seq=001 .*response=\"452 4\.7\.5 TLS is required" % qid)
+    assert sink.messages() == []

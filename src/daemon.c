@@ -234,8 +234,8 @@ static void note_restart_needed(const struct config *running, const struct confi
 {
 	for (size_t i = 0; i < running->tree->nchild; i++) {
 		const struct cfg_node *old = running->tree->child[i];
-		if (strcmp(old->key, "log") == 0)
-			continue;
+		if (strcmp(old->key, "log") == 0 || strcmp(old->key, "bounces") == 0)
+			continue; /* reloaded */
 		const struct cfg_node *new = cfg_map_get(loaded->tree, old->key);
 		if (old->kind == CFG_MAP && new != NULL && new->kind == CFG_MAP) {
 			for (size_t j = 0; j < old->nchild; j++) {
@@ -253,6 +253,25 @@ static void note_restart_needed(const struct config *running, const struct confi
 				 "restart\"", old->key);
 		}
 	}
+}
+
+/* Bounce rules are read again on every reload (the file may have changed
+ * under the same name); broken rules keep the running ones. */
+static void reload_bounce_rules(struct daemon *d, const struct config *cfg)
+{
+	char *err = NULL;
+	struct bounce_rules *rules =
+		cfg->bounce_rules ? bounce_rules_load(cfg->bounce_rules, &err) : bounce_rules_builtin();
+	if (rules == NULL) {
+		log_error("reload", "status=rejected problem=\"%s\" action=\"keeping the running "
+			  "bounce rules\"", err);
+		free(err);
+		return;
+	}
+	bounce_rules_free((struct bounce_rules *)mta_set_rules(d->mta, rules));
+	d->rules = rules;
+	log_info("reload", "bounce_rules=%s count=%zu", cfg->bounce_rules ? cfg->bounce_rules : "built-in",
+		 bounce_rules_count(rules));
 }
 
 static void on_reload_signal(evutil_socket_t sig, short what, void *arg)
@@ -277,6 +296,7 @@ static void on_reload_signal(evutil_socket_t sig, short what, void *arg)
 		free(err);
 	}
 	note_restart_needed(d->cfg, cfg);
+	reload_bounce_rules(d, cfg);
 	log_info("reload", "status=ok level=%s", log_level_name(cfg->log.level));
 	config_free(cfg);
 }

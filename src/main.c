@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "bounce/rules.h"
 #include "core/config.h"
 #include "core/xmalloc.h"
 #include "daemon.h"
@@ -74,10 +75,20 @@ static int parse_source(int argc, char **argv, struct config_source *src)
 	return 0;
 }
 
+/* The configuration, and the files it names (bounce rules), or NULL after
+ * printing every problem. */
 static struct config *load_or_report(const struct config_source *src)
 {
 	char *errors = NULL;
 	struct config *cfg = config_load(src, &errors);
+	if (cfg != NULL && cfg->bounce_rules != NULL) {
+		struct bounce_rules *rules = bounce_rules_load(cfg->bounce_rules, &errors);
+		if (rules == NULL) {
+			config_free(cfg);
+			cfg = NULL;
+		}
+		bounce_rules_free(rules);
+	}
 	if (cfg == NULL) {
 		fprintf(stderr, "%s\n", errors);
 		fprintf(stderr, "zone-mta: configuration is invalid\n");

@@ -946,6 +946,13 @@ struct mta *mta_new(struct event_base *base, const struct config *cfg, struct dn
 	return m;
 }
 
+const struct bounce_rules *mta_set_rules(struct mta *m, const struct bounce_rules *rules)
+{
+	const struct bounce_rules *old = m->rules;
+	m->rules = rules;
+	return old;
+}
+
 void mta_attach(struct mta *m, struct sched *sched, struct queue *queue)
 {
 	m->sched = sched;

@@ -22,6 +22,9 @@ struct mta;
 /* `cfg`, `dns` and `rules` must outlive the engine. */
 struct mta *mta_new(struct event_base *base, const struct config *cfg, struct dns *dns,
 		    const struct bounce_rules *rules);
+/* Swaps in new bounce rules (SIGHUP); returns the old ones for the caller
+ * to free (nothing keeps pointers into them between events). */
+const struct bounce_rules *mta_set_rules(struct mta *m, const struct bounce_rules *rules);
 /* The scheduler and queue, once both exist. */
 void mta_attach(struct mta *m, struct sched *sched, struct queue *queue);
 /* The scheduler's start function (arg: the engine). */

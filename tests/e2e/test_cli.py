@@ -150,3 +150,15 @@ def test_extra_file_merges_last(app, zmta):
     d = zmta(extra_config={"api": {"port": port}})
     assert d.api_port == port
     assert d.get("/health")[0] == 200
+
+
+def test_check_config_reads_the_bounce_rules_file(app):
+    rules = app.path / "config" / "bounces.txt"
+    rules.write_text("defer greylist greylist\nrejectt mailbox unknown\n")
+    app.write_config("production", {"bounces": {"rules": str(rules)}})
+    res = run_cli("check-config", "-d", str(app.path), env={"ZONEMTA_ENV": "production"})
+    assert res.returncode == 2
+    assert f"{rules}:2: unknown action 'rejectt'" in res.stderr
+    rules.write_text("defer greylist greylist\n")
+    res = run_cli("check-config", "-d", str(app.path), env={"ZONEMTA_ENV": "production"})
+    assert res.returncode == 0, res.stderr

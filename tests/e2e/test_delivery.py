@@ -321,3 +321,78 @@ def test_require_tls_defers_without_it(dns_server, smtp_sink, zmta):
     qid = submit(d, MSG)
     d.wait_log(r"id=%s event=deferred seq=001 .*response=\"452 4\.7\.5 TLS is required" % qid)
     assert sink.messages() == []
+
+
+def test_failed_tls_handshake_retries_in_plain_text(dns_server, smtp_sink, zmta):
+    sink = smtp_sink("127.0.0.2", tls="broken")
+    dns_server.set_records({"example.test": {"A": ["127.0.0.2"]}})
+    d = zmta(extra_config=relay_config(dns_server, sink.port))
+    qid = submit(d, MSG)
+    got = sink.wait_for(1)[0]
+    assert got["tls"] is False
+    d.wait_log(r"id=%s event=mta_tls .*action=retry_plain" % qid)
+    wait_delivered(d)
+
+
+@pytest.mark.parametrize("ehlo, message, needs", [
+    ({"hide": ["SMTPUTF8"]}, "smtputf8", "553 5.6.7 message needs SMTPUTF8"),
+    ({"hide": ["8BITMIME"]}, "8bit", "554 5.6.3 message needs 8BITMIME"),
+    ({"size": 100}, "big", "552 5.3.4 message is larger than the receiving server's SIZE"),
+])
+def test_missing_extension_fails_for_good(dns_server, smtp_sink, zmta, ehlo, message, needs):
+    sink = smtp_sink("127.0.0.2", script={"ehlo": ehlo})
+    dns_server.set_records({"example.test": {"A": ["127.0.0.2"]}})
+    d = zmta(extra_config=relay_config(dns_server, sink.port))
+    with d.smtp() as client:
+        client.ehlo("client.test")
+        if message == "smtputf8":
+            client.mail("sender@origin.test", ["SMTPUTF8"])
+            client.rcpt("rcpt@example.test")
+            code, text = client.data("Subject: \u00e9t\u00e9\r\n\r\nx\r\n".encode())
+        elif message == "8bit":
+            client.mail("sender@origin.test", ["BODY=8BITMIME"])
+            client.rcpt("rcpt@example.test")
+            code, text = client.data(b"Subject: x\r\n\r\ncaf\xc3\xa9\r\n")
+        else:
+            client.mail("sender@origin.test")
+            client.rcpt("rcpt@example.test")
+            code, text = client.data(b"Subject: x\r\n\r\n" + b"y" * 500 + b"\r\n")
+        assert code == 250
+        qid = text.split()[-1].decode()
+    d.wait_log(r"id=%s event=bounced seq=001 .*response=\"%s" % (qid, re.escape(needs)))
+    assert sink.messages() == []
+
+
+def test_ipv6_when_allowed_and_preferred(dns_server, smtp_sink, zmta):
+    sink = smtp_sink("::1")
+    dns_server.set_records({"example.test": {"A": ["127.0.0.9"], "AAAA": ["::1"]}})
+    d = zmta(extra_config=relay_config(
+        dns_server, sink.port,
+        zones={"default": {"ignoreIPv6": False, "preferIPv6": True}}))
+    qid = submit(d, MSG)
+    assert sink.wait_for(1)[0]["peer_ip"] == "::1"
+    d.wait_log(r"id=%s event=attempt .*remote=::1 " % qid)
+
+
+def test_bounce_rules_file_and_reload(app, dns_server, smtp_sink, zmta):
+    rules = app.path / "config" / "bounces.txt"
+    rules.write_text("# ours\ndefer custom-defer ^550 5\\.1\\.1\n")
+    sink = smtp_sink("127.0.0.2", script={
+        "default": {"rcpt": {"reply": "550 5.1.1 no such user"}}})
+    dns_server.set_records({"example.test": {"A": ["127.0.0.2"]}})
+    d = zmta(extra_config=relay_config(dns_server, sink.port,
+                                       queue={"deferTimes": ["1 s"] * 20},
+                                       bounces={"rules": str(rules)}))
+    qid = submit(d, MSG)
+    # The rule makes a 5xx defer.
+    d.wait_log(r"id=%s event=deferred seq=001 .*category=custom-defer attempts=1 " % qid)
+    # A broken file keeps the running rules...
+    rules.write_text("reject gone (\n")
+    d.signal(signal.SIGHUP)
+    d.wait_log(r"event=reload status=rejected problem=\"\S+bounces\.txt:1: bad regex")
+    d.wait_log(r"id=%s event=deferred seq=001 .*category=custom-defer attempts=2 " % qid)
+    # ...a good one takes over at once.
+    rules.write_text("reject custom-gone ^550\n")
+    d.signal(signal.SIGHUP)
+    d.wait_log(r"event=reload bounce_rules=\S+bounces\.txt count=1")
+    d.wait_log(r"id=%s event=bounced seq=001 .*category=custom-gone " % qid)

@@ -94,6 +94,8 @@ class Sink:
                                                             self.host)
             cmd += ["--tls-cert", str(self.tls_cert),
                     "--tls-key", str(self.tls_key)]
+            if self.tls == "broken":
+                cmd.append("--tls-broken")
         with open(self.log_path, "wb") as log:
             self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL,
                                          stdout=log, stderr=subprocess.STDOUT)
@@ -236,7 +238,9 @@ def smtp_sink(request, tmp_path):
     sinks = []
 
     def start(host: str = "127.0.0.2", script: dict | None = None,
-              tls: bool = False, port: int = 0) -> Sink:
+              tls: bool | str = False, port: int = 0) -> Sink:
+        """tls: True offers STARTTLS; "broken" offers it and fails every
+        handshake."""
         name = f"sink{len(sinks) + 1}"
         sink = Sink(tmp_path / name, host, script, tls, port)
         sinks.append(sink)

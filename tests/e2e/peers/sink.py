@@ -49,6 +49,7 @@ optional::
     {
       "greeting": RULE,            # on connect
       "starttls": true,            # false: never offer STARTTLS
+      "ehlo": {"hide": ["SMTPUTF8"], "size": 1000},  # edit EHLO keywords
       "mail": RULE,                # on MAIL FROM
       "default": {"rcpt": RULE, "data": RULE},
       "recipients": {
@@ -118,7 +119,8 @@ def sender(address: str) -> str:
     return "" if address == "<>" else address
 
 
-SCRIPT_KEYS = {"greeting", "starttls", "mail", "default", "recipients"}
+SCRIPT_KEYS = {"greeting", "starttls", "ehlo", "mail", "default", "recipients"}
+EHLO_KEYS = {"hide", "size"}
 ENTRY_KEYS = {"rcpt", "data"}
 RULE_KEYS = {"reply", "times", "stall", "drop"}
 REPLY_LINE = re.compile(r"[2-5][0-9][0-9]([ -]|$)")
@@ -148,6 +150,11 @@ def check_script(script: dict) -> dict:
         fail("script", script)
     if not isinstance(script.get("starttls", True), bool):
         fail("starttls", script["starttls"])
+    ehlo = script.get("ehlo", {})
+    if (not isinstance(ehlo, dict) or not set(ehlo) <= EHLO_KEYS
+            or not isinstance(ehlo.get("hide", []), list)
+            or not isinstance(ehlo.get("size", 0), int)):
+        fail("ehlo", ehlo)
     for key in ("greeting", "mail"):
         if key in script:
             check_rule(key, script[key])
@@ -224,7 +231,21 @@ class SinkHandler:
     async def handle_EHLO(self, server, session, envelope, hostname, responses):
         session.host_name = hostname
         self.event(server, "helo", name=hostname, esmtp=True)
-        return responses
+        # "ehlo": {"hide": ["SMTPUTF8", ...], "size": N} edits the keywords.
+        ehlo = self.script().get("ehlo", {})
+        hidden = {k.upper() for k in ehlo.get("hide", [])}
+        kept = []
+        for line in responses:
+            keyword = line[4:].split(" ")[0].upper()
+            if keyword in hidden:
+                continue
+            if keyword == "SIZE" and "size" in ehlo:
+                line = f"{line[:4]}SIZE {ehlo['size']}"
+            kept.append(line)
+        # The last line of a multi-line reply must use "250 ".
+        if kept:
+            kept = [("250-" + line[4:]) for line in kept[:-1]] + ["250 " + kept[-1][4:]]
+        return kept
 
     async def handle_HELO(self, server, session, envelope, hostname):
         session.host_name = hostname
@@ -364,6 +385,11 @@ async def serve(args) -> None:
     tls_context = None
     if args.tls_cert:
         tls_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        if args.tls_broken:
+            # Offers STARTTLS, then fails every handshake with a modern
+            # client: only TLS 1.0 (which OpenSSL 3 will not negotiate).
+            tls_context.minimum_version = ssl.TLSVersion.TLSv1
+            tls_context.maximum_version = ssl.TLSVersion.TLSv1
         tls_context.load_cert_chain(args.tls_cert, args.tls_key)
     handler = SinkHandler(spool, Path(args.script) if args.script else None)
     server = await loop.create_server(
@@ -391,6 +417,8 @@ def main() -> None:
     parser.add_argument("--script")
     parser.add_argument("--tls-cert")
     parser.add_argument("--tls-key")
+    parser.add_argument("--tls-broken", action="store_true",
+                        help="offer STARTTLS but fail every handshake")
     parser.add_argument("--name", default="sink.test",
                         help="host name in the banner and EHLO reply")
     args = parser.parse_args()

@@ -9,13 +9,13 @@ set -euo pipefail
 build_pkgs=(
   build-essential cmake pkg-config clang
   libevent-dev libssl-dev libfyaml-dev libjansson-dev librocksdb-dev
-  libunbound-dev libcmocka-dev libpcre2-dev
+  libunbound-dev libcmocka-dev libpcre2-dev libgmime-3.0-dev
 )
 # Tests: real peers on loopback.  dnsmasq-base is the bare binary (the
 # dnsmasq package would start a system service on port 53).
 test_pkgs=(
   python3 python3-pytest python3-aiosmtpd python3-dnspython python3-yaml
-  dnsmasq-base swaks curl procps iproute2
+  dnsmasq-base swaks curl procps iproute2 python3-dkim
 )
 
 pkgs=("${build_pkgs[@]}" "${test_pkgs[@]}")

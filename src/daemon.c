@@ -39,6 +39,7 @@ struct daemon {
 	struct bounce_rules *rules;
 	struct mta *mta;
 	struct sched *sched;
+	struct workpool *crypto;
 	struct smtp_server **smtp;
 	size_t n_smtp;
 	size_t draining; /* SMTP servers still finishing sessions */
@@ -324,7 +325,9 @@ static int delivery_setup(struct daemon *d, char **err)
 	} else {
 		d->rules = bounce_rules_builtin();
 	}
-	d->mta = mta_new(d->base, cfg, d->dns, d->rules);
+	/* DKIM signatures are ~1 ms each (RSA): never on the loop. */
+	d->crypto = workpool_new(d->base, 2);
+	d->mta = mta_new(d->base, cfg, d->dns, d->rules, d->crypto);
 	d->sched = sched_new(d->base, cfg, mta_start, d->mta);
 	return 0;
 }
@@ -422,6 +425,7 @@ int daemon_run(const struct config_source *src, struct config *cfg)
 	free(d.smtp);
 	/* Connections first (they cancel their reads), then the queue (its last
 	 * answers may still feed the scheduler), then the rest. */
+	workpool_free(d.crypto); /* its answers still find their connections */
 	mta_free(d.mta);
 	queue_close(d.queue);
 	sched_free(d.sched);

@@ -3,13 +3,16 @@
  * Exit codes: 0 ok, 1 runtime failure, 2 usage or configuration error.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "bounce/rules.h"
+#include "dkim/dkim.h"
 #include "core/config.h"
 #include "core/xmalloc.h"
 #include "daemon.h"
@@ -27,6 +30,8 @@ static const char usage_text[] =
 	"  zone-mta run [-d DIR] [-c FILE]     run the relay\n"
 	"  zone-mta check-config [-d DIR] [-c FILE]\n"
 	"                                      validate the configuration and exit\n"
+	"  zone-mta dkim keygen --domain D --selector S [--type rsa|ed25519] [--bits N]\n"
+	"                   [--out FILE]       make a DKIM key; print its DNS record\n"
 	"  zone-mta --version | --help\n"
 	"\n"
 	"Options:\n"
@@ -199,6 +204,74 @@ static int cmd_create(int argc, char **argv)
 	return rc;
 }
 
+/* zone-mta dkim keygen: writes the private key (0600) and prints the TXT
+ * record to publish. */
+static int cmd_dkim(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{"domain", required_argument, NULL, 'd'}, {"selector", required_argument, NULL, 's'},
+		{"type", required_argument, NULL, 't'},   {"bits", required_argument, NULL, 'b'},
+		{"out", required_argument, NULL, 'o'},    {NULL, 0, NULL, 0},
+	};
+	if (argc < 2 || strcmp(argv[1], "keygen") != 0)
+		return usage_error("%s", "dkim needs a subcommand: keygen");
+	const char *domain = NULL, *selector = NULL, *type = "rsa", *out = NULL;
+	int bits = 2048, c;
+	optind = 1;
+	opterr = 0;
+	while ((c = getopt_long(argc - 1, argv + 1, "", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'd':
+			domain = optarg;
+			break;
+		case 's':
+			selector = optarg;
+			break;
+		case 't':
+			type = optarg;
+			break;
+		case 'b':
+			bits = atoi(optarg);
+			break;
+		case 'o':
+			out = optarg;
+			break;
+		default:
+			return usage_error("%s: unknown option or missing argument",
+					   argv[optind]); /* argv + 1 shifted by one */
+		}
+	}
+	if (domain == NULL || selector == NULL)
+		return usage_error("%s", "dkim keygen needs --domain and --selector");
+	if (strcmp(type, "rsa") != 0 && strcmp(type, "ed25519") != 0)
+		return usage_error("--type %s: must be rsa or ed25519", type);
+	if (strcmp(type, "rsa") == 0 && (bits < 1024 || bits > 4096))
+		return usage_error("%s", "--bits must be from 1024 to 4096");
+	char *pem = NULL, *txt = NULL, *err = NULL;
+	if (dkim_keygen(type, bits, &pem, &txt, &err) != 0) {
+		fprintf(stderr, "zone-mta: %s\n", err);
+		free(err);
+		return EXIT_RUNTIME;
+	}
+	char *path = out ? xstrdup(out) : xasprintf("%s.%s.pem", selector, domain);
+	int fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0600);
+	int rc = EXIT_RUNTIME;
+	if (fd < 0) {
+		fprintf(stderr, "zone-mta: cannot create %s: %s\n", path,
+			errno == EEXIST ? "it exists already (not overwritten)" : strerror(errno));
+	} else if (write(fd, pem, strlen(pem)) != (ssize_t)strlen(pem) || close(fd) != 0) {
+		fprintf(stderr, "zone-mta: cannot write %s: %s\n", path, strerror(errno));
+	} else {
+		printf("private key: %s\n", path);
+		printf("DNS record:  %s._domainkey.%s. IN TXT \"%s\"\n", selector, domain, txt);
+		rc = 0;
+	}
+	free(path);
+	free(pem);
+	free(txt);
+	return rc;
+}
+
 int main(int argc, char **argv)
 {
 	if (argc < 2)
@@ -218,5 +291,7 @@ int main(int argc, char **argv)
 		return cmd_run(argc - 1, argv + 1);
 	if (strcmp(cmd, "check-config") == 0)
 		return cmd_check_config(argc - 1, argv + 1);
+	if (strcmp(cmd, "dkim") == 0)
+		return cmd_dkim(argc - 1, argv + 1);
 	return usage_error("unknown command %s", cmd);
 }

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "core/xmalloc.h"
+#include "dkim/dkim.h"
 
 extern const char zmta_default_config[];
 extern const size_t zmta_default_config_len;
@@ -559,6 +560,9 @@ static void fill_zones(struct config *cfg)
 		z->cache_reuse = (int)get_int_in(n, "connectionCache.reuseCount", f);
 		z->require_tls = get_bool_in(n, "requireTLS", f);
 		z->disabled = get_bool_in(n, "disabled", f);
+		z->signing_domain = get_str_in(n, "signingDomain", f);
+		if (z->signing_domain != NULL)
+			lowercase(z->signing_domain);
 		z->sender_domains = get_domains(cfg_map_get(n, "senderDomains"), &z->n_sender_domains);
 		z->recipient_domains =
 			get_domains(cfg_map_get(n, "recipientDomains"), &z->n_recipient_domains);
@@ -601,6 +605,100 @@ static void fill_pools(struct config *cfg)
 				parse_ratio(v->value, &a->ratio);
 		}
 	}
+}
+
+static char **get_string_list(const struct cfg_node *list, size_t *n, bool lower)
+{
+	*n = list ? list->nchild : 0;
+	char **out = xcalloc(*n ? *n : 1, sizeof(char *));
+	for (size_t i = 0; i < *n; i++) {
+		out[i] = xstrdup(list->child[i]->value);
+		if (lower)
+			lowercase(out[i]);
+	}
+	return out;
+}
+
+/* Reads a key given inline (PEM text) or as a file (relative to the app
+ * folder); NULL and *err when it cannot be read or is no usable key. */
+static struct dkim_key *load_dkim_key(const struct config *cfg, const char *value, char **err)
+{
+	enum dkim_algorithm alg;
+	if (strncmp(value, "-----BEGIN", 10) == 0)
+		return dkim_key_load(value, strlen(value), &alg, err);
+	char *path = value[0] == '/' || cfg->app_dir == NULL ? xstrdup(value)
+							      : xasprintf("%s/%s", cfg->app_dir, value);
+	FILE *f = fopen(path, "rb");
+	if (f == NULL) {
+		*err = xasprintf("cannot read %s: %s", path, strerror(errno));
+		free(path);
+		return NULL;
+	}
+	char buf[65536];
+	size_t len = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[len] = '\0';
+	struct dkim_key *k = dkim_key_load(buf, len, &alg, err);
+	if (k == NULL) {
+		char *more = xasprintf("%s: %s", path, *err);
+		free(*err);
+		*err = more;
+	}
+	free(path);
+	return k;
+}
+
+/* dkim.*; key problems are reported with the key's file and line. */
+static void fill_dkim(struct config *cfg, struct problems *found)
+{
+	const struct cfg_node *t = cfg->tree;
+	cfg->dkim_enabled = get_bool(t, "dkim.enabled");
+	cfg->dkim_sign_headers =
+		get_string_list(cfg_lookup(t, "dkim.signHeaders"), &cfg->n_dkim_sign_headers, true);
+	cfg->dkim_oversign =
+		get_string_list(cfg_lookup(t, "dkim.oversignHeaders"), &cfg->n_dkim_oversign, true);
+	const struct cfg_schema *f = schema_field(schema_field(config_schema, "dkim")->sub, "keys")
+					     ->sub[0].sub;
+	const struct cfg_node *keys = cfg_lookup(t, "dkim.keys");
+	cfg->n_dkim_keys = keys->nchild;
+	cfg->dkim_keys = xcalloc(cfg->n_dkim_keys ? cfg->n_dkim_keys : 1, sizeof(*cfg->dkim_keys));
+	for (size_t i = 0; i < keys->nchild; i++) {
+		const struct cfg_node *n = keys->child[i];
+		struct dkim_key_config *k = &cfg->dkim_keys[i];
+		bool complete = true;
+		static const char *const required[] = {"domain", "selector", "privateKey"};
+		for (size_t r = 0; r < 3; r++) {
+			if (cfg_map_get(n, required[r]) == NULL) {
+				problem_add(found, n, "dkim.keys[%zu] needs %s", i, required[r]);
+				complete = false;
+			}
+		}
+		if (!complete)
+			continue;
+		k->domain = lowercase(get_str_in(n, "domain", f));
+		k->selector = get_str_in(n, "selector", f);
+		k->subdomains = get_bool_in(n, "subdomains", f);
+		const char *canon = raw_value(n, "canonicalization", f);
+		k->header_canon = strncmp(canon, "simple", 6) == 0 ? DKIM_CANON_SIMPLE
+								    : DKIM_CANON_RELAXED;
+		k->body_canon = strcmp(strchr(canon, '/') + 1, "simple") == 0 ? DKIM_CANON_SIMPLE
+										: DKIM_CANON_RELAXED;
+		char *err = NULL;
+		k->key = load_dkim_key(cfg, cfg_map_get(n, "privateKey")->value, &err);
+		if (k->key == NULL) {
+			problem_add(found, cfg_map_get(n, "privateKey"),
+				    "option dkim.keys[%zu].privateKey: %s", i, err);
+			free(err);
+		}
+	}
+}
+
+const struct dkim_key_config *config_dkim_key(const struct config *cfg, const char *domain)
+{
+	for (size_t i = 0; i < cfg->n_dkim_keys; i++)
+		if (cfg->dkim_keys[i].key != NULL && strcmp(cfg->dkim_keys[i].domain, domain) == 0)
+			return &cfg->dkim_keys[i];
+	return NULL;
 }
 
 static void fill_domains(struct config *cfg)
@@ -681,6 +779,16 @@ static int check_references(struct config *cfg, char **errors)
 			char *path = xasprintf("pools.%s", cfg->pools[i].name);
 			problem_add(&found, cfg_lookup(cfg->tree, path),
 				    "the ratios of pool %s add up to more than 1", cfg->pools[i].name);
+			free(path);
+		}
+	}
+	fill_dkim(cfg, &found);
+	for (size_t i = 0; i < cfg->n_zones; i++) {
+		const char *sd = cfg->zones[i].signing_domain;
+		if (sd != NULL && config_dkim_key(cfg, sd) == NULL) {
+			char *path = xasprintf("zones.%s.signingDomain", cfg->zones[i].name);
+			problem_add(&found, cfg_lookup(cfg->tree, path),
+				    "option %s names no domain of dkim.keys (got '%s')", path, sd);
 			free(path);
 		}
 	}
@@ -885,6 +993,7 @@ void config_free(struct config *cfg)
 		free(z->routing_headers);
 		free(z->pool);
 		free(z->host);
+		free(z->signing_domain);
 	}
 	free(cfg->zones);
 	for (size_t i = 0; i < cfg->n_pools; i++) {
@@ -904,6 +1013,18 @@ void config_free(struct config *cfg)
 	free(cfg->nameservers);
 	free(cfg->queue.defer_ms);
 	free(cfg->bounce_rules);
+	for (size_t i = 0; i < cfg->n_dkim_keys; i++) {
+		free(cfg->dkim_keys[i].domain);
+		free(cfg->dkim_keys[i].selector);
+		dkim_key_free(cfg->dkim_keys[i].key);
+	}
+	free(cfg->dkim_keys);
+	for (size_t i = 0; i < cfg->n_dkim_sign_headers; i++)
+		free(cfg->dkim_sign_headers[i]);
+	free(cfg->dkim_sign_headers);
+	for (size_t i = 0; i < cfg->n_dkim_oversign; i++)
+		free(cfg->dkim_oversign[i]);
+	free(cfg->dkim_oversign);
 	for (int i = 0; i < cfg->nfiles; i++)
 		free(cfg->files[i]);
 	free(cfg->files);

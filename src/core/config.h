@@ -88,6 +88,15 @@ struct routing_header {
 	char *value;
 };
 
+/* A DKIM signing key: dkim.keys[i]. */
+struct dkim_key_config {
+	char *domain;    /* d=, lower case */
+	char *selector;  /* s= */
+	bool subdomains; /* also sign mail From: subdomains of `domain` */
+	int header_canon, body_canon; /* enum dkim_canon */
+	struct dkim_key *key; /* loaded and checked at configuration time */
+};
+
 /* A sending zone: zones.<name>. */
 struct zone_config {
 	char *name;
@@ -102,6 +111,7 @@ struct zone_config {
 	int cache_reuse;         /* messages per connection at most */
 	bool require_tls;
 	bool disabled;           /* no deliveries start; mail waits */
+	char *signing_domain;    /* also sign with the dkim.keys entry of this domain */
 	char **sender_domains; /* lower case */
 	size_t n_sender_domains;
 	char **recipient_domains; /* lower case */
@@ -132,6 +142,13 @@ struct config {
 	char **nameservers;
 	size_t n_nameservers;
 	char *bounce_rules; /* rules file, or NULL for the shipped rules */
+	bool dkim_enabled;  /* compute body hashes at intake */
+	struct dkim_key_config *dkim_keys;
+	size_t n_dkim_keys;
+	char **dkim_sign_headers; /* lower case */
+	size_t n_dkim_sign_headers;
+	char **dkim_oversign;
+	size_t n_dkim_oversign;
 
 	char **files;      /* files merged over the built-in defaults, in order */
 	int nfiles;
@@ -155,6 +172,8 @@ void config_free(struct config *cfg);
 
 /* The zone called `name` (case-insensitive), or NULL. */
 const struct zone_config *config_zone(const struct config *cfg, const char *name);
+/* The usable dkim.keys entry for exactly `domain` (lower case), or NULL. */
+const struct dkim_key_config *config_dkim_key(const struct config *cfg, const char *domain);
 /* The pool called `name`, or NULL. */
 const struct pool_config *config_pool(const struct config *cfg, const char *name);
 /* Limits for a recipient domain (lower case): its entry, else "default". */

@@ -86,6 +86,7 @@ static const struct cfg_schema zone_fields[] = {
 	{"connectionCache", CT_MAP, 0, 0, 0, NULL, connection_cache_fields, NULL},
 	{"requireTLS", CT_BOOL, 0, 0, 0, NULL, NULL, "false"},
 	{"disabled", CT_BOOL, 0, 0, 0, NULL, NULL, "false"},
+	{"signingDomain", CT_STRING, CF_NULLABLE, 0, 0, NULL, NULL, "~"},
 	{"senderDomains", CT_LIST, 0, 0, 0, NULL, string_item, NULL},
 	{"recipientDomains", CT_LIST, 0, 0, 0, NULL, string_item, NULL},
 	{"routingHeaders", CT_DICT, 0, 0, 0, NULL, string_item, NULL},
@@ -130,6 +131,33 @@ static const struct cfg_schema dns_schema[] = {
 	END,
 };
 
+static const char *const canonicalizations[] = {"relaxed/relaxed", "relaxed/simple",
+						 "simple/relaxed", "simple/simple", NULL};
+
+static const struct cfg_schema dkim_key_fields[] = {
+	{"domain", CT_STRING, 0, 0, 0, NULL, NULL, NULL},
+	{"selector", CT_STRING, 0, 0, 0, NULL, NULL, NULL},
+	{"privateKey", CT_STRING, 0, 0, 0, NULL, NULL, NULL},
+	{"canonicalization", CT_ENUM, 0, 0, 0, canonicalizations, NULL, "relaxed/relaxed"},
+	{"subdomains", CT_BOOL, 0, 0, 0, NULL, NULL, "false"},
+	END,
+};
+
+static const struct cfg_schema dkim_key_item[] = {
+	{"<key>", CT_MAP, 0, 0, 0, NULL, dkim_key_fields, NULL},
+};
+
+static const char *const hash_algos[] = {"sha256", NULL};
+
+static const struct cfg_schema dkim_schema[] = {
+	{"enabled", CT_BOOL, 0, 0, 0, NULL, NULL, NULL},
+	{"hashAlgo", CT_ENUM, 0, 0, 0, hash_algos, NULL, NULL},
+	{"signHeaders", CT_LIST, 0, 0, 0, NULL, string_list, NULL},
+	{"oversignHeaders", CT_LIST, 0, 0, 0, NULL, string_list, NULL},
+	{"keys", CT_LIST, 0, 0, 0, NULL, dkim_key_item, NULL},
+	END,
+};
+
 static const struct cfg_schema bounces_schema[] = {
 	{"rules", CT_STRING, CF_NULLABLE, 0, 0, NULL, NULL, NULL},
 	END,
@@ -151,5 +179,6 @@ const struct cfg_schema config_schema[] = {
 	{"domainConfig", CT_DICT, 0, 0, 0, NULL, domain_schema, NULL},
 	{"dns", CT_MAP, 0, 0, 0, NULL, dns_schema, NULL},
 	{"bounces", CT_MAP, 0, 0, 0, NULL, bounces_schema, NULL},
+	{"dkim", CT_MAP, 0, 0, 0, NULL, dkim_schema, NULL},
 	END,
 };

@@ -11,6 +11,7 @@
 #include "core/log.h"
 #include "core/utf8.h"
 #include "core/xmalloc.h"
+#include "dkim/dkim.h"
 #include "msg/header.h"
 #include "version.h"
 #include "zone/route.h"
@@ -20,6 +21,10 @@ struct ingest {
 	const struct config *cfg;
 	char id[QUEUE_ID_LEN + 1];
 	struct queue_body *body;
+	/* DKIM body hashes, fed as the body streams (RFC 6376 3.7) */
+	struct dkim_body *hash_relaxed, *hash_simple;
+	size_t separator_left; /* bytes of the empty line before the body still to skip */
+	bool body_started;
 	/* the header block while it is being collected */
 	char *head;
 	size_t head_len, head_cap, head_scan;
@@ -53,12 +58,41 @@ struct ingest *ingest_new(struct queue *q, const struct config *cfg, void (*on_d
 	queue_id_new(q, in->id);
 	in->body = queue_body_new(q, in->id, on_drain, arg);
 	in->received_ms = now_ms();
+	if (cfg->dkim_enabled) {
+		in->hash_relaxed = dkim_body_new(DKIM_CANON_RELAXED);
+		for (size_t i = 0; i < cfg->n_dkim_keys && in->hash_simple == NULL; i++)
+			if (cfg->dkim_keys[i].body_canon == DKIM_CANON_SIMPLE)
+				in->hash_simple = dkim_body_new(DKIM_CANON_SIMPLE);
+	}
 	return in;
 }
 
 const char *ingest_id(const struct ingest *in)
 {
 	return in->id;
+}
+
+/* Body bytes go to the store and, past the empty line that separates them
+ * from the headers, to the DKIM body hashes. */
+static void body_write(struct ingest *in, const char *data, size_t len)
+{
+	queue_body_write(in->body, data, len);
+	if (in->hash_relaxed == NULL || len == 0)
+		return;
+	if (!in->body_started) {
+		/* The body begins with its separating empty line: CRLF or LF. */
+		in->body_started = true;
+		in->separator_left = data[0] == '\r' ? 2 : data[0] == '\n' ? 1 : 0;
+	}
+	size_t skip = in->separator_left < len ? in->separator_left : len;
+	in->separator_left -= skip;
+	data += skip;
+	len -= skip;
+	if (len == 0)
+		return;
+	dkim_body_update(in->hash_relaxed, data, len);
+	if (in->hash_simple != NULL)
+		dkim_body_update(in->hash_simple, data, len);
 }
 
 bool ingest_busy(const struct ingest *in)
@@ -82,8 +116,8 @@ static void head_complete(struct ingest *in, size_t end)
 		 * a line that is no field) gets one: otherwise its first line
 		 * would read as a broken header field after ours. */
 		if (rest[0] != '\n' && rest[0] != '\r')
-			queue_body_write(in->body, "\r\n", 2);
-		queue_body_write(in->body, rest, in->head_len - end);
+			body_write(in, "\r\n", 2);
+		body_write(in, rest, in->head_len - end);
 	}
 	in->head_len = end;
 }
@@ -94,7 +128,7 @@ int ingest_write(struct ingest *in, const char *data, size_t len)
 		return -1;
 	in->size += len;
 	if (in->head_done) {
-		queue_body_write(in->body, data, len);
+		body_write(in, data, len);
 		return 0;
 	}
 	in->head = xreallocarray_grow(in->head, &in->head_cap, in->head_len + len, 1);
@@ -295,8 +329,17 @@ void ingest_finish(struct ingest *in, const struct ingest_envelope *env, ingest_
 	json_object_set_new(meta, "nextAttempt", json_integer((json_int_t)in->delayed_until));
 	json_object_set_new(meta, "bodyType", json_string(env->eight_bit ? "8BITMIME" : "7BIT"));
 	json_object_set_new(meta, "smtputf8", json_boolean(env->smtputf8));
-	json_object_set_new(meta, "dkim",
-			    json_pack("{s:s, s:n}", "hashAlgo", "sha256", "bodyHash"));
+	json_t *dkim = json_pack("{s:s, s:n}", "hashAlgo", "sha256", "bodyHash");
+	if (in->hash_relaxed != NULL) {
+		char hash[45];
+		dkim_body_final(in->hash_relaxed, hash);
+		json_object_set_new(dkim, "bodyHash", json_string(hash));
+		if (in->hash_simple != NULL) {
+			dkim_body_final(in->hash_simple, hash);
+			json_object_set_new(dkim, "bodyHashSimple", json_string(hash));
+		}
+	}
+	json_object_set_new(meta, "dkim", dkim);
 
 	in->from = xstrdup(env->from);
 	in->nrcpts = env->nrcpts;
@@ -319,6 +362,10 @@ void ingest_free(struct ingest *in)
 	if (in == NULL)
 		return;
 	queue_body_free(in->body);
+	if (in->hash_relaxed != NULL)
+		dkim_body_free(in->hash_relaxed);
+	if (in->hash_simple != NULL)
+		dkim_body_free(in->hash_simple);
 	header_list_clear(&in->headers);
 	free(in->head);
 	free(in->from);

@@ -6,6 +6,8 @@
 #include "mta/mta.h"
 
 #include <arpa/inet.h>
+#include <ctype.h>
+#include <time.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <stdio.h>
@@ -25,6 +27,8 @@
 #include "core/hmap.h"
 #include "core/log.h"
 #include "core/xmalloc.h"
+#include "dkim/dkim.h"
+#include "msg/header.h"
 #include "mta/reply.h"
 
 #define MTA_CONNECT_TIMEOUT_S 30
@@ -41,6 +45,7 @@ enum mta_state {
 	MTA_STARTTLS, /* STARTTLS sent, waiting for 220 */
 	MTA_HANDSHAKE, /* TLS handshake in progress */
 	MTA_LOADING,  /* reading the message's metadata */
+	MTA_SIGNING,  /* DKIM signatures being made on a crypto thread */
 	MTA_ENVELOPE, /* MAIL, RCPT and DATA sent, replies pending */
 	MTA_BODY,     /* streaming the message */
 	MTA_DOT,      /* waiting for the reply to the final dot */
@@ -51,6 +56,7 @@ enum mta_state {
 
 static const char *const state_names[] = {"resolving", "connecting", "greeting",  "ehlo",
 					  "helo",      "starttls",   "handshake", "loading",
+					  "signing",
 					  "envelope",  "body",
 					  "dot",       "rset",       "idle",     "closing"};
 
@@ -76,6 +82,7 @@ struct mta {
 	struct u64map *conns; /* id → struct mta_conn */
 	uint64_t next_id;
 	SSL_CTX *tls; /* client context: opportunistic, no certificate checks */
+	struct workpool *crypto;
 };
 
 struct mta_conn {
@@ -218,6 +225,8 @@ static void log_attempt(struct mta_conn *c, const char *response)
 /* --- transactions --- */
 
 static void start_transaction(struct mta_conn *c);
+static bool start_signing(struct mta_conn *c);
+static void send_envelope(struct mta_conn *c);
 
 /* Sends the next batch over this connection (RSET first after a failure). */
 static void continue_with(struct mta_conn *c, struct sched_batch *batch)
@@ -285,6 +294,173 @@ static bool needs_utf8(const char *s)
 	return false;
 }
 
+/* --- DKIM --- */
+
+struct sign_job {
+	struct workpool_job job;
+	struct mta *m;
+	uint64_t conn_id;
+	char *header_block;
+	size_t header_len;
+	const struct dkim_key_config *keys[2];
+	char *body_hash[2];
+	size_t nkeys;
+	char *signatures; /* result: the DKIM-Signature fields, first key on top */
+	char *error;
+};
+
+/* The domain of the (first) address in a From: value, lower case. */
+static char *from_domain(const char *value)
+{
+	const char *end = strrchr(value, '>');
+	const char *at = NULL;
+	for (const char *p = value; *p && (end == NULL || p < end); p++)
+		if (*p == '@')
+			at = p;
+	if (at == NULL)
+		return NULL;
+	size_t n = strcspn(at + 1, "> \t\r\n,;");
+	char *d = xstrndup(at + 1, n);
+	for (char *p = d; *p; p++)
+		*p = (char)tolower((unsigned char)*p);
+	return d;
+}
+
+/* The key for mail From: `domain`: its own, else a parent's that covers
+ * subdomains. */
+static const struct dkim_key_config *key_for(const struct config *cfg, const char *domain)
+{
+	const struct dkim_key_config *k = config_dkim_key(cfg, domain);
+	if (k != NULL)
+		return k;
+	for (const char *p = strchr(domain, '.'); p != NULL; p = strchr(p + 1, '.')) {
+		k = config_dkim_key(cfg, p + 1);
+		if (k != NULL && k->subdomains)
+			return k;
+	}
+	return NULL;
+}
+
+static void sign_run(struct workpool_job *job)
+{
+	struct sign_job *j = (struct sign_job *)job;
+	const struct config *cfg = j->m->cfg;
+	char *out = xstrdup("");
+	for (size_t i = 0; i < j->nkeys && j->error == NULL; i++) {
+		const struct dkim_key_config *k = j->keys[i];
+		struct dkim_sign_params p = {
+			.domain = k->domain,
+			.selector = k->selector,
+			.header_canon = (enum dkim_canon)k->header_canon,
+			.body_canon = (enum dkim_canon)k->body_canon,
+			.body_hash = j->body_hash[i],
+			.sign_headers = (const char *const *)cfg->dkim_sign_headers,
+			.n_sign_headers = cfg->n_dkim_sign_headers,
+			.oversign = (const char *const *)cfg->dkim_oversign,
+			.n_oversign = cfg->n_dkim_oversign,
+			.timestamp = (long)time(NULL),
+		};
+		char *sig = dkim_sign(k->key, &p, j->header_block, j->header_len, &j->error);
+		if (sig != NULL) {
+			char *joined = xasprintf("%s%s", out, sig);
+			free(out);
+			free(sig);
+			out = joined;
+		}
+	}
+	j->signatures = out;
+}
+
+static void sign_job_free(struct sign_job *j)
+{
+	free(j->header_block);
+	for (size_t i = 0; i < j->nkeys; i++)
+		free(j->body_hash[i]);
+	free(j->signatures);
+	free(j->error);
+	free(j);
+}
+
+static void sign_done(struct workpool_job *job)
+{
+	struct sign_job *j = (struct sign_job *)job;
+	struct mta_conn *c = u64map_get(j->m->conns, j->conn_id);
+	if (c == NULL || c->state != MTA_SIGNING) {
+		sign_job_free(j); /* the connection went away meanwhile */
+		return;
+	}
+	if (j->error != NULL) {
+		/* Sending unsigned what should be signed would hurt more. */
+		log_msg(LOG_LEVEL_ERROR, c->msg_id, "dkim", "error=\"%s\" action=defer", j->error);
+		fail_rest(c, 451, "451 4.7.0 DKIM signing failed");
+		sign_job_free(j);
+		transaction_done(c);
+		return;
+	}
+	/* The signatures go on top of the header block (RFC 6376 5.6). */
+	size_t slen = strlen(j->signatures);
+	char *block = xmalloc(slen + c->header_len + 1);
+	memcpy(block, j->signatures, slen);
+	memcpy(block + slen, c->header_block, c->header_len);
+	free(c->header_block);
+	c->header_block = block;
+	c->header_len += slen;
+	log_msg(LOG_LEVEL_DEBUG, c->msg_id, "dkim", "signatures=%zu", j->nkeys);
+	sign_job_free(j);
+	send_envelope(c);
+}
+
+/* Starts signing when keys apply; false when the message goes unsigned. */
+static bool start_signing(struct mta_conn *c)
+{
+	const struct config *cfg = c->m->cfg;
+	if (cfg->n_dkim_keys == 0 || c->m->crypto == NULL)
+		return false;
+	struct sign_job *j = xcalloc(1, sizeof(*j));
+	struct header_list headers = {0};
+	header_list_parse(&headers, c->header_block, c->header_len);
+	int fi = header_list_find(&headers, "from");
+	char *domain = fi >= 0 ? from_domain(headers.items[fi].value) : NULL;
+	header_list_clear(&headers);
+	const struct dkim_key_config *author = domain ? key_for(cfg, domain) : NULL;
+	free(domain);
+	const struct dkim_key_config *zone = c->zone->signing_domain
+						     ? config_dkim_key(cfg, c->zone->signing_domain)
+						     : NULL;
+	if (author != NULL)
+		j->keys[j->nkeys++] = author;
+	if (zone != NULL && zone != author)
+		j->keys[j->nkeys++] = zone;
+	json_t *dk = json_object_get(c->meta, "dkim");
+	for (size_t i = 0; i < j->nkeys; i++) {
+		const char *h = json_string_value(json_object_get(
+			dk, j->keys[i]->body_canon == DKIM_CANON_SIMPLE ? "bodyHashSimple" : "bodyHash"));
+		if (h == NULL) {
+			/* Queued before this key's canonicalization was hashed. */
+			log_msg(LOG_LEVEL_WARN, c->msg_id, "dkim", "domain=%s action=unsigned "
+				"reason=\"no stored body hash for this canonicalization\"",
+				j->keys[i]->domain);
+			j->nkeys = 0;
+			break;
+		}
+		j->body_hash[i] = xstrdup(h);
+	}
+	if (j->nkeys == 0) {
+		sign_job_free(j);
+		return false;
+	}
+	j->m = c->m;
+	j->conn_id = c->id;
+	j->header_block = xmalloc(c->header_len);
+	memcpy(j->header_block, c->header_block, c->header_len);
+	j->header_len = c->header_len;
+	j->job.run = sign_run;
+	j->job.done = sign_done;
+	enter_state(c, MTA_SIGNING);
+	workpool_submit(c->m->crypto, &j->job);
+	return true;
+}
+
 static void message_loaded(void *arg, int rc, const struct queue_message *msg)
 {
 	struct mta_conn *c = arg;
@@ -302,7 +478,13 @@ static void message_loaded(void *arg, int rc, const struct queue_message *msg)
 	c->header_block = xmalloc(msg->header_len + 1);
 	memcpy(c->header_block, msg->header_block, msg->header_len);
 	c->header_len = msg->header_len;
+	if (!start_signing(c))
+		send_envelope(c);
+}
 
+/* The message is ready (signed if it should be): MAIL, RCPT, DATA. */
+static void send_envelope(struct mta_conn *c)
+{
 	const char *from = json_string_value(json_object_get(c->meta, "from"));
 	json_int_t body_size = json_integer_value(json_object_get(c->meta, "bodySize"));
 	uint64_t size = (uint64_t)body_size + c->header_len;
@@ -928,9 +1110,10 @@ static void conn_close(struct mta_conn *c)
 }
 
 struct mta *mta_new(struct event_base *base, const struct config *cfg, struct dns *dns,
-		    const struct bounce_rules *rules)
+		    const struct bounce_rules *rules, struct workpool *crypto)
 {
 	struct mta *m = xcalloc(1, sizeof(*m));
+	m->crypto = crypto;
 	m->base = base;
 	m->cfg = cfg;
 	m->dns = dns;

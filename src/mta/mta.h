@@ -13,15 +13,17 @@
 
 #include "bounce/rules.h"
 #include "core/config.h"
+#include "core/workpool.h"
 #include "mta/dns.h"
 #include "queue/queue.h"
 #include "sched/sched.h"
 
 struct mta;
 
-/* `cfg`, `dns` and `rules` must outlive the engine. */
+/* `cfg`, `dns`, `rules` and `crypto` (DKIM signing threads) must outlive
+ * the engine. */
 struct mta *mta_new(struct event_base *base, const struct config *cfg, struct dns *dns,
-		    const struct bounce_rules *rules);
+		    const struct bounce_rules *rules, struct workpool *crypto);
 /* Swaps in new bounce rules (SIGHUP); returns the old ones for the caller
  * to free (nothing keeps pointers into them between events). */
 const struct bounce_rules *mta_set_rules(struct mta *m, const struct bounce_rules *rules);

@@ -1,0 +1,109 @@
+/* Worker threads for CPU-bound jobs; see workpool.h. */
+#include "core/workpool.h"
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdlib.h>
+
+#include "core/xmalloc.h"
+
+struct workpool {
+	pthread_t *threads;
+	int nthreads;
+	pthread_mutex_t lock;
+	pthread_cond_t wake;
+	struct workpool_job *todo, **todo_tail;
+	struct workpool_job *done, **done_tail;
+	bool stopping;
+	struct event *done_ev;
+};
+
+static void *worker_main(void *arg)
+{
+	struct workpool *p = arg;
+	pthread_mutex_lock(&p->lock);
+	for (;;) {
+		while (p->todo == NULL && !p->stopping)
+			pthread_cond_wait(&p->wake, &p->lock);
+		struct workpool_job *job = p->todo;
+		if (job == NULL)
+			break;
+		p->todo = job->next;
+		if (p->todo == NULL)
+			p->todo_tail = &p->todo;
+		pthread_mutex_unlock(&p->lock);
+		job->run(job);
+		pthread_mutex_lock(&p->lock);
+		job->next = NULL;
+		*p->done_tail = job;
+		p->done_tail = &job->next;
+		event_active(p->done_ev, EV_READ, 0);
+	}
+	pthread_mutex_unlock(&p->lock);
+	return NULL;
+}
+
+static void deliver(struct workpool *p)
+{
+	pthread_mutex_lock(&p->lock);
+	struct workpool_job *jobs = p->done;
+	p->done = NULL;
+	p->done_tail = &p->done;
+	pthread_mutex_unlock(&p->lock);
+	while (jobs != NULL) {
+		struct workpool_job *next = jobs->next;
+		jobs->done(jobs);
+		jobs = next;
+	}
+}
+
+static void on_done(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	deliver(arg);
+}
+
+struct workpool *workpool_new(struct event_base *base, int threads)
+{
+	struct workpool *p = xcalloc(1, sizeof(*p));
+	pthread_mutex_init(&p->lock, NULL);
+	pthread_cond_init(&p->wake, NULL);
+	p->todo_tail = &p->todo;
+	p->done_tail = &p->done;
+	p->done_ev = event_new(base, -1, 0, on_done, p);
+	p->nthreads = threads;
+	p->threads = xcalloc((size_t)threads, sizeof(*p->threads));
+	for (int i = 0; i < threads; i++)
+		if (pthread_create(&p->threads[i], NULL, worker_main, p) != 0)
+			fatal("workpool: cannot start a thread");
+	return p;
+}
+
+void workpool_submit(struct workpool *p, struct workpool_job *job)
+{
+	job->next = NULL;
+	pthread_mutex_lock(&p->lock);
+	*p->todo_tail = job;
+	p->todo_tail = &job->next;
+	pthread_cond_signal(&p->wake);
+	pthread_mutex_unlock(&p->lock);
+}
+
+void workpool_free(struct workpool *p)
+{
+	if (p == NULL)
+		return;
+	pthread_mutex_lock(&p->lock);
+	p->stopping = true;
+	pthread_cond_broadcast(&p->wake);
+	pthread_mutex_unlock(&p->lock);
+	for (int i = 0; i < p->nthreads; i++)
+		pthread_join(p->threads[i], NULL);
+	deliver(p);
+	event_free(p->done_ev);
+	pthread_cond_destroy(&p->wake);
+	pthread_mutex_destroy(&p->lock);
+	free(p->threads);
+	free(p);
+}

@@ -384,7 +384,7 @@ static int daemon_start(struct daemon *d, char **err)
 	for (size_t i = 0; i < d->n_smtp; i++)
 		smtp_server_start(d->smtp[i], d->queue);
 	if (d->api != NULL)
-		api_set_queue(d->api, d->queue);
+		api_set_queue(d->api, d->queue, d->sched);
 
 	d->sig_term = evsignal_new(d->base, SIGTERM, on_stop_signal, d);
 	d->sig_int = evsignal_new(d->base, SIGINT, on_stop_signal, d);

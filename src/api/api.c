@@ -7,6 +7,8 @@
 
 #include <event2/buffer.h>
 #include <event2/keyvalq_struct.h>
+#include <openssl/evp.h>
+#include <strings.h>
 
 #include "api/api_internal.h"
 #include "core/log.h"
@@ -78,6 +80,15 @@ static const struct api_route routes[] = {
 	{EVHTTP_REQ_GET, "/queue/:zone", route_queue},
 	{EVHTTP_REQ_GET, "/message/:id", route_message},
 	{EVHTTP_REQ_GET, "/fetch/:id", route_fetch},
+	{EVHTTP_REQ_POST, "/send", route_send},
+	{EVHTTP_REQ_POST, "/send-raw", route_send_raw},
+	{EVHTTP_REQ_GET, "/zones", route_zones},
+	{EVHTTP_REQ_GET, "/counter/:type/:zone", route_counter},
+	{EVHTTP_REQ_GET, "/queued/:type/:zone", route_queued},
+	{EVHTTP_REQ_DELETE, "/message/:id", route_delete},
+	{EVHTTP_REQ_DELETE, "/message/:id/:seq", route_delete},
+	{EVHTTP_REQ_PUT, "/message/:id/:seq", route_retry},
+	{EVHTTP_REQ_GET, "/metrics", route_metrics},
 };
 
 /*
@@ -109,6 +120,8 @@ static bool route_match(const char *pattern, char *scratch, struct api_params *p
 	return ok;
 }
 
+static bool authorized(const struct api *api, struct evhttp_request *req);
+
 static void api_dispatch(struct evhttp_request *req, void *arg)
 {
 	struct api *api = arg;
@@ -130,7 +143,13 @@ static void api_dispatch(struct evhttp_request *req, void *arg)
 		if (route_match(routes[i].pattern, scratch, &params)) {
 			path_known = true;
 			if (routes[i].method == evhttp_request_get_command(req)) {
-				routes[i].handler(api, req, &params);
+				if (routes[i].handler != route_health && !authorized(api, req)) {
+					evhttp_add_header(evhttp_request_get_output_headers(req),
+							  "WWW-Authenticate", "Basic realm=\"zone-mta\"");
+					api_reply_error(req, 401, "authentication required");
+				} else {
+					routes[i].handler(api, req, &params);
+				}
 				free(scratch);
 				free(path);
 				return;
@@ -145,9 +164,56 @@ static void api_dispatch(struct evhttp_request *req, void *arg)
 	free(path);
 }
 
-void api_set_queue(struct api *api, struct queue *queue)
+void api_set_queue(struct api *api, struct queue *queue, struct sched *sched)
 {
 	api->queue = queue;
+	api->sched = sched;
+}
+
+void api_reply_field_error(struct evhttp_request *req, int status, const char *field,
+			   const char *message)
+{
+	api_reply_json(req, status, json_pack("{s:s, s:s}", "error", message, "field", field));
+}
+
+/* Constant-time comparison: how long it takes says nothing of the secret. */
+static bool secret_equal(const char *given, const char *secret)
+{
+	size_t a = strlen(given), b = strlen(secret);
+	unsigned char diff = (unsigned char)(a != b);
+	for (size_t i = 0; i < b; i++)
+		diff |= (unsigned char)(given[i < a ? i : 0] ^ secret[i]);
+	return diff == 0;
+}
+
+/* api.auth: an API key or HTTP Basic credentials, when configured. */
+static bool authorized(const struct api *api, struct evhttp_request *req)
+{
+	const struct api_config *c = &api->cfg->api;
+	if (c->api_key == NULL && c->user == NULL)
+		return true;
+	struct evkeyvalq *h = evhttp_request_get_input_headers(req);
+	const char *key = evhttp_find_header(h, "X-API-Key");
+	const char *auth = evhttp_find_header(h, "Authorization");
+	if (c->api_key != NULL) {
+		if (key != NULL && secret_equal(key, c->api_key))
+			return true;
+		if (auth != NULL && strncasecmp(auth, "Bearer ", 7) == 0 &&
+		    secret_equal(auth + 7, c->api_key))
+			return true;
+	}
+	if (c->user != NULL && auth != NULL && strncasecmp(auth, "Basic ", 6) == 0) {
+		char *expect_plain = xasprintf("%s:%s", c->user, c->password ? c->password : "");
+		size_t n = strlen(expect_plain);
+		char *expect = xmalloc(4 * ((n + 2) / 3) + 1);
+		EVP_EncodeBlock((unsigned char *)expect, (const unsigned char *)expect_plain, (int)n);
+		bool ok = secret_equal(auth + 6, expect);
+		free(expect_plain);
+		free(expect);
+		if (ok)
+			return true;
+	}
+	return false;
 }
 
 struct api *api_new(struct event_base *base, const struct config *config, char **err)
@@ -161,6 +227,7 @@ struct api *api_new(struct event_base *base, const struct config *config, char *
 	if (api->http == NULL)
 		fatal("api: evhttp_new failed");
 	evhttp_set_timeout(api->http, API_TIMEOUT_SECONDS);
+	evhttp_set_max_body_size(api->http, (ev_ssize_t)cfg->max_body_size);
 	evhttp_set_allowed_methods(api->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_PUT |
 						      EVHTTP_REQ_DELETE);
 	evhttp_set_gencb(api->http, api_dispatch, api);

@@ -21,8 +21,10 @@ struct api;
  * when the address cannot be bound.
  */
 struct api *api_new(struct event_base *base, const struct config *cfg, char **err);
-/* The queue the API reads; set before the loop runs, must outlive the API. */
-void api_set_queue(struct api *api, struct queue *queue);
+struct sched;
+/* The queue and scheduler the API works on; set before the loop runs, they
+ * must outlive the API. */
+void api_set_queue(struct api *api, struct queue *queue, struct sched *sched);
 /* Stops listening and closes open API connections.  Accepts NULL. */
 void api_free(struct api *api);
 

@@ -8,10 +8,13 @@
 
 #define API_MAX_PARAMS 4
 
+struct sched;
+
 struct api {
 	struct evhttp *http;
 	const struct config *cfg;
 	struct queue *queue;
+	struct sched *sched;
 	struct timespec started; /* CLOCK_MONOTONIC */
 	time_t started_wall;
 };
@@ -24,6 +27,24 @@ struct api_params {
 
 typedef void (*api_handler)(struct api *api, struct evhttp_request *req,
 			    const struct api_params *params);
+
+/* api_send.c: POST /send (JSON) and /send-raw. */
+void route_send(struct api *api, struct evhttp_request *req, const struct api_params *params);
+void route_send_raw(struct api *api, struct evhttp_request *req, const struct api_params *params);
+
+/* api_manage.c: zones, listings, counters, deleting and retrying, metrics. */
+void route_zones(struct api *api, struct evhttp_request *req, const struct api_params *params);
+void route_counter(struct api *api, struct evhttp_request *req, const struct api_params *params);
+void route_queued(struct api *api, struct evhttp_request *req, const struct api_params *params);
+void route_delete(struct api *api, struct evhttp_request *req, const struct api_params *params);
+void route_retry(struct api *api, struct evhttp_request *req, const struct api_params *params);
+void route_metrics(struct api *api, struct evhttp_request *req, const struct api_params *params);
+
+/* Sends {"error": message, "field": field}. */
+void api_reply_field_error(struct evhttp_request *req, int status, const char *field,
+			   const char *message);
+/* A queue id: 18 lowercase hex digits. */
+bool api_valid_id(const char *id);
 
 /* api_queue.c: reading the queue. */
 void route_queue(struct api *api, struct evhttp_request *req, const struct api_params *params);

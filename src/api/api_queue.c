@@ -57,7 +57,7 @@ void route_queue(struct api *api, struct evhttp_request *req, const struct api_p
 	api_reply_json(req, HTTP_OK, body);
 }
 
-static bool valid_id(const char *id)
+bool api_valid_id(const char *id)
 {
 	if (strlen(id) != QUEUE_ID_LEN)
 		return false;
@@ -160,7 +160,7 @@ static void message_answer(void *arg, int rc, const struct queue_message *msg)
 
 void route_message(struct api *api, struct evhttp_request *req, const struct api_params *params)
 {
-	if (!valid_id(params->value[0])) {
+	if (!api_valid_id(params->value[0])) {
 		api_reply_error(req, HTTP_BADREQUEST, "invalid queue id");
 		return;
 	}
@@ -223,7 +223,7 @@ static void fetch_answer(void *arg, int rc, const struct queue_message *msg)
 
 void route_fetch(struct api *api, struct evhttp_request *req, const struct api_params *params)
 {
-	if (!valid_id(params->value[0])) {
+	if (!api_valid_id(params->value[0])) {
 		api_reply_error(req, HTTP_BADREQUEST, "invalid queue id");
 		return;
 	}

@@ -846,6 +846,13 @@ static void config_fill(struct config *cfg)
 	cfg->api.enabled = get_bool(t, "api.enabled");
 	cfg->api.host = get_str(t, "api.host");
 	cfg->api.port = (int)get_int(t, "api.port");
+	cfg->api.maildrop = get_bool(t, "api.maildrop");
+	cfg->api.max_body_size = get_size_in(t, "api.maxBodySize", NULL);
+	cfg->api.max_recipients = (int)get_int(t, "api.maxRecipients");
+	cfg->api.allow_routing_headers = get_bool(t, "api.allowRoutingHeaders");
+	cfg->api.api_key = get_str(t, "api.auth.apiKey");
+	cfg->api.user = get_str(t, "api.auth.user");
+	cfg->api.password = get_str(t, "api.auth.password");
 
 	cfg->queue.dir = get_path(cfg, "queue.dir");
 	cfg->queue.default_zone = get_str(t, "queue.defaultZone");
@@ -967,6 +974,9 @@ void config_free(struct config *cfg)
 	free(cfg->pidfile);
 	free(cfg->log.file);
 	free(cfg->api.host);
+	free(cfg->api.api_key);
+	free(cfg->api.user);
+	free(cfg->api.password);
 	free(cfg->queue.dir);
 	free(cfg->queue.default_zone);
 	free(cfg->hostname);

@@ -27,6 +27,12 @@ struct api_config {
 	bool enabled;
 	char *host;
 	int port;
+	bool maildrop;            /* POST /send and /send-raw */
+	uint64_t max_body_size;
+	int max_recipients;
+	bool allow_routing_headers; /* X-Sending-Zone in API messages */
+	char *api_key;            /* NULL: no key required */
+	char *user, *password;    /* HTTP Basic; NULL: none */
 };
 
 struct queue_config {

@@ -1365,6 +1365,44 @@ int compose_message(const json_t *msg, const char *hostname, struct compose_resu
 	return rc;
 }
 
+int compose_envelope_addresses(const char *const *values, size_t nvalues, const char *field,
+			       char ***addrs, size_t *naddrs, struct compose_error *err)
+{
+	struct compose_error unused;
+	struct compose c = {.err = err ? err : &unused};
+	struct compose_result acc = {0};
+	size_t cap = 0;
+	int rc = 0;
+
+	memset(c.err, 0, sizeof *c.err);
+	pthread_once(&gmime_once, gmime_init_once);
+	c.popts = g_mime_parser_options_new();
+	g_mime_parser_options_set_address_compliance_mode(c.popts, GMIME_RFC_COMPLIANCE_LOOSE);
+	g_mime_parser_options_set_allow_addresses_without_domain(c.popts, FALSE);
+	g_mime_parser_options_set_warning_callback(c.popts, parser_warning, &c);
+	for (size_t i = 0; i < nvalues && rc == 0; i++) {
+		if (blank_list(values[i]))
+			continue;
+		InternetAddressList *l = parse_list(&c, values[i], field);
+		if (l == NULL) {
+			rc = -1;
+			break;
+		}
+		add_rcpts(&acc, &cap, l);
+		g_object_unref(l);
+	}
+	g_mime_parser_options_free(c.popts);
+	if (rc != 0) {
+		for (size_t i = 0; i < acc.nrcpts; i++)
+			free(acc.rcpts[i]);
+		free(acc.rcpts);
+		return -1;
+	}
+	*addrs = acc.rcpts;
+	*naddrs = acc.nrcpts;
+	return 0;
+}
+
 void compose_result_clear(struct compose_result *r)
 {
 	g_free(r->message); /* GLib memory (the output stream's buffer, kept) */

@@ -48,4 +48,12 @@ int compose_message(const json_t *msg, const char *hostname, struct compose_resu
 
 void compose_result_clear(struct compose_result *r);
 
+/*
+ * The bare addresses (domains in IDNA form, deduplicated) of address-list
+ * header values such as To: and Cc: (POST /send-raw).  0 and *addrs (a
+ * malloc'ed array of malloc'ed strings), or -1 and `err` naming `field`.
+ */
+int compose_envelope_addresses(const char *const *values, size_t nvalues, const char *field,
+			       char ***addrs, size_t *naddrs, struct compose_error *err);
+
 #endif

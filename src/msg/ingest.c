@@ -40,6 +40,7 @@ struct ingest {
 	size_t nrcpts;
 	char *zones_used;
 	int64_t delayed_until;
+	char *message_id;
 };
 
 static int64_t now_ms(void)
@@ -70,6 +71,11 @@ struct ingest *ingest_new(struct queue *q, const struct config *cfg, void (*on_d
 const char *ingest_id(const struct ingest *in)
 {
 	return in->id;
+}
+
+const char *ingest_message_id(const struct ingest *in)
+{
+	return in->message_id;
 }
 
 /* Body bytes go to the store and, past the empty line that separates them
@@ -274,6 +280,8 @@ void ingest_finish(struct ingest *in, const struct ingest_envelope *env, ingest_
 				    ? lower_dup(in->headers.items[xs].value)
 				    : NULL;
 	header_list_remove(&in->headers, "x-sending-zone");
+	/* Bcc is for the envelope only (RFC 5322 3.6.3; Postfix removes it too). */
+	header_list_remove(&in->headers, "bcc");
 
 	char *message_id, *date;
 	rewrite_headers(in, env, &message_id, &date);
@@ -343,7 +351,10 @@ void ingest_finish(struct ingest *in, const struct ingest_envelope *env, ingest_
 
 	in->from = xstrdup(env->from);
 	in->nrcpts = env->nrcpts;
-	/* The header block is stored in the metadata; the body in chunks. */
+	in->message_id = message_id;
+	/* The header block is stored in the metadata; the body in chunks.  The
+	 * callback may run at once (a failed body) and free `in`: not a word
+	 * about `in` after this call. */
 	queue_message_commit(in->body, meta, block, hlen, dlv, env->nrcpts, commit_done, in);
 
 	for (size_t i = 0; i < env->nrcpts; i++)
@@ -351,7 +362,6 @@ void ingest_finish(struct ingest *in, const struct ingest_envelope *env, ingest_
 	free(domains);
 	free(dlv);
 	free(block);
-	free(message_id);
 	free(date);
 	free(sender_lower);
 	free(header_zone);
@@ -370,5 +380,6 @@ void ingest_free(struct ingest *in)
 	free(in->head);
 	free(in->from);
 	free(in->zones_used);
+	free(in->message_id);
 	free(in);
 }

@@ -3,7 +3,7 @@
  * The header block is collected (bounded by HEADER_BLOCK_MAX) and parsed;
  * body bytes go straight to the store in chunks and are never held whole.
  * At the end the header block is rewritten (Received: prepended, Message-ID
- * and Date added when missing, X-Sending-Zone removed), each recipient is
+ * and Date added when missing, X-Sending-Zone and Bcc removed), each recipient is
  * routed to a zone, and the message is committed durably.  Shared by the
  * SMTP server and (later) the HTTP API.
  */
@@ -41,6 +41,8 @@ struct ingest;
 struct ingest *ingest_new(struct queue *q, const struct config *cfg, void (*on_drain)(void *arg),
 			  void *arg);
 const char *ingest_id(const struct ingest *in);
+/* The Message-ID value (given or added), once ingest_finish has run. */
+const char *ingest_message_id(const struct ingest *in);
 
 /*
  * Feeds message bytes.  Returns 0, or -1 once the header block has grown

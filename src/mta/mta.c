@@ -24,6 +24,7 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 
+#include "api/metrics.h"
 #include "core/hmap.h"
 #include "core/log.h"
 #include "core/xmalloc.h"
@@ -1021,6 +1022,7 @@ static void on_resolved(void *arg, const struct dns_mx_result *res)
 {
 	struct mta_conn *c = arg;
 	c->dns_req = 0;
+	metrics_observe_dns((double)(now_ms() - c->started_ms) / 1000.0);
 	if (res->status != DNS_OK) {
 		char text[300];
 		snprintf(text, sizeof(text), "%s %s: %s", res->status == DNS_RETRY ? "451 4.4.3" : "550 5.1.2",
@@ -1073,6 +1075,7 @@ void mta_start(void *arg, struct sched_slot *slot, struct sched_batch *batch)
 	if (c->ehlo_name == NULL)
 		c->ehlo_name = m->cfg->hostname;
 	u64map_put(m->conns, c->id, c);
+	metrics_connection(c->zone->name, 1);
 	enter_state(c, MTA_RESOLVING);
 	const char *host = batch->zone->host;
 	unsigned char buf[16];
@@ -1103,6 +1106,7 @@ static void conn_close(struct mta_conn *c)
 	}
 	free(c->targets);
 	u64map_remove(c->m->conns, c->id);
+	metrics_connection(c->zone->name, -1);
 	struct sched *s = c->m->sched;
 	struct sched_slot *slot = c->slot;
 	free(c);

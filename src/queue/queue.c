@@ -7,8 +7,10 @@
 #include <string.h>
 #include <sys/random.h>
 #include <sys/time.h>
+#include <time.h>
 #include <unistd.h>
 
+#include "api/metrics.h"
 #include "core/log.h"
 #include "core/utf8.h"
 #include "core/xmalloc.h"
@@ -66,6 +68,7 @@ struct queue_body {
 struct pending {
 	queue_message_cb message_cb;
 	queue_chunk_cb chunk_cb;
+	queue_list_cb list_cb;
 	void *arg;
 };
 
@@ -81,6 +84,13 @@ static void body_key(char *key, const char *id, uint32_t index)
 }
 #define BODY_KEY_LEN (QUEUE_ID_LEN + 4)
 #define DLV_KEY_LEN (QUEUE_ID_LEN + QUEUE_SEQ_LEN)
+
+static int64_t mono_us(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
 
 static int64_t now_ms(void)
 {
@@ -294,6 +304,7 @@ void queue_body_free(struct queue_body *b)
 
 struct commit_job {
 	struct write_job w;
+	int64_t submitted_us; /* for the commit latency histogram */
 	char id[QUEUE_ID_LEN + 1];
 	/* what the scheduler and counters learn once durable */
 	char **zones, **domains, **rcpts;
@@ -307,6 +318,7 @@ static void commit_done(struct worker_job *job)
 	struct commit_job *c = (struct commit_job *)job;
 	struct queue *q = job->ctx;
 	int rc = job->rc;
+	metrics_observe_commit((double)(mono_us() - c->submitted_us) / 1e6);
 	if (rc == 0) {
 		strmap_put(q->remaining, c->id, (void *)(uintptr_t)c->ndlv);
 		for (size_t i = 0; i < c->ndlv; i++) {
@@ -418,6 +430,7 @@ void queue_message_commit(struct queue_body *b, json_t *meta, const char *header
 		c->next[i] = dlv[i].next_attempt;
 	}
 	c->w.job.nops = n;
+	c->submitted_us = mono_us();
 	worker_submit(q->writer, &c->w.job);
 }
 
@@ -613,6 +626,80 @@ uint64_t queue_chunk_get(struct queue *q, const char *id, uint32_t index, queue_
 	r->job.req = request_new(q, NULL, cb, arg);
 	worker_submit(q->reader, &r->job);
 	return r->job.req;
+}
+
+struct list_job {
+	struct read_job r;
+	char *zone;
+	bool deferred;
+	char after[QUEUE_ID_LEN + 1];
+	size_t limit;
+	json_t *rows;
+};
+
+static int list_row(void *arg, const char *key, size_t klen, const char *val, size_t vlen)
+{
+	struct list_job *l = arg;
+	if (klen != DLV_KEY_LEN || (l->after[0] && memcmp(key, l->after, QUEUE_ID_LEN) <= 0))
+		return 0;
+	json_t *row = json_loadb(val, vlen, 0, NULL);
+	const char *zone = NULL, *status = NULL;
+	if (row != NULL && json_unpack(row, "{s:s, s:s}", "zone", &zone, "status", &status) == 0 &&
+	    strcmp(zone, l->zone) == 0 && (strcmp(status, "DEFERRED") == 0) == l->deferred) {
+		json_t *out = json_pack("{s:s%, s:s%, s:O, s:O, s:O}", "id", key, (size_t)QUEUE_ID_LEN,
+					"seq", key + QUEUE_ID_LEN, (size_t)QUEUE_SEQ_LEN, "zone",
+					json_object_get(row, "zone"), "recipient",
+					json_object_get(row, "recipient"), "created",
+					json_object_get(row, "created"));
+		if (out != NULL) {
+			json_t *deferred = json_object_get(row, "deferred");
+			if (deferred != NULL)
+				json_object_set(out, "deferred", deferred);
+			json_array_append_new(l->rows, out);
+		}
+	}
+	json_decref(row);
+	return json_array_size(l->rows) >= l->limit;
+}
+
+static void list_run(struct store *s, const struct store_backend *be, struct worker_job *job)
+{
+	struct list_job *l = (struct list_job *)job;
+	job->rc = be->scan(s, STORE_CF_DLV, NULL, 0, list_row, l, &job->err);
+}
+
+static void list_done(struct worker_job *job)
+{
+	struct list_job *l = (struct list_job *)job;
+	struct queue *q = job->ctx;
+	struct pending *p = u64map_remove(q->requests, job->req);
+	if (p != NULL)
+		p->list_cb(p->arg, job->rc, l->rows);
+	free(p);
+	json_decref(l->rows);
+	free(l->zone);
+	free(job->err);
+	free(l);
+}
+
+uint64_t queue_list(struct queue *q, const char *zone, bool deferred, const char *after,
+		    size_t limit, queue_list_cb cb, void *arg)
+{
+	struct list_job *l = xcalloc(1, sizeof(*l));
+	l->zone = xstrdup(zone);
+	l->deferred = deferred;
+	if (after != NULL)
+		snprintf(l->after, sizeof(l->after), "%s", after);
+	l->limit = limit;
+	l->rows = json_array();
+	l->r.job.run = list_run;
+	l->r.job.done = list_done;
+	l->r.job.ctx = q;
+	uint64_t id = request_new(q, NULL, NULL, arg);
+	((struct pending *)u64map_get(q->requests, id))->list_cb = cb;
+	l->r.job.req = id;
+	worker_submit(q->reader, &l->r.job);
+	return id;
 }
 
 /* --- start-up: recovery and counters --- */

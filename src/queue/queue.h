@@ -143,6 +143,13 @@ void queue_delivery_finish(struct queue *q, const char *id, unsigned seq, const 
 void queue_delivery_defer(struct queue *q, const struct queue_delivery_row *row,
 			  bool was_deferred, int64_t last, const char *response);
 
+/* rc 0 and rows (borrowed) [{id, seq, zone, recipient, created, deferred?}], or -1. */
+typedef void (*queue_list_cb)(void *arg, int rc, json_t *rows);
+/* Lists up to `limit` deliveries of `zone` in the given state, in id order,
+ * after message `after` (NULL: from the start); returns a request id. */
+uint64_t queue_list(struct queue *q, const char *zone, bool deferred, const char *after,
+		    size_t limit, queue_list_cb cb, void *arg);
+
 /* Drops the answer of a pending read request.  Unknown ids are ignored. */
 void queue_request_cancel(struct queue *q, uint64_t req);
 

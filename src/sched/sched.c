@@ -5,6 +5,7 @@
 #include <string.h>
 #include <sys/time.h>
 
+#include "api/metrics.h"
 #include "core/hmap.h"
 #include "core/log.h"
 #include "core/xmalloc.h"
@@ -46,7 +47,15 @@ struct sched {
 	struct event *timer;       /* the next due time or throttle opening */
 	struct event *pump_ev;     /* deferred pump: never from inside a caller */
 	int64_t timer_at;
+	struct strmap *items;      /* "id/seq" → item, for the API */
 };
+
+static void item_free(struct sched_item *it);
+
+static void item_key(char *key, const char *id, unsigned seq)
+{
+	snprintf(key, QUEUE_ID_LEN + 8, "%s/%03x", id, seq);
+}
 
 static int64_t now_ms(void)
 {
@@ -68,6 +77,7 @@ static void heap_swap(struct sched *s, size_t a, size_t b)
 
 static void heap_push(struct sched *s, struct sched_item *it)
 {
+	it->waiting = true;
 	s->heap = xreallocarray_grow(s->heap, &s->heap_cap, s->nheap + 1, sizeof(*s->heap));
 	size_t i = s->nheap++;
 	s->heap[i] = it;
@@ -78,9 +88,41 @@ static void heap_push(struct sched *s, struct sched_item *it)
 	}
 }
 
+/* Restores heap order around index i after its key changed or it moved. */
+static void heap_fix(struct sched *s, size_t i)
+{
+	while (i > 0 && s->heap[(i - 1) / 2]->next > s->heap[i]->next) {
+		heap_swap(s, i, (i - 1) / 2);
+		i = (i - 1) / 2;
+	}
+	for (;;) {
+		size_t l = 2 * i + 1, r = l + 1, m = i;
+		if (l < s->nheap && s->heap[l]->next < s->heap[m]->next)
+			m = l;
+		if (r < s->nheap && s->heap[r]->next < s->heap[m]->next)
+			m = r;
+		if (m == i)
+			break;
+		heap_swap(s, i, m);
+		i = m;
+	}
+}
+
+static void heap_remove(struct sched *s, struct sched_item *it)
+{
+	size_t i = it->heap_index;
+	it->waiting = false;
+	s->heap[i] = s->heap[--s->nheap];
+	if (i < s->nheap) {
+		s->heap[i]->heap_index = i;
+		heap_fix(s, i);
+	}
+}
+
 static struct sched_item *heap_pop(struct sched *s)
 {
 	struct sched_item *top = s->heap[0];
+	top->waiting = false;
 	s->heap[0] = s->heap[--s->nheap];
 	s->heap[0]->heap_index = 0;
 	size_t i = 0;
@@ -198,6 +240,19 @@ static void set_timer(struct sched *s, int64_t at, int64_t now)
 	evtimer_add(s->timer, &tv);
 }
 
+/* Drops deliveries deleted through the API from the head of d's queue. */
+static void drop_cancelled(struct sched_domain *d)
+{
+	while (d->ready != NULL && d->ready->cancelled) {
+		struct sched_item *it = d->ready;
+		d->ready = it->next_ready;
+		d->nready--;
+		item_free(it);
+	}
+	if (d->ready == NULL)
+		d->ready_tail = &d->ready;
+}
+
 /* The run of due items at the head of d's queue for one message. */
 static struct sched_batch *take_batch(struct sched_domain *d)
 {
@@ -206,10 +261,16 @@ static struct sched_batch *take_batch(struct sched_domain *d)
 	b->domain = d->name;
 	size_t cap = 0;
 	const char *id = d->ready->id;
-	while (d->ready != NULL && strcmp(d->ready->id, id) == 0) {
+	char first[QUEUE_ID_LEN + 1];
+	memcpy(first, id, sizeof(first));
+	while (d->ready != NULL && strcmp(d->ready->id, first) == 0) {
 		struct sched_item *it = d->ready;
 		d->ready = it->next_ready;
 		d->nready--;
+		if (it->cancelled) {
+			item_free(it);
+			continue;
+		}
 		b->items = xreallocarray_grow(b->items, &cap, b->n + 1, sizeof(*b->items));
 		b->items[b->n++] = it;
 	}
@@ -283,6 +344,7 @@ static void pump(struct sched *s)
 		while (z->ring != NULL && tries-- > 0) {
 			struct sched_domain *d = z->ring;
 			z->ring = d->ring_next; /* next turn: the next domain */
+			drop_cancelled(d);
 			if (d->nready == 0) {
 				ring_remove(z, d);
 				continue;
@@ -361,6 +423,7 @@ struct sched *sched_new(struct event_base *base, const struct config *cfg, sched
 	s->start = start;
 	s->start_arg = start_arg;
 	s->zones = strmap_new();
+	s->items = strmap_new();
 	s->timer = evtimer_new(base, on_timer, s);
 	s->pump_ev = event_new(base, -1, 0, on_pump, s);
 	return s;
@@ -384,6 +447,9 @@ void sched_add(struct sched *s, const struct queue_delivery_row *row)
 	struct sched_item *it = xcalloc(1, sizeof(*it));
 	memcpy(it->id, row->id, QUEUE_ID_LEN + 1);
 	it->seq = row->seq;
+	char key[QUEUE_ID_LEN + 8];
+	item_key(key, it->id, it->seq);
+	strmap_put(s->items, key, it);
 	it->recipient = xstrdup(row->recipient);
 	it->dom = domain_get(z, s->cfg, row->domain);
 	it->created = row->created;
@@ -401,6 +467,7 @@ struct sched_batch *sched_next_batch(struct sched *s, struct sched_slot *slot)
 	int64_t now = now_ms();
 	while (s->nheap > 0 && s->heap[0]->next <= now)
 		make_ready(heap_pop(s));
+	drop_cancelled(d);
 	if (d->zone->cfg->disabled || d->nready == 0 ||
 	    slot->messages >= d->zone->cfg->cache_reuse || throttle_delay(d, now) > 0)
 		return NULL;
@@ -450,6 +517,14 @@ void sched_release(struct sched *s, struct sched_slot *slot)
 	schedule_pump(s);
 }
 
+static void item_forget(struct sched *s, struct sched_item *it)
+{
+	char key[QUEUE_ID_LEN + 8];
+	item_key(key, it->id, it->seq);
+	if (strmap_get(s->items, key) == it)
+		strmap_remove(s->items, key);
+}
+
 static void item_free(struct sched_item *it)
 {
 	free(it->recipient);
@@ -462,6 +537,13 @@ void sched_result(struct sched *s, struct sched_item *it, enum sched_result resu
 	struct sched_domain *d = it->dom;
 	int64_t now = now_ms();
 	const struct queue_config *qc = &s->cfg->queue;
+	if (it->cancelled) {
+		/* Deleted through the API meanwhile: its row is gone already. */
+		item_free(it);
+		return;
+	}
+	if (result != SCHED_TEMPFAIL)
+		item_forget(s, it);
 	int64_t next = 0;
 	if (result == SCHED_TEMPFAIL) {
 		it->attempts++;
@@ -471,10 +553,12 @@ void sched_result(struct sched *s, struct sched_item *it, enum sched_result resu
 			result = SCHED_PERMFAIL;
 			log_msg(LOG_LEVEL_INFO, it->id, "expired", "seq=%03x attempts=%d", it->seq,
 				it->attempts);
+			item_forget(s, it);
 		}
 	}
 	switch (result) {
 	case SCHED_OK:
+		metrics_delivery(d->zone->cfg->name, "delivered");
 		log_msg(LOG_LEVEL_INFO, it->id, "delivered", "seq=%03x zone=%s rcpt=<%s> response=\"%s\"",
 			it->seq, d->zone->cfg->name, it->recipient, response);
 		queue_delivery_finish(s->queue, it->id, it->seq, d->zone->cfg->name, d->name,
@@ -482,6 +566,7 @@ void sched_result(struct sched *s, struct sched_item *it, enum sched_result resu
 		item_free(it);
 		break;
 	case SCHED_PERMFAIL:
+		metrics_delivery(d->zone->cfg->name, "bounced");
 		/* The bounce hook: DSN mail and webhooks attach here later. */
 		log_msg(LOG_LEVEL_INFO, it->id, "bounced",
 			"seq=%03x zone=%s rcpt=<%s> category=%s attempts=%d response=\"%s\"", it->seq,
@@ -492,6 +577,7 @@ void sched_result(struct sched *s, struct sched_item *it, enum sched_result resu
 		item_free(it);
 		break;
 	case SCHED_TEMPFAIL: {
+		metrics_delivery(d->zone->cfg->name, "deferred");
 		it->next = next;
 		log_msg(LOG_LEVEL_INFO, it->id, "deferred",
 			"seq=%03x zone=%s rcpt=<%s> category=%s attempts=%d next_in_ms=%lld "
@@ -514,6 +600,44 @@ void sched_result(struct sched *s, struct sched_item *it, enum sched_result resu
 void sched_item_abandon(struct sched_item *item)
 {
 	item_free(item);
+}
+
+size_t sched_delete(struct sched *s, const char *id, unsigned seq)
+{
+	size_t removed = 0;
+	for (unsigned q = seq ? seq : 1; q <= (seq ? seq : QUEUE_MAX_RCPTS); q++) {
+		char key[QUEUE_ID_LEN + 8];
+		item_key(key, id, q);
+		struct sched_item *it = strmap_remove(s->items, key);
+		if (it == NULL)
+			continue;
+		queue_delivery_finish(s->queue, it->id, it->seq, it->dom->zone->cfg->name,
+				      it->dom->name, it->deferred);
+		log_msg(LOG_LEVEL_INFO, it->id, "deleted", "seq=%03x rcpt=<%s>", it->seq,
+			it->recipient);
+		removed++;
+		if (it->waiting) {
+			heap_remove(s, it);
+			item_free(it);
+		} else {
+			/* Due (in a domain's FIFO) or in flight: dropped when met. */
+			it->cancelled = true;
+		}
+	}
+	return removed;
+}
+
+bool sched_retry_now(struct sched *s, const char *id, unsigned seq)
+{
+	char key[QUEUE_ID_LEN + 8];
+	item_key(key, id, seq);
+	struct sched_item *it = strmap_get(s->items, key);
+	if (it == NULL || !it->waiting)
+		return it != NULL; /* already due or in flight: nothing to hurry */
+	it->next = now_ms();
+	heap_fix(s, it->heap_index);
+	schedule_pump(s);
+	return true;
 }
 
 void sched_batch_free(struct sched_batch *b)
@@ -562,6 +686,7 @@ void sched_free(struct sched *s)
 		free(z);
 	}
 	strmap_free(s->zones);
+	strmap_free(s->items);
 	event_free(s->timer);
 	event_free(s->pump_ev);
 	free(s);

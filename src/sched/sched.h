@@ -33,6 +33,8 @@ struct sched_item {
 	int64_t first_failure; /* ms, 0 if none */
 	int attempts;          /* failed attempts so far */
 	bool deferred;
+	bool cancelled;        /* deleted through the API while due or in flight */
+	bool waiting;          /* in the heap (else due or in flight) */
 	size_t heap_index;     /* while waiting */
 	struct sched_item *next_ready;
 };
@@ -95,6 +97,15 @@ void sched_release(struct sched *s, struct sched_slot *slot);
 /* The outcome of one delivery of a batch; the item is consumed. */
 void sched_result(struct sched *s, struct sched_item *item, enum sched_result result,
 		  const char *response, const char *category);
+/*
+ * Removes the deliveries of message `id` (all when seq is 0, else that one)
+ * from the queue: rows deleted, the message with its last.  One in flight
+ * is forgotten when its result comes.  Returns how many were removed.
+ */
+size_t sched_delete(struct sched *s, const char *id, unsigned seq);
+/* Makes a waiting delivery due now; false when there is none such. */
+bool sched_retry_now(struct sched *s, const char *id, unsigned seq);
+
 /* Forgets an item without a result (shutdown): its row stays stored. */
 void sched_item_abandon(struct sched_item *item);
 /* Frees a batch (not its items, each of which gets a sched_result). */

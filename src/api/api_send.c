@@ -1,0 +1,270 @@
+/*
+ * Sending over HTTP: POST /send (a JSON message in Nodemailer's format,
+ * composed with GMime) and POST /send-raw (an RFC 5322 message, envelope
+ * from its headers or the query).  Both go through the same ingest as SMTP
+ * and answer only once the message is durably queued.
+ *
+ * evhttp reads a request body whole before calling us (bounded by
+ * api.maxBodySize), so /send-raw is buffered, not streamed.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <event2/buffer.h>
+#include <event2/http.h>
+#include <sys/queue.h>
+
+#include <event2/keyvalq_struct.h>
+
+#include "api/api_internal.h"
+#include "api/metrics.h"
+#include "core/log.h"
+#include "core/xmalloc.h"
+#include "msg/compose.h"
+#include "msg/header.h"
+#include "msg/ingest.h"
+
+/* A message waiting for its commit; forgotten if the client goes away. */
+struct sending {
+	struct api *api;
+	struct evhttp_request *req;
+	struct evhttp_connection *conn;
+	struct ingest *ingest;
+	json_t *answer; /* {id, from, to, messageId} once queued */
+};
+
+static void sending_free(struct sending *s)
+{
+	evhttp_connection_set_closecb(s->conn, NULL, NULL);
+	ingest_free(s->ingest);
+	json_decref(s->answer);
+	free(s);
+}
+
+static void on_client_gone(struct evhttp_connection *conn, void *arg)
+{
+	(void)conn;
+	sending_free(arg); /* the commit goes on; its answer is dropped */
+}
+
+static void queued(void *arg, int rc, const char *error)
+{
+	struct sending *s = arg;
+	struct evhttp_request *req = s->req;
+	if (rc == 0) {
+		metrics_message_accepted("api");
+		json_object_set_new(s->answer, "id", json_string(ingest_id(s->ingest)));
+		if (json_object_get(s->answer, "messageId") == NULL)
+			json_object_set_new(s->answer, "messageId",
+					    json_string(ingest_message_id(s->ingest)));
+		json_t *answer = json_incref(s->answer);
+		sending_free(s);
+		api_reply_json(req, HTTP_OK, answer);
+		return;
+	}
+	metrics_message_rejected("api");
+	sending_free(s);
+	api_reply_field_error(req, rc == QUEUE_ERR_SPACE ? 507 : HTTP_SERVUNAVAIL, "",
+			      error ? error : "the queue could not store the message");
+}
+
+/* The client's address, or X-Originating-IP when it names one. */
+static const char *origin_of(struct evhttp_request *req)
+{
+	const char *o = evhttp_find_header(evhttp_request_get_input_headers(req), "X-Originating-IP");
+	if (o != NULL && *o != '\0' && strlen(o) < 64)
+		return o;
+	char *addr = NULL;
+	ev_uint16_t port;
+	evhttp_connection_get_peer(evhttp_request_get_connection(req), &addr, &port);
+	return addr ? addr : "unknown";
+}
+
+/* Feeds a complete message to a new ingest and commits it. */
+static void submit(struct api *api, struct evhttp_request *req, const char *data, size_t len,
+		   const char *from, char *const *rcpts, size_t nrcpts, json_t *answer)
+{
+	struct sending *s = xcalloc(1, sizeof(*s));
+	s->api = api;
+	s->req = req;
+	s->conn = evhttp_request_get_connection(req);
+	s->answer = answer;
+	s->ingest = ingest_new(api->queue, api->cfg, NULL, NULL);
+	if (ingest_write(s->ingest, data, len) != 0) {
+		sending_free(s);
+		metrics_message_rejected("api");
+		api_reply_field_error(req, 413, "", "message header exceeds 1 MiB");
+		return;
+	}
+	evhttp_connection_set_closecb(s->conn, on_client_gone, s);
+	struct ingest_envelope env = {
+		.interface = "api",
+		.origin = origin_of(req),
+		.transhost = "",
+		.transtype = "HTTP",
+		.user = evhttp_find_header(evhttp_request_get_input_headers(req),
+					   "X-Authenticated-User"),
+		.from = from,
+		.rcpts = rcpts,
+		.nrcpts = nrcpts,
+		.allow_routing_headers = api->cfg->api.allow_routing_headers,
+		.eight_bit = true,
+		.received_by = api->cfg->hostname,
+	};
+	ingest_finish(s->ingest, &env, queued, s);
+}
+
+static bool maildrop_allowed(struct api *api, struct evhttp_request *req)
+{
+	if (api->cfg->api.maildrop)
+		return true;
+	api_reply_error(req, 403, "sending over the API is disabled (api.maildrop)");
+	return false;
+}
+
+static json_t *string_list(char *const *items, size_t n)
+{
+	json_t *a = json_array();
+	for (size_t i = 0; i < n; i++)
+		json_array_append_new(a, json_string(items[i]));
+	return a;
+}
+
+void route_send(struct api *api, struct evhttp_request *req, const struct api_params *params)
+{
+	(void)params;
+	if (!maildrop_allowed(api, req))
+		return;
+	struct evbuffer *body = evhttp_request_get_input_buffer(req);
+	size_t len = evbuffer_get_length(body);
+	const char *text = (const char *)evbuffer_pullup(body, -1);
+	json_error_t jerr;
+	json_t *msg = json_loadb(text ? text : "", len, 0, &jerr);
+	if (msg == NULL) {
+		char what[300];
+		snprintf(what, sizeof(what), "invalid JSON: %s at line %d column %d", jerr.text,
+			 jerr.line, jerr.column);
+		metrics_message_rejected("api");
+		api_reply_field_error(req, HTTP_BADREQUEST, "", what);
+		return;
+	}
+	struct compose_result out;
+	struct compose_error cerr;
+	if (compose_message(msg, api->cfg->hostname, &out, &cerr) != 0) {
+		json_decref(msg);
+		metrics_message_rejected("api");
+		api_reply_field_error(req, HTTP_BADREQUEST, cerr.field, cerr.message);
+		return;
+	}
+	json_decref(msg);
+	if (out.nrcpts > (size_t)api->cfg->api.max_recipients) {
+		char what[100];
+		snprintf(what, sizeof(what), "too many recipients: %zu, api.maxRecipients is %d",
+			 out.nrcpts, api->cfg->api.max_recipients);
+		compose_result_clear(&out);
+		metrics_message_rejected("api");
+		api_reply_field_error(req, HTTP_BADREQUEST, "to", what);
+		return;
+	}
+	json_t *answer = json_pack("{s:s, s:o, s:s}", "from", out.from, "to",
+				   string_list(out.rcpts, out.nrcpts), "messageId", out.message_id);
+	submit(api, req, out.message, out.len, out.from, out.rcpts, out.nrcpts, answer);
+	compose_result_clear(&out);
+}
+
+/* All values of header fields named `key` in the block. */
+static size_t header_values(const struct header_list *h, const char *key, const char **out,
+			    size_t max)
+{
+	size_t n = 0;
+	for (size_t i = 0; i < h->count && n < max; i++)
+		if (strcmp(h->items[i].key, key) == 0)
+			out[n++] = h->items[i].value;
+	return n;
+}
+
+void route_send_raw(struct api *api, struct evhttp_request *req, const struct api_params *params)
+{
+	(void)params;
+	if (!maildrop_allowed(api, req))
+		return;
+	struct evbuffer *body = evhttp_request_get_input_buffer(req);
+	size_t len = evbuffer_get_length(body);
+	const char *data = (const char *)evbuffer_pullup(body, -1);
+	if (data == NULL)
+		data = "";
+	size_t scan = 0, end = 0;
+	header_block_end(data, len, true, &scan, &end);
+	struct header_list h = {0};
+	header_list_parse(&h, data, end);
+
+	/* The envelope: query parameters first, else the headers. */
+	struct evkeyvalq query;
+	TAILQ_INIT(&query);
+	const char *q = evhttp_uri_get_query(evhttp_request_get_evhttp_uri(req));
+	if (q != NULL)
+		evhttp_parse_query_str(q, &query);
+	const char *qfrom = NULL, *qto[QUEUE_MAX_RCPTS];
+	size_t nqto = 0;
+	struct evkeyval *kv;
+	TAILQ_FOREACH(kv, &query, next)
+	{
+		if (strcmp(kv->key, "from") == 0)
+			qfrom = kv->value;
+		else if (strcmp(kv->key, "to") == 0 && nqto < QUEUE_MAX_RCPTS)
+			qto[nqto++] = kv->value;
+	}
+	struct compose_error cerr;
+	char **from = NULL, **rcpts = NULL;
+	size_t nfrom = 0, nrcpts = 0;
+	const char *values[64];
+	int rc = 0;
+	if (qfrom != NULL) {
+		rc = compose_envelope_addresses(&qfrom, 1, "from", &from, &nfrom, &cerr);
+	} else {
+		size_t n = header_values(&h, "sender", values, 1);
+		if (n == 0)
+			n = header_values(&h, "from", values, 1);
+		rc = compose_envelope_addresses(values, n, "from", &from, &nfrom, &cerr);
+	}
+	if (rc == 0 && nqto > 0) {
+		rc = compose_envelope_addresses(qto, nqto, "to", &rcpts, &nrcpts, &cerr);
+	} else if (rc == 0) {
+		size_t n = header_values(&h, "to", values, 20);
+		n += header_values(&h, "cc", values + n, 20);
+		n += header_values(&h, "bcc", values + n, 20);
+		rc = compose_envelope_addresses(values, n, "to", &rcpts, &nrcpts, &cerr);
+	}
+	evhttp_clear_headers(&query);
+	if (rc == 0 && nrcpts == 0) {
+		snprintf(cerr.field, sizeof(cerr.field), "to");
+		snprintf(cerr.message, sizeof(cerr.message),
+			 "no recipients: no To, Cc or Bcc header and no to= parameter");
+		rc = -1;
+	} else if (rc == 0 && nrcpts > (size_t)api->cfg->api.max_recipients) {
+		snprintf(cerr.field, sizeof(cerr.field), "to");
+		snprintf(cerr.message, sizeof(cerr.message), "too many recipients: %zu", nrcpts);
+		rc = -1;
+	}
+	if (rc != 0) {
+		metrics_message_rejected("api");
+		api_reply_field_error(req, HTTP_BADREQUEST, cerr.field, cerr.message);
+	} else {
+		const char *sender = nfrom > 0 ? from[0] : "";
+		int mid = header_list_find(&h, "message-id");
+		json_t *answer = json_pack("{s:s, s:o}", "from", sender, "to",
+					   string_list(rcpts, nrcpts));
+		if (mid >= 0)
+			json_object_set_new(answer, "messageId", json_string(h.items[mid].value));
+		submit(api, req, data, len, sender, rcpts, nrcpts, answer);
+	}
+	header_list_clear(&h);
+	for (size_t i = 0; i < nfrom; i++)
+		free(from[i]);
+	free(from);
+	for (size_t i = 0; i < nrcpts; i++)
+		free(rcpts[i]);
+	free(rcpts);
+}

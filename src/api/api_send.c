@@ -7,6 +7,7 @@
  * evhttp reads a request body whole before calling us (bounded by
  * api.maxBodySize), so /send-raw is buffered, not streamed.
  */
+#include <arpa/inet.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -74,8 +75,9 @@ static void queued(void *arg, int rc, const char *error)
 static const char *origin_of(struct evhttp_request *req)
 {
 	const char *o = evhttp_find_header(evhttp_request_get_input_headers(req), "X-Originating-IP");
-	if (o != NULL && *o != '\0' && strlen(o) < 64)
-		return o;
+	unsigned char buf[16];
+	if (o != NULL && (inet_pton(AF_INET, o, buf) == 1 || inet_pton(AF_INET6, o, buf) == 1))
+		return o; /* only an address: it goes into the Received header */
 	char *addr = NULL;
 	ev_uint16_t port;
 	evhttp_connection_get_peer(evhttp_request_get_connection(req), &addr, &port);
@@ -185,16 +187,35 @@ static size_t header_values(const struct header_list *h, const char *key, const 
 	return n;
 }
 
+/* A copy with every bare LF made CRLF: mail travels with CRLF line ends
+ * (RFC 5322 2.3), whatever an HTTP client sent. */
+static char *crlf_lines(const char *s, size_t len, size_t *out_len)
+{
+	size_t extra = 0;
+	for (size_t i = 0; i < len; i++)
+		extra += s[i] == '\n' && (i == 0 || s[i - 1] != '\r');
+	char *out = xmalloc(len + extra + 1);
+	size_t o = 0;
+	for (size_t i = 0; i < len; i++) {
+		if (s[i] == '\n' && (i == 0 || s[i - 1] != '\r'))
+			out[o++] = '\r';
+		out[o++] = s[i];
+	}
+	out[o] = '\0';
+	*out_len = o;
+	return out;
+}
+
 void route_send_raw(struct api *api, struct evhttp_request *req, const struct api_params *params)
 {
 	(void)params;
 	if (!maildrop_allowed(api, req))
 		return;
 	struct evbuffer *body = evhttp_request_get_input_buffer(req);
-	size_t len = evbuffer_get_length(body);
-	const char *data = (const char *)evbuffer_pullup(body, -1);
-	if (data == NULL)
-		data = "";
+	size_t rawlen = evbuffer_get_length(body);
+	const char *raw = (const char *)evbuffer_pullup(body, -1);
+	size_t len;
+	char *data = crlf_lines(raw ? raw : "", rawlen, &len);
 	size_t scan = 0, end = 0;
 	header_block_end(data, len, true, &scan, &end);
 	struct header_list h = {0};
@@ -261,6 +282,7 @@ void route_send_raw(struct api *api, struct evhttp_request *req, const struct ap
 		submit(api, req, data, len, sender, rcpts, nrcpts, answer);
 	}
 	header_list_clear(&h);
+	free(data);
 	for (size_t i = 0; i < nfrom; i++)
 		free(from[i]);
 	free(from);

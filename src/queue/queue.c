@@ -327,7 +327,8 @@ static void commit_done(struct worker_job *job)
 							 c->zones[i],   c->rcpts[i],
 							 c->domains[i], c->created,
 							 c->next[i],    0,
-							 false,	       0};
+							 false,	       0,
+							 NULL};
 			if (q->hook)
 				q->hook(q->hook_arg, &row);
 		}
@@ -489,6 +490,8 @@ void queue_delivery_defer(struct queue *q, const struct queue_delivery_row *row,
 	free(clean);
 	if (j == NULL)
 		fatal("queue: cannot encode a delivery row");
+	if (row->local_address != NULL)
+		json_object_set_new(j, "local", json_string(row->local_address));
 	size_t len;
 	char *val = json_text(j, &len);
 	json_decref(j);
@@ -633,6 +636,7 @@ struct list_job {
 	char *zone;
 	bool deferred;
 	char after[QUEUE_ID_LEN + 1];
+	char last[QUEUE_ID_LEN]; /* message of the last row listed */
 	size_t limit;
 	json_t *rows;
 };
@@ -642,6 +646,10 @@ static int list_row(void *arg, const char *key, size_t klen, const char *val, si
 	struct list_job *l = arg;
 	if (klen != DLV_KEY_LEN || (l->after[0] && memcmp(key, l->after, QUEUE_ID_LEN) <= 0))
 		return 0;
+	/* A page ends at a message boundary, so `start` (a message id) can
+	 * resume after it without skipping any of its deliveries. */
+	if (json_array_size(l->rows) >= l->limit && memcmp(key, l->last, QUEUE_ID_LEN) != 0)
+		return 1;
 	json_t *row = json_loadb(val, vlen, 0, NULL);
 	const char *zone = NULL, *status = NULL;
 	if (row != NULL && json_unpack(row, "{s:s, s:s}", "zone", &zone, "status", &status) == 0 &&
@@ -656,10 +664,11 @@ static int list_row(void *arg, const char *key, size_t klen, const char *val, si
 			if (deferred != NULL)
 				json_object_set(out, "deferred", deferred);
 			json_array_append_new(l->rows, out);
+			memcpy(l->last, key, QUEUE_ID_LEN);
 		}
 	}
 	json_decref(row);
-	return json_array_size(l->rows) >= l->limit;
+	return 0;
 }
 
 static void list_run(struct store *s, const struct store_backend *be, struct worker_job *job)
@@ -752,7 +761,8 @@ static int scan_row(void *arg, const char *key, size_t klen, const char *val, si
 				       zone,	 rcpt,
 				       domain,	 created,
 				       next,	 attempts,
-				       deferred, first};
+				       deferred, first,
+				       json_string_value(json_object_get(row, "local"))};
 	if (r->q->hook)
 		r->q->hook(r->q->hook_arg, &d);
 	r->rows++;

@@ -53,6 +53,7 @@ struct queue_delivery_row {
 	int attempts;         /* failed attempts so far */
 	bool deferred;
 	int64_t first_failure; /* ms of the first failed attempt, 0 if none */
+	const char *local_address; /* source address of earlier attempts, or NULL */
 };
 
 /* Told about every stored delivery at start, and every new one after. */

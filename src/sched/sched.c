@@ -16,6 +16,10 @@
 struct sched_zone {
 	const struct zone_config *cfg;
 	const struct pool_config *pool;
+	struct pool_rr rr;        /* deals new deliveries to pool addresses */
+	char last_id[QUEUE_ID_LEN + 1]; /* the message and domain last dealt, */
+	const struct sched_domain *last_dom; /* so its recipients share an address */
+	int last_local;
 	struct throttle throttle;
 	int active;               /* open connections, parked ones included */
 	struct sched_slot *idle;  /* parked connections, oldest first */
@@ -157,6 +161,7 @@ static struct sched_zone *zone_get(struct sched *s, const char *name)
 	z = xcalloc(1, sizeof(*z));
 	z->cfg = zc;
 	z->pool = config_pool(s->cfg, zc->pool);
+	pool_rr_init(&z->rr, z->pool);
 	throttle_init(&z->throttle, &zc->throttle);
 	z->domains = strmap_new();
 	strmap_put(s->zones, zc->name, z);
@@ -315,7 +320,7 @@ static struct sched_slot *idle_for(struct sched_domain *d)
 	struct sched_slot *slot = first;
 	if (slot == NULL)
 		return NULL;
-	int local = pool_pick(d->zone->pool, d->ready->id, d->name);
+	int local = d->ready->local;
 	do {
 		if (slot->dom == d && slot->local == local)
 			return slot;
@@ -384,7 +389,7 @@ static void pump(struct sched *s)
 			throttle_count(d, now);
 			struct sched_slot *slot = xcalloc(1, sizeof(*slot));
 			slot->dom = d;
-			slot->local = pool_pick(z->pool, b->items[0]->id, d->name);
+			slot->local = b->items[0]->local;
 			slot->messages = 1;
 			d->active++;
 			z->active++;
@@ -457,6 +462,20 @@ void sched_add(struct sched *s, const struct queue_delivery_row *row)
 	it->first_failure = row->first_failure;
 	it->attempts = row->attempts;
 	it->deferred = row->deferred;
+	/* The source address: kept from earlier attempts, else dealt now;
+	 * the recipients of one message at one domain share it (one
+	 * transaction). */
+	it->local = row->local_address ? pool_find(z->pool, row->local_address) : -1;
+	if (it->local < 0) {
+		if (z->last_dom == it->dom && strcmp(z->last_id, it->id) == 0) {
+			it->local = z->last_local;
+		} else {
+			it->local = pool_rr_next(&z->rr);
+			memcpy(z->last_id, it->id, sizeof(z->last_id));
+			z->last_dom = it->dom;
+			z->last_local = it->local;
+		}
+	}
 	heap_push(s, it);
 	schedule_pump(s);
 }
@@ -471,8 +490,8 @@ struct sched_batch *sched_next_batch(struct sched *s, struct sched_slot *slot)
 	if (d->zone->cfg->disabled || d->nready == 0 ||
 	    slot->messages >= d->zone->cfg->cache_reuse || throttle_delay(d, now) > 0)
 		return NULL;
-	/* Only mail that would leave from this connection's address. */
-	if (pool_pick(d->zone->pool, d->ready->id, d->name) != slot->local)
+	/* Only mail that leaves from this connection's address. */
+	if (d->ready->local != slot->local)
 		return NULL;
 	struct sched_batch *b = take_batch(d);
 	if (d->nready == 0)
@@ -584,10 +603,11 @@ void sched_result(struct sched *s, struct sched_item *it, enum sched_result resu
 			"response=\"%s\"",
 			it->seq, d->zone->cfg->name, it->recipient, category ? category : "other",
 			it->attempts, (long long)(it->next - now), response);
-		struct queue_delivery_row row = {it->id,      it->seq,	   d->zone->cfg->name,
-						 it->recipient, d->name,   it->created,
-						 it->next,     it->attempts, true,
-						 it->first_failure};
+		struct queue_delivery_row row = {
+			it->id,		  it->seq,	   d->zone->cfg->name, it->recipient,
+			d->name,	  it->created,	   it->next,	       it->attempts,
+			true,		  it->first_failure,
+			it->local >= 0 ? d->zone->pool->addrs[it->local].address : NULL};
 		queue_delivery_defer(s->queue, &row, it->deferred, now, response);
 		it->deferred = true;
 		heap_push(s, it);
@@ -648,12 +668,6 @@ void sched_batch_free(struct sched_batch *b)
 	free(b);
 }
 
-int sched_item_local(const struct sched *s, const struct sched_item *item)
-{
-	(void)s;
-	return pool_pick(item->dom->zone->pool, item->id, item->dom->name);
-}
-
 const struct pool_config *sched_zone_pool(const struct sched *s, const struct zone_config *zone)
 {
 	return config_pool(s->cfg, zone->pool);
@@ -683,6 +697,7 @@ void sched_free(struct sched *s)
 			free(d);
 		}
 		strmap_free(z->domains);
+		pool_rr_clear(&z->rr);
 		free(z);
 	}
 	strmap_free(s->zones);

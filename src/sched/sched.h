@@ -34,6 +34,7 @@ struct sched_item {
 	int attempts;          /* failed attempts so far */
 	bool deferred;
 	bool cancelled;        /* deleted through the API while due or in flight */
+	int local;             /* pool address it leaves from (-1: the system's) */
 	bool waiting;          /* in the heap (else due or in flight) */
 	size_t heap_index;     /* while waiting */
 	struct sched_item *next_ready;
@@ -111,8 +112,6 @@ void sched_item_abandon(struct sched_item *item);
 /* Frees a batch (not its items, each of which gets a sched_result). */
 void sched_batch_free(struct sched_batch *b);
 
-/* The pool address index a delivery leaves from. */
-int sched_item_local(const struct sched *s, const struct sched_item *item);
 const struct pool_config *sched_zone_pool(const struct sched *s, const struct zone_config *zone);
 
 #endif

@@ -67,49 +67,65 @@ static void test_rate_over_window(void **state)
 
 static char a1[] = "127.0.0.2", a2[] = "127.0.0.3", a3[] = "127.0.0.4";
 
-static void shares(struct pool_address *addrs, size_t n, double *out, int trials)
+/* Deals `n` deliveries; counts per address. */
+static void deal(struct pool_address *addrs, size_t naddrs, int n, int *counts)
 {
-	struct pool_config pool = {"p", addrs, n};
-	memset(out, 0, sizeof(double) * n);
-	for (int i = 0; i < trials; i++) {
-		char id[32];
-		snprintf(id, sizeof(id), "1a20c708ed12c5%04x", i);
-		int k = pool_pick(&pool, id, "example.test");
-		assert_true(k >= 0 && (size_t)k < n);
-		out[k] += 1.0 / trials;
+	struct pool_config pool = {"p", addrs, naddrs};
+	struct pool_rr rr;
+	pool_rr_init(&rr, &pool);
+	memset(counts, 0, sizeof(int) * naddrs);
+	for (int i = 0; i < n; i++) {
+		int k = pool_rr_next(&rr);
+		assert_true(k >= 0 && (size_t)k < naddrs);
+		counts[k]++;
 	}
+	pool_rr_clear(&rr);
 }
 
-static void test_pool_ratios(void **state)
+static void test_pool_ratios_are_exact(void **state)
 {
 	(void)state;
-	double s[3];
+	int c[3];
 	struct pool_address equal[] = {{a1, NULL, -1}, {a2, NULL, -1}, {a3, NULL, -1}};
-	shares(equal, 3, s, 30000);
-	for (int i = 0; i < 3; i++)
-		assert_true(s[i] > 0.31 && s[i] < 0.36);
+	deal(equal, 3, 999, c);
+	assert_true(c[0] == 333 && c[1] == 333 && c[2] == 333);
 	struct pool_address warm[] = {{a1, NULL, 0.1}, {a2, NULL, -1}, {a3, NULL, -1}};
-	shares(warm, 3, s, 30000);
-	assert_true(s[0] > 0.09 && s[0] < 0.11);
-	assert_true(s[1] > 0.42 && s[1] < 0.48);
-	struct pool_address only[] = {{a1, NULL, 0.2}, {a2, NULL, 0.2}};
-	shares(only, 2, s, 30000); /* ratios below 1 in all: proportional */
-	assert_true(s[0] > 0.47 && s[0] < 0.53);
+	deal(warm, 3, 1000, c);
+	assert_int_equal(c[0], 100);
+	assert_int_equal(c[1], 450);
+	assert_int_equal(c[2], 450);
+	struct pool_address only[] = {{a1, NULL, 0.2}, {a2, NULL, 0.6}};
+	deal(only, 2, 1000, c); /* ratios below 1 in all: proportional */
+	assert_int_equal(c[0], 250);
 	struct pool_address off[] = {{a1, NULL, 0}, {a2, NULL, -1}};
-	shares(off, 2, s, 5000); /* ratio 0: never used */
-	assert_true(s[0] == 0);
+	deal(off, 2, 500, c); /* ratio 0: never used */
+	assert_int_equal(c[0], 0);
+	struct pool_address zeros[] = {{a1, NULL, 0}, {a2, NULL, 0}};
+	deal(zeros, 2, 10, c); /* all 0: shared rather than nothing */
+	assert_int_equal(c[0], 5);
 }
 
-static void test_pool_stable(void **state)
+/* Smooth: at every prefix the counts stay within one of the ideal share. */
+static void test_pool_dealing_is_smooth(void **state)
 {
 	(void)state;
-	struct pool_address addrs[] = {{a1, NULL, -1}, {a2, NULL, -1}, {a3, NULL, -1}};
-	struct pool_config pool = {"p", addrs, 3};
-	int first = pool_pick(&pool, "1a20c708ed12c50000", "example.test");
-	for (int i = 0; i < 10; i++)
-		assert_int_equal(pool_pick(&pool, "1a20c708ed12c50000", "example.test"), first);
+	struct pool_address addrs[] = {{a1, NULL, 0.3}, {a2, NULL, -1}};
+	struct pool_config pool = {"p", addrs, 2};
+	struct pool_rr rr;
+	pool_rr_init(&rr, &pool);
+	int first = 0;
+	for (int i = 1; i <= 1000; i++) {
+		first += pool_rr_next(&rr) == 0;
+		double ideal = 0.3 * i;
+		assert_true(first >= ideal - 1 && first <= ideal + 1);
+	}
+	pool_rr_clear(&rr);
 	struct pool_config empty = {"e", NULL, 0};
-	assert_int_equal(pool_pick(&empty, "x", "y"), -1);
+	pool_rr_init(&rr, &empty);
+	assert_int_equal(pool_rr_next(&rr), -1);
+	pool_rr_clear(&rr);
+	assert_int_equal(pool_find(&pool, "127.0.0.3"), 1);
+	assert_int_equal(pool_find(&pool, "127.0.0.9"), -1);
 }
 
 static void test_backoff(void **state)
@@ -135,8 +151,8 @@ int main(void)
 		cmocka_unit_test(test_unlimited),
 		cmocka_unit_test(test_spacing),
 		cmocka_unit_test(test_rate_over_window),
-		cmocka_unit_test(test_pool_ratios),
-		cmocka_unit_test(test_pool_stable),
+		cmocka_unit_test(test_pool_ratios_are_exact),
+		cmocka_unit_test(test_pool_dealing_is_smooth),
 		cmocka_unit_test(test_backoff),
 	};
 	return cmocka_run_group_tests_name("sched", tests, NULL, NULL);

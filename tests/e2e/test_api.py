@@ -1,0 +1,845 @@
+"""The HTTP API: sending (POST /send, /send-raw), access control, queue
+management (/zones, /counter, /queued, DELETE and PUT /message) and /metrics.
+
+Delivery tests use dnsmasq and aiosmtpd sinks as test_delivery.py does;
+the others keep mail queued (the app fixture disables every zone) and look
+at it through /message and /fetch.
+"""
+import base64
+import email
+import email.policy
+import http.client
+import json
+import os
+import random
+import re
+import signal
+import socket
+import threading
+import time
+from datetime import datetime, timezone
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from conftest import wait_until
+from test_delivery import relay_config, submit_many, wait_delivered
+from test_queue import queue_counts, submit
+
+QID = re.compile(r"[0-9a-f]{18}")
+
+
+# ---- helpers ---------------------------------------------------------------
+
+def call(d, method, path, body=None, headers=None, timeout=60):
+    """(status, body): the body parsed when the reply says it is JSON, else
+    bytes.  A dict or list body is sent as JSON."""
+    headers = dict(headers or {})
+    if isinstance(body, (dict, list)):
+        body = json.dumps(body).encode()
+        headers.setdefault("Content-Type", "application/json")
+    conn = http.client.HTTPConnection("127.0.0.1", d.api_port, timeout=timeout)
+    try:
+        conn.request(method, path, body=body, headers=headers)
+        resp = conn.getresponse()
+        data = resp.read()
+        if (resp.getheader("Content-Type") or "").startswith("application/json"):
+            return resp.status, json.loads(data)
+        return resp.status, data
+    finally:
+        conn.close()
+
+
+def send(d, msg, headers=None):
+    """POST /send that must succeed; returns the reply."""
+    status, reply = call(d, "POST", "/send", msg, headers)
+    assert status == 200, reply
+    assert QID.fullmatch(reply["id"]), reply
+    return reply
+
+
+def send_raw(d, raw, query="", headers=None):
+    status, reply = call(d, "POST", "/send-raw" + query, raw,
+                         {"Content-Type": "message/rfc822", **(headers or {})})
+    assert status == 200, reply
+    assert QID.fullmatch(reply["id"]), reply
+    return reply
+
+
+def split_received(stored):
+    """(the first header field with its folded lines, the rest)."""
+    assert stored.startswith(b"Received: "), stored[:200]
+    end = 0
+    while True:
+        end = stored.index(b"\r\n", end) + 2
+        if stored[end:end + 1] not in (b" ", b"\t"):
+            return stored[:end], stored[end:]
+
+
+def parse(data):
+    return email.message_from_bytes(data, policy=email.policy.default)
+
+
+def header_block(data):
+    return data.split(b"\r\n\r\n", 1)[0]
+
+
+def metrics(d, headers=None):
+    """{(sample name, ((label, value), ...)): value} and the families by name."""
+    conn = http.client.HTTPConnection("127.0.0.1", d.api_port, timeout=30)
+    try:
+        conn.request("GET", "/metrics", headers=headers or {})
+        resp = conn.getresponse()
+        text = resp.read().decode()
+        assert resp.status == 200, text
+        assert resp.getheader("Content-Type", "").startswith("text/plain"), \
+            resp.getheader("Content-Type")
+    finally:
+        conn.close()
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    samples = {}
+    for fam in families.values():
+        for s in fam.samples:
+            samples[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return samples, families
+
+
+def sample(samples, name, **labels):
+    return samples.get((name, tuple(sorted(labels.items()))))
+
+
+BASE = {"from": "sender@origin.test", "to": "rcpt@example.test", "subject": "s", "text": "t"}
+
+
+# ---- 1. POST /send: compose, queue, deliver --------------------------------
+
+def test_send_json_round_trip_through_delivery(dns_server, smtp_sink, zmta):
+    sink = smtp_sink("127.0.0.2")
+    dns_server.set_records({"example.test": {"A": ["127.0.0.2"]}})
+    d = zmta(extra_config=relay_config(dns_server, sink.port))
+    rnd = random.Random(20261124)
+    image = b"\x89PNG\r\n\x1a\n" + rnd.randbytes(3000)
+    big = rnd.randbytes(10 * 1024 * 1024)
+    subject = ("Grüße aus Köln — ein ziemlich langer Betreff, der gefaltet und "
+               "kodiert werden muss ☃ Zoë")
+    text = ("Hallo Zoë,\n\nhier ist das Logo.\n.a line starting with a dot\n"
+            + "ä" * 200 + "\nEnde\n")
+    html = ('<p>Hallo <b>Zoë</b>,</p>\n<p><img src="cid:logo@zmta.test" alt="logo"></p>\n')
+    msg = {
+        "from": {"name": "Jürgen Müller", "address": "juergen@origin.test"},
+        "to": [{"name": "Zoë", "address": "zoe@example.test"}],
+        "cc": "Ünal Öztürk <uenal@example.test>",
+        "bcc": "hidden@example.test",
+        "subject": subject,
+        "text": text,
+        "html": html,
+        "attachments": [
+            {"filename": "logo.png", "content": base64.b64encode(image).decode(),
+             "encoding": "base64", "contentType": "image/png", "cid": "logo@zmta.test"},
+            {"filename": "Prüfbericht 2026.bin", "content": base64.b64encode(big).decode(),
+             "encoding": "base64", "contentType": "application/octet-stream"},
+        ],
+    }
+    reply = send(d, msg)
+    assert reply["from"] == "juergen@origin.test"
+    assert sorted(reply["to"]) == ["hidden@example.test", "uenal@example.test",
+                                   "zoe@example.test"]
+    assert re.fullmatch(r"<[^<>@\s]+@[^<>@\s]+>", reply["messageId"]), reply
+
+    got = sink.wait_for(1, timeout=30)[0]
+    assert got["mail_from"] == "juergen@origin.test"
+    assert sorted(got["rcpt_tos"]) == sorted(reply["to"])
+    data = got["data"]
+    head = header_block(data)
+    assert head.isascii(), "non-ASCII header bytes: names and subject must be encoded"
+    assert b"hidden@example.test" not in head and b"\r\nBcc:" not in head
+    m = parse(data)
+    assert m["Bcc"] is None
+    assert m["Subject"] == subject
+    assert m["Message-ID"] == reply["messageId"]
+    assert [(a.display_name, a.addr_spec) for a in m["From"].addresses] == [
+        ("Jürgen Müller", "juergen@origin.test")]
+    assert [(a.display_name, a.addr_spec) for a in m["To"].addresses] == [
+        ("Zoë", "zoe@example.test")]
+    assert [(a.display_name, a.addr_spec) for a in m["Cc"].addresses] == [
+        ("Ünal Öztürk", "uenal@example.test")]
+
+    def norm(s):
+        return s.replace("\r\n", "\n")
+
+    assert norm(m.get_body(("plain",)).get_content()) == text
+    assert norm(m.get_body(("html",)).get_content()) == html
+    parts = list(m.walk())
+    img = [p for p in parts if p["Content-ID"] == "<logo@zmta.test>"]
+    assert len(img) == 1
+    assert img[0].get_content_type() == "image/png"
+    assert img[0].get_content() == image
+    # The image sits with the html in a multipart/related, so cid: resolves.
+    related = [p for p in parts if p.get_content_type() == "multipart/related"]
+    assert len(related) == 1
+    kids = list(related[0].iter_parts())
+    assert kids[0].get_content_type() == "text/html" and img[0] in kids
+    att = [p for p in parts if p.get_filename() == "Prüfbericht 2026.bin"]
+    assert len(att) == 1
+    assert att[0].get_content_disposition() == "attachment"
+    assert att[0].get_content_type() == "application/octet-stream"
+    assert att[0].get_content() == big
+    wait_delivered(d)
+
+
+# ---- POST /send: the other fields, and the metadata ------------------------
+
+def _check_reply_to(m, meta, reply):
+    assert [a.addr_spec for a in m["Reply-To"].addresses] == ["reply@origin.test"]
+    assert m["Reply-To"].addresses[0].display_name == "Re Ply"
+
+
+def _check_threading(m, meta, reply):
+    assert m["In-Reply-To"] == "<parent@origin.test>"
+    assert m["References"].split() == ["<root@origin.test>", "<parent@origin.test>"]
+
+
+def _check_message_id(m, meta, reply):
+    assert m["Message-ID"] == reply["messageId"] == meta["messageId"] == "<fixed-1@origin.test>"
+
+
+def _check_date(m, meta, reply):
+    assert m["Date"].datetime == datetime(2024, 2, 29, 12, 34, 56, tzinfo=timezone.utc)
+
+
+def _check_headers_object(m, meta, reply):
+    assert m["X-Campaign"] == "spring"
+    assert m.get_all("X-Multi") == ["1", "2"]
+
+
+def _check_headers_list(m, meta, reply):
+    assert m.get_all("X-List") == ["v1", "v2"]
+
+
+def _check_priority(m, meta, reply):
+    assert m["Importance"].lower() == "high"
+    assert m["X-Priority"].startswith("1")
+
+
+def _check_sender(m, meta, reply):
+    assert m["Sender"].addresses[0].addr_spec == "bulk@bulk.test"
+    assert [a.addr_spec for a in m["From"].addresses] == ["sender@origin.test"]
+    assert meta["from"] == reply["from"] == "bulk@bulk.test"
+
+
+def _check_envelope(m, meta, reply):
+    assert meta["from"] == reply["from"] == "bounce@bulk.test"
+    assert meta["to"] == reply["to"] == ["env1@example.test", "env2@other.test"]
+    assert [a.addr_spec for a in m["To"].addresses] == ["rcpt@example.test"]
+
+
+def _check_cc_bcc(m, meta, reply):
+    assert m["Bcc"] is None
+    assert [a.addr_spec for a in m["Cc"].addresses] == ["cc@example.test"]
+    assert sorted(meta["to"]) == sorted(reply["to"]) == [
+        "bcc@other.test", "cc@example.test", "rcpt@example.test"]
+
+
+def _check_alternatives(m, meta, reply):
+    alt = [p for p in m.walk() if p.get_content_type() == "multipart/alternative"]
+    assert len(alt) == 1
+    kinds = [p.get_content_type() for p in alt[0].iter_parts()]
+    assert kinds == ["text/plain", "text/html", "text/calendar"]
+    cal = list(alt[0].iter_parts())[2]
+    assert cal.get_param("method") == "REQUEST"
+    assert cal.get_content().replace("\r\n", "\n") == "BEGIN:VCALENDAR\nEND:VCALENDAR\n"
+
+
+def _check_address_list_string(m, meta, reply):
+    assert [(a.display_name, a.addr_spec) for a in m["To"].addresses] == [
+        ("Zoë", "zoe@example.test"), ("", "plain@example.test")]
+    assert meta["to"] == ["zoe@example.test", "plain@example.test"]
+
+
+@pytest.mark.parametrize("extra, check", [
+    ({"replyTo": "Re Ply <reply@origin.test>"}, _check_reply_to),
+    ({"inReplyTo": "<parent@origin.test>",
+      "references": ["<root@origin.test>", "<parent@origin.test>"]}, _check_threading),
+    ({"messageId": "<fixed-1@origin.test>"}, _check_message_id),
+    ({"date": "2024-02-29T12:34:56Z"}, _check_date),
+    ({"headers": {"X-Campaign": "spring", "X-Multi": ["1", "2"]}}, _check_headers_object),
+    ({"headers": [{"key": "X-List", "value": "v1"}, {"key": "X-List", "value": "v2"}]},
+     _check_headers_list),
+    ({"priority": "high"}, _check_priority),
+    ({"sender": "bulk@bulk.test"}, _check_sender),
+    ({"envelope": {"from": "bounce@bulk.test", "to": ["env1@example.test", "env2@other.test"]}},
+     _check_envelope),
+    ({"cc": "cc@example.test", "bcc": ["bcc@other.test"]}, _check_cc_bcc),
+    ({"html": "<b>t</b>", "alternatives": [
+        {"contentType": "text/calendar; method=REQUEST",
+         "content": "BEGIN:VCALENDAR\r\nEND:VCALENDAR\r\n"}]}, _check_alternatives),
+    ({"to": "Zoë <zoe@example.test>, plain@example.test"}, _check_address_list_string),
+], ids=lambda v: ",".join(v) if isinstance(v, dict) else None)
+def test_send_fields(zmta, extra, check):
+    d = zmta()
+    reply = send(d, {**BASE, **extra})
+    status, msg = d.get(f"/message/{reply['id']}")
+    assert status == 200
+    meta = msg["meta"]
+    assert meta["id"] == reply["id"]
+    assert meta["interface"] == "api" and meta["transtype"] == "HTTP"
+    assert meta["from"] == reply["from"] and meta["to"] == reply["to"]
+    assert meta["messageId"] == reply["messageId"]
+    assert [r["recipient"] for r in msg["messages"]] == meta["to"]
+    stored = d.fetch(reply["id"])
+    received, rest = split_received(stored)
+    assert reply["id"].encode() in received
+    m = parse(rest)
+    assert m["Message-ID"] == reply["messageId"]
+    assert m["Date"] is not None and m["MIME-Version"] == "1.0"
+    check(m, meta, reply)
+
+
+def test_send_records_user_and_origin(zmta):
+    d = zmta()
+    reply = send(d, BASE, {"X-Authenticated-User": "alice@origin.test",
+                           "X-Originating-IP": "192.0.2.7"})
+    meta = d.get(f"/message/{reply['id']}")[1]["meta"]
+    assert meta["user"] == "alice@origin.test"
+    assert meta["origin"] == "192.0.2.7"
+    assert meta["interface"] == "api" and meta["transtype"] == "HTTP"
+
+
+def test_reply_means_durably_queued(zmta):
+    """200 only once the message is on disk: SIGKILL right after the replies
+    loses nothing, and concurrent requests get distinct ids."""
+    d = zmta()
+    replies = [None] * 16
+
+    def one(i):
+        if i % 2:
+            replies[i] = send(d, {**BASE, "subject": f"json {i}", "text": f"{i}\n" * 1000})
+        else:
+            replies[i] = send_raw(d, b"To: <rcpt@example.test>\r\nSubject: raw %d\r\n\r\n%d\r\n"
+                                  % (i, i))
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(len(replies))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert all(replies), replies
+    ids = sorted(r["id"] for r in replies)
+    assert len(set(ids)) == len(ids)
+    stored = {qid: d.fetch(qid) for qid in ids}
+    last = send_raw(d, b"To: <rcpt@example.test>\r\nSubject: last\r\n\r\nlast\r\n")["id"]
+    os.kill(d.pid, signal.SIGKILL)  # right after the reply
+    d.wait_exit()
+    d2 = zmta()
+    d2.wait_log(r"event=queue_recovered messages=17 deliveries=17 ")
+    assert all(d2.fetch(qid) == body for qid, body in stored.items())
+    assert d2.fetch(last).endswith(b"\r\n\r\nlast\r\n")
+    assert queue_counts(d2) == (17, 0)
+
+
+# ---- 2. POST /send-raw -----------------------------------------------------
+
+RAW_HEAD = (b"From: \"Sender\" <sender@origin.test>\r\n"
+            b"To: a@example.test, \"B, Person\" <b@example.test>\r\n"
+            b"Cc: c@other.test\r\n"
+            b"Bcc: secret@example.test,\r\n hidden2@other.test\r\n"
+            b"Subject: =?UTF-8?Q?Gr=C3=BC=C3=9Fe?=\r\n"
+            b"Message-ID: <raw-1@origin.test>\r\n"
+            b"Date: Tue, 24 Nov 2026 08:00:00 +0000\r\n"
+            b"X-Odd:   spacing kept  \r\n")
+RAW_BODY = (b"\r\nbody line\r\n.a dot line\r\n..two dots\r\n\r\ncaf\xc3\xa9 8-bit\r\n"
+            + b"y" * 990 + b"\r\n")
+RAW = RAW_HEAD + RAW_BODY
+RAW_NO_BCC = RAW.replace(b"Bcc: secret@example.test,\r\n hidden2@other.test\r\n", b"")
+
+
+@pytest.mark.parametrize("raw, query, env_from, env_to", [
+    (RAW, "", "sender@origin.test",
+     ["a@example.test", "b@example.test", "c@other.test", "secret@example.test",
+      "hidden2@other.test"]),
+    (RAW, "?from=env@bulk.test&to=x@example.test&to=y@other.test", "env@bulk.test",
+     ["x@example.test", "y@other.test"]),
+    (RAW.replace(b"From: \"Sender\" <sender@origin.test>", b"Sender: <only@sender.test>"),
+     "", "only@sender.test", None),
+], ids=["headers", "query", "sender-header"])
+def test_send_raw_stores_the_message_byte_for_byte(zmta, raw, query, env_from, env_to):
+    d = zmta()
+    reply = send_raw(d, raw, query)
+    qid = reply["id"]
+    assert reply["from"] == env_from
+    if env_to is not None:
+        assert sorted(reply["to"]) == sorted(env_to)
+    assert reply["messageId"] == "<raw-1@origin.test>"
+    meta = d.get(f"/message/{qid}")[1]["meta"]
+    assert meta["from"] == env_from and sorted(meta["to"]) == sorted(reply["to"])
+    assert meta["interface"] == "api" and meta["transtype"] == "HTTP"
+    received, rest = split_received(d.fetch(qid))
+    assert f"id {qid}".encode() in received
+    expected = raw.replace(b"Bcc: secret@example.test,\r\n hidden2@other.test\r\n", b"")
+    assert rest == expected
+
+
+def test_send_raw_adds_missing_message_id_and_date(zmta):
+    d = zmta()
+    head = b"From: <sender@origin.test>\r\nTo: <rcpt@example.test>\r\nSubject: bare\r\n"
+    reply = send_raw(d, head + RAW_BODY)
+    received, rest = split_received(d.fetch(reply["id"]))
+    assert rest.startswith(head) and rest.endswith(RAW_BODY), rest[:300]
+    added = rest[len(head):len(rest) - len(RAW_BODY)]
+    m = re.fullmatch(rb"Message-ID: (<[^>\r\n]+>)\r\nDate: [^\r\n]+\r\n", added)
+    assert m, added
+    assert m.group(1).decode() == reply["messageId"]
+    assert parse(rest)["Date"].datetime.timestamp() == pytest.approx(time.time(), abs=60)
+
+
+def test_send_raw_never_stores_bare_line_feeds(zmta):
+    """A message uploaded with Unix line ends (curl --data-binary @file.eml)
+    is either stored with CRLF line ends, as SMTP needs, or refused; never
+    stored (and later relayed) with bare LFs mixed with our CRLF headers."""
+    d = zmta()
+    crlf = RAW_NO_BCC
+    status, reply = call(d, "POST", "/send-raw", crlf.replace(b"\r\n", b"\n"),
+                         {"Content-Type": "message/rfc822"})
+    if status == 400:
+        return
+    assert status == 200, reply
+    received, rest = split_received(d.fetch(reply["id"]))
+    assert re.search(rb"(?<!\r)\n", rest) is None, rest[:400]
+    assert rest == crlf
+
+
+# ---- 3. Errors, maildrop, access control -----------------------------------
+
+def _many(n):
+    return ", ".join(f"r{i}@example.test" for i in range(n))
+
+
+def _json(obj):
+    return json.dumps(obj).encode()
+
+
+SEND_ERRORS = [
+    # route, body, status, field, error pattern
+    ("/send", b'{\n  "to": "rcpt@example.test",\n  "subject": "x" "text": "y"\n}', 400, "",
+     r"(?i)line 3"),
+    ("/send", b'{"to": "rcpt@example.test", "text": "unterminated', 400, "", r"."),
+    ("/send", b"", 400, "", r"."),
+    ("/send", b"[1, 2]", 400, "", r"(?i)object"),
+    ("/send", _json({**BASE, "attachments": [{"filename": "passwd", "path": "/etc/passwd"}]}),
+     400, "attachments[0].path", r"."),
+    ("/send", _json({**BASE, "attachments": [
+        {"filename": "a.txt", "content": "ok"},
+        {"filename": "b.txt", "href": "http://127.0.0.1:9/b.txt"}]}),
+     400, "attachments[1].href", r"."),
+    ("/send", _json({**BASE, "alternatives": [{"path": "/etc/hostname"}]}),
+     400, "alternatives[0].path", r"."),
+    ("/send", _json({"from": "sender@origin.test", "subject": "x", "text": "y"}),
+     400, "to", r"(?i)recipient"),
+    ("/send", _json({**BASE, "to": "not an address"}), 400, "to", r"."),
+    ("/send", _json({**BASE, "cc": ["ok@example.test", "bad@@example"]}), 400, "cc[1]", r"."),
+    ("/send", _json({**BASE, "to": {"name": "X", "address": "nobody"}}), 400, "to.address",
+     r"."),
+    ("/send", _json({**BASE, "subject": 5}), 400, "subject", r"."),
+    ("/send", _json({**BASE, "headers": {"X-Evil": "a\r\nBcc: x@evil.test"}}), 400,
+     "headers.X-Evil", r"."),
+    ("/send", _json({**BASE, "attachments": [
+        {"filename": "a.bin", "content": "!!!not base64!!!", "encoding": "base64"}]}),
+     400, "attachments[0].content", r"(?i)base64"),
+    ("/send", _json({**BASE, "to": _many(101)}), 400, "to", r"."),
+    ("/send", _json({**BASE, "to": _many(60),
+                     "cc": ", ".join(f"c{i}@example.test" for i in range(41))}),
+     400, "to", r"."),
+    ("/send-raw", b"Subject: nobody\r\n\r\nx\r\n", 400, "to", r"."),
+    ("/send-raw?to=not-an-address", b"Subject: x\r\n\r\nx\r\n", 400, "to", r"."),
+    ("/send-raw", b"To: " + _many(101).encode() + b"\r\nSubject: x\r\n\r\nx\r\n", 400, "to",
+     r"."),
+    ("/send-raw", b"", 400, None, r"."),
+]
+
+
+def test_send_errors(zmta):
+    d = zmta(extra_config={"api": {"maxBodySize": "1 MB"}})
+    problems = []
+    for route, body, status, field, pattern in SEND_ERRORS:
+        ctype = "application/json" if route == "/send" else "message/rfc822"
+        got_status, reply = call(d, "POST", route, body, {"Content-Type": ctype})
+        what = f"{route} {body[:70]!r}: {got_status} {reply!r:.300}"
+        if got_status != status or not isinstance(reply, dict) or \
+                not re.search(pattern, reply.get("error", "")) or \
+                (field is not None and reply.get("field") != field):
+            problems.append(what)
+    assert not problems, "\n".join(problems)
+    # Nothing was queued by any of them, and the limits are inclusive.
+    assert queue_counts(d) == (0, 0)
+    send(d, {**BASE, "to": _many(100)})
+    assert queue_counts(d) == (100, 0)
+
+
+def post_big(d, path, size, chunked):
+    """POSTs `size` bytes of a valid JSON message without waiting for the
+    body to go out; returns (status, body) of the reply."""
+    pad = b'{"from":"sender@origin.test","to":"rcpt@example.test","text":"'
+    body = pad + b"x" * (size - len(pad) - 2) + b'"}'
+    s = socket.create_connection(("127.0.0.1", d.api_port), timeout=30)
+    head = f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+    head += "Transfer-Encoding: chunked\r\n" if chunked else f"Content-Length: {size}\r\n"
+    s.sendall(head.encode() + b"\r\n")
+
+    def pump():
+        try:
+            for i in range(0, len(body), 65536):
+                piece = body[i:i + 65536]
+                s.sendall(b"%x\r\n%s\r\n" % (len(piece), piece) if chunked else piece)
+            if chunked:
+                s.sendall(b"0\r\n\r\n")
+        except OSError:
+            pass  # the server may stop reading once it has answered
+
+    sender = threading.Thread(target=pump, daemon=True)
+    sender.start()
+    try:
+        resp = http.client.HTTPResponse(s)
+        resp.begin()
+        return resp.status, resp.read()
+    finally:
+        sender.join(timeout=30)
+        s.close()
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
+def test_body_larger_than_max_body_size_is_413(zmta, chunked):
+    d = zmta(extra_config={"api": {"maxBodySize": "1 MB"}})
+    status, _ = post_big(d, "/send", 1024 * 1024 - 100, chunked)
+    assert status == 200
+    status, body = post_big(d, "/send", 3 * 1024 * 1024, chunked)
+    # libevent's HTTP layer answers 413 itself, before the request reaches
+    # us, with its own (HTML) page: the one error that is not JSON.
+    assert status == 413, body[:300]
+    assert queue_counts(d) == (1, 0)
+    assert d.get("/health")[0] == 200
+
+
+def test_default_max_body_size_is_50_mb(zmta):
+    d = zmta()
+    status, body = post_big(d, "/send-raw", 50 * 1024 * 1024 + 4096, False)
+    assert status == 413, body[:300]
+
+
+def test_maildrop_false_refuses_both_routes(zmta):
+    d = zmta(extra_config={"api": {"maildrop": False}})
+    for route, body in (("/send", _json(BASE)),
+                        ("/send-raw", b"To: rcpt@example.test\r\n\r\nx\r\n")):
+        status, reply = call(d, "POST", route, body)
+        assert status == 403, (route, reply)
+        assert isinstance(reply, dict) and reply.get("error"), (route, reply)
+    assert queue_counts(d) == (0, 0)
+    assert call(d, "GET", "/zones")[0] == 200  # only sending is off
+
+
+def _basic(user, password):
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+@pytest.mark.parametrize("auth, good, bad", [
+    ({"apiKey": "s3cret-key"},
+     [{"X-API-Key": "s3cret-key"}, {"Authorization": "Bearer s3cret-key"}],
+     [{}, {"X-API-Key": "s3cret-kez"}, {"X-API-Key": "s3cret-key2"}, {"X-API-Key": ""},
+      {"Authorization": "Bearer s3cret-ke"}, {"Authorization": "Bearer"},
+      {"Authorization": _basic("api", "s3cret-key")}]),
+    ({"user": "admin", "password": "pa:ss wörd"},
+     [{"Authorization": _basic("admin", "pa:ss wörd")}],
+     [{}, {"Authorization": _basic("admin", "pa:ss word")},
+      {"Authorization": _basic("admim", "pa:ss wörd")}, {"Authorization": "Basic !!!"},
+      {"Authorization": "Bearer pa:ss wörd"}, {"X-API-Key": "pa:ss wörd"}]),
+], ids=["apiKey", "basic"])
+def test_access_control(zmta, auth, good, bad):
+    d = zmta(extra_config={"api": {"auth": auth}})
+    # /health stays open.
+    assert call(d, "GET", "/health")[0] == 200
+    requests = [("GET", "/zones", None), ("GET", "/queue/default", None),
+                ("GET", "/metrics", None), ("GET", "/counter/queued/default", None),
+                ("GET", "/queued/queued/default", None),
+                ("GET", "/message/0123456789abcdef01", None),
+                ("DELETE", "/message/0123456789abcdef01", None),
+                ("POST", "/send", _json(BASE)),
+                ("POST", "/send-raw", b"To: rcpt@example.test\r\n\r\nx\r\n")]
+    problems = []
+    for headers in bad:
+        for method, path, body in requests:
+            status, reply = call(d, method, path, body, headers)
+            if status != 401 or not (isinstance(reply, dict) and reply.get("error")):
+                problems.append(f"{method} {path} with {headers}: {status} {reply!r:.200}")
+    assert not problems, "\n".join(problems)
+    assert queue_counts_auth(d, good[0]) == (0, 0)
+    for headers in good:
+        assert call(d, "GET", "/zones", None, headers)[0] == 200
+        status, reply = call(d, "POST", "/send", _json(BASE), headers)
+        assert status == 200, reply
+        assert call(d, "GET", f"/message/{reply['id']}", None, headers)[0] == 200
+    assert queue_counts_auth(d, good[0]) == (len(good), 0)
+
+
+def queue_counts_auth(d, headers):
+    status, body = call(d, "GET", "/queue/default", None, headers)
+    assert status == 200, body
+    return body["queued"], body["deferred"]
+
+
+# ---- 4. DELETE and PUT /message --------------------------------------------
+
+def test_delete_removes_deliveries_for_good(dns_server, smtp_sink, zmta):
+    sink = smtp_sink("127.0.0.2", script={"recipients": {
+        "grey@example.test": {"rcpt": {"reply": "451 4.7.1 Greylisted, try again later"}}}})
+    dns_server.set_records({"example.test": {"A": ["127.0.0.2"]},
+                            "held.test": {"A": ["127.0.0.2"]}})
+    held = {"recipientDomains": ["held.test"], "disabled": True}
+    cfg = relay_config(dns_server, sink.port, zones={"held": held},
+                       queue={"deferTimes": ["1 s"] * 10})
+    d = zmta(extra_config=cfg)
+    a = send(d, {**BASE, "subject": "A", "to": ["a1@held.test", "a2@held.test"]})["id"]
+    b = send(d, {**BASE, "subject": "B", "to": ["b1@held.test", "b2@held.test"]})["id"]
+    c = send(d, {**BASE, "subject": "C", "to": "grey@example.test"})["id"]
+    d.wait_log(r"id=%s event=deferred seq=001 " % c)
+    assert queue_counts(d, "held") == (4, 0)
+
+    # The whole message.
+    assert call(d, "DELETE", f"/message/{a}") == (200, {"id": a, "deleted": 2})
+    assert d.get(f"/message/{a}")[0] == 404
+    assert call(d, "GET", f"/fetch/{a}")[0] == 404
+    assert call(d, "DELETE", f"/message/{a}")[0] == 404
+    # One delivery.
+    assert call(d, "DELETE", f"/message/{b}/001") == (200, {"id": b, "deleted": 1})
+    assert [(r["seq"], r["recipient"]) for r in d.get(f"/message/{b}")[1]["messages"]] == [
+        ("002", "b2@held.test")]
+    assert call(d, "DELETE", f"/message/{b}/001")[0] == 404
+    assert call(d, "DELETE", f"/message/{b}/007")[0] == 404
+    assert call(d, "DELETE", "/message/0123456789abcdef01")[0] == 404
+    assert call(d, "DELETE", "/message/not-an-id")[0] == 400
+    assert queue_counts(d, "held") == (1, 0)
+    # A deferred one, waiting for its retry: the retry must not happen.
+    nxt = d.get(f"/message/{c}")[1]["messages"][0]["deferred"]["next"]
+    assert call(d, "DELETE", f"/message/{c}") == (200, {"id": c, "deleted": 1})
+    sink.set_script({})
+    assert queue_counts(d) == (0, 0)
+    wait_until(lambda: time.time() * 1000 > nxt + 1500, 10, what="C's retry time")
+    send(d, {**BASE, "subject": "D", "to": "d@example.test"})
+    assert [m["rcpt_tos"] for m in sink.wait_for(1)] == [["d@example.test"]]
+    wait_delivered(d)
+
+    # After a restart with the held zone open, only what is left goes out.
+    assert d.stop() == 0
+    d2 = zmta(extra_config=relay_config(dns_server, sink.port,
+                                        zones={"held": {"recipientDomains": ["held.test"]}}))
+    sink.wait_for(2)
+    send(d2, {**BASE, "subject": "E", "to": "e@held.test"})
+    sink.wait_for(3)
+    wait_until(lambda: queue_counts(d2, "held") == (0, 0), 15, what="held zone empty")
+    time.sleep(0.5)
+    got = sorted((parse(m["data"])["Subject"], tuple(m["rcpt_tos"])) for m in sink.messages())
+    assert got == [("B", ("b2@held.test",)), ("D", ("d@example.test",)),
+                   ("E", ("e@held.test",))]
+
+
+def test_delete_during_delivery_stops_retries(dns_server, smtp_sink, zmta):
+    """DELETE while the delivery is in flight: when the attempt then defers,
+    the delivery is gone and never retried."""
+    sink = smtp_sink("127.0.0.2", script={
+        "default": {"data": {"reply": "451 4.3.0 Try again later", "stall": 1.0}}})
+    dns_server.set_records({"example.test": {"A": ["127.0.0.2"]}})
+    d = zmta(extra_config=relay_config(dns_server, sink.port,
+                                       queue={"deferTimes": ["1 s"] * 5}))
+    qid = send(d, {**BASE, "subject": "doomed"})["id"]
+    wait_until(lambda: any(e["event"] == "rcpt" for e in sink.events()), 10, what="RCPT")
+    assert call(d, "DELETE", f"/message/{qid}") == (200, {"id": qid, "deleted": 1})
+    wait_until(lambda: any(e["event"] == "data" for e in sink.events()), 10, what="DATA reply")
+    sink.set_script({})
+    answered = time.monotonic()
+    assert d.get(f"/message/{qid}")[0] == 404
+    assert queue_counts(d) == (0, 0)
+    # Past the 1 s retry, another message goes through; the deleted one never.
+    wait_until(lambda: time.monotonic() > answered + 2, 5, what="retry time")
+    send(d, {**BASE, "subject": "later"})
+    sink.wait_for(1)
+    wait_delivered(d)
+    assert [parse(m["data"])["Subject"] for m in sink.messages()] == ["later"]
+    assert queue_counts(d) == (0, 0)
+
+
+def test_put_retries_a_deferred_delivery_now(dns_server, smtp_sink, zmta):
+    sink = smtp_sink("127.0.0.2", script={
+        "default": {"rcpt": {"reply": "451 4.7.1 Greylisted, try again later", "times": 1}}})
+    dns_server.set_records({"example.test": {"A": ["127.0.0.2"]}})
+    d = zmta(extra_config=relay_config(dns_server, sink.port, queue={"deferTimes": ["1 h"]}))
+    qid = send(d, BASE)["id"]
+    d.wait_log(r"id=%s event=deferred seq=001 .*attempts=1 " % qid)
+    assert call(d, "GET", "/counter/deferred/default")[1]["count"] == 1
+    assert call(d, "GET", "/counter/queued/default")[1]["count"] == 0
+    status, listing = call(d, "GET", "/queued/deferred/default")
+    assert status == 200
+    [row] = listing["list"]
+    assert (row["id"], row["seq"], row["recipient"]) == (qid, "001", "rcpt@example.test")
+    assert row["deferred"]["count"] == 1
+    assert row["deferred"]["response"].startswith("451 4.7.1")
+    assert call(d, "GET", "/queued/queued/default")[1]["list"] == []
+
+    assert call(d, "PUT", f"/message/{qid}/002")[0] == 404
+    assert call(d, "PUT", "/message/0123456789abcdef01/001")[0] == 404
+    started = time.monotonic()
+    status, reply = call(d, "PUT", f"/message/{qid}/001")
+    assert status == 200, reply
+    got = sink.wait_for(1, timeout=10)
+    assert time.monotonic() - started < 5
+    assert got[0]["rcpt_tos"] == ["rcpt@example.test"]
+    wait_delivered(d)
+    assert call(d, "PUT", f"/message/{qid}/001")[0] == 404
+
+
+# ---- 5. /zones, /counter, /queued ------------------------------------------
+
+def test_zones_counter_and_queued_paging(zmta):
+    d = zmta(extra_config={"zones": {
+        "alpha": {"disabled": True, "recipientDomains": ["alpha.test"]},
+        "beta": {"disabled": True, "recipientDomains": ["beta.test"]}}})
+    status, zones = call(d, "GET", "/zones")
+    assert status == 200
+    assert [z["name"] for z in zones] == ["default", "bounces", "alpha", "beta"]
+
+    ids = submit_many(d, [f"r{i}@example.test" for i in range(105)])
+    ids += submit_many(d, ["x@alpha.test"])
+    assert call(d, "GET", "/counter/queued/default") == (
+        200, {"zone": "default", "type": "queued", "count": 105})
+    assert call(d, "GET", "/counter/deferred/default") == (
+        200, {"zone": "default", "type": "deferred", "count": 0})
+    assert call(d, "GET", "/counter/queued/alpha")[1]["count"] == 1
+    assert call(d, "GET", "/counter/queued/beta")[1]["count"] == 0
+    assert call(d, "GET", "/counter/queued/nosuchzone")[0] == 404
+
+    # Default page: 100 rows in id order, then the rest after the last one.
+    status, page = call(d, "GET", "/queued/queued/default")
+    assert status == 200 and (page["zone"], page["type"]) == ("default", "queued")
+    rows = page["list"]
+    assert [r["id"] for r in rows] == sorted(ids[:105])[:100]
+    now = time.time() * 1000
+    for r in rows:
+        assert (r["seq"], r["zone"]) == ("001", "default")
+        assert "deferred" not in r
+        assert now - 60_000 < r["created"] <= now + 1000
+    expected = {i: f"r{n}@example.test" for n, i in enumerate(ids[:105])}
+    assert all(r["recipient"] == expected[r["id"]] for r in rows)
+    rest = call(d, "GET", f"/queued/queued/default?start={rows[-1]['id']}")[1]["list"]
+    assert [r["id"] for r in rest] == sorted(ids[:105])[100:]
+
+    # Small pages cover every row once.
+    seen, start = [], ""
+    for _ in range(50):
+        q = f"?pageSize=7&start={start}" if start else "?pageSize=7"
+        page = call(d, "GET", f"/queued/queued/default{q}")[1]["list"]
+        assert len(page) <= 7
+        if not page:
+            break
+        seen += [r["id"] for r in page]
+        start = page[-1]["id"]
+    assert seen == sorted(ids[:105])
+    assert len(call(d, "GET", "/queued/queued/default?pageSize=1000")[1]["list"]) == 105
+    assert [r["recipient"] for r in call(d, "GET", "/queued/queued/alpha")[1]["list"]] == [
+        "x@alpha.test"]
+    assert call(d, "GET", "/queued/deferred/default")[1]["list"] == []
+
+    for query, status in [("?pageSize=1001", 400), ("?pageSize=0", 400), ("?pageSize=-1", 400),
+                          ("?pageSize=ten", 400), ("?start=not-an-id", 400)]:
+        got, body = call(d, "GET", f"/queued/queued/default{query}")
+        assert (got, isinstance(body, dict) and "error" in body) == (status, True), (query, body)
+    assert call(d, "GET", "/queued/queued/nosuchzone")[0] == 404
+    for path in ("/queued/bogus/default", "/counter/bogus/default"):
+        status, body = call(d, "GET", path)
+        assert (status, body["field"]) == (400, "type"), (path, body)
+
+
+def test_queued_paging_keeps_every_delivery_of_multi_recipient_messages(zmta):
+    """Pages of /queued/... may end inside a message's deliveries; following
+    `start=<last id>` must still reach every row exactly once."""
+    d = zmta()
+    rows = []
+    for i in range(4):
+        rcpts = [f"m{i}r{j}@example.test" for j in range(3)]
+        qid = submit(d, b"Subject: x\r\n\r\nx\r\n", rcpts=rcpts)
+        rows += [(qid, f"{j + 1:03d}") for j in range(3)]
+    seen, start = [], ""
+    for _ in range(20):
+        page = call(d, "GET", f"/queued/queued/default?pageSize=2&start={start}")[1]["list"]
+        if not page:
+            break
+        seen += [(r["id"], r["seq"]) for r in page]
+        start = page[-1]["id"]
+    assert sorted(seen) == sorted(rows), f"missing {sorted(set(rows) - set(seen))}"
+
+
+# ---- 6. /metrics -----------------------------------------------------------
+
+def test_metrics_follow_sends_and_deliveries(dns_server, smtp_sink, zmta):
+    sink = smtp_sink("127.0.0.2", script={"recipients": {
+        "grey@example.test": {"rcpt": {"reply": "451 4.7.1 Greylisted", "times": 1}},
+        "gone@example.test": {"rcpt": {"reply": "550 5.1.1 no such user"}}}})
+    dns_server.set_records({"example.test": {"A": ["127.0.0.2"]}})
+    d = zmta(extra_config=relay_config(
+        dns_server, sink.port,
+        zones={"default": {"connectionCache": {"ttl": "1 s"}},
+               "held": {"recipientDomains": ["held.test"], "disabled": True}},
+        queue={"deferTimes": ["1 s", "1 s"]},
+        smtpInterfaces={"feeder": {"maxSize": "10 kB"}}))
+    samples, families = metrics(d)
+    for name, kind in [("zonemta_messages_accepted", "counter"),
+                       ("zonemta_messages_rejected", "counter"),
+                       ("zonemta_delivery_attempts", "counter"),
+                       ("zonemta_queue_size", "gauge"),
+                       ("zonemta_outbound_connections", "gauge"),
+                       ("zonemta_store_commit_seconds", "histogram"),
+                       ("zonemta_dns_lookup_seconds", "histogram")]:
+        assert name in families and families[name].type == kind, name
+    for zone in ("default", "bounces", "held"):
+        assert sample(samples, "zonemta_queue_size", zone=zone, state="queued") == 0
+        assert sample(samples, "zonemta_queue_size", zone=zone, state="deferred") == 0
+        assert sample(samples, "zonemta_outbound_connections", zone=zone) == 0
+
+    # SMTP: two accepted, one refused as too big.
+    submit(d, b"Subject: s1\r\n\r\nx\r\n", rcpts=("ok1@example.test",))
+    submit(d, b"Subject: s2\r\n\r\nx\r\n", rcpts=("ok2@example.test",))
+    with d.smtp() as client:
+        client.ehlo("client.test")
+        client.mail("sender@origin.test")
+        client.rcpt("ok9@example.test")
+        assert client.data(b"Subject: big\r\n\r\n" + b"z" * 20000 + b"\r\n")[0] == 552
+    # API: three accepted, one refused.
+    send(d, {**BASE, "subject": "a1", "to": ["grey@example.test", "ok3@example.test"]})
+    send(d, {**BASE, "subject": "a2", "to": "gone@example.test"})
+    send(d, {**BASE, "subject": "a3", "to": "h@held.test"})
+    assert call(d, "POST", "/send", {"from": "a@origin.test", "text": "no rcpt"})[0] == 400
+
+    sink.wait_for(4, timeout=20)
+    d.wait_log(r"event=bounced seq=001 zone=default rcpt=<gone@example\.test>")
+    wait_delivered(d, 4)
+    samples, families = metrics(d)
+    assert sample(samples, "zonemta_messages_accepted_total", interface="feeder") == 2
+    assert sample(samples, "zonemta_messages_accepted_total", interface="api") == 3
+    assert sample(samples, "zonemta_messages_rejected_total", interface="feeder") == 1
+    assert sample(samples, "zonemta_messages_rejected_total", interface="api") == 1
+    attempts = {r: sample(samples, "zonemta_delivery_attempts_total", zone="default", result=r)
+                for r in ("delivered", "deferred", "bounced")}
+    assert attempts == {"delivered": 4, "deferred": 1, "bounced": 1}
+    assert sample(samples, "zonemta_queue_size", zone="held", state="queued") == 1
+    assert sample(samples, "zonemta_queue_size", zone="default", state="queued") == 0
+    assert sample(samples, "zonemta_queue_size", zone="default", state="deferred") == 0
+    opened = len(sink.sessions())
+    assert 0 <= sample(samples, "zonemta_outbound_connections", zone="default") <= opened
+    for hist, least in (("zonemta_store_commit_seconds", 5), ("zonemta_dns_lookup_seconds", 1)):
+        count = sample(samples, f"{hist}_count")
+        assert count >= least, hist
+        buckets = sorted((float(dict(k[1])["le"]), v) for k, v in samples.items()
+                         if k[0] == f"{hist}_bucket")
+        assert buckets[-1] == (float("inf"), count)
+        assert all(a[1] <= b[1] for a, b in zip(buckets, buckets[1:])), hist
+        assert sample(samples, f"{hist}_sum") >= 0
+    # Idle connections close after connectionCache.ttl: the gauge goes back to 0.
+    sink.wait_for_sessions(opened)
+    wait_until(lambda: sample(metrics(d)[0], "zonemta_outbound_connections", zone="default") == 0,
+               5, what="outbound_connections back to 0")

@@ -15,7 +15,8 @@ build_pkgs=(
 # dnsmasq package would start a system service on port 53).
 test_pkgs=(
   python3 python3-pytest python3-aiosmtpd python3-dnspython python3-yaml
-  dnsmasq-base swaks curl procps iproute2 python3-dkim
+  dnsmasq-base swaks curl procps iproute2 python3-dkim python3-prometheus-client
+  openssl mount
 )
 
 pkgs=("${build_pkgs[@]}" "${test_pkgs[@]}")

@@ -10,6 +10,7 @@
 #include <time.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -980,6 +981,11 @@ static void conn_next_target(struct mta_conn *c)
 		evutil_socket_t fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 		if (fd < 0)
 			continue;
+		/* SMTP is request/reply: without this, Nagle holds a small write
+		 * (the end of a command batch, the last body piece) until the
+		 * peer's delayed ACK, some 40 ms a message. */
+		int one = 1;
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 		if (c->local_addr != NULL && bind_local(fd, family, c->local_addr) < 0) {
 			log_msg(LOG_LEVEL_WARN, c->msg_id, "mta_bind",
 				"local=%s error=\"%s\"", c->local_addr, strerror(errno));

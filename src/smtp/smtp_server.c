@@ -4,6 +4,8 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -63,6 +65,8 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
 		return;
 	}
 	evutil_make_socket_nonblocking(fd);
+	int one = 1; /* replies are small writes a client waits for: no Nagle */
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	struct smtp_session_env env = {srv->cfg, srv->iface, srv->queue, on_session_closed, srv};
 	uint64_t id = ++session_id_seq;
 	struct smtp_session *s = smtp_session_new(srv->base, fd, peer, &env, id);

@@ -53,6 +53,7 @@ enum mta_state {
 	MTA_DOT,      /* waiting for the reply to the final dot */
 	MTA_RSET,
 	MTA_IDLE,     /* parked: waiting for more mail to the same place */
+	MTA_QUITTING, /* QUIT sent, waiting for the reply before closing */
 	MTA_CLOSING,
 };
 
@@ -60,7 +61,8 @@ static const char *const state_names[] = {"resolving", "connecting", "greeting",
 					  "helo",      "starttls",   "handshake", "loading",
 					  "signing",
 					  "envelope",  "body",
-					  "dot",       "rset",       "idle",     "closing"};
+					  "dot",       "rset",       "idle",     "quitting",
+					  "closing"};
 
 struct target {
 	char *host;
@@ -131,6 +133,7 @@ struct mta_conn {
 
 static void conn_next_target(struct mta_conn *c);
 static void conn_close(struct mta_conn *c);
+static void conn_quit(struct mta_conn *c);
 
 static int64_t now_ms(void)
 {
@@ -248,8 +251,7 @@ static void on_wake(void *arg, struct sched_batch *batch)
 	struct mta_conn *c = arg;
 	evtimer_del(c->idle_ev);
 	if (batch == NULL) {
-		send_line(c, "QUIT");
-		conn_close(c);
+		conn_quit(c);
 		return;
 	}
 	continue_with(c, batch);
@@ -261,8 +263,7 @@ static void on_idle_timeout(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	struct mta_conn *c = arg;
 	sched_unpark(c->m->sched, c->slot);
-	send_line(c, "QUIT");
-	conn_close(c);
+	conn_quit(c);
 }
 
 /* The transaction is over: take more mail for this connection, wait for
@@ -277,8 +278,7 @@ static void transaction_done(struct mta_conn *c)
 	}
 	const struct zone_config *z = c->zone;
 	if (c->slot->messages >= z->cache_reuse || z->cache_ttl_ms == 0) {
-		send_line(c, "QUIT");
-		conn_close(c);
+		conn_quit(c);
 		return;
 	}
 	enter_state(c, MTA_IDLE);
@@ -721,8 +721,7 @@ static void tls_refused(struct mta_conn *c, const char *why)
 {
 	log_attempt(c, why);
 	fail_rest(c, 0, why);
-	send_line(c, "QUIT");
-	conn_close(c);
+	conn_quit(c);
 }
 
 /* After "220" to STARTTLS: the handshake runs in a filter over the socket. */
@@ -795,8 +794,7 @@ static void on_reply(struct mta_conn *c, int code)
 		if (code / 100 != 2) {
 			log_attempt(c, c->rep.text);
 			fail_rest(c, code, c->rep.text);
-			send_line(c, "QUIT");
-			conn_close(c);
+			conn_quit(c);
 			return;
 		}
 		start_transaction(c);
@@ -807,11 +805,13 @@ static void on_reply(struct mta_conn *c, int code)
 	case MTA_DOT:
 		dot_reply(c, code);
 		return;
+	case MTA_QUITTING:
+		conn_close(c);
+		return;
 	case MTA_RSET:
 		if (code / 100 != 2) {
 			fail_rest(c, 421, "421 4.4.0 connection unusable after RSET");
-			send_line(c, "QUIT");
-			conn_close(c);
+			conn_quit(c);
 			return;
 		}
 		c->failed_txn = false;
@@ -919,6 +919,10 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
 	const char *why = (what & BEV_EVENT_TIMEOUT) ? "timeout"
 			  : (what & BEV_EVENT_EOF)   ? "connection closed by the server"
 						     : evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR());
+	if (c->state == MTA_QUITTING) {
+		conn_close(c);
+		return;
+	}
 	if (c->state == MTA_CONNECTING || c->state == MTA_GREETING) {
 		log_msg(LOG_LEVEL_INFO, c->batch ? c->msg_id : NULL, "mta_connect",
 			"mx=%s remote=%s local=%s error=\"%s\" action=next_address",
@@ -1094,7 +1098,22 @@ void mta_start(void *arg, struct sched_slot *slot, struct sched_batch *batch)
 	c->dns_req = dns_resolve_mx(m->dns, host ? host : batch->domain, on_resolved, c);
 }
 
-/* Ends the connection: QUIT (if any) is flushed best effort, then freed. */
+/* Says QUIT and waits (briefly) for the reply before closing, so that the
+ * server has let go of the session when the slot is given to another
+ * connection. */
+static void conn_quit(struct mta_conn *c)
+{
+	if (c->bev == NULL) {
+		conn_close(c);
+		return;
+	}
+	send_line(c, "QUIT");
+	enter_state(c, MTA_QUITTING);
+	struct timeval tv = {5, 0};
+	bufferevent_set_timeouts(c->bev, &tv, &tv);
+}
+
+/* Ends the connection at once and frees it. */
 static void conn_close(struct mta_conn *c)
 {
 	enter_state(c, MTA_CLOSING);

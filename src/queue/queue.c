@@ -35,10 +35,34 @@ struct queue {
 	/* counters */
 	struct strmap *zones; /* zone → struct zone_counts */
 	uint64_t processed;
-	struct strmap *remaining; /* id → deliveries left, as (void *)(uintptr_t)n */
+	struct strmap *remaining; /* id → remaining_pack(deliveries left, body chunks) */
 	queue_delivery_hook hook;
 	void *hook_arg;
 };
+
+/*
+ * Per message, packed in the map's pointer: deliveries left (12 bits, at
+ * most QUEUE_MAX_RCPTS) and body chunks + 1 (0: not known).  Knowing the
+ * chunks lets a finished message's body go by point deletes: range
+ * deletions leave tombstones that every later read has to sort through.
+ */
+#define LEFT_BITS 12
+#define POINT_DELETE_MAX 16
+
+static void *remaining_pack(uintptr_t left, uintptr_t chunks_plus1)
+{
+	return (void *)(left | chunks_plus1 << LEFT_BITS);
+}
+
+static uintptr_t remaining_left(void *v)
+{
+	return (uintptr_t)v & ((1u << LEFT_BITS) - 1);
+}
+
+static uintptr_t remaining_chunks1(void *v)
+{
+	return (uintptr_t)v >> LEFT_BITS;
+}
 
 struct zone_counts {
 	struct queue_counts total;
@@ -103,8 +127,8 @@ static int64_t now_ms(void)
 
 struct write_job {
 	struct worker_job job;
-	struct store_op ops[4];
-	char *bufs[8]; /* freed with the job */
+	struct store_op ops[POINT_DELETE_MAX + 4];
+	char *bufs[POINT_DELETE_MAX + 8]; /* freed with the job */
 	size_t nbufs;
 };
 
@@ -304,6 +328,7 @@ void queue_body_free(struct queue_body *b)
 
 struct commit_job {
 	struct write_job w;
+	uintptr_t chunks;     /* body chunks of the message */
 	int64_t submitted_us; /* for the commit latency histogram */
 	char id[QUEUE_ID_LEN + 1];
 	/* what the scheduler and counters learn once durable */
@@ -320,7 +345,7 @@ static void commit_done(struct worker_job *job)
 	int rc = job->rc;
 	metrics_observe_commit((double)(mono_us() - c->submitted_us) / 1e6);
 	if (rc == 0) {
-		strmap_put(q->remaining, c->id, (void *)(uintptr_t)c->ndlv);
+		strmap_put(q->remaining, c->id, remaining_pack(c->ndlv, c->chunks + 1));
 		for (size_t i = 0; i < c->ndlv; i++) {
 			counts_add(q, c->zones[i], c->domains[i], 1, 0);
 			struct queue_delivery_row row = {c->id,	       (unsigned)(i + 1),
@@ -431,6 +456,7 @@ void queue_message_commit(struct queue_body *b, json_t *meta, const char *header
 		c->next[i] = dlv[i].next_attempt;
 	}
 	c->w.job.nops = n;
+	c->chunks = b->chunks_sent;
 	c->submitted_us = mono_us();
 	worker_submit(q->writer, &c->w.job);
 }
@@ -457,19 +483,29 @@ void queue_delivery_finish(struct queue *q, const char *id, unsigned seq, const 
 {
 	struct write_job *w = write_job_new(q, 0, outcome_done);
 	write_job_add(w, STORE_DELETE, STORE_CF_DLV, dlv_key(id, seq), DLV_KEY_LEN, NULL, 0);
-	uintptr_t left = (uintptr_t)strmap_get(q->remaining, id);
+	void *packed = strmap_get(q->remaining, id);
+	uintptr_t left = remaining_left(packed), chunks1 = remaining_chunks1(packed);
 	if (left <= 1) {
 		/* The last delivery: the message goes with it. */
 		strmap_remove(q->remaining, id);
 		write_job_add(w, STORE_DELETE, STORE_CF_META, xstrndup(id, QUEUE_ID_LEN),
 			      QUEUE_ID_LEN, NULL, 0);
-		char *from = xmalloc(BODY_KEY_LEN), *to = xmalloc(BODY_KEY_LEN);
-		body_key(from, id, 0);
-		body_key(to, id, UINT32_MAX);
-		write_job_add(w, STORE_DELETE_RANGE, STORE_CF_BODY, from, BODY_KEY_LEN, to,
-			      BODY_KEY_LEN);
+		if (chunks1 >= 1 && chunks1 - 1 <= POINT_DELETE_MAX) {
+			for (uintptr_t i = 0; i + 1 < chunks1; i++) {
+				char *key = xmalloc(BODY_KEY_LEN);
+				body_key(key, id, (uint32_t)i);
+				write_job_add(w, STORE_DELETE, STORE_CF_BODY, key, BODY_KEY_LEN, NULL,
+					      0);
+			}
+		} else {
+			char *from = xmalloc(BODY_KEY_LEN), *to = xmalloc(BODY_KEY_LEN);
+			body_key(from, id, 0);
+			body_key(to, id, UINT32_MAX);
+			write_job_add(w, STORE_DELETE_RANGE, STORE_CF_BODY, from, BODY_KEY_LEN, to,
+				      BODY_KEY_LEN);
+		}
 	} else {
-		strmap_put(q->remaining, id, (void *)(left - 1));
+		strmap_put(q->remaining, id, remaining_pack(left - 1, chunks1));
 	}
 	counts_add(q, zone, domain, was_deferred ? 0 : -1, was_deferred ? -1 : 0);
 	q->processed++;
@@ -748,8 +784,9 @@ static int scan_row(void *arg, const char *key, size_t klen, const char *val, si
 	}
 	memcpy(id, key, QUEUE_ID_LEN);
 	id[QUEUE_ID_LEN] = '\0';
-	uintptr_t n = (uintptr_t)strmap_get(r->q->remaining, id);
-	strmap_put(r->q->remaining, id, (void *)(n + 1));
+	void *packed = strmap_get(r->q->remaining, id);
+	strmap_put(r->q->remaining, id,
+		   remaining_pack(remaining_left(packed) + 1, remaining_chunks1(packed)));
 	bool deferred = strcmp(status, "DEFERRED") == 0;
 	counts_add(r->q, zone, domain, !deferred, deferred);
 	char seq[QUEUE_SEQ_LEN + 1];
@@ -772,8 +809,6 @@ static int scan_row(void *arg, const char *key, size_t klen, const char *val, si
 
 static int scan_meta(void *arg, const char *key, size_t klen, const char *val, size_t vlen)
 {
-	(void)val;
-	(void)vlen;
 	struct recovery *r = arg;
 	if (klen != QUEUE_ID_LEN)
 		return 0;
@@ -783,7 +818,21 @@ static int scan_meta(void *arg, const char *key, size_t klen, const char *val, s
 	if (strcmp(id, r->newest) > 0)
 		memcpy(r->newest, id, sizeof(id));
 	strmap_put(r->with_meta, id, r);
-	if (strmap_get(r->q->remaining, id) == NULL) {
+	void *packed = strmap_get(r->q->remaining, id);
+	if (packed != NULL) {
+		/* Its body chunks, from bodySize (see queue_message_commit). */
+		size_t jlen = strnlen(val, vlen);
+		json_t *meta = json_loadb(val, jlen, 0, NULL);
+		json_int_t size = json_integer_value(json_object_get(meta, "bodySize"));
+		json_decref(meta);
+		if (meta != NULL && size >= 0) {
+			uintptr_t chunks = (uintptr_t)size / QUEUE_CHUNK_SIZE +
+					   ((uintptr_t)size % QUEUE_CHUNK_SIZE != 0 || size == 0);
+			strmap_put(r->q->remaining, id,
+				   remaining_pack(remaining_left(packed), chunks + 1));
+		}
+	}
+	if (packed == NULL) {
 		/* Metadata without any delivery: finished or half-written. */
 		recovery_delete(r, STORE_DELETE, STORE_CF_META, xstrdup(id), QUEUE_ID_LEN, NULL, 0);
 		char *from = xmalloc(BODY_KEY_LEN), *to = xmalloc(BODY_KEY_LEN);

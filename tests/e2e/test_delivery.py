@@ -402,3 +402,24 @@ def test_bounce_rules_file_and_reload(app, dns_server, smtp_sink, zmta):
     d.signal(signal.SIGHUP)
     d.wait_log(r"event=reload bounce_rules=\S+bounces\.txt count=1")
     d.wait_log(r"id=%s event=bounced seq=001 .*category=custom-gone " % qid)
+
+
+def test_delivered_messages_leave_nothing_behind(dns_server, smtp_sink, zmta):
+    """Small bodies go by point deletes, large ones (over 16 chunks) by a
+    range: after delivery and a restart, no chunk of either is left."""
+    sink = smtp_sink("127.0.0.2")
+    dns_server.set_records({"example.test": {"A": ["127.0.0.2"]}})
+    cfg = relay_config(dns_server, sink.port, smtpInterfaces={"feeder": {"maxSize": "20 MB"}})
+    d = zmta(extra_config=cfg)
+    submit(d, MSG)
+    submit(d, b"Subject: big\r\n\r\n" + (b"b" * 998 + b"\r\n") * 5000)  # ~5 MB: 20 chunks
+    # A body of exactly one chunk (256 KiB, its leading empty line included).
+    exact = (b"e" * 998 + b"\r\n") * 262 + b"f" * 140 + b"\r\n"
+    assert len(b"\r\n" + exact) == 256 * 1024
+    submit(d, b"Subject: exact\r\n\r\n" + exact)
+    sink.wait_for(3, timeout=60)
+    wait_delivered(d, 3)
+    assert d.stop() == 0
+    d2 = zmta(extra_config=cfg)
+    d2.wait_log(r"event=queue_recovered messages=0 deliveries=0 removed_incomplete=0 "
+                r"removed_orphan_bodies=0 ")

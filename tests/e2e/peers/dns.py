@@ -290,9 +290,11 @@ class DnsServer:
             self.proc = subprocess.Popen(
                 [DNSMASQ, "-k", f"--conf-file={self.conf_path}"],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=log)
-        probe = dns.message.make_query("probe.test", "A")
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
+            # A fresh query each time: a late answer to an earlier probe must
+            # not be taken for (or trip up) this one.
+            probe = dns.message.make_query("probe.test", "A")
             if self.proc.poll() is not None:
                 self.proc = None
                 output = self.log(since=log_start)
@@ -302,7 +304,7 @@ class DnsServer:
             try:
                 dns.query.udp(probe, HOST, port=self.port, timeout=0.2)
                 return True
-            except (dns.exception.Timeout, OSError):
+            except (dns.exception.Timeout, dns.query.BadResponse, OSError):
                 time.sleep(0.05)
         self._kill()
         raise RuntimeError(f"dnsmasq did not answer on {self.address} "

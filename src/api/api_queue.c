@@ -124,18 +124,27 @@ static json_t *header_lines(const char *block, size_t len)
 	return out;
 }
 
+/* For a read that found nothing (rc 0) or failed (rc < 0): answers 404 or
+ * 500, frees p and returns true; false when there is a message. */
+static bool reply_missing(struct pending_read *p, int rc)
+{
+	if (rc > 0)
+		return false;
+	struct evhttp_request *req = p->req;
+	pending_free(p);
+	if (rc == 0)
+		api_reply_error(req, HTTP_NOTFOUND, "no such message");
+	else
+		api_reply_error(req, HTTP_INTERNAL, "cannot read the queue");
+	return true;
+}
+
 static void message_answer(void *arg, int rc, const struct queue_message *msg)
 {
 	struct pending_read *p = arg;
 	struct evhttp_request *req = p->req;
-	if (rc <= 0) {
-		pending_free(p);
-		if (rc == 0)
-			api_reply_error(req, HTTP_NOTFOUND, "no such message");
-		else
-			api_reply_error(req, HTTP_INTERNAL, "cannot read the queue");
+	if (reply_missing(p, rc))
 		return;
-	}
 	json_t *meta = json_deep_copy(msg->meta);
 	json_object_set_new(meta, "headers", header_lines(msg->header_block, msg->header_len));
 	json_t *messages = json_array();
@@ -205,14 +214,8 @@ static void fetch_answer(void *arg, int rc, const struct queue_message *msg)
 {
 	struct pending_read *p = arg;
 	struct evhttp_request *req = p->req;
-	if (rc <= 0) {
-		pending_free(p);
-		if (rc == 0)
-			api_reply_error(req, HTTP_NOTFOUND, "no such message");
-		else
-			api_reply_error(req, HTTP_INTERNAL, "cannot read the queue");
+	if (reply_missing(p, rc))
 		return;
-	}
 	evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", "message/rfc822");
 	evhttp_send_reply_start(req, HTTP_OK, "OK");
 	struct evbuffer *buf = evbuffer_new();

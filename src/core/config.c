@@ -693,6 +693,14 @@ static void fill_dkim(struct config *cfg, struct problems *found)
 	}
 }
 
+unsigned config_dkim_canons(const struct config *cfg)
+{
+	unsigned canons = 0;
+	for (size_t i = 0; i < cfg->n_dkim_keys; i++)
+		canons |= 1u << cfg->dkim_keys[i].body_canon;
+	return canons;
+}
+
 const struct dkim_key_config *config_dkim_key(const struct config *cfg, const char *domain)
 {
 	for (size_t i = 0; i < cfg->n_dkim_keys; i++)

@@ -180,6 +180,9 @@ void config_free(struct config *cfg);
 const struct zone_config *config_zone(const struct config *cfg, const char *name);
 /* The usable dkim.keys entry for exactly `domain` (lower case), or NULL. */
 const struct dkim_key_config *config_dkim_key(const struct config *cfg, const char *domain);
+/* The body canonicalizations the DKIM keys use: bit (1 << enum dkim_canon)
+ * for each; 0 without keys. */
+unsigned config_dkim_canons(const struct config *cfg);
 /* The pool called `name`, or NULL. */
 const struct pool_config *config_pool(const struct config *cfg, const char *name);
 /* Limits for a recipient domain (lower case): its entry, else "default". */

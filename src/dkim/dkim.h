@@ -35,6 +35,11 @@ struct dkim_body *dkim_body_new(enum dkim_canon canon);
  * CRLF; a bare LF is treated as CRLF (RFC 6376 5.3: convert before signing).
  */
 void dkim_body_update(struct dkim_body *b, const char *data, size_t len);
+/*
+ * The bytes fed from now on begin with the empty line that ends the header
+ * block (CRLF or LF), as a body stored by the queue does: it is left out.
+ */
+void dkim_body_skip_separator(struct dkim_body *b);
 /* Finishes: writes the base64 body hash (44 chars + NUL) into out. */
 void dkim_body_final(struct dkim_body *b, char out[45]);
 void dkim_body_free(struct dkim_body *b);

@@ -23,8 +23,6 @@ struct ingest {
 	struct queue_body *body;
 	/* DKIM body hashes, fed as the body streams (RFC 6376 3.7) */
 	struct dkim_body *hash_relaxed, *hash_simple;
-	size_t separator_left; /* bytes of the empty line before the body still to skip */
-	bool body_started;
 	/* the header block while it is being collected */
 	char *head;
 	size_t head_len, head_cap, head_scan;
@@ -50,6 +48,13 @@ static int64_t now_ms(void)
 	return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
 }
 
+static struct dkim_body *body_hash_new(enum dkim_canon canon)
+{
+	struct dkim_body *b = dkim_body_new(canon);
+	dkim_body_skip_separator(b);
+	return b;
+}
+
 struct ingest *ingest_new(struct queue *q, const struct config *cfg, void (*on_drain)(void *arg),
 			  void *arg)
 {
@@ -59,11 +64,13 @@ struct ingest *ingest_new(struct queue *q, const struct config *cfg, void (*on_d
 	queue_id_new(q, in->id);
 	in->body = queue_body_new(q, in->id, on_drain, arg);
 	in->received_ms = now_ms();
+	/* Only the hashes a configured key will sign with; any other is made at
+	 * delivery if a key appears by then (queue_message_load). */
 	if (cfg->dkim_enabled) {
-		in->hash_relaxed = dkim_body_new(DKIM_CANON_RELAXED);
-		for (size_t i = 0; i < cfg->n_dkim_keys && in->hash_simple == NULL; i++)
-			if (cfg->dkim_keys[i].body_canon == DKIM_CANON_SIMPLE)
-				in->hash_simple = dkim_body_new(DKIM_CANON_SIMPLE);
+		if (config_dkim_canons(cfg) & (1u << DKIM_CANON_RELAXED))
+			in->hash_relaxed = body_hash_new(DKIM_CANON_RELAXED);
+		if (config_dkim_canons(cfg) & (1u << DKIM_CANON_SIMPLE))
+			in->hash_simple = body_hash_new(DKIM_CANON_SIMPLE);
 	}
 	return in;
 }
@@ -83,20 +90,8 @@ const char *ingest_message_id(const struct ingest *in)
 static void body_write(struct ingest *in, const char *data, size_t len)
 {
 	queue_body_write(in->body, data, len);
-	if (in->hash_relaxed == NULL || len == 0)
-		return;
-	if (!in->body_started) {
-		/* The body begins with its separating empty line: CRLF or LF. */
-		in->body_started = true;
-		in->separator_left = data[0] == '\r' ? 2 : data[0] == '\n' ? 1 : 0;
-	}
-	size_t skip = in->separator_left < len ? in->separator_left : len;
-	in->separator_left -= skip;
-	data += skip;
-	len -= skip;
-	if (len == 0)
-		return;
-	dkim_body_update(in->hash_relaxed, data, len);
+	if (in->hash_relaxed != NULL)
+		dkim_body_update(in->hash_relaxed, data, len);
 	if (in->hash_simple != NULL)
 		dkim_body_update(in->hash_simple, data, len);
 }
@@ -338,14 +333,14 @@ void ingest_finish(struct ingest *in, const struct ingest_envelope *env, ingest_
 	json_object_set_new(meta, "bodyType", json_string(env->eight_bit ? "8BITMIME" : "7BIT"));
 	json_object_set_new(meta, "smtputf8", json_boolean(env->smtputf8));
 	json_t *dkim = json_pack("{s:s, s:n}", "hashAlgo", "sha256", "bodyHash");
+	char hash[45];
 	if (in->hash_relaxed != NULL) {
-		char hash[45];
 		dkim_body_final(in->hash_relaxed, hash);
 		json_object_set_new(dkim, "bodyHash", json_string(hash));
-		if (in->hash_simple != NULL) {
-			dkim_body_final(in->hash_simple, hash);
-			json_object_set_new(dkim, "bodyHashSimple", json_string(hash));
-		}
+	}
+	if (in->hash_simple != NULL) {
+		dkim_body_final(in->hash_simple, hash);
+		json_object_set_new(dkim, "bodyHashSimple", json_string(hash));
 	}
 	json_object_set_new(meta, "dkim", dkim);
 

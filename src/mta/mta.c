@@ -47,6 +47,7 @@ enum mta_state {
 	MTA_STARTTLS, /* STARTTLS sent, waiting for 220 */
 	MTA_HANDSHAKE, /* TLS handshake in progress */
 	MTA_LOADING,  /* reading the message's metadata */
+	MTA_HASHING,  /* reading the body for a DKIM body hash not made at intake */
 	MTA_SIGNING,  /* DKIM signatures being made on a crypto thread */
 	MTA_ENVELOPE, /* MAIL, RCPT and DATA sent, replies pending */
 	MTA_BODY,     /* streaming the message */
@@ -59,7 +60,7 @@ enum mta_state {
 
 static const char *const state_names[] = {"resolving", "connecting", "greeting",  "ehlo",
 					  "helo",      "starttls",   "handshake", "loading",
-					  "signing",
+					  "hashing",   "signing",
 					  "envelope",  "body",
 					  "dot",       "rset",       "idle",     "quitting",
 					  "closing"};
@@ -122,7 +123,11 @@ struct mta_conn {
 	int *rcpt_code;     /* per item: 0 pending, else the reply code */
 	char **rcpt_text;
 	size_t accepted;
+	char *body0;        /* body chunk 0, read with the metadata */
+	size_t body0_len;
 	uint32_t next_chunk;
+	uint32_t nchunks;   /* body chunks stored, from bodySize; 0: unknown */
+	bool hashes_asked;  /* missing body hashes were asked of the store */
 	bool bol;           /* at the start of a line of the message (dot-stuffing) */
 	char last2[2];      /* the last bytes sent, to end with CRLF */
 	bool chunk_waiting; /* a chunk is held back until output drains */
@@ -181,6 +186,9 @@ static void txn_clear(struct mta_conn *c)
 {
 	json_decref(c->meta);
 	c->meta = NULL;
+	free(c->body0);
+	c->body0 = NULL;
+	c->hashes_asked = false;
 	free(c->header_block);
 	c->header_block = NULL;
 	free(c->expects);
@@ -231,6 +239,7 @@ static void log_attempt(struct mta_conn *c, const char *response)
 
 static void start_transaction(struct mta_conn *c);
 static bool start_signing(struct mta_conn *c);
+static void hashes_loaded(void *arg, int rc, struct queue_message *msg);
 static void send_envelope(struct mta_conn *c);
 
 /* Sends the next batch over this connection (RSET first after a failure). */
@@ -434,18 +443,28 @@ static bool start_signing(struct mta_conn *c)
 	if (zone != NULL && zone != author)
 		j->keys[j->nkeys++] = zone;
 	json_t *dk = json_object_get(c->meta, "dkim");
+	unsigned missing = 0;
 	for (size_t i = 0; i < j->nkeys; i++) {
 		const char *h = json_string_value(json_object_get(
 			dk, j->keys[i]->body_canon == DKIM_CANON_SIMPLE ? "bodyHashSimple" : "bodyHash"));
-		if (h == NULL) {
-			/* Queued before this key's canonicalization was hashed. */
-			log_msg(LOG_LEVEL_WARN, c->msg_id, "dkim", "domain=%s action=unsigned "
-				"reason=\"no stored body hash for this canonicalization\"",
-				j->keys[i]->domain);
-			j->nkeys = 0;
-			break;
-		}
-		j->body_hash[i] = xstrdup(h);
+		if (h == NULL)
+			missing |= 1u << j->keys[i]->body_canon;
+		else
+			j->body_hash[i] = xstrdup(h);
+	}
+	if (missing != 0 && !c->hashes_asked) {
+		/* Queued before a key needed this hash: the store makes it. */
+		sign_job_free(j);
+		c->hashes_asked = true;
+		enter_state(c, MTA_HASHING);
+		c->reading = true;
+		c->read_req = queue_message_load(c->m->queue, c->msg_id, missing, hashes_loaded, c);
+		return true;
+	}
+	if (missing != 0) {
+		log_msg(LOG_LEVEL_WARN, c->msg_id, "dkim", "action=unsigned "
+			"reason=\"no body hash for this canonicalization\"");
+		j->nkeys = 0;
 	}
 	if (j->nkeys == 0) {
 		sign_job_free(j);
@@ -463,23 +482,51 @@ static bool start_signing(struct mta_conn *c)
 	return true;
 }
 
-static void message_loaded(void *arg, int rc, const struct queue_message *msg)
+/* Fails the batch when a load found no message; true when it did. */
+static bool load_ok(struct mta_conn *c, int rc)
+{
+	c->reading = false;
+	if (rc == 1)
+		return true;
+	const char *why = rc == 0 ? "message no longer in the queue" : "cannot read the queue";
+	log_msg(LOG_LEVEL_WARN, c->msg_id, "mta_load", "error=\"%s\"", why);
+	fail_rest(c, rc == 0 ? 550 : 451, rc == 0 ? "550 5.0.0 message removed from queue"
+						   : "451 4.3.0 queue read error");
+	transaction_done(c);
+	return false;
+}
+
+/* The metadata again, with the body hashes signing asked for. */
+static void hashes_loaded(void *arg, int rc, struct queue_message *msg)
 {
 	struct mta_conn *c = arg;
-	c->reading = false;
-	if (rc != 1) {
-		/* Gone (deleted) or unreadable: nothing to send for these items. */
-		const char *why = rc == 0 ? "message no longer in the queue" : "cannot read the queue";
-		log_msg(LOG_LEVEL_WARN, c->msg_id, "mta_load", "error=\"%s\"", why);
-		fail_rest(c, rc == 0 ? 550 : 451, rc == 0 ? "550 5.0.0 message removed from queue"
-							   : "451 4.3.0 queue read error");
-		transaction_done(c);
+	if (!load_ok(c, rc))
 		return;
-	}
+	json_object_set(c->meta, "dkim", json_object_get(msg->meta, "dkim"));
+	if (!start_signing(c))
+		send_envelope(c);
+}
+
+static void message_loaded(void *arg, int rc, struct queue_message *msg)
+{
+	struct mta_conn *c = arg;
+	if (!load_ok(c, rc))
+		return;
 	c->meta = json_incref(msg->meta);
 	c->header_block = xmalloc(msg->header_len + 1);
 	memcpy(c->header_block, msg->header_block, msg->header_len);
 	c->header_len = msg->header_len;
+	c->body0 = msg->body;
+	c->body0_len = msg->body_len;
+	msg->body = NULL;
+	/* A body of n bytes is max(1, ceil(n / QUEUE_CHUNK_SIZE)) chunks. */
+	json_t *size = json_object_get(c->meta, "bodySize");
+	c->nchunks = json_is_integer(size) && json_integer_value(size) >= 0
+			     ? (uint32_t)(((uint64_t)json_integer_value(size) + QUEUE_CHUNK_SIZE - 1) /
+					  QUEUE_CHUNK_SIZE)
+			     : 0;
+	if (json_is_integer(size) && c->nchunks == 0)
+		c->nchunks = 1;
 	if (!start_signing(c))
 		send_envelope(c);
 }
@@ -540,7 +587,7 @@ static void start_transaction(struct mta_conn *c)
 	c->started_ms = now_ms();
 	enter_state(c, MTA_LOADING);
 	c->reading = true;
-	c->read_req = queue_message_get(c->m->queue, c->msg_id, message_loaded, c);
+	c->read_req = queue_message_load(c->m->queue, c->msg_id, 0, message_loaded, c);
 }
 
 /* --- the message body --- */
@@ -549,14 +596,17 @@ static void start_transaction(struct mta_conn *c)
 static void write_stuffed(struct mta_conn *c, const char *data, size_t len)
 {
 	struct evbuffer *out = bufferevent_get_output(c->bev);
-	size_t start = 0;
-	for (size_t i = 0; i < len; i++) {
+	size_t start = 0, i = 0; /* data[start..i) is checked, not yet added */
+	while (i < len) {
 		if (c->bol && data[i] == '.') {
 			evbuffer_add(out, data + start, i - start);
 			evbuffer_add(out, ".", 1);
 			start = i;
 		}
-		c->bol = data[i] == '\n';
+		/* Lines start after LF only: jump to the next one. */
+		const char *lf = memchr(data + i, '\n', len - i);
+		c->bol = lf != NULL;
+		i = lf ? (size_t)(lf - data) + 1 : len;
 	}
 	evbuffer_add(out, data + start, len - start);
 	if (len >= 2) {
@@ -576,30 +626,46 @@ static void request_chunk(struct mta_conn *c)
 				      chunk_read, c);
 }
 
+/* The whole message is out: end it with the final dot. */
+static void body_end(struct mta_conn *c)
+{
+	/* The last line must end in CRLF before the dot. */
+	if (memcmp(c->last2, "\r\n", 2) != 0)
+		evbuffer_add(bufferevent_get_output(c->bev), "\r\n", 2);
+	evbuffer_add(bufferevent_get_output(c->bev), ".\r\n", 3);
+	enter_state(c, MTA_DOT);
+}
+
+/* A chunk went out: the next one, once the output has room, or the end. */
+static void body_next(struct mta_conn *c)
+{
+	if (c->nchunks > 0 && c->next_chunk >= c->nchunks)
+		body_end(c);
+	else if (evbuffer_get_length(bufferevent_get_output(c->bev)) > MTA_OUTPUT_HIGH)
+		c->chunk_waiting = true; /* on_write asks for the next one */
+	else
+		request_chunk(c);
+}
+
 static void chunk_read(void *arg, int rc, const char *data, size_t len)
 {
 	struct mta_conn *c = arg;
 	c->reading = false;
-	if (rc < 0) {
+	if (rc < 0 || (rc == 0 && c->nchunks > 0)) {
 		/* The server must not take half a message: drop the connection. */
-		log_attempt(c, "queue read error while sending");
+		const char *why = rc < 0 ? "queue read error while sending"
+					 : "queue read error while sending: a body chunk is missing";
+		log_attempt(c, why);
 		fail_rest(c, 451, "451 4.3.0 queue read error while sending");
 		conn_close(c);
 		return;
 	}
 	if (rc == 0) {
-		/* The end: the last line must end in CRLF before the dot. */
-		if (memcmp(c->last2, "\r\n", 2) != 0)
-			evbuffer_add(bufferevent_get_output(c->bev), "\r\n", 2);
-		evbuffer_add(bufferevent_get_output(c->bev), ".\r\n", 3);
-		enter_state(c, MTA_DOT);
+		body_end(c); /* the size was not recorded: the end is the first missing chunk */
 		return;
 	}
 	write_stuffed(c, data, len);
-	if (evbuffer_get_length(bufferevent_get_output(c->bev)) > MTA_OUTPUT_HIGH)
-		c->chunk_waiting = true; /* on_write asks for the next one */
-	else
-		request_chunk(c);
+	body_next(c);
 }
 
 static void start_body(struct mta_conn *c)
@@ -609,7 +675,15 @@ static void start_body(struct mta_conn *c)
 	c->last2[0] = c->last2[1] = 0;
 	c->next_chunk = 0;
 	write_stuffed(c, c->header_block, c->header_len);
-	request_chunk(c);
+	if (c->body0 == NULL) {
+		request_chunk(c);
+		return;
+	}
+	write_stuffed(c, c->body0, c->body0_len);
+	free(c->body0);
+	c->body0 = NULL;
+	c->next_chunk = 1;
+	body_next(c);
 }
 
 /* --- replies --- */
@@ -997,6 +1071,8 @@ static void conn_next_target(struct mta_conn *c)
 			continue;
 		}
 		c->bev = bufferevent_socket_new(c->m->base, fd, BEV_OPT_CLOSE_ON_FREE);
+		/* Bodies go out in writes of up to a chunk, not libevent's 16 KiB. */
+		bufferevent_set_max_single_write(c->bev, QUEUE_CHUNK_SIZE);
 		bufferevent_setcb(c->bev, on_read, on_write, on_event, c);
 		c->tls = c->pipelining = c->eightbit = c->smtputf8 = c->starttls = false;
 		c->size_limit = 0;

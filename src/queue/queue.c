@@ -14,6 +14,7 @@
 #include "core/log.h"
 #include "core/utf8.h"
 #include "core/xmalloc.h"
+#include "dkim/dkim.h"
 #include "queue/queue_worker.h"
 #include "queue/store.h"
 
@@ -576,24 +577,32 @@ static int collect_row(void *arg, const char *key, size_t klen, const char *val,
 	return 0;
 }
 
-static void message_run(struct store *s, const struct store_backend *be, struct worker_job *job)
+/* Worker: reads the metadata value and splits it into JSON and header block;
+ * sets job->rc. */
+static bool meta_read(struct store *s, const struct store_backend *be, struct read_job *r)
 {
-	struct read_job *r = (struct read_job *)job;
+	struct worker_job *job = &r->job;
 	job->rc = be->get(s, STORE_CF_META, r->id, QUEUE_ID_LEN, &r->val, &r->vlen, &job->err);
 	if (job->rc != 1)
-		return;
+		return false;
 	size_t jlen = strnlen(r->val, r->vlen);
 	r->msg.meta = jlen < r->vlen ? json_loadb(r->val, jlen, 0, NULL) : NULL;
-	r->msg.deliveries = json_array();
 	if (r->msg.meta == NULL) {
 		job->rc = -1;
 		job->err = xstrdup("unreadable message metadata");
-		return;
+		return false;
 	}
 	r->msg.header_block = r->val + jlen + 1;
 	r->msg.header_len = r->vlen - jlen - 1;
-	if (be->scan(s, STORE_CF_DLV, r->id, QUEUE_ID_LEN, collect_row, r->msg.deliveries,
-		     &job->err) != 0)
+	return true;
+}
+
+static void message_run(struct store *s, const struct store_backend *be, struct worker_job *job)
+{
+	struct read_job *r = (struct read_job *)job;
+	r->msg.deliveries = json_array();
+	if (meta_read(s, be, r) && be->scan(s, STORE_CF_DLV, r->id, QUEUE_ID_LEN, collect_row,
+					    r->msg.deliveries, &job->err) != 0)
 		job->rc = -1;
 }
 
@@ -601,6 +610,7 @@ static void read_job_free(struct read_job *r)
 {
 	free(r->val);
 	free(r->job.err);
+	free(r->msg.body);
 	json_decref(r->msg.meta);
 	json_decref(r->msg.deliveries);
 	free(r);
@@ -629,6 +639,108 @@ uint64_t queue_message_get(struct queue *q, const char *id, queue_message_cb cb,
 	r->job.req = request_new(q, cb, NULL, arg);
 	worker_submit(q->reader, &r->job);
 	return r->job.req;
+}
+
+/* --- loads for delivery --- */
+
+struct load_job {
+	struct read_job r;
+	unsigned hashes; /* bits 1 << enum dkim_canon */
+	struct dkim_body *hash[2];
+	queue_load_cb cb;
+};
+
+static int hash_chunk(void *arg, const char *key, size_t klen, const char *val, size_t vlen)
+{
+	struct load_job *l = arg;
+	(void)key;
+	if (klen != BODY_KEY_LEN)
+		return 0;
+	for (int i = 0; i < 2; i++)
+		if (l->hash[i] != NULL)
+			dkim_body_update(l->hash[i], val, vlen);
+	return 0;
+}
+
+/* Worker: the body hashes asked for that the metadata lacks. */
+static void load_hashes(struct store *s, const struct store_backend *be, struct load_job *l)
+{
+	static const char *const names[2] = {[DKIM_CANON_SIMPLE] = "bodyHashSimple",
+					      [DKIM_CANON_RELAXED] = "bodyHash"};
+	json_t *dkim = json_object_get(l->r.msg.meta, "dkim");
+	if (!json_is_object(dkim)) {
+		dkim = json_object();
+		json_object_set_new(l->r.msg.meta, "dkim", dkim);
+	}
+	bool any = false;
+	for (int i = 0; i < 2; i++) {
+		if ((l->hashes & (1u << i)) && !json_is_string(json_object_get(dkim, names[i]))) {
+			l->hash[i] = dkim_body_new((enum dkim_canon)i);
+			dkim_body_skip_separator(l->hash[i]);
+			any = true;
+		}
+	}
+	if (!any)
+		return;
+	if (be->scan(s, STORE_CF_BODY, l->r.id, QUEUE_ID_LEN, hash_chunk, l, &l->r.job.err) != 0) {
+		l->r.job.rc = -1;
+		return;
+	}
+	for (int i = 0; i < 2; i++) {
+		if (l->hash[i] == NULL)
+			continue;
+		char hash[45];
+		dkim_body_final(l->hash[i], hash);
+		json_object_set_new(dkim, names[i], json_string(hash));
+	}
+}
+
+static void load_run(struct store *s, const struct store_backend *be, struct worker_job *job)
+{
+	struct load_job *l = (struct load_job *)job;
+	struct read_job *r = &l->r;
+	if (!meta_read(s, be, r))
+		return;
+	char key[BODY_KEY_LEN];
+	body_key(key, r->id, 0);
+	int rc = be->get(s, STORE_CF_BODY, key, BODY_KEY_LEN, &r->msg.body, &r->msg.body_len,
+			 &job->err);
+	if (rc < 0) {
+		job->rc = -1;
+		return;
+	}
+	if (l->hashes != 0)
+		load_hashes(s, be, l);
+}
+
+static void load_done(struct worker_job *job)
+{
+	struct load_job *l = (struct load_job *)job;
+	struct queue *q = job->ctx;
+	struct pending *p = u64map_remove(q->requests, job->req);
+	if (job->rc < 0)
+		log_error("queue_read", "id=%s error=\"%s\"", l->r.id, job->err ? job->err : "?");
+	if (p != NULL)
+		l->cb(p->arg, job->rc, job->rc == 1 ? &l->r.msg : NULL);
+	free(p);
+	for (int i = 0; i < 2; i++)
+		dkim_body_free(l->hash[i]);
+	read_job_free(&l->r);
+}
+
+uint64_t queue_message_load(struct queue *q, const char *id, unsigned hashes, queue_load_cb cb,
+			    void *arg)
+{
+	struct load_job *l = xcalloc(1, sizeof(*l));
+	snprintf(l->r.id, sizeof(l->r.id), "%s", id);
+	l->hashes = hashes & 3u;
+	l->cb = cb;
+	l->r.job.run = load_run;
+	l->r.job.done = load_done;
+	l->r.job.ctx = q;
+	l->r.job.req = request_new(q, NULL, NULL, arg);
+	worker_submit(q->reader, &l->r.job);
+	return l->r.job.req;
 }
 
 static void chunk_run(struct store *s, const struct store_backend *be, struct worker_job *job)

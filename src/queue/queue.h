@@ -119,12 +119,27 @@ struct queue_message {
 	const char *header_block;
 	size_t header_len;
 	json_t *deliveries; /* array of rows, each with "seq" */
+	char *body;         /* queue_message_load: chunk 0 (malloc'ed), or NULL */
+	size_t body_len;
 };
 
 /* rc: 1 found, 0 no such message, -1 store error; msg is NULL unless 1. */
 typedef void (*queue_message_cb)(void *arg, int rc, const struct queue_message *msg);
 /* Reads a message's metadata and delivery rows; returns a request id. */
 uint64_t queue_message_get(struct queue *q, const char *id, queue_message_cb cb, void *arg);
+
+/*
+ * What a delivery needs of a message, in one read: as queue_message_get but
+ * without the delivery rows (`deliveries` is NULL), plus body chunk 0 in
+ * `body`/`body_len` (taken by the callback when it sets `body` to NULL).
+ * `hashes` (bits 1 << enum dkim_canon) asks for DKIM body hashes: each one
+ * the metadata lacks (the message was queued before a key needed it) is
+ * computed from the stored body, on the store's thread, and set in `meta`
+ * ("dkim": "bodyHash" / "bodyHashSimple") for this read only.
+ */
+typedef void (*queue_load_cb)(void *arg, int rc, struct queue_message *msg);
+uint64_t queue_message_load(struct queue *q, const char *id, unsigned hashes, queue_load_cb cb,
+			    void *arg);
 
 /* rc: 1 chunk read, 0 no such chunk (past the end), -1 store error. */
 typedef void (*queue_chunk_cb)(void *arg, int rc, const char *data, size_t len);

@@ -539,6 +539,8 @@ struct smtp_session *smtp_session_new(struct event_base *base, evutil_socket_t f
 		inet_ntop(AF_INET, &((const struct sockaddr_in *)peer)->sin_addr, s->addr,
 			  sizeof(s->addr));
 	s->bev = bufferevent_socket_new(base, fd, BEV_OPT_CLOSE_ON_FREE);
+	/* DATA comes in reads of up to one feed step, not libevent's 16 KiB. */
+	bufferevent_set_max_single_read(s->bev, SMTP_DATA_STEP);
 	s->close_ev = event_new(base, -1, 0, on_close, s);
 	bufferevent_setcb(s->bev, on_read, on_write, on_event, s);
 	uint64_t ms = env->iface->socket_timeout_ms;

@@ -101,6 +101,29 @@ def test_unsigned_without_a_key(signer):
     assert b"DKIM-Signature" not in got
 
 
+@pytest.mark.parametrize("canon", ["relaxed/relaxed", "simple/simple"])
+def test_message_queued_before_its_key_is_signed(tmp_path, dns_server, smtp_sink, zmta, canon):
+    # Queued with no key, so no body hash was made at intake: the delivery
+    # after the restart with a key has the store hash the body.
+    key, txt = keygen(tmp_path, "example.org", "s1")
+    sink = smtp_sink("127.0.0.2")
+    dns_server.set_records({"example.test": {"A": ["127.0.0.2"]}})
+    cfg = relay_config(dns_server, sink.port)
+    cfg["zones"]["default"]["disabled"] = True
+    d = zmta(extra_config=cfg)
+    body = (b"From: a@example.org\r\nTo: r@example.test\r\nSubject: later\r\n\r\n"
+            + b"line  with   spaces \r\n" * 30000 + b"\r\n\r\n")  # two chunks
+    submit(d, body, sender="a@example.org")
+    assert d.stop() == 0
+    cfg["zones"]["default"]["disabled"] = False
+    cfg["dkim"] = {"keys": [{"domain": "example.org", "selector": "s1", "privateKey": str(key),
+                             "canonicalization": canon}]}
+    d = zmta(extra_config=cfg)
+    got = sink.wait_for(1)[-1]["data"]
+    assert verify_all(got, {"s1._domainkey.example.org.": txt}) == ["example.org"]
+    assert "no body hash" not in d.log()
+
+
 def test_long_folded_headers_and_20mb_body(signer):
     d, sink, records = signer()
     subject = b"Subject: " + b" ".join(b"word%d" % i for i in range(120))

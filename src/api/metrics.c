@@ -182,6 +182,22 @@ char *metrics_render(const struct config *cfg, const struct queue *q)
 		emit_label_value(&o, cfg->zones[i].name);
 		emit(&o, "} %lld\n", (long long)(n ? *n : 0));
 	}
+	struct queue_memory_stats ms;
+	queue_memory_stats(q, &ms);
+	emit(&o, "# HELP zonemta_queue_memory_bytes Just-queued messages kept in memory for their "
+		 "first delivery.\n"
+		 "# TYPE zonemta_queue_memory_bytes gauge\n"
+		 "zonemta_queue_memory_bytes %zu\n"
+		 "# HELP zonemta_queue_memory_messages Messages kept in memory for their first "
+		 "delivery.\n"
+		 "# TYPE zonemta_queue_memory_messages gauge\n"
+		 "zonemta_queue_memory_messages %zu\n",
+	     ms.hot_bytes, ms.hot_messages);
+	emit(&o, "# HELP zonemta_delivery_loads_total Messages read for delivery, by where from.\n"
+		 "# TYPE zonemta_delivery_loads_total counter\n"
+		 "zonemta_delivery_loads_total{source=\"memory\"} %llu\n"
+		 "zonemta_delivery_loads_total{source=\"store\"} %llu\n",
+	     (unsigned long long)ms.loads_hot, (unsigned long long)ms.loads_store);
 	emit_histogram(&o, "zonemta_store_commit_seconds",
 		       "Time from a message's commit request to its durable write.", &commit_hist);
 	emit_histogram(&o, "zonemta_dns_lookup_seconds", "Time to resolve a destination domain.",

@@ -39,6 +39,13 @@ struct queue {
 	struct strmap *remaining; /* id → remaining_pack(deliveries left, body chunks) */
 	queue_delivery_hook hook;
 	void *hook_arg;
+	/* messages just committed, whole (see "hot messages" below) */
+	struct strmap *hot;               /* id → struct hot_msg */
+	struct hot_msg *hot_old, *hot_new; /* FIFO: oldest first */
+	size_t hot_bytes;
+	struct load_job *hot_ready;       /* loads answered from it, to call back */
+	uint64_t loads_hot, loads_store;
+	struct event *hot_ev;
 };
 
 /*
@@ -208,6 +215,14 @@ uint64_t queue_processed(const struct queue *q)
 	return q->processed;
 }
 
+void queue_memory_stats(const struct queue *q, struct queue_memory_stats *st)
+{
+	st->hot_messages = strmap_count(q->hot);
+	st->hot_bytes = q->hot_bytes;
+	st->loads_hot = q->loads_hot;
+	st->loads_store = q->loads_store;
+}
+
 /* --- ids --- */
 
 void queue_id_new(struct queue *q, char id[QUEUE_ID_LEN + 1])
@@ -330,6 +345,8 @@ void queue_body_free(struct queue_body *b)
 struct commit_job {
 	struct write_job w;
 	uintptr_t chunks;     /* body chunks of the message */
+	int body_op;          /* the op that writes chunk 0, or -1 */
+	int meta_op;
 	int64_t submitted_us; /* for the commit latency histogram */
 	char id[QUEUE_ID_LEN + 1];
 	/* what the scheduler and counters learn once durable */
@@ -339,6 +356,60 @@ struct commit_job {
 	size_t ndlv;
 };
 
+/* --- hot messages ---
+ *
+ * A message that fits one chunk stays in memory, as written, from its
+ * commit until it is finished or HOT_MAX_BYTES of newer ones push it out:
+ * its first delivery, usually a few milliseconds later, then reads neither
+ * the store nor a worker thread.  What is kept is exactly what the synced
+ * write stored, so an answer from here equals one from the store.
+ */
+#define HOT_MAX_BYTES (16 << 20)
+
+struct hot_msg {
+	char id[QUEUE_ID_LEN + 1];
+	char *meta; /* the stored metadata value: JSON, NUL, header block */
+	size_t meta_len;
+	char *body; /* chunk 0, the whole body */
+	size_t body_len;
+	struct hot_msg *prev, *next; /* FIFO, newest at hot_new */
+};
+
+static void hot_drop(struct queue *q, struct hot_msg *h)
+{
+	if (h == NULL)
+		return;
+	strmap_remove(q->hot, h->id);
+	*(h->prev ? &h->prev->next : &q->hot_old) = h->next;
+	*(h->next ? &h->next->prev : &q->hot_new) = h->prev;
+	q->hot_bytes -= h->meta_len + h->body_len;
+	free(h->meta);
+	free(h->body);
+	free(h);
+}
+
+/* Takes the body and metadata values out of a committed job. */
+static void hot_add(struct queue *q, struct commit_job *c)
+{
+	struct store_op *body = &c->w.job.ops[c->body_op], *meta = &c->w.job.ops[c->meta_op];
+	if (body->vlen + meta->vlen > HOT_MAX_BYTES / 4)
+		return;
+	struct hot_msg *h = xcalloc(1, sizeof(*h));
+	memcpy(h->id, c->id, sizeof(h->id));
+	h->meta = (char *)meta->val;
+	h->meta_len = meta->vlen;
+	h->body = (char *)body->val;
+	h->body_len = body->vlen;
+	meta->val = body->val = NULL; /* now ours: write_job_free skips them */
+	h->prev = q->hot_new;
+	*(q->hot_new ? &q->hot_new->next : &q->hot_old) = h;
+	q->hot_new = h;
+	q->hot_bytes += h->meta_len + h->body_len;
+	strmap_put(q->hot, h->id, h);
+	while (q->hot_bytes > HOT_MAX_BYTES)
+		hot_drop(q, q->hot_old);
+}
+
 static void commit_done(struct worker_job *job)
 {
 	struct commit_job *c = (struct commit_job *)job;
@@ -347,6 +418,8 @@ static void commit_done(struct worker_job *job)
 	metrics_observe_commit((double)(mono_us() - c->submitted_us) / 1e6);
 	if (rc == 0) {
 		strmap_put(q->remaining, c->id, remaining_pack(c->ndlv, c->chunks + 1));
+		if (c->body_op >= 0)
+			hot_add(q, c);
 		for (size_t i = 0; i < c->ndlv; i++) {
 			counts_add(q, c->zones[i], c->domains[i], 1, 0);
 			struct queue_delivery_row row = {c->id,	       (unsigned)(i + 1),
@@ -417,6 +490,7 @@ void queue_message_commit(struct queue_body *b, json_t *meta, const char *header
 	memcpy(c->id, b->id, sizeof(c->id));
 
 	size_t n = 0;
+	c->body_op = b->chunks_sent == 0 ? 0 : -1;
 	if (b->fill > 0 || b->chunks_sent == 0) {
 		char *key = xmalloc(BODY_KEY_LEN);
 		body_key(key, b->id, b->chunks_sent++);
@@ -435,6 +509,7 @@ void queue_message_commit(struct queue_body *b, json_t *meta, const char *header
 	memcpy(mval, json, jlen + 1);
 	memcpy(mval + jlen + 1, header_block, header_len);
 	free(json);
+	c->meta_op = (int)n;
 	ops[n++] = (struct store_op){STORE_PUT, STORE_CF_META, xstrndup(b->id, QUEUE_ID_LEN),
 				     QUEUE_ID_LEN, mval, mlen};
 	int64_t created = now_ms();
@@ -489,6 +564,7 @@ void queue_delivery_finish(struct queue *q, const char *id, unsigned seq, const 
 	if (left <= 1) {
 		/* The last delivery: the message goes with it. */
 		strmap_remove(q->remaining, id);
+		hot_drop(q, strmap_get(q->hot, id));
 		write_job_add(w, STORE_DELETE, STORE_CF_META, xstrndup(id, QUEUE_ID_LEN),
 			      QUEUE_ID_LEN, NULL, 0);
 		if (chunks1 >= 1 && chunks1 - 1 <= POINT_DELETE_MAX) {
@@ -648,6 +724,7 @@ struct load_job {
 	unsigned hashes; /* bits 1 << enum dkim_canon */
 	struct dkim_body *hash[2];
 	queue_load_cb cb;
+	struct load_job *next_ready; /* answered from memory: q->hot_ready */
 };
 
 static int hash_chunk(void *arg, const char *key, size_t klen, const char *val, size_t vlen)
@@ -728,6 +805,70 @@ static void load_done(struct worker_job *job)
 	read_job_free(&l->r);
 }
 
+static void hot_answer(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	struct queue *q = arg;
+	struct load_job *ready = q->hot_ready;
+	q->hot_ready = NULL;
+	while (ready != NULL) {
+		struct load_job *next = ready->next_ready;
+		load_done(&ready->r.job);
+		ready = next;
+	}
+}
+
+/* Answers a load from memory when the message is hot; false if not. */
+static bool hot_load(struct queue *q, struct load_job *l)
+{
+	struct hot_msg *h = strmap_get(q->hot, l->r.id);
+	if (h == NULL || l->hashes != 0)
+		return false;
+	struct read_job *r = &l->r;
+	size_t jlen = strnlen(h->meta, h->meta_len);
+	r->msg.meta = json_loadb(h->meta, jlen, 0, NULL);
+	if (r->msg.meta == NULL)
+		return false; /* not reached: we wrote it; the store path reports it */
+	r->val = xmalloc(h->meta_len - jlen);
+	memcpy(r->val, h->meta + jlen + 1, h->meta_len - jlen - 1);
+	r->msg.header_block = r->val;
+	r->msg.header_len = h->meta_len - jlen - 1;
+	if (remaining_left(strmap_get(q->remaining, h->id)) <= 1) {
+		/* The only delivery left: it takes the body. */
+		r->msg.body = h->body;
+		r->msg.body_len = h->body_len;
+		h->body = NULL;
+		q->hot_bytes -= h->body_len;
+		h->body_len = 0;
+		hot_drop(q, h);
+	} else {
+		r->msg.body = xmalloc(h->body_len ? h->body_len : 1);
+		memcpy(r->msg.body, h->body, h->body_len);
+		r->msg.body_len = h->body_len;
+	}
+	r->job.rc = 1;
+	l->next_ready = q->hot_ready;
+	q->hot_ready = l;
+	event_active(q->hot_ev, EV_READ, 0);
+	return true;
+}
+
+static void hot_free_all(struct queue *q)
+{
+	while (q->hot_old != NULL)
+		hot_drop(q, q->hot_old);
+	strmap_free(q->hot);
+	/* Answers not given yet are dropped: nobody waits for them any more. */
+	while (q->hot_ready != NULL) {
+		struct load_job *next = q->hot_ready->next_ready;
+		free(u64map_remove(q->requests, q->hot_ready->r.job.req));
+		read_job_free(&q->hot_ready->r);
+		q->hot_ready = next;
+	}
+	event_free(q->hot_ev);
+}
+
 uint64_t queue_message_load(struct queue *q, const char *id, unsigned hashes, queue_load_cb cb,
 			    void *arg)
 {
@@ -739,7 +880,12 @@ uint64_t queue_message_load(struct queue *q, const char *id, unsigned hashes, qu
 	l->r.job.done = load_done;
 	l->r.job.ctx = q;
 	l->r.job.req = request_new(q, NULL, NULL, arg);
-	worker_submit(q->reader, &l->r.job);
+	if (hot_load(q, l)) {
+		q->loads_hot++;
+	} else {
+		q->loads_store++;
+		worker_submit(q->reader, &l->r.job);
+	}
 	return l->r.job.req;
 }
 
@@ -1051,6 +1197,8 @@ struct queue *queue_open(struct event_base *base, const char *dir, uint64_t min_
 		queue_close(q);
 		return NULL;
 	}
+	q->hot = strmap_new();
+	q->hot_ev = event_new(base, -1, 0, hot_answer, q);
 	q->writer = worker_start(base, q->store, q->be, true, dir, min_free_space);
 	q->reader = worker_start(base, q->store, q->be, false, dir, 0);
 	return q;
@@ -1064,6 +1212,8 @@ void queue_close(struct queue *q)
 		worker_stop(q->writer);
 	if (q->reader)
 		worker_stop(q->reader);
+	if (q->hot != NULL)
+		hot_free_all(q);
 	q->be->close(q->store);
 	size_t pos = 0;
 	uint64_t key;

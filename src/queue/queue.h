@@ -182,4 +182,13 @@ const struct queue_counts *queue_zone_counts(const struct queue *q, const char *
 /* Deliveries finished (delivered or bounced) since start. */
 uint64_t queue_processed(const struct queue *q);
 
+/* Messages kept in memory after their commit for their first delivery, and
+ * where delivery loads were answered from since start. */
+struct queue_memory_stats {
+	size_t hot_messages;
+	size_t hot_bytes;
+	uint64_t loads_hot, loads_store;
+};
+void queue_memory_stats(const struct queue *q, struct queue_memory_stats *st);
+
 #endif

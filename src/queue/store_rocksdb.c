@@ -20,6 +20,8 @@ static const char *const cf_names[STORE_CF_COUNT + 1] = {"meta", "body", "dlv", 
 #define BODY_WRITE_BUFFER (8 << 20)
 #define OTHER_WRITE_BUFFER (16 << 20)
 #define ALL_WRITE_BUFFERS (40 << 20)
+#define MAX_TOTAL_WAL (64 << 20)
+#define WAL_RECYCLE 4
 
 struct store {
 	rocksdb_t *db;
@@ -72,6 +74,14 @@ static struct store *rdb_open(const char *dir, bool *corrupt, char **err)
 	rocksdb_options_increase_parallelism(s->opts, 2);
 	rocksdb_options_set_compression(s->opts, rocksdb_lz4_compression);
 	rocksdb_options_set_db_write_buffer_size(s->opts, ALL_WRITE_BUFFERS);
+	/* Bodies pass through the WAL, and a WAL file lives until every column
+	 * family's data in it is flushed: the small meta and dlv memtables
+	 * would keep hundreds of MB of body WAL alive.  Past this size they
+	 * are flushed, so old WAL files go (and recovery has less to replay). */
+	rocksdb_options_set_max_total_wal_size(s->opts, MAX_TOTAL_WAL);
+	/* Reuse finished WAL files instead of creating new ones: writing over
+	 * pages already allocated costs less than growing a fresh file. */
+	rocksdb_options_set_recycle_log_file_num(s->opts, WAL_RECYCLE);
 	rocksdb_options_set_write_buffer_size(s->opts, OTHER_WRITE_BUFFER);
 	s->body_opts = rocksdb_options_create_copy(s->opts);
 	rocksdb_options_set_write_buffer_size(s->body_opts, BODY_WRITE_BUFFER);

@@ -776,6 +776,56 @@ def test_queued_paging_keeps_every_delivery_of_multi_recipient_messages(zmta):
 
 # ---- 6. /metrics -----------------------------------------------------------
 
+def test_just_queued_messages_deliver_from_memory_within_its_bound(dns_server, smtp_sink, zmta):
+    sink = smtp_sink("127.0.0.2")
+    dns_server.set_records({"example.test": {"A": ["127.0.0.2"]},
+                            "other.test": {"A": ["127.0.0.2"]}})
+    held = {"recipientDomains": ["held.test"], "disabled": True}
+    cfg = relay_config(dns_server, sink.port, zones={"held": held})
+    d = zmta(extra_config=cfg)
+
+    def loads():
+        samples = metrics(d)[0]
+        return tuple(sample(samples, "zonemta_delivery_loads_total", source=s)
+                     for s in ("memory", "store"))
+
+    # Fresh messages, one with two destinations (two loads): all from memory,
+    # and each delivered intact.
+    bodies = [b"Subject: m%d\r\n\r\n" % i + b"line %d\r\n" % i * 2000 for i in range(3)]
+    submit(d, bodies[0], rcpts=("a@example.test",))
+    submit(d, bodies[1], rcpts=("b@example.test",))
+    submit(d, bodies[2], rcpts=("c@example.test", "d@other.test"))
+    got = sink.wait_for(4)
+    assert sorted(m["data"].split(b"\r\n\r\n", 1)[1] for m in got) == \
+        sorted([bodies[0].split(b"\r\n\r\n", 1)[1], bodies[1].split(b"\r\n\r\n", 1)[1]]
+               + [bodies[2].split(b"\r\n\r\n", 1)[1]] * 2)
+    wait_delivered(d, 4)
+    assert loads() == (4, 0)
+    samples = metrics(d)[0]
+    assert sample(samples, "zonemta_queue_memory_messages") == 0
+    assert sample(samples, "zonemta_queue_memory_bytes") == 0
+
+    # 24 MB of held mail: memory keeps at most 16 MiB of it, the newest.
+    chunk = b"Subject: held\r\n\r\n" + b"h" * 998 + b"\r\n"
+    for i in range(120):
+        submit(d, chunk * 200, rcpts=(f"r{i}@held.test",))
+    samples = metrics(d)[0]
+    kept = sample(samples, "zonemta_queue_memory_bytes")
+    assert 12 << 20 < kept <= 16 << 20
+    assert 60 < sample(samples, "zonemta_queue_memory_messages") < 120
+
+    # After a restart, nothing is in memory: deliveries read the store.
+    assert d.stop() == 0
+    cfg["zones"]["held"]["disabled"] = False
+    dns_server.set_records({"example.test": {"A": ["127.0.0.2"]},
+                            "held.test": {"A": ["127.0.0.2"]}})
+    d = zmta(extra_config=cfg)
+    sink.wait_for(4 + 120, timeout=60)
+    wait_delivered(d, 120, zone="held", timeout=60)
+    assert loads() == (0, 120)
+    assert all(m["data"].endswith(b"h" * 998 + b"\r\n") for m in sink.messages()[4:])
+
+
 def test_metrics_follow_sends_and_deliveries(dns_server, smtp_sink, zmta):
     sink = smtp_sink("127.0.0.2", script={"recipients": {
         "grey@example.test": {"rcpt": {"reply": "451 4.7.1 Greylisted", "times": 1}},

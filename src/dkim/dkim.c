@@ -208,6 +208,48 @@ static size_t ordinary_run(const unsigned char *p, size_t n, bool relaxed)
 	return i;
 }
 
+/*
+ * The longest prefix of p[0..n) that canonicalizes to itself from a state
+ * where nothing is held: ordinary bytes, and CRLFs that end a line with
+ * content.  *in_line says whether the line in progress has content, before
+ * and after.  Stops before WSP (relaxed), a bare CR or LF, an empty line
+ * (held back in case the body ends there) and a CR that ends the input.
+ */
+static size_t verbatim_prefix(const char *p, size_t n, bool relaxed, bool *in_line)
+{
+	size_t i = 0, good = 0;
+	bool line = *in_line;
+	while (i < n) {
+		size_t r = ordinary_run((const unsigned char *)p + i, n - i, relaxed);
+		if (r > 0) {
+			i += r;
+			line = true;
+		} else if (line && p[i] == '\r' && i + 1 < n && p[i + 1] == '\n') {
+			i += 2;
+			line = false;
+		} else {
+			break;
+		}
+		good = i;
+		*in_line = line;
+	}
+	return good;
+}
+
+/* Hashes bytes that need no canonicalization: long runs straight from the
+ * input, short ones through the buffer (one digest call per few KiB). */
+static void body_verbatim(struct dkim_body *b, const char *p, size_t n)
+{
+	if (n < sizeof(b->out) / 4) {
+		body_emit(b, p, n);
+		return;
+	}
+	body_flush(b);
+	if (EVP_DigestUpdate(b->md, p, n) != 1)
+		fatal("dkim: EVP_DigestUpdate failed");
+	b->any = true;
+}
+
 void dkim_body_skip_separator(struct dkim_body *b)
 {
 	b->separator = -1;
@@ -222,6 +264,14 @@ void dkim_body_update(struct dkim_body *b, const char *data, size_t len)
 	for (; b->separator > 0 && p < end; b->separator--)
 		p++;
 	while (p < end) {
+		if (!b->cr && !b->wsp && b->empty == 0) {
+			size_t n = verbatim_prefix(p, (size_t)(end - p), b->relaxed, &b->in_line);
+			if (n > 0) {
+				body_verbatim(b, p, n);
+				p += n;
+				continue;
+			}
+		}
 		if (b->cr) {
 			b->cr = false;
 			if (*p == '\n') {

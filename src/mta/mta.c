@@ -37,6 +37,8 @@
 #define MTA_COMMAND_TIMEOUT_S 300
 /* Stop reading the store while this much of the message waits to be sent. */
 #define MTA_OUTPUT_HIGH (512 * 1024)
+/* Body pieces at least this long are sent from their buffer, not copied. */
+#define MTA_REFERENCE_MIN 4096
 
 enum mta_state {
 	MTA_RESOLVING,
@@ -592,10 +594,27 @@ static void start_transaction(struct mta_conn *c)
 
 /* --- the message body --- */
 
-/* Writes message bytes with dot-stuffing (RFC 5321 4.5.2). */
-static void write_stuffed(struct mta_conn *c, const char *data, size_t len)
+static void release_owned(const void *data, size_t len, void *owned)
+{
+	(void)data;
+	(void)len;
+	free(owned);
+}
+
+/*
+ * Writes message bytes with dot-stuffing (RFC 5321 4.5.2).  `owned`, when
+ * not NULL, is the malloc'ed buffer holding data, handed over: what follows
+ * the last stuffed dot is then queued by reference instead of copied.
+ */
+static void write_stuffed(struct mta_conn *c, const char *data, size_t len, char *owned)
 {
 	struct evbuffer *out = bufferevent_get_output(c->bev);
+	if (len >= 2) {
+		memcpy(c->last2, data + len - 2, 2);
+	} else if (len == 1) {
+		c->last2[0] = c->last2[1];
+		c->last2[1] = data[0];
+	}
 	size_t start = 0, i = 0; /* data[start..i) is checked, not yet added */
 	while (i < len) {
 		if (c->bol && data[i] == '.') {
@@ -608,12 +627,11 @@ static void write_stuffed(struct mta_conn *c, const char *data, size_t len)
 		c->bol = lf != NULL;
 		i = lf ? (size_t)(lf - data) + 1 : len;
 	}
-	evbuffer_add(out, data + start, len - start);
-	if (len >= 2) {
-		memcpy(c->last2, data + len - 2, 2);
-	} else if (len == 1) {
-		c->last2[0] = c->last2[1];
-		c->last2[1] = data[0];
+	if (owned != NULL && len - start >= MTA_REFERENCE_MIN) {
+		evbuffer_add_reference(out, data + start, len - start, release_owned, owned);
+	} else {
+		evbuffer_add(out, data + start, len - start);
+		free(owned);
 	}
 }
 
@@ -664,7 +682,7 @@ static void chunk_read(void *arg, int rc, const char *data, size_t len)
 		body_end(c); /* the size was not recorded: the end is the first missing chunk */
 		return;
 	}
-	write_stuffed(c, data, len);
+	write_stuffed(c, data, len, NULL);
 	body_next(c);
 }
 
@@ -674,13 +692,12 @@ static void start_body(struct mta_conn *c)
 	c->bol = true;
 	c->last2[0] = c->last2[1] = 0;
 	c->next_chunk = 0;
-	write_stuffed(c, c->header_block, c->header_len);
+	write_stuffed(c, c->header_block, c->header_len, NULL);
 	if (c->body0 == NULL) {
 		request_chunk(c);
 		return;
 	}
-	write_stuffed(c, c->body0, c->body0_len);
-	free(c->body0);
+	write_stuffed(c, c->body0, c->body0_len, c->body0);
 	c->body0 = NULL;
 	c->next_chunk = 1;
 	body_next(c);

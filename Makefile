@@ -38,7 +38,7 @@ asan: deps
 	@bash scripts/test.sh $(ASAN_BUILD)
 
 bench: build
-	@QUICK=$(QUICK) bash bench/run.sh $(BUILD)
+	@QUICK=$(QUICK) ITEMS="$(ITEMS)" bash bench/run.sh $(BUILD)
 
 fuzz: deps
 	@CC=clang cmake -S . -B $(FUZZ_BUILD) -DCMAKE_BUILD_TYPE=Debug -DZMTA_FUZZ=ON >/dev/null

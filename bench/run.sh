@@ -19,6 +19,7 @@
 # Prints each figure as it is measured, then a table with the ratios
 # zone-mta / Postfix and the issue's targets.  Exits 0 when everything ran
 # (whether or not the targets are met), 1 when something failed to run.
+# ITEMS="2 3" runs only those items.
 # BENCH_TMPDIR chooses where the temp folder goes (default /var/tmp, a
 # disk: on tmpfs fsync would cost nothing); BENCH_KEEP=1 keeps it.
 set -uo pipefail
@@ -280,7 +281,9 @@ sink_start || die "could not start smtp-sink"
 log "peers: dnsmasq on 127.0.0.1:$DNS_PORT (pid $DNS_PID), smtp-sink on 127.0.0.1:$SINK_PORT (pid $SINK_PID)"
 
 failed=()
-for item in item1 item2 item3 item4 item5; do
+for n in ${ITEMS:-1 2 3 4 5}; do
+  item=item$n
+  [ "$(type -t "$item")" = function ] || die "ITEMS: no item $n (the items are 1 to 5)"
   if ! "$item"; then
     warn "$item failed to run (in part or whole)"
     failed+=("$item")

@@ -521,14 +521,14 @@ static void message_loaded(void *arg, int rc, struct queue_message *msg)
 	c->body0 = msg->body;
 	c->body0_len = msg->body_len;
 	msg->body = NULL;
-	/* A body of n bytes is max(1, ceil(n / QUEUE_CHUNK_SIZE)) chunks. */
+	/* A body of n bytes is max(1, ceil(n / QUEUE_CHUNK_SIZE)) chunks; without
+	 * its size, reading goes on until a chunk is missing. */
 	json_t *size = json_object_get(c->meta, "bodySize");
-	c->nchunks = json_is_integer(size) && json_integer_value(size) >= 0
-			     ? (uint32_t)(((uint64_t)json_integer_value(size) + QUEUE_CHUNK_SIZE - 1) /
-					  QUEUE_CHUNK_SIZE)
-			     : 0;
-	if (json_is_integer(size) && c->nchunks == 0)
-		c->nchunks = 1;
+	c->nchunks = 0;
+	if (json_is_integer(size) && json_integer_value(size) >= 0) {
+		uint64_t n = (uint64_t)json_integer_value(size);
+		c->nchunks = n == 0 ? 1 : (uint32_t)((n + QUEUE_CHUNK_SIZE - 1) / QUEUE_CHUNK_SIZE);
+	}
 	if (!start_signing(c))
 		send_envelope(c);
 }

@@ -1,7 +1,8 @@
 /*
  * DKIM (RFC 6376, RFC 8463 for ed25519): the body hash computed while a
  * message streams in, and signatures made at delivery from the stored hash
- * and the final header block, so signing never re-reads the body.
+ * and the final header block, so signing does not re-read the body (unless
+ * the message was queued before a key needed its hash: queue_message_load).
  *
  * Thread-safety: a struct dkim_body is used by one thread at a time;
  * dkim_sign() touches only its arguments, so crypto worker threads may run

@@ -66,12 +66,11 @@ struct ingest *ingest_new(struct queue *q, const struct config *cfg, void (*on_d
 	in->received_ms = now_ms();
 	/* Only the hashes a configured key will sign with; any other is made at
 	 * delivery if a key appears by then (queue_message_load). */
-	if (cfg->dkim_enabled) {
-		if (config_dkim_canons(cfg) & (1u << DKIM_CANON_RELAXED))
-			in->hash_relaxed = body_hash_new(DKIM_CANON_RELAXED);
-		if (config_dkim_canons(cfg) & (1u << DKIM_CANON_SIMPLE))
-			in->hash_simple = body_hash_new(DKIM_CANON_SIMPLE);
-	}
+	unsigned canons = cfg->dkim_enabled ? config_dkim_canons(cfg) : 0;
+	if (canons & (1u << DKIM_CANON_RELAXED))
+		in->hash_relaxed = body_hash_new(DKIM_CANON_RELAXED);
+	if (canons & (1u << DKIM_CANON_SIMPLE))
+		in->hash_simple = body_hash_new(DKIM_CANON_SIMPLE);
 	return in;
 }
 

@@ -653,24 +653,28 @@ static int collect_row(void *arg, const char *key, size_t klen, const char *val,
 	return 0;
 }
 
-/* Worker: reads the metadata value and splits it into JSON and header block;
- * sets job->rc. */
-static bool meta_read(struct store *s, const struct store_backend *be, struct read_job *r)
+/* Splits the metadata value in r->val into JSON and header block; false
+ * (job->rc -1) when the JSON is unreadable. */
+static bool meta_split(struct read_job *r)
 {
-	struct worker_job *job = &r->job;
-	job->rc = be->get(s, STORE_CF_META, r->id, QUEUE_ID_LEN, &r->val, &r->vlen, &job->err);
-	if (job->rc != 1)
-		return false;
 	size_t jlen = strnlen(r->val, r->vlen);
 	r->msg.meta = jlen < r->vlen ? json_loadb(r->val, jlen, 0, NULL) : NULL;
 	if (r->msg.meta == NULL) {
-		job->rc = -1;
-		job->err = xstrdup("unreadable message metadata");
+		r->job.rc = -1;
+		r->job.err = xstrdup("unreadable message metadata");
 		return false;
 	}
 	r->msg.header_block = r->val + jlen + 1;
 	r->msg.header_len = r->vlen - jlen - 1;
 	return true;
+}
+
+/* Worker: reads the metadata value and splits it; sets job->rc. */
+static bool meta_read(struct store *s, const struct store_backend *be, struct read_job *r)
+{
+	struct worker_job *job = &r->job;
+	job->rc = be->get(s, STORE_CF_META, r->id, QUEUE_ID_LEN, &r->val, &r->vlen, &job->err);
+	return job->rc == 1 && meta_split(r);
 }
 
 static void message_run(struct store *s, const struct store_backend *be, struct worker_job *job)
@@ -826,14 +830,18 @@ static bool hot_load(struct queue *q, struct load_job *l)
 	if (h == NULL || l->hashes != 0)
 		return false;
 	struct read_job *r = &l->r;
-	size_t jlen = strnlen(h->meta, h->meta_len);
-	r->msg.meta = json_loadb(h->meta, jlen, 0, NULL);
-	if (r->msg.meta == NULL)
-		return false; /* not reached: we wrote it; the store path reports it */
-	r->val = xmalloc(h->meta_len - jlen);
-	memcpy(r->val, h->meta + jlen + 1, h->meta_len - jlen - 1);
-	r->msg.header_block = r->val;
-	r->msg.header_len = h->meta_len - jlen - 1;
+	r->val = xmalloc(h->meta_len);
+	memcpy(r->val, h->meta, h->meta_len);
+	r->vlen = h->meta_len;
+	if (!meta_split(r)) {
+		/* Not reached (we wrote it): leave it to the store path to report. */
+		free(r->val);
+		free(r->job.err);
+		r->val = r->job.err = NULL;
+		r->vlen = 0;
+		r->job.rc = 0;
+		return false;
+	}
 	if (remaining_left(strmap_get(q->remaining, h->id)) <= 1) {
 		/* The only delivery left: it takes the body. */
 		r->msg.body = h->body;

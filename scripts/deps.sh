@@ -9,7 +9,7 @@ set -euo pipefail
 build_pkgs=(
   build-essential cmake pkg-config clang
   libevent-dev libssl-dev libfyaml-dev libjansson-dev librocksdb-dev
-  libunbound-dev libcmocka-dev libpcre2-dev libgmime-3.0-dev
+  libunbound-dev libcmocka-dev libpcre2-dev libgmime-3.0-dev libidn2-dev
 )
 # Tests: real peers on loopback.  dnsmasq-base is the bare binary (the
 # dnsmasq package would start a system service on port 53).

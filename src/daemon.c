@@ -20,6 +20,7 @@
 #include "bounce/rules.h"
 #include "mta/dns.h"
 #include "mta/mta.h"
+#include "outcome/outcome.h"
 #include "queue/queue.h"
 #include "sched/sched.h"
 #include "smtp/smtp_server.h"
@@ -37,6 +38,7 @@ struct daemon {
 	struct queue *queue;
 	struct dns *dns;
 	struct bounce_rules *rules;
+	struct outcome *outcome;
 	struct mta *mta;
 	struct sched *sched;
 	struct workpool *crypto;
@@ -223,9 +225,13 @@ static void on_stop_signal(evutil_socket_t sig, short what, void *arg)
 	struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
 	d->stop_timer = evtimer_new(d->base, on_stop_timeout, d);
 	evtimer_add(d->stop_timer, &tv);
-	d->draining = d->n_smtp + 1;
+	/* No new deliveries; those waiting for the reply to their final dot
+	 * get it (within shutdownTimeout), so a stop makes no duplicate. */
+	sched_stop(d->sched);
+	d->draining = d->n_smtp + 2;
 	for (size_t i = 0; i < d->n_smtp; i++)
 		smtp_server_shutdown(d->smtp[i], on_server_drained, d);
+	mta_shutdown(d->mta, on_server_drained, d);
 	on_server_drained(d);
 }
 
@@ -269,7 +275,7 @@ static void reload_bounce_rules(struct daemon *d, const struct config *cfg)
 		free(err);
 		return;
 	}
-	bounce_rules_free((struct bounce_rules *)mta_set_rules(d->mta, rules));
+	bounce_rules_free((struct bounce_rules *)outcome_set_rules(d->outcome, rules));
 	d->rules = rules;
 	log_info("reload", "bounce_rules=%s count=%zu", cfg->bounce_rules ? cfg->bounce_rules : "built-in",
 		 bounce_rules_count(rules));
@@ -327,7 +333,8 @@ static int delivery_setup(struct daemon *d, char **err)
 	}
 	/* DKIM signatures are ~1 ms each (RSA): never on the loop. */
 	d->crypto = workpool_new(d->base, 2);
-	d->mta = mta_new(d->base, cfg, d->dns, d->rules, d->crypto);
+	d->outcome = outcome_new(cfg, d->rules);
+	d->mta = mta_new(d->base, cfg, d->dns, d->outcome, d->crypto);
 	d->sched = sched_new(d->base, cfg, mta_start, d->mta);
 	return 0;
 }
@@ -386,12 +393,12 @@ static int daemon_start(struct daemon *d, char **err)
 			      on_stored_delivery, d->sched, err);
 	if (d->queue == NULL)
 		return -1;
-	sched_set_queue(d->sched, d->queue);
+	outcome_attach(d->outcome, d->sched, d->queue);
 	mta_attach(d->mta, d->sched, d->queue);
 	for (size_t i = 0; i < d->n_smtp; i++)
 		smtp_server_start(d->smtp[i], d->queue);
 	if (d->api != NULL)
-		api_set_queue(d->api, d->queue, d->sched);
+		api_set_queue(d->api, d->queue, d->sched, d->outcome);
 
 	d->sig_term = evsignal_new(d->base, SIGTERM, on_stop_signal, d);
 	d->sig_int = evsignal_new(d->base, SIGINT, on_stop_signal, d);
@@ -436,6 +443,7 @@ int daemon_run(const struct config_source *src, struct config *cfg)
 	mta_free(d.mta);
 	queue_close(d.queue);
 	sched_free(d.sched);
+	outcome_free(d.outcome);
 	dns_free(d.dns);
 	bounce_rules_free(d.rules);
 	if (d.stop_timer)

@@ -164,10 +164,12 @@ static void api_dispatch(struct evhttp_request *req, void *arg)
 	free(path);
 }
 
-void api_set_queue(struct api *api, struct queue *queue, struct sched *sched)
+void api_set_queue(struct api *api, struct queue *queue, struct sched *sched,
+		   struct outcome *outcome)
 {
 	api->queue = queue;
 	api->sched = sched;
+	api->outcome = outcome;
 }
 
 void api_reply_field_error(struct evhttp_request *req, int status, const char *field,

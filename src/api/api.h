@@ -22,9 +22,12 @@ struct api;
  */
 struct api *api_new(struct event_base *base, const struct config *cfg, char **err);
 struct sched;
+struct outcome;
 /* The queue and scheduler the API works on; set before the loop runs, they
  * must outlive the API. */
-void api_set_queue(struct api *api, struct queue *queue, struct sched *sched);
+/* The queue, the scheduler (retries) and the outcome stage (deletes). */
+void api_set_queue(struct api *api, struct queue *queue, struct sched *sched,
+		   struct outcome *outcome);
 /* Stops listening and closes open API connections.  Accepts NULL. */
 void api_free(struct api *api);
 

@@ -9,12 +9,14 @@
 #define API_MAX_PARAMS 4
 
 struct sched;
+struct outcome;
 
 struct api {
 	struct evhttp *http;
 	const struct config *cfg;
 	struct queue *queue;
 	struct sched *sched;
+	struct outcome *outcome;
 	struct timespec started; /* CLOCK_MONOTONIC */
 	time_t started_wall;
 };

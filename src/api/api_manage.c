@@ -16,6 +16,7 @@
 #include "api/api_internal.h"
 #include "api/metrics.h"
 #include "core/xmalloc.h"
+#include "outcome/outcome.h"
 #include "sched/sched.h"
 
 #define PAGE_DEFAULT 100
@@ -149,7 +150,7 @@ void route_delete(struct api *api, struct evhttp_request *req, const struct api_
 		api_reply_error(req, HTTP_BADREQUEST, "invalid queue id or seq");
 		return;
 	}
-	size_t n = sched_delete(api->sched, id, seq);
+	size_t n = outcome_delete(api->outcome, id, seq);
 	if (n == 0) {
 		api_reply_error(req, HTTP_NOTFOUND, "no such delivery");
 		return;

@@ -112,7 +112,6 @@ static void submit(struct api *api, struct evhttp_request *req, const char *data
 		.rcpts = rcpts,
 		.nrcpts = nrcpts,
 		.allow_routing_headers = api->cfg->api.allow_routing_headers,
-		.eight_bit = true,
 		.received_by = api->cfg->hostname,
 	};
 	ingest_finish(s->ingest, &env, queued, s);
@@ -187,19 +186,27 @@ static size_t header_values(const struct header_list *h, const char *key, const 
 	return n;
 }
 
-/* A copy with every bare LF made CRLF: mail travels with CRLF line ends
- * (RFC 5322 2.3), whatever an HTTP client sent. */
+/* A copy with every bare LF and every bare CR made CRLF: mail travels with
+ * CRLF line ends (RFC 5322 2.3), whatever an HTTP client sent, and a lone
+ * CR must never reach a receiver that ends lines at CR (SMTP smuggling). */
 static char *crlf_lines(const char *s, size_t len, size_t *out_len)
 {
 	size_t extra = 0;
 	for (size_t i = 0; i < len; i++)
-		extra += s[i] == '\n' && (i == 0 || s[i - 1] != '\r');
+		extra += (s[i] == '\n' && (i == 0 || s[i - 1] != '\r')) ||
+			 (s[i] == '\r' && (i + 1 == len || s[i + 1] != '\n'));
 	char *out = xmalloc(len + extra + 1);
 	size_t o = 0;
 	for (size_t i = 0; i < len; i++) {
-		if (s[i] == '\n' && (i == 0 || s[i - 1] != '\r'))
+		if (s[i] == '\n' && (i == 0 || s[i - 1] != '\r')) {
 			out[o++] = '\r';
-		out[o++] = s[i];
+			out[o++] = '\n';
+		} else if (s[i] == '\r' && (i + 1 == len || s[i + 1] != '\n')) {
+			out[o++] = '\r';
+			out[o++] = '\n';
+		} else {
+			out[o++] = s[i];
+		}
 	}
 	out[o] = '\0';
 	*out_len = o;
@@ -214,6 +221,13 @@ void route_send_raw(struct api *api, struct evhttp_request *req, const struct ap
 	struct evbuffer *body = evhttp_request_get_input_buffer(req);
 	size_t rawlen = evbuffer_get_length(body);
 	const char *raw = (const char *)evbuffer_pullup(body, -1);
+	if (raw != NULL && memchr(raw, '\0', rawlen) != NULL) {
+		/* A receiver that drops NULs could read "CRLF NUL . CRLF" as the
+		 * end of the data: never relayed. */
+		metrics_message_rejected("api");
+		api_reply_field_error(req, HTTP_BADREQUEST, "", "message contains a NUL byte");
+		return;
+	}
 	size_t len;
 	char *data = crlf_lines(raw ? raw : "", rawlen, &len);
 	size_t scan = 0, end = 0;

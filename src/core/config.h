@@ -104,6 +104,12 @@ struct dkim_key_config {
 };
 
 /* A sending zone: zones.<name>. */
+/* zones.<name>.timeouts, in ms: how long each phase of a delivery
+ * connection may take (see config/default.yaml). */
+struct zone_timeouts {
+	uint64_t connect, greeting, ehlo, starttls, mail, rcpt, data, body, dot, rset, quit;
+};
+
 struct zone_config {
 	char *name;
 	char *pool;
@@ -115,6 +121,7 @@ struct zone_config {
 	int port;
 	uint64_t cache_ttl_ms;   /* an idle connection is kept this long */
 	int cache_reuse;         /* messages per connection at most */
+	struct zone_timeouts timeouts;
 	bool require_tls;
 	bool disabled;           /* no deliveries start; mail waits */
 	char *signing_domain;    /* also sign with the dkim.keys entry of this domain */

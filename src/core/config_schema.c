@@ -87,6 +87,24 @@ static const struct cfg_schema connection_cache_fields[] = {
 	END,
 };
 
+/* Per-phase deadlines of a delivery connection, each counted from the
+ * command (or the connect) until its whole reply, never while the peer is
+ * still reading what we write; after RFC 5321 4.5.3.2 and Postfix. */
+static const struct cfg_schema zone_timeout_fields[] = {
+	{"connect", CT_DURATION, 0, 100, DAY, NULL, NULL, "30 s"},
+	{"greeting", CT_DURATION, 0, 100, DAY, NULL, NULL, "5 min"},
+	{"ehlo", CT_DURATION, 0, 100, DAY, NULL, NULL, "5 min"},
+	{"starttls", CT_DURATION, 0, 100, DAY, NULL, NULL, "5 min"},
+	{"mail", CT_DURATION, 0, 100, DAY, NULL, NULL, "5 min"},
+	{"rcpt", CT_DURATION, 0, 100, DAY, NULL, NULL, "5 min"},
+	{"data", CT_DURATION, 0, 100, DAY, NULL, NULL, "2 min"},
+	{"body", CT_DURATION, 0, 100, DAY, NULL, NULL, "3 min"},
+	{"dot", CT_DURATION, 0, 100, DAY, NULL, NULL, "10 min"},
+	{"rset", CT_DURATION, 0, 100, DAY, NULL, NULL, "20 s"},
+	{"quit", CT_DURATION, 0, 100, DAY, NULL, NULL, "5 s"},
+	END,
+};
+
 static const struct cfg_schema zone_fields[] = {
 	{"pool", CT_STRING, 0, 0, 0, NULL, NULL, "default"},
 	{"connections", CT_INT, 0, 1, 100000, NULL, NULL, "10"},
@@ -96,6 +114,7 @@ static const struct cfg_schema zone_fields[] = {
 	{"host", CT_STRING, CF_NULLABLE, 0, 0, NULL, NULL, "~"},
 	{"port", CT_INT, 0, 1, 65535, NULL, NULL, "25"},
 	{"connectionCache", CT_MAP, 0, 0, 0, NULL, connection_cache_fields, NULL},
+	{"timeouts", CT_MAP, 0, 0, 0, NULL, zone_timeout_fields, NULL},
 	{"requireTLS", CT_BOOL, 0, 0, 0, NULL, NULL, "false"},
 	{"disabled", CT_BOOL, 0, 0, 0, NULL, NULL, "false"},
 	{"signingDomain", CT_STRING, CF_NULLABLE, 0, 0, NULL, NULL, "~"},

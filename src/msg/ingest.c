@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/time.h>
 #include <time.h>
 
@@ -30,6 +31,10 @@ struct ingest {
 	bool head_too_big;
 	struct header_list headers;
 	uint64_t size;
+	/* what the content needs (see ingest.h) */
+	bool body_8bit;
+	uint64_t long_lines;
+	size_t line_len;      /* octets of the body line in progress */
 	int64_t received_ms;
 	ingest_done_cb cb;
 	void *cb_arg;
@@ -84,10 +89,46 @@ const char *ingest_message_id(const struct ingest *in)
 	return in->message_id;
 }
 
+/* True when a byte of p[0..n) is over 127; eight bytes at a time. */
+static bool has_8bit(const char *p, size_t n)
+{
+	size_t i = 0;
+	for (; i + 8 <= n; i += 8) {
+		uint64_t w;
+		memcpy(&w, p + i, 8);
+		if (w & 0x8080808080808080ULL)
+			return true;
+	}
+	for (; i < n; i++)
+		if ((unsigned char)p[i] & 0x80)
+			return true;
+	return false;
+}
+
+/* Counts the lines of p[0..n) longer than 998 octets before their CRLF. */
+static void count_long_lines(uint64_t *count, size_t *line_len, const char *p, size_t n)
+{
+	while (n > 0) {
+		const char *lf = memchr(p, '\n', n);
+		size_t k = lf ? (size_t)(lf - p) + 1 : n;
+		*line_len += k;
+		if (lf != NULL) {
+			if (*line_len > 998 + 2)
+				(*count)++;
+			*line_len = 0;
+		}
+		p += k;
+		n -= k;
+	}
+}
+
 /* Body bytes go to the store and, past the empty line that separates them
  * from the headers, to the DKIM body hashes. */
 static void body_write(struct ingest *in, const char *data, size_t len)
 {
+	if (!in->body_8bit)
+		in->body_8bit = has_8bit(data, len);
+	count_long_lines(&in->long_lines, &in->line_len, data, len);
 	queue_body_write(in->body, data, len);
 	if (in->hash_relaxed != NULL)
 		dkim_body_update(in->hash_relaxed, data, len);
@@ -152,6 +193,22 @@ static const char *domain_of(const char *addr)
 {
 	const char *at = strrchr(addr, '@');
 	return at ? at + 1 : NULL;
+}
+
+/* True when rcpts[i] appeared before it: the local part compared exactly,
+ * the domain without regard to case (RFC 5321 2.4). */
+static bool rcpt_seen(char *const *rcpts, size_t i)
+{
+	const char *at = strrchr(rcpts[i], '@');
+	size_t local = at ? (size_t)(at - rcpts[i]) : strlen(rcpts[i]);
+	for (size_t j = 0; j < i; j++) {
+		const char *at2 = strrchr(rcpts[j], '@');
+		size_t local2 = at2 ? (size_t)(at2 - rcpts[j]) : strlen(rcpts[j]);
+		if (local == local2 && memcmp(rcpts[i], rcpts[j], local) == 0 &&
+		    strcasecmp(rcpts[i] + local, rcpts[j] + local2) == 0)
+			return true;
+	}
+	return false;
 }
 
 static char *lower_dup(const char *s)
@@ -292,16 +349,25 @@ void ingest_finish(struct ingest *in, const struct ingest_envelope *env, ingest_
 
 	struct queue_delivery *dlv = xcalloc(env->nrcpts, sizeof(*dlv));
 	char **domains = xcalloc(env->nrcpts, sizeof(char *));
+	size_t ndlv = 0;
+	bool envelope_utf8 = has_8bit(env->from, strlen(env->from));
 	for (size_t i = 0; i < env->nrcpts; i++) {
-		domains[i] = lower_dup(domain_of(env->rcpts[i]));
+		if (rcpt_seen(env->rcpts, i)) {
+			log_msg(LOG_LEVEL_INFO, in->id, "duplicate_rcpt", "rcpt=<%s> action=dropped",
+				env->rcpts[i]);
+			continue;
+		}
+		envelope_utf8 = envelope_utf8 || has_8bit(env->rcpts[i], strlen(env->rcpts[i]));
+		domains[ndlv] = lower_dup(domain_of(env->rcpts[i]));
 		const char *rcpt_rule = rule;
 		const struct zone_config *z =
-			msg_zone ? msg_zone : route_recipient_zone(in->cfg, domains[i], &rcpt_rule);
-		dlv[i] = (struct queue_delivery){z->name, env->rcpts[i], domains[i],
-						 in->delayed_until};
+			msg_zone ? msg_zone : route_recipient_zone(in->cfg, domains[ndlv], &rcpt_rule);
+		dlv[ndlv] = (struct queue_delivery){z->name, env->rcpts[i], domains[ndlv],
+						    in->delayed_until};
 		list_add(&in->zones_used, z->name);
 		log_msg(LOG_LEVEL_DEBUG, in->id, "route", "seq=%03zx rcpt=<%s> zone=%s rule=%s",
-			i + 1, env->rcpts[i], z->name, rcpt_rule);
+			ndlv + 1, env->rcpts[i], z->name, rcpt_rule);
+		ndlv++;
 	}
 
 	size_t hlen = header_list_raw_size(&in->headers);
@@ -313,8 +379,8 @@ void ingest_finish(struct ingest *in, const struct ingest_envelope *env, ingest_
 	set_text(meta, "interface", env->interface);
 	set_text(meta, "from", env->from);
 	json_t *to = json_array();
-	for (size_t i = 0; i < env->nrcpts; i++)
-		json_array_append_new(to, text_value(env->rcpts[i]));
+	for (size_t i = 0; i < ndlv; i++)
+		json_array_append_new(to, text_value(dlv[i].recipient));
 	json_object_set_new(meta, "to", to);
 	set_text(meta, "origin", env->origin);
 	char *originhost = xasprintf("[%s]", env->origin);
@@ -329,8 +395,16 @@ void ingest_finish(struct ingest *in, const struct ingest_envelope *env, ingest_
 	json_object_set_new(meta, "time", json_integer((json_int_t)in->received_ms));
 	json_object_set_new(meta, "created", json_integer((json_int_t)now_ms()));
 	json_object_set_new(meta, "nextAttempt", json_integer((json_int_t)in->delayed_until));
-	json_object_set_new(meta, "bodyType", json_string(env->eight_bit ? "8BITMIME" : "7BIT"));
-	json_object_set_new(meta, "smtputf8", json_boolean(env->smtputf8));
+	/* What relaying needs, from the content (see ingest.h). */
+	bool header_8bit = has_8bit(block, hlen);
+	bool header_utf8 = header_8bit && utf8_valid(block, hlen);
+	uint64_t long_lines = in->long_lines + (in->line_len > 998 ? 1 : 0);
+	size_t hline = 0;
+	count_long_lines(&long_lines, &hline, block, hlen);
+	json_object_set_new(meta, "bodyType", json_string(in->body_8bit || (header_8bit && !header_utf8)
+								 ? "8BITMIME" : "7BIT"));
+	json_object_set_new(meta, "smtputf8", json_boolean(envelope_utf8 || header_utf8));
+	json_object_set_new(meta, "longLines", json_integer((json_int_t)long_lines));
 	json_t *dkim = json_pack("{s:s, s:n}", "hashAlgo", "sha256", "bodyHash");
 	char hash[45];
 	if (in->hash_relaxed != NULL) {
@@ -344,14 +418,14 @@ void ingest_finish(struct ingest *in, const struct ingest_envelope *env, ingest_
 	json_object_set_new(meta, "dkim", dkim);
 
 	in->from = xstrdup(env->from);
-	in->nrcpts = env->nrcpts;
+	in->nrcpts = ndlv;
 	in->message_id = message_id;
 	/* The header block is stored in the metadata; the body in chunks.  The
 	 * callback may run at once (a failed body) and free `in`: not a word
 	 * about `in` after this call. */
-	queue_message_commit(in->body, meta, block, hlen, dlv, env->nrcpts, commit_done, in);
+	queue_message_commit(in->body, meta, block, hlen, dlv, ndlv, commit_done, in);
 
-	for (size_t i = 0; i < env->nrcpts; i++)
+	for (size_t i = 0; i < ndlv; i++)
 		free(domains[i]);
 	free(domains);
 	free(dlv);

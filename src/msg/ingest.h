@@ -5,7 +5,14 @@
  * At the end the header block is rewritten (Received: prepended, Message-ID
  * and Date added when missing, X-Sending-Zone and Bcc removed), each recipient is
  * routed to a zone, and the message is committed durably.  Shared by the
- * SMTP server and (later) the HTTP API.
+ * SMTP server and the HTTP API.
+ *
+ * What relaying the message needs is found from its content, not from what
+ * the client declared: "bodyType" is 8BITMIME when the body has a byte
+ * over 127; "smtputf8" when the envelope or the header block has UTF-8
+ * (RFC 6531, 6532; a header with 8-bit bytes that are not UTF-8 counts as
+ * 8-bit instead); "longLines" counts lines over 998 octets (RFC 5322
+ * 2.1.1), which delivery folds.  A recipient given twice is kept once.
  */
 #ifndef ZMTA_INGEST_H
 #define ZMTA_INGEST_H
@@ -27,8 +34,6 @@ struct ingest_envelope {
 	char *const *rcpts;     /* envelope recipients, each with a domain */
 	size_t nrcpts;
 	bool allow_routing_headers; /* X-Sending-Zone may choose the zone */
-	bool eight_bit;         /* sent with BODY=8BITMIME: relaying needs 8BITMIME */
-	bool smtputf8;          /* sent with SMTPUTF8: relaying needs SMTPUTF8 */
 	const char *received_by;    /* our host name in Received: */
 };
 

@@ -38,6 +38,8 @@
 #define DNS_TTL_NEG_MAX 3600
 #define DNS_TIMEOUT_MS 30000 /* a whole lookup, MX and addresses */
 #define DNS_MAX_HOSTS 16     /* MX hosts resolved per domain (after ordering) */
+#define DNS_MAX_ADDRS 16     /* addresses tried per host and family: a huge RRset
+				costs no more than this many connection attempts */
 #define DNS_NAME_MAX 253
 
 enum ans_kind {
@@ -694,10 +696,10 @@ static void deliver(struct dns_req *r)
 			hosts[i].preference = h->pref;
 			hosts[i].addrs = xcalloc(host_naddrs(h) + 1, sizeof(char *));
 			if (first->kind == ANS_DATA)
-				for (size_t k = 0; k < first->n; k++)
+				for (size_t k = 0; k < first->n && k < DNS_MAX_ADDRS; k++)
 					hosts[i].addrs[hosts[i].naddrs++] = first->items[k];
 			if (second->kind == ANS_DATA)
-				for (size_t k = 0; k < second->n; k++)
+				for (size_t k = 0; k < second->n && k < DNS_MAX_ADDRS; k++)
 					hosts[i].addrs[hosts[i].naddrs++] = second->items[k];
 			naddrs += hosts[i].naddrs;
 		}

@@ -18,6 +18,14 @@ enum reply_status reply_feed(struct reply *r, const char *line, size_t len,
 			     void (*keyword)(void *arg, const char *text, size_t len), void *arg)
 {
 	bool first = r->len == 0;
+	if (first)
+		r->lines = r->bytes = 0;
+	r->lines++;
+	r->bytes += len + 2;
+	if (len > REPLY_LINE_MAX || r->lines > REPLY_LINES_MAX || r->bytes > REPLY_BYTES_MAX) {
+		r->len = 0;
+		return REPLY_TOO_LONG;
+	}
 	if (len < 3 || line[0] < '2' || line[0] > '5' || line[1] < '0' || line[1] > '9' ||
 	    line[2] < '0' || line[2] > '9' || (len > 3 && line[3] != ' ' && line[3] != '-')) {
 		r->len = 0;

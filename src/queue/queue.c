@@ -15,6 +15,7 @@
 #include "core/utf8.h"
 #include "core/xmalloc.h"
 #include "dkim/dkim.h"
+#include "msg/transform.h"
 #include "queue/queue_worker.h"
 #include "queue/store.h"
 
@@ -726,10 +727,20 @@ uint64_t queue_message_get(struct queue *q, const char *id, queue_message_cb cb,
 struct load_job {
 	struct read_job r;
 	unsigned hashes; /* bits 1 << enum dkim_canon */
+	unsigned transform; /* TRANSFORM_*: hash the body as sent */
+	struct transform *tf;
 	struct dkim_body *hash[2];
 	queue_load_cb cb;
 	struct load_job *next_ready; /* answered from memory: q->hot_ready */
 };
+
+static void hash_bytes(void *arg, const char *data, size_t len)
+{
+	struct load_job *l = arg;
+	for (int i = 0; i < 2; i++)
+		if (l->hash[i] != NULL)
+			dkim_body_update(l->hash[i], data, len);
+}
 
 static int hash_chunk(void *arg, const char *key, size_t klen, const char *val, size_t vlen)
 {
@@ -737,9 +748,10 @@ static int hash_chunk(void *arg, const char *key, size_t klen, const char *val, 
 	(void)key;
 	if (klen != BODY_KEY_LEN)
 		return 0;
-	for (int i = 0; i < 2; i++)
-		if (l->hash[i] != NULL)
-			dkim_body_update(l->hash[i], val, vlen);
+	if (l->tf != NULL)
+		transform_feed(l->tf, val, vlen);
+	else
+		hash_bytes(l, val, vlen);
 	return 0;
 }
 
@@ -755,7 +767,8 @@ static void load_hashes(struct store *s, const struct store_backend *be, struct 
 	}
 	bool any = false;
 	for (int i = 0; i < 2; i++) {
-		if ((l->hashes & (1u << i)) && !json_is_string(json_object_get(dkim, names[i]))) {
+		if ((l->hashes & (1u << i)) &&
+		    (l->transform != 0 || !json_is_string(json_object_get(dkim, names[i])))) {
 			l->hash[i] = dkim_body_new((enum dkim_canon)i);
 			dkim_body_skip_separator(l->hash[i]);
 			any = true;
@@ -763,7 +776,19 @@ static void load_hashes(struct store *s, const struct store_backend *be, struct 
 	}
 	if (!any)
 		return;
-	if (be->scan(s, STORE_CF_BODY, l->r.id, QUEUE_ID_LEN, hash_chunk, l, &l->r.job.err) != 0) {
+	if (l->transform != 0) {
+		char *h;
+		size_t hlen;
+		l->tf = transform_new(l->transform, l->r.msg.header_block, l->r.msg.header_len, &h,
+				      &hlen, hash_bytes, l);
+		free(h);
+	}
+	int rc = be->scan(s, STORE_CF_BODY, l->r.id, QUEUE_ID_LEN, hash_chunk, l, &l->r.job.err);
+	if (l->tf != NULL)
+		transform_end(l->tf);
+	transform_free(l->tf);
+	l->tf = NULL;
+	if (rc != 0) {
 		l->r.job.rc = -1;
 		return;
 	}
@@ -877,12 +902,13 @@ static void hot_free_all(struct queue *q)
 	event_free(q->hot_ev);
 }
 
-uint64_t queue_message_load(struct queue *q, const char *id, unsigned hashes, queue_load_cb cb,
-			    void *arg)
+uint64_t queue_message_load(struct queue *q, const char *id, unsigned hashes, unsigned transform,
+			    queue_load_cb cb, void *arg)
 {
 	struct load_job *l = xcalloc(1, sizeof(*l));
 	snprintf(l->r.id, sizeof(l->r.id), "%s", id);
 	l->hashes = hashes & 3u;
+	l->transform = l->hashes != 0 ? transform : 0;
 	l->cb = cb;
 	l->r.job.run = load_run;
 	l->r.job.done = load_done;

@@ -135,11 +135,13 @@ uint64_t queue_message_get(struct queue *q, const char *id, queue_message_cb cb,
  * `hashes` (bits 1 << enum dkim_canon) asks for DKIM body hashes: each one
  * the metadata lacks (the message was queued before a key needed it) is
  * computed from the stored body, on the store's thread, and set in `meta`
- * ("dkim": "bodyHash" / "bodyHashSimple") for this read only.
+ * ("dkim": "bodyHash" / "bodyHashSimple") for this read only.  With
+ * `transform` (TRANSFORM_* of msg/transform.h) the hashes asked for are
+ * made afresh, of the body as that transform rewrites it for sending.
  */
 typedef void (*queue_load_cb)(void *arg, int rc, struct queue_message *msg);
-uint64_t queue_message_load(struct queue *q, const char *id, unsigned hashes, queue_load_cb cb,
-			    void *arg);
+uint64_t queue_message_load(struct queue *q, const char *id, unsigned hashes, unsigned transform,
+			    queue_load_cb cb, void *arg);
 
 /* rc: 1 chunk read, 0 no such chunk (past the end), -1 store error. */
 typedef void (*queue_chunk_cb)(void *arg, int rc, const char *data, size_t len);

@@ -3,9 +3,8 @@
 
 #include <stdlib.h>
 #include <string.h>
-#include <sys/time.h>
 
-#include "api/metrics.h"
+#include "core/clock.h"
 #include "core/hmap.h"
 #include "core/log.h"
 #include "core/xmalloc.h"
@@ -16,10 +15,10 @@
 struct sched_zone {
 	const struct zone_config *cfg;
 	const struct pool_config *pool;
-	struct pool_rr rr;        /* deals new deliveries to pool addresses */
+	struct pool_rr rr[2];     /* deals new deliveries to pool addresses, per family */
 	char last_id[QUEUE_ID_LEN + 1]; /* the message and domain last dealt, */
 	const struct sched_domain *last_dom; /* so its recipients share an address */
-	int last_local;
+	int last_local[2];
 	struct throttle throttle;
 	int active;               /* open connections, parked ones included */
 	struct sched_slot *idle;  /* parked connections, oldest first */
@@ -42,7 +41,6 @@ struct sched_domain {
 struct sched {
 	struct event_base *base;
 	const struct config *cfg;
-	struct queue *queue;
 	sched_start_fn start;
 	void *start_arg;
 	struct strmap *zones;      /* name → struct sched_zone */
@@ -51,6 +49,7 @@ struct sched {
 	struct event *timer;       /* the next due time or throttle opening */
 	struct event *pump_ev;     /* deferred pump: never from inside a caller */
 	int64_t timer_at;
+	bool stopped;              /* the daemon is stopping: start nothing */
 	struct strmap *items;      /* "id/seq" → item, for the API */
 };
 
@@ -61,11 +60,10 @@ static void item_key(char *key, const char *id, unsigned seq)
 	snprintf(key, QUEUE_ID_LEN + 8, "%s/%03x", id, seq);
 }
 
+/* Every time in here is monotonic (core/clock.h). */
 static int64_t now_ms(void)
 {
-	struct timeval tv;
-	gettimeofday(&tv, NULL);
-	return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
+	return clock_mono_ms();
 }
 
 /* --- heap of waiting items --- */
@@ -161,7 +159,8 @@ static struct sched_zone *zone_get(struct sched *s, const char *name)
 	z = xcalloc(1, sizeof(*z));
 	z->cfg = zc;
 	z->pool = config_pool(s->cfg, zc->pool);
-	pool_rr_init(&z->rr, z->pool);
+	pool_rr_init(&z->rr[POOL_IPV4], z->pool, POOL_IPV4);
+	pool_rr_init(&z->rr[POOL_IPV6], z->pool, POOL_IPV6);
 	throttle_init(&z->throttle, &zc->throttle);
 	z->domains = strmap_new();
 	strmap_put(s->zones, zc->name, z);
@@ -320,9 +319,9 @@ static struct sched_slot *idle_for(struct sched_domain *d)
 	struct sched_slot *slot = first;
 	if (slot == NULL)
 		return NULL;
-	int local = d->ready->local;
+	const int *local = d->ready->local;
 	do {
-		if (slot->dom == d && slot->local == local)
+		if (slot->dom == d && slot->local[0] == local[0] && slot->local[1] == local[1])
 			return slot;
 		slot = slot->idle_next;
 	} while (slot != first);
@@ -332,6 +331,8 @@ static struct sched_slot *idle_for(struct sched_domain *d)
 /* Starts what the limits allow, zone by zone, domains in turn. */
 static void pump(struct sched *s)
 {
+	if (s->stopped)
+		return;
 	int64_t now = now_ms();
 	while (s->nheap > 0 && s->heap[0]->next <= now)
 		make_ready(heap_pop(s));
@@ -389,7 +390,8 @@ static void pump(struct sched *s)
 			throttle_count(d, now);
 			struct sched_slot *slot = xcalloc(1, sizeof(*slot));
 			slot->dom = d;
-			slot->local = b->items[0]->local;
+			slot->local[0] = b->items[0]->local[0];
+			slot->local[1] = b->items[0]->local[1];
 			slot->messages = 1;
 			d->active++;
 			z->active++;
@@ -435,11 +437,6 @@ struct sched *sched_new(struct event_base *base, const struct config *cfg, sched
 }
 
 
-void sched_set_queue(struct sched *s, struct queue *queue)
-{
-	s->queue = queue;
-}
-
 void sched_add(struct sched *s, const struct queue_delivery_row *row)
 {
 	struct sched_zone *z = zone_get(s, row->zone);
@@ -458,31 +455,43 @@ void sched_add(struct sched *s, const struct queue_delivery_row *row)
 	it->recipient = xstrdup(row->recipient);
 	it->dom = domain_get(z, s->cfg, row->domain);
 	it->created = row->created;
-	it->next = row->next_attempt;
+	it->next = clock_wall_to_mono(row->next_attempt);
 	it->first_failure = row->first_failure;
 	it->attempts = row->attempts;
 	it->deferred = row->deferred;
-	/* The source address: kept from earlier attempts, else dealt now;
-	 * the recipients of one message at one domain share it (one
-	 * transaction). */
-	it->local = row->local_address ? pool_find(z->pool, row->local_address) : -1;
-	if (it->local < 0) {
-		if (z->last_dom == it->dom && strcmp(z->last_id, it->id) == 0) {
-			it->local = z->last_local;
-		} else {
-			it->local = pool_rr_next(&z->rr);
-			memcpy(z->last_id, it->id, sizeof(z->last_id));
-			z->last_dom = it->dom;
-			z->last_local = it->local;
-		}
+	/* The source addresses, one per family: kept from earlier attempts,
+	 * else dealt now; the recipients of one message at one domain share
+	 * them (one transaction). */
+	it->local[0] = it->local[1] = -1;
+	pool_parse_kept(z->pool, row->local_address, it->local);
+	if (z->last_dom == it->dom && strcmp(z->last_id, it->id) == 0) {
+		for (int f = 0; f < 2; f++)
+			if (it->local[f] < 0)
+				it->local[f] = z->last_local[f];
+	} else {
+		for (int f = 0; f < 2; f++)
+			if (it->local[f] < 0)
+				it->local[f] = pool_rr_next(&z->rr[f]);
+		memcpy(z->last_id, it->id, sizeof(z->last_id));
+		z->last_dom = it->dom;
+		z->last_local[0] = it->local[0];
+		z->last_local[1] = it->local[1];
 	}
 	heap_push(s, it);
 	schedule_pump(s);
 }
 
+void sched_stop(struct sched *s)
+{
+	s->stopped = true;
+	evtimer_del(s->timer);
+}
+
 struct sched_batch *sched_next_batch(struct sched *s, struct sched_slot *slot)
 {
 	struct sched_domain *d = slot->dom;
+	if (s->stopped)
+		return NULL;
 	int64_t now = now_ms();
 	while (s->nheap > 0 && s->heap[0]->next <= now)
 		make_ready(heap_pop(s));
@@ -490,8 +499,8 @@ struct sched_batch *sched_next_batch(struct sched *s, struct sched_slot *slot)
 	if (d->zone->cfg->disabled || d->nready == 0 ||
 	    slot->messages >= d->zone->cfg->cache_reuse || throttle_delay(d, now) > 0)
 		return NULL;
-	/* Only mail that leaves from this connection's address. */
-	if (d->ready->local != slot->local)
+	/* Only mail that leaves from this connection's addresses. */
+	if (d->ready->local[0] != slot->local[0] || d->ready->local[1] != slot->local[1])
 		return NULL;
 	struct sched_batch *b = take_batch(d);
 	if (d->nready == 0)
@@ -550,92 +559,37 @@ static void item_free(struct sched_item *it)
 	free(it);
 }
 
-void sched_result(struct sched *s, struct sched_item *it, enum sched_result result,
-		  const char *response, const char *category)
+void sched_item_done(struct sched *s, struct sched_item *it)
 {
-	struct sched_domain *d = it->dom;
-	int64_t now = now_ms();
-	const struct queue_config *qc = &s->cfg->queue;
+	if (!it->cancelled)
+		item_forget(s, it);
+	item_free(it);
+}
+
+void sched_item_retry(struct sched *s, struct sched_item *it, int64_t delay_ms)
+{
 	if (it->cancelled) {
-		/* Deleted through the API meanwhile: its row is gone already. */
-		item_free(it);
+		item_free(it); /* deleted through the API meanwhile */
 		return;
 	}
-	if (result != SCHED_TEMPFAIL)
-		item_forget(s, it);
-	int64_t next = 0;
-	if (result == SCHED_TEMPFAIL) {
-		it->attempts++;
-		if (it->first_failure == 0)
-			it->first_failure = now;
-		if (!backoff_next(qc, it->attempts, it->created, now, &next)) {
-			result = SCHED_PERMFAIL;
-			log_msg(LOG_LEVEL_INFO, it->id, "expired", "seq=%03x attempts=%d", it->seq,
-				it->attempts);
-			item_forget(s, it);
-		}
-	}
-	switch (result) {
-	case SCHED_OK:
-		metrics_delivery(d->zone->cfg->name, "delivered");
-		log_msg(LOG_LEVEL_INFO, it->id, "delivered", "seq=%03x zone=%s rcpt=<%s> response=\"%s\"",
-			it->seq, d->zone->cfg->name, it->recipient, response);
-		queue_delivery_finish(s->queue, it->id, it->seq, d->zone->cfg->name, d->name,
-				      it->deferred);
-		item_free(it);
-		break;
-	case SCHED_PERMFAIL:
-		metrics_delivery(d->zone->cfg->name, "bounced");
-		/* The bounce hook: DSN mail and webhooks attach here later. */
-		log_msg(LOG_LEVEL_INFO, it->id, "bounced",
-			"seq=%03x zone=%s rcpt=<%s> category=%s attempts=%d response=\"%s\"", it->seq,
-			d->zone->cfg->name, it->recipient, category ? category : "other",
-			it->attempts, response);
-		queue_delivery_finish(s->queue, it->id, it->seq, d->zone->cfg->name, d->name,
-				      it->deferred);
-		item_free(it);
-		break;
-	case SCHED_TEMPFAIL: {
-		metrics_delivery(d->zone->cfg->name, "deferred");
-		it->next = next;
-		log_msg(LOG_LEVEL_INFO, it->id, "deferred",
-			"seq=%03x zone=%s rcpt=<%s> category=%s attempts=%d next_in_ms=%lld "
-			"response=\"%s\"",
-			it->seq, d->zone->cfg->name, it->recipient, category ? category : "other",
-			it->attempts, (long long)(it->next - now), response);
-		struct queue_delivery_row row = {
-			it->id,		  it->seq,	   d->zone->cfg->name, it->recipient,
-			d->name,	  it->created,	   it->next,	       it->attempts,
-			true,		  it->first_failure,
-			it->local >= 0 ? d->zone->pool->addrs[it->local].address : NULL};
-		queue_delivery_defer(s->queue, &row, it->deferred, now, response);
-		it->deferred = true;
-		heap_push(s, it);
-		schedule_pump(s);
-		break;
-	}
-	}
+	it->deferred = true;
+	it->next = now_ms() + (delay_ms > 0 ? delay_ms : 0);
+	heap_push(s, it);
+	schedule_pump(s);
 }
 
-void sched_item_abandon(struct sched_item *item)
+size_t sched_cancel(struct sched *s, const char *id, unsigned seq,
+		    void (*removed)(void *arg, const struct sched_item *it), void *arg)
 {
-	item_free(item);
-}
-
-size_t sched_delete(struct sched *s, const char *id, unsigned seq)
-{
-	size_t removed = 0;
+	size_t n = 0;
 	for (unsigned q = seq ? seq : 1; q <= (seq ? seq : QUEUE_MAX_RCPTS); q++) {
 		char key[QUEUE_ID_LEN + 8];
 		item_key(key, id, q);
 		struct sched_item *it = strmap_remove(s->items, key);
 		if (it == NULL)
 			continue;
-		queue_delivery_finish(s->queue, it->id, it->seq, it->dom->zone->cfg->name,
-				      it->dom->name, it->deferred);
-		log_msg(LOG_LEVEL_INFO, it->id, "deleted", "seq=%03x rcpt=<%s>", it->seq,
-			it->recipient);
-		removed++;
+		removed(arg, it);
+		n++;
 		if (it->waiting) {
 			heap_remove(s, it);
 			item_free(it);
@@ -644,7 +598,22 @@ size_t sched_delete(struct sched *s, const char *id, unsigned seq)
 			it->cancelled = true;
 		}
 	}
-	return removed;
+	return n;
+}
+
+const char *sched_item_zone(const struct sched_item *it)
+{
+	return it->dom->zone->cfg->name;
+}
+
+const char *sched_item_domain(const struct sched_item *it)
+{
+	return it->dom->name;
+}
+
+const struct pool_config *sched_item_pool(const struct sched_item *it)
+{
+	return it->dom->zone->pool;
 }
 
 bool sched_retry_now(struct sched *s, const char *id, unsigned seq)
@@ -697,7 +666,8 @@ void sched_free(struct sched *s)
 			free(d);
 		}
 		strmap_free(z->domains);
-		pool_rr_clear(&z->rr);
+		pool_rr_clear(&z->rr[0]);
+		pool_rr_clear(&z->rr[1]);
 		free(z);
 	}
 	strmap_free(s->zones);

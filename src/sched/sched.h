@@ -6,8 +6,10 @@
  * (domainConfig.maxConnections, per zone) and both throttles (the zone's and
  * the domain's, counted per zone) let a message go.  Domains with due mail
  * take turns (round robin), so one huge domain cannot starve the others.
- * Results come back through sched_result(): retries follow
- * queue.deferTimes, then bounce.
+ * It never writes the store: the outcome stage (src/outcome/) decides what
+ * a result means, persists it and hands each item back here, finished
+ * (sched_item_done) or to try again (sched_item_retry).  Times in here are
+ * monotonic (core/clock.h); stored times are converted on the way in.
  */
 #ifndef ZMTA_SCHED_H
 #define ZMTA_SCHED_H
@@ -18,6 +20,7 @@
 
 #include "core/config.h"
 #include "queue/queue.h"
+#include "zone/pool.h"
 
 struct sched;
 struct sched_domain;
@@ -28,13 +31,15 @@ struct sched_item {
 	unsigned seq;
 	char *recipient;
 	struct sched_domain *dom;
-	int64_t created;
-	int64_t next;          /* ms: when it may be tried */
-	int64_t first_failure; /* ms, 0 if none */
+	int64_t created;       /* wall-clock ms: when it was queued */
+	int64_t next;          /* monotonic ms: when it may be tried */
+	int64_t first_failure; /* wall-clock ms, 0 if none */
 	int attempts;          /* failed attempts so far */
 	bool deferred;
 	bool cancelled;        /* deleted through the API while due or in flight */
-	int local;             /* pool address it leaves from (-1: the system's) */
+	/* Pool addresses it may leave from, by family (POOL_IPV4, POOL_IPV6):
+	 * an index into the pool, -1 when the pool has none of that family. */
+	int local[2];
 	bool waiting;          /* in the heap (else due or in flight) */
 	size_t heap_index;     /* while waiting */
 	struct sched_item *next_ready;
@@ -51,7 +56,7 @@ struct sched_batch {
 /* A connection slot: held from connect to close, counted against limits. */
 struct sched_slot {
 	struct sched_domain *dom;
-	int local;  /* index of the pool address, -1: system's choice */
+	int local[2]; /* pool addresses by family, as the items it carries */
 	int messages; /* transactions sent on it */
 	/* while parked (idle, waiting for mail): */
 	bool parked;
@@ -63,17 +68,11 @@ struct sched_slot {
 /* How the scheduler starts a connection (the delivery engine). */
 typedef void (*sched_start_fn)(void *arg, struct sched_slot *slot, struct sched_batch *batch);
 
-enum sched_result {
-	SCHED_OK,       /* accepted by the server */
-	SCHED_TEMPFAIL, /* try again later */
-	SCHED_PERMFAIL, /* bounce */
-};
-
 struct sched *sched_new(struct event_base *base, const struct config *cfg, sched_start_fn start,
 			void *start_arg);
 void sched_free(struct sched *s);
-/* The queue may be opened after the scheduler (it feeds it while opening). */
-void sched_set_queue(struct sched *s, struct queue *queue);
+/* The daemon is stopping: no connection starts, none takes more mail. */
+void sched_stop(struct sched *s);
 
 /* A stored or newly queued delivery (the queue's delivery hook). */
 void sched_add(struct sched *s, const struct queue_delivery_row *row);
@@ -95,23 +94,29 @@ void sched_park(struct sched *s, struct sched_slot *slot,
 void sched_unpark(struct sched *s, struct sched_slot *slot);
 /* The connection is closed: its slot frees up. */
 void sched_release(struct sched *s, struct sched_slot *slot);
-/* The outcome of one delivery of a batch; the item is consumed. */
-void sched_result(struct sched *s, struct sched_item *item, enum sched_result result,
-		  const char *response, const char *category);
+/* The item leaves the schedule: forgotten and freed.  Whether its stored
+ * row goes too (delivered, bounced) or stays (shutdown) is the caller's. */
+void sched_item_done(struct sched *s, struct sched_item *it);
+/* The item failed for now: it is tried again in `delay_ms`. */
+void sched_item_retry(struct sched *s, struct sched_item *it, int64_t delay_ms);
 /*
- * Removes the deliveries of message `id` (all when seq is 0, else that one)
- * from the queue: rows deleted, the message with its last.  One in flight
- * is forgotten when its result comes.  Returns how many were removed.
+ * Takes the deliveries of message `id` (all when seq is 0, else that one)
+ * out of the schedule, calling removed(arg, item) for each before it goes;
+ * one in flight is marked cancelled and dropped when its result comes.
+ * Returns how many were removed.
  */
-size_t sched_delete(struct sched *s, const char *id, unsigned seq);
+size_t sched_cancel(struct sched *s, const char *id, unsigned seq,
+		    void (*removed)(void *arg, const struct sched_item *it), void *arg);
 /* Makes a waiting delivery due now; false when there is none such. */
 bool sched_retry_now(struct sched *s, const char *id, unsigned seq);
 
-/* Forgets an item without a result (shutdown): its row stays stored. */
-void sched_item_abandon(struct sched_item *item);
 /* Frees a batch (not its items, each of which gets a sched_result). */
 void sched_batch_free(struct sched_batch *b);
 
 const struct pool_config *sched_zone_pool(const struct sched *s, const struct zone_config *zone);
+/* The zone and recipient domain an item is scheduled in, and its zone's pool. */
+const char *sched_item_zone(const struct sched_item *it);
+const char *sched_item_domain(const struct sched_item *it);
+const struct pool_config *sched_item_pool(const struct sched_item *it);
 
 #endif

@@ -720,6 +720,7 @@ void smtp_data_init(struct smtp_data *d)
 {
 	d->state = DATA_BOL;
 	d->bad_newline = false;
+	d->bad_nul = false;
 }
 
 /* The length of the leading run of p[0..len) that holds no CR and no LF. */
@@ -750,6 +751,8 @@ enum smtp_data_status smtp_data_feed(struct smtp_data *d, const char *in, size_t
 			/* Inside a line: everything up to the next CR or LF is
 			 * ordinary, found with memchr rather than byte by byte. */
 			size_t n = text_run(in + i, inlen - i);
+			if (!d->bad_nul && memchr(in + i, '\0', n) != NULL)
+				d->bad_nul = true;
 			if (!d->bad_newline) {
 				memcpy(out + o, in + i, n);
 				o += n;
@@ -759,6 +762,8 @@ enum smtp_data_status smtp_data_feed(struct smtp_data *d, const char *in, size_t
 				break;
 		}
 		char c = in[i++];
+		if (c == '\0')
+			d->bad_nul = true;
 		switch ((enum data_state)d->state) {
 		case DATA_BOL:
 			if (c == '.') {

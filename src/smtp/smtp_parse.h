@@ -106,11 +106,14 @@ int smtp_rcpt_parse(const char *arg, bool smtputf8, struct smtp_path *rcpt, cons
  * (including "\n.\n", "\r.\r", "\r\n.\n", "\n.\r\n") never ends the message:
  * it sets `bad_newline`, after which nothing more is output, and scanning goes
  * on for the real CRLF.CRLF so the session stays in sync; the caller then
- * refuses the whole message (defence against SMTP smuggling).
+ * refuses the whole message (defence against SMTP smuggling).  A NUL byte
+ * sets `bad_nul` likewise: a receiver that drops NULs would read
+ * "CRLF NUL . CRLF" as the end.
  */
 struct smtp_data {
 	int state;        /* private */
 	bool bad_newline; /* a bare CR or LF was seen */
+	bool bad_nul;     /* a NUL byte was seen */
 };
 
 enum smtp_data_status {

@@ -359,6 +359,8 @@ static void data_end(struct smtp_session *s)
 	const char *refusal = NULL;
 	if (s->data.bad_newline)
 		refusal = "550 5.6.0 Error: bare CR or LF in message; lines must end with CRLF";
+	else if (s->data.bad_nul)
+		refusal = "550 5.6.0 Error: NUL byte in message";
 	else if (s->too_big)
 		refusal = "552 5.3.4 Error: message size exceeds fixed limit";
 	else if (s->header_too_big)
@@ -381,8 +383,6 @@ static void data_end(struct smtp_session *s)
 		.rcpts = s->rcpts,
 		.nrcpts = s->nrcpts,
 		.allow_routing_headers = s->env.iface->allow_routing_headers,
-		.eight_bit = s->mail.body == SMTP_BODY_8BITMIME,
-		.smtputf8 = s->mail.smtputf8,
 		.received_by = hostname(s),
 	};
 	enter_state(s, SMTP_STATE_COMMIT);

@@ -5,6 +5,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "sched/backoff.h"
@@ -72,7 +73,7 @@ static void deal(struct pool_address *addrs, size_t naddrs, int n, int *counts)
 {
 	struct pool_config pool = {"p", addrs, naddrs};
 	struct pool_rr rr;
-	pool_rr_init(&rr, &pool);
+	pool_rr_init(&rr, &pool, POOL_IPV4);
 	memset(counts, 0, sizeof(int) * naddrs);
 	for (int i = 0; i < n; i++) {
 		int k = pool_rr_next(&rr);
@@ -112,7 +113,7 @@ static void test_pool_dealing_is_smooth(void **state)
 	struct pool_address addrs[] = {{a1, NULL, 0.3}, {a2, NULL, -1}};
 	struct pool_config pool = {"p", addrs, 2};
 	struct pool_rr rr;
-	pool_rr_init(&rr, &pool);
+	pool_rr_init(&rr, &pool, POOL_IPV4);
 	int first = 0;
 	for (int i = 1; i <= 1000; i++) {
 		first += pool_rr_next(&rr) == 0;
@@ -121,11 +122,58 @@ static void test_pool_dealing_is_smooth(void **state)
 	}
 	pool_rr_clear(&rr);
 	struct pool_config empty = {"e", NULL, 0};
-	pool_rr_init(&rr, &empty);
+	pool_rr_init(&rr, &empty, POOL_IPV4);
 	assert_int_equal(pool_rr_next(&rr), -1);
 	pool_rr_clear(&rr);
 	assert_int_equal(pool_find(&pool, "127.0.0.3"), 1);
 	assert_int_equal(pool_find(&pool, "127.0.0.9"), -1);
+}
+
+/* Each family is dealt on its own; kept addresses round-trip a row. */
+static void test_pool_families(void **state)
+{
+	(void)state;
+	char v6a[] = "::1", v6b[] = "fd00::2";
+	struct pool_address addrs[] = {{a1, NULL, -1}, {v6a, NULL, -1}, {a2, NULL, -1},
+				       {v6b, NULL, -1}};
+	struct pool_config pool = {"p", addrs, 4};
+	struct pool_rr v4, v6;
+	pool_rr_init(&v4, &pool, POOL_IPV4);
+	pool_rr_init(&v6, &pool, POOL_IPV6);
+	int c[4] = {0};
+	for (int i = 0; i < 100; i++) {
+		int k4 = pool_rr_next(&v4), k6 = pool_rr_next(&v6);
+		assert_int_equal(pool_family(addrs[k4].address), POOL_IPV4);
+		assert_int_equal(pool_family(addrs[k6].address), POOL_IPV6);
+		c[k4]++;
+		c[k6]++;
+	}
+	assert_true(c[0] == 50 && c[1] == 50 && c[2] == 50 && c[3] == 50);
+	pool_rr_clear(&v4);
+	pool_rr_clear(&v6);
+
+	/* A pool of one family deals -1 for the other. */
+	struct pool_config only4 = {"p4", addrs, 1};
+	pool_rr_init(&v6, &only4, POOL_IPV6);
+	assert_int_equal(pool_rr_next(&v6), -1);
+	pool_rr_clear(&v6);
+
+	int local[2] = {0, 3};
+	char *kept = pool_format_kept(&pool, local);
+	assert_string_equal(kept, "127.0.0.2,fd00::2");
+	int back[2] = {-1, -1};
+	pool_parse_kept(&pool, kept, back);
+	assert_int_equal(back[0], 0);
+	assert_int_equal(back[1], 3);
+	free(kept);
+	int none[2] = {-1, -1};
+	assert_null(pool_format_kept(&pool, none));
+	int old[2] = {-1, -1};
+	pool_parse_kept(&pool, "127.0.0.3", old); /* a row written before families */
+	assert_int_equal(old[0], 2);
+	assert_int_equal(old[1], -1);
+	pool_parse_kept(&pool, "10.9.9.9", old); /* no longer in the pool: untouched */
+	assert_int_equal(old[0], 2);
 }
 
 static void test_backoff(void **state)
@@ -153,6 +201,7 @@ int main(void)
 		cmocka_unit_test(test_rate_over_window),
 		cmocka_unit_test(test_pool_ratios_are_exact),
 		cmocka_unit_test(test_pool_dealing_is_smooth),
+		cmocka_unit_test(test_pool_families),
 		cmocka_unit_test(test_backoff),
 	};
 	return cmocka_run_group_tests_name("sched", tests, NULL, NULL);

@@ -1,0 +1,742 @@
+/*
+ * The SMTP client state machine of a delivery connection (RFC 5321, with
+ * PIPELINING RFC 2920, SIZE RFC 1870, 8BITMIME RFC 6152, SMTPUTF8 RFC 6531,
+ * STARTTLS RFC 3207).  Each state's action (the command it sends, the
+ * deadline it arms) is in mta_enter_state(); each reply is handled by the
+ * state it arrives in.  Outcomes go to the outcome stage per recipient.
+ */
+#include "mta/mta_internal.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent_ssl.h>
+#include <openssl/err.h>
+
+#include "core/clock.h"
+#include "core/log.h"
+#include "core/xmalloc.h"
+
+const char *mta_strstate(enum mta_state st)
+{
+	switch (st) {
+	case MTA_RESOLVING: return "resolving";
+	case MTA_CONNECTING: return "connecting";
+	case MTA_GREETING: return "greeting";
+	case MTA_EHLO: return "ehlo";
+	case MTA_HELO: return "helo";
+	case MTA_STARTTLS: return "starttls";
+	case MTA_HANDSHAKE: return "handshake";
+	case MTA_LOADING: return "loading";
+	case MTA_HASHING: return "hashing";
+	case MTA_SIGNING: return "signing";
+	case MTA_MAIL: return "mail";
+	case MTA_RCPT: return "rcpt";
+	case MTA_DATA: return "data";
+	case MTA_BODY: return "body";
+	case MTA_DOT: return "dot";
+	case MTA_RSET: return "rset";
+	case MTA_IDLE: return "idle";
+	case MTA_QUIT: return "quit";
+	case MTA_CLOSED: return "closed";
+	}
+	return "?";
+}
+
+void mta_send_line(struct mta_conn *c, const char *fmt, ...)
+{
+	struct evbuffer *out = bufferevent_get_output(c->bev);
+	va_list ap;
+	va_start(ap, fmt);
+	evbuffer_add_vprintf(out, fmt, ap);
+	va_end(ap);
+	evbuffer_add(out, "\r\n", 2);
+}
+
+void mta_log_attempt(struct mta_conn *c, const char *response)
+{
+	const struct mta_target *t = c->cur < c->ntargets ? &c->targets[c->cur] : NULL;
+	const struct mta_txn *x = &c->txn;
+	log_msg(LOG_LEVEL_INFO, c->msg_id, "attempt",
+		"zone=%s domain=%s local=%s mx=%s remote=%s tls=%s rcpts=%zu accepted=%zu "
+		"response=\"%s\" ms=%lld",
+		c->zone->name, x->batch ? x->batch->domain : "-", c->local_addr ? c->local_addr : "any",
+		t ? t->host : "-", t ? t->addr : "-", c->tls ? c->tls_version : "no",
+		x->batch ? x->batch->n : 0, x->delivered, response,
+		(long long)(clock_mono_ms() - x->started_ms));
+}
+
+static bool contains_8bit(const char *s)
+{
+	for (; *s; s++)
+		if ((unsigned char)*s >= 0x80)
+			return true;
+	return false;
+}
+
+/* --- transactions --- */
+
+static void on_wake(void *arg, struct sched_batch *batch)
+{
+	struct mta_conn *c = arg;
+	evtimer_del(c->idle_ev);
+	if (batch == NULL) {
+		mta_conn_quit(c);
+		return;
+	}
+	mta_transaction_start(c, batch);
+}
+
+void mta_idle_timeout(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	struct mta_conn *c = arg;
+	sched_unpark(c->m->sched, c->slot);
+	mta_conn_quit(c);
+}
+
+void mta_transaction_start(struct mta_conn *c, struct sched_batch *batch)
+{
+	struct mta_txn *x = &c->txn;
+	memset(x, 0, sizeof(*x));
+	x->batch = batch;
+	x->item = xcalloc(batch->n, sizeof(*x->item));
+	x->started_ms = clock_mono_ms();
+	c->in_txn = true;
+	memcpy(c->msg_id, batch->items[0]->id, sizeof(c->msg_id));
+	mta_enter_state(c, c->failed_txn ? MTA_RSET : MTA_LOADING);
+}
+
+/* The transaction is over: take more mail for this connection, wait for
+ * some (connectionCache), or close. */
+void mta_transaction_done(struct mta_conn *c)
+{
+	mta_txn_clear(c);
+	if (c->m->stopping) {
+		mta_conn_quit(c);
+		return;
+	}
+	struct sched_batch *batch = sched_next_batch(c->m->sched, c->slot);
+	if (batch != NULL) {
+		mta_transaction_start(c, batch);
+		return;
+	}
+	if (c->slot->messages >= c->zone->cache_reuse || c->zone->cache_ttl_ms == 0) {
+		mta_conn_quit(c);
+		return;
+	}
+	mta_enter_state(c, MTA_IDLE);
+}
+
+/* What the server cannot take fails for good, with the reason; NULL if it
+ * can take the message (perhaps transformed). */
+static const char *refusal(struct mta_conn *c)
+{
+	struct mta_txn *x = &c->txn;
+	uint64_t size = (uint64_t)json_integer_value(json_object_get(x->meta, "bodySize")) +
+			x->header_len;
+	if (c->size_ok && c->size_limit > 0 && size > c->size_limit)
+		return "552 5.3.4 message is larger than the receiving server's SIZE limit";
+	/* RFC 6531 3.2: no downgrade of addresses or UTF-8 headers exists. */
+	if (x->smtputf8 && !c->smtputf8)
+		return "553 5.6.7 message needs SMTPUTF8, which the receiving server lacks";
+	return NULL;
+}
+
+static void message_loaded(void *arg, int rc, struct queue_message *msg);
+
+/* Fails the batch when a load found no message; true when it did. */
+static bool load_ok(struct mta_conn *c, int rc)
+{
+	c->txn.reading = false;
+	if (rc == 1)
+		return true;
+	const char *why = rc == 0 ? "message no longer in the queue" : "cannot read the queue";
+	log_msg(LOG_LEVEL_WARN, c->msg_id, "mta_load", "error=\"%s\"", why);
+	mta_fail_rest(c, rc == 0 ? 550 : 451, rc == 0 ? "550 5.0.0 message removed from queue"
+						       : "451 4.3.0 queue read error");
+	mta_transaction_done(c);
+	return false;
+}
+
+static void message_loaded(void *arg, int rc, struct queue_message *msg)
+{
+	struct mta_conn *c = arg;
+	if (!load_ok(c, rc))
+		return;
+	struct mta_txn *x = &c->txn;
+	x->meta = json_incref(msg->meta);
+	x->header_block = xmalloc(msg->header_len + 1);
+	memcpy(x->header_block, msg->header_block, msg->header_len);
+	x->header_len = msg->header_len;
+	x->body0 = msg->body;
+	x->body0_len = msg->body_len;
+	msg->body = NULL;
+	/* A body of n bytes is max(1, ceil(n / QUEUE_CHUNK_SIZE)) chunks; without
+	 * its size, reading goes on until a chunk is missing. */
+	json_t *size = json_object_get(x->meta, "bodySize");
+	if (json_is_integer(size) && json_integer_value(size) >= 0) {
+		uint64_t n = (uint64_t)json_integer_value(size);
+		x->nchunks = n == 0 ? 1 : (uint32_t)((n + QUEUE_CHUNK_SIZE - 1) / QUEUE_CHUNK_SIZE);
+	}
+	/* What the content needs, as detected at intake. */
+	const char *body_type = json_string_value(json_object_get(x->meta, "bodyType"));
+	x->eight_bit = body_type != NULL && strcmp(body_type, "8BITMIME") == 0;
+	const char *from = json_string_value(json_object_get(x->meta, "from"));
+	x->smtputf8 = json_is_true(json_object_get(x->meta, "smtputf8")) ||
+		      contains_8bit(from ? from : "");
+	for (size_t i = 0; i < x->batch->n; i++)
+		x->smtputf8 = x->smtputf8 || contains_8bit(x->batch->items[i]->recipient);
+
+	const char *refused = refusal(c);
+	if (refused != NULL) {
+		mta_log_attempt(c, refused);
+		for (size_t i = 0; i < x->batch->n; i++)
+			mta_item_report(c, i, OUTCOME_PERMFAIL, atoi(refused), refused, NULL);
+		mta_transaction_done(c);
+		return;
+	}
+	mta_body_prepare(c);
+	if (!mta_sign_start(c))
+		mta_enter_state(c, MTA_MAIL);
+}
+
+/* MAIL, and with PIPELINING the RCPTs and DATA in the same write. */
+static void send_envelope(struct mta_conn *c)
+{
+	struct mta_txn *x = &c->txn;
+	const char *from = json_string_value(json_object_get(x->meta, "from"));
+	uint64_t size = (uint64_t)json_integer_value(json_object_get(x->meta, "bodySize")) +
+			x->header_len;
+	/* Parameters only for what the server advertised (RFC 1870, 6152, 6531). */
+	char params[96] = "";
+	size_t n = 0;
+	if (c->size_ok)
+		n += (size_t)snprintf(params + n, sizeof(params) - n, " SIZE=%llu",
+				      (unsigned long long)size);
+	if (x->eight_bit && c->eightbit && !(x->transform & TRANSFORM_DOWNGRADE))
+		n += (size_t)snprintf(params + n, sizeof(params) - n, " BODY=8BITMIME");
+	if (x->smtputf8 && c->smtputf8)
+		snprintf(params + n, sizeof(params) - n, " SMTPUTF8");
+	c->failed_txn = true; /* until the final dot is answered */
+	mta_send_line(c, "MAIL FROM:<%s>%s", from ? from : "", params);
+	if (c->pipelining) {
+		for (size_t i = 0; i < x->batch->n; i++)
+			mta_send_line(c, "RCPT TO:<%s>", x->batch->items[i]->recipient);
+		x->rcpt_sent = x->batch->n;
+		mta_send_line(c, "DATA");
+	}
+}
+
+/* --- states --- */
+
+void mta_enter_state(struct mta_conn *c, enum mta_state st)
+{
+	log_debug("mta_state", "conn=%llu from=%s to=%s", (unsigned long long)c->id,
+		  mta_strstate(c->state), mta_strstate(st));
+	c->state = st;
+	const struct zone_timeouts *to = &c->zone->timeouts;
+	struct mta_txn *x = &c->txn;
+	switch (st) {
+	case MTA_RESOLVING:
+	case MTA_CONNECTING:
+	case MTA_HANDSHAKE:
+	case MTA_SIGNING:
+	case MTA_HASHING:
+		/* Their actions are the callers' (mta_conn.c, mta_sign.c). */
+		return;
+	case MTA_GREETING:
+		mta_conn_deadline(c, to->greeting); /* from the connect */
+		return;
+	case MTA_EHLO:
+		c->pipelining = c->eightbit = c->smtputf8 = c->starttls = c->size_ok = false;
+		c->size_limit = 0;
+		mta_send_line(c, "EHLO %s", c->ehlo_name);
+		mta_conn_deadline(c, to->ehlo);
+		return;
+	case MTA_HELO:
+		mta_send_line(c, "HELO %s", c->ehlo_name);
+		mta_conn_deadline(c, to->ehlo);
+		return;
+	case MTA_STARTTLS:
+		mta_send_line(c, "STARTTLS");
+		mta_conn_deadline(c, to->starttls);
+		return;
+	case MTA_LOADING:
+		mta_conn_deadline_clear(c);
+		x->reading = true;
+		x->read_req = queue_message_load(c->m->queue, c->msg_id, 0, 0, message_loaded, c);
+		return;
+	case MTA_MAIL:
+		send_envelope(c);
+		mta_conn_deadline(c, to->mail);
+		return;
+	case MTA_RCPT:
+		if (!c->pipelining)
+			mta_send_line(c, "RCPT TO:<%s>", x->batch->items[x->rcpt_sent++]->recipient);
+		mta_conn_deadline(c, to->rcpt);
+		return;
+	case MTA_DATA:
+		if (!c->pipelining)
+			mta_send_line(c, "DATA");
+		mta_conn_deadline(c, to->data);
+		return;
+	case MTA_BODY:
+		/* Only write progress counts now (the bufferevent's write timeout). */
+		mta_conn_deadline_clear(c);
+		mta_body_start(c);
+		return;
+	case MTA_DOT:
+		mta_conn_deadline(c, to->dot); /* armed once the dot has left */
+		return;
+	case MTA_RSET:
+		mta_send_line(c, "RSET");
+		mta_conn_deadline(c, to->rset);
+		return;
+	case MTA_IDLE: {
+		mta_conn_deadline_clear(c);
+		uint64_t ttl = c->zone->cache_ttl_ms;
+		struct timeval tv = {(time_t)(ttl / 1000), (suseconds_t)(ttl % 1000) * 1000};
+		evtimer_add(c->idle_ev, &tv);
+		sched_park(c->m->sched, c->slot, on_wake, c);
+		return;
+	}
+	case MTA_QUIT:
+		mta_send_line(c, "QUIT");
+		mta_conn_deadline(c, to->quit);
+		return;
+	case MTA_CLOSED:
+		return;
+	}
+}
+
+/* The zone requires TLS and cannot have it here: try later. */
+static void tls_refused(struct mta_conn *c, const char *why)
+{
+	mta_log_attempt(c, why);
+	mta_fail_rest(c, 0, why);
+	mta_conn_quit(c);
+}
+
+/* Connected, greeted, EHLO done (and TLS where it could be had). */
+static void session_ready(struct mta_conn *c)
+{
+	if (!c->tls && c->zone->require_tls) {
+		tls_refused(c, "452 4.7.5 TLS is required but the server does not offer it");
+		return;
+	}
+	if (c->in_txn)
+		mta_enter_state(c, MTA_LOADING);
+	else
+		mta_transaction_done(c); /* the first batch was abandoned: look for more */
+}
+
+/* After "220" to STARTTLS: the handshake runs in a filter over the socket. */
+static void start_tls(struct mta_conn *c)
+{
+	struct mta *m = c->m;
+	const struct mta_target *t = &c->targets[c->cur];
+	SSL *ssl = SSL_new(m->tls);
+	/* SNI names hosts only, never address literals (RFC 6066 3). */
+	if (strcmp(t->host, t->addr) != 0)
+		SSL_set_tlsext_host_name(ssl, t->host);
+	char key[80];
+	snprintf(key, sizeof(key), "%s %d", t->addr, c->zone->port);
+	SSL_SESSION *sess = strmap_get(m->tls_sessions, key);
+	if (sess != NULL)
+		SSL_set_session(ssl, sess);
+	struct bufferevent *plain = c->bev;
+	bufferevent_setcb(plain, NULL, NULL, NULL, NULL);
+	c->bev = bufferevent_openssl_filter_new(m->base, plain, ssl, BUFFEREVENT_SSL_CONNECTING,
+						BEV_OPT_CLOSE_ON_FREE);
+	bufferevent_setcb(c->bev, mta_on_read, mta_on_write, mta_on_event, c);
+	struct timeval body = {(time_t)(c->zone->timeouts.body / 1000),
+			       (suseconds_t)(c->zone->timeouts.body % 1000) * 1000};
+	bufferevent_set_timeouts(c->bev, NULL, &body);
+	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+	mta_enter_state(c, MTA_HANDSHAKE);
+	mta_conn_deadline(c, c->zone->timeouts.starttls);
+}
+
+static void handshake_done(struct mta_conn *c)
+{
+	struct mta *m = c->m;
+	SSL *ssl = bufferevent_openssl_get_ssl(c->bev);
+	snprintf(c->tls_version, sizeof(c->tls_version), "%s", SSL_get_version(ssl));
+	c->tls = true;
+	const struct mta_target *t = &c->targets[c->cur];
+	char key[80];
+	snprintf(key, sizeof(key), "%s %d", t->addr, c->zone->port);
+	SSL_SESSION *sess = SSL_get1_session(ssl);
+	if (sess != NULL) {
+		SSL_SESSION_free(strmap_remove(m->tls_sessions, key));
+		strmap_put(m->tls_sessions, key, sess);
+	}
+	/* RFC 3207: forget what was said before; EHLO again. */
+	mta_enter_state(c, MTA_EHLO);
+}
+
+/* An early reply while the body is being sent: it decides the transaction,
+ * and the connection cannot go on (the rest of the body would be read as
+ * commands). */
+static void early_reply(struct mta_conn *c, int code)
+{
+	char text[REPLY_TEXT_MAX + 64];
+	if (code / 100 == 2)
+		snprintf(text, sizeof(text), "451 4.5.0 reply before the end of the data: %s",
+			 c->rep.text);
+	else
+		snprintf(text, sizeof(text), "%s", c->rep.text);
+	mta_log_attempt(c, text);
+	mta_fail_rest(c, code / 100 == 2 ? 451 : code, text);
+	mta_conn_close(c, 0, NULL);
+}
+
+static void rcpt_reply(struct mta_conn *c, int code)
+{
+	struct mta_txn *x = &c->txn;
+	size_t i = x->rcpt_replies++;
+	if (x->item[i] == MTA_ITEM_PENDING) {
+		if (code / 100 == 2) {
+			x->item[i] = MTA_ITEM_ACCEPTED;
+			x->accepted++;
+		} else {
+			mta_item_report(c, i, code / 100 == 4 ? OUTCOME_TEMPFAIL : OUTCOME_PERMFAIL,
+					code, c->rep.text, NULL);
+		}
+	}
+	if (code == 421) {
+		/* The server is closing the session (RFC 5321 3.8). */
+		mta_log_attempt(c, c->rep.text);
+		mta_fail_rest(c, code, c->rep.text);
+		mta_conn_close(c, 0, NULL);
+		return;
+	}
+	if (x->rcpt_replies < x->batch->n) {
+		if (c->pipelining)
+			mta_conn_deadline(c, c->zone->timeouts.rcpt);
+		else
+			mta_enter_state(c, MTA_RCPT);
+		return;
+	}
+	if (c->pipelining || x->accepted > 0) {
+		mta_enter_state(c, MTA_DATA); /* pipelined: DATA was sent already */
+		return;
+	}
+	mta_log_attempt(c, c->rep.text);
+	mta_transaction_done(c); /* nobody accepted: RSET before the next one */
+}
+
+static void mail_reply(struct mta_conn *c, int code)
+{
+	struct mta_txn *x = &c->txn;
+	if (code / 100 == 2) {
+		mta_enter_state(c, MTA_RCPT);
+		return;
+	}
+	/* Every recipient fails with the MAIL reply.  Pipelined RCPT and DATA
+	 * replies still come and are read. */
+	mta_log_attempt(c, c->rep.text);
+	for (size_t i = 0; i < x->batch->n; i++)
+		mta_item_report(c, i, code / 100 == 4 ? OUTCOME_TEMPFAIL : OUTCOME_PERMFAIL, code,
+				c->rep.text, NULL);
+	if (code == 421) {
+		mta_conn_close(c, 0, NULL);
+		return;
+	}
+	if (c->pipelining)
+		mta_enter_state(c, MTA_RCPT);
+	else
+		mta_transaction_done(c);
+}
+
+static void data_reply(struct mta_conn *c, int code)
+{
+	struct mta_txn *x = &c->txn;
+	if (code == 354 && x->accepted > 0) {
+		mta_enter_state(c, MTA_BODY);
+		return;
+	}
+	if (code == 354) {
+		/* Pipelined DATA accepted with no recipient: end it empty. */
+		evbuffer_add(bufferevent_get_output(c->bev), ".\r\n", 3);
+		mta_enter_state(c, MTA_DOT);
+		return;
+	}
+	if (x->accepted > 0)
+		mta_log_attempt(c, c->rep.text);
+	mta_fail_rest(c, code, c->rep.text);
+	if (code == 421)
+		mta_conn_close(c, 0, NULL);
+	else
+		mta_transaction_done(c);
+}
+
+/* The reply to the final dot decides for every accepted recipient. */
+static void dot_reply(struct mta_conn *c, int code)
+{
+	struct mta_txn *x = &c->txn;
+	x->delivered = code / 100 == 2 ? x->accepted : 0;
+	if (x->accepted > 0)
+		mta_log_attempt(c, c->rep.text);
+	for (size_t i = 0; i < x->batch->n; i++)
+		if (x->item[i] == MTA_ITEM_ACCEPTED)
+			mta_item_report(c, i,
+					code / 100 == 2   ? OUTCOME_OK
+					: code / 100 == 4 ? OUTCOME_TEMPFAIL
+							  : OUTCOME_PERMFAIL,
+					code, c->rep.text, NULL);
+	c->failed_txn = false;
+	if (code == 421)
+		mta_conn_close(c, 0, NULL);
+	else
+		mta_transaction_done(c);
+}
+
+static void on_reply(struct mta_conn *c, int code)
+{
+	switch (c->state) {
+	case MTA_GREETING:
+		if (code != 220) {
+			/* 421/554 greeting: this address will not take mail now. */
+			mta_conn_next_target(c, c->rep.text, code);
+			return;
+		}
+		mta_enter_state(c, MTA_EHLO);
+		return;
+	case MTA_EHLO:
+		if (code / 100 != 2) {
+			/* 421 closes, 554 refuses service: HELO would not help. */
+			if (code == 421 || code == 554)
+				mta_conn_next_target(c, c->rep.text, code);
+			else
+				mta_enter_state(c, MTA_HELO);
+			return;
+		}
+		if (!c->tls && c->starttls && !c->plain_retry) {
+			mta_enter_state(c, MTA_STARTTLS);
+			return;
+		}
+		session_ready(c);
+		return;
+	case MTA_HELO:
+		if (code / 100 != 2) {
+			mta_conn_next_target(c, c->rep.text, code);
+			return;
+		}
+		session_ready(c);
+		return;
+	case MTA_STARTTLS:
+		if (code == 220) {
+			start_tls(c);
+			return;
+		}
+		if (c->zone->require_tls) {
+			tls_refused(c, c->rep.text);
+			return;
+		}
+		if (code == 421) {
+			mta_conn_next_target(c, c->rep.text, code);
+			return;
+		}
+		session_ready(c); /* opportunistic: go on in plain text */
+		return;
+	case MTA_MAIL:
+		mail_reply(c, code);
+		return;
+	case MTA_RCPT:
+		rcpt_reply(c, code);
+		return;
+	case MTA_DATA:
+		data_reply(c, code);
+		return;
+	case MTA_BODY:
+		early_reply(c, code);
+		return;
+	case MTA_DOT:
+		dot_reply(c, code);
+		return;
+	case MTA_RSET:
+		if (code / 100 != 2) {
+			mta_fail_rest(c, 421, "421 4.4.0 connection unusable after RSET");
+			mta_conn_quit(c);
+			return;
+		}
+		c->failed_txn = false;
+		mta_enter_state(c, MTA_LOADING);
+		return;
+	case MTA_QUIT:
+		mta_conn_close(c, 0, NULL);
+		return;
+	case MTA_IDLE:
+		/* Typically 421 from a server that timed us out: just go. */
+		sched_unpark(c->m->sched, c->slot);
+		evtimer_del(c->idle_ev);
+		mta_conn_close(c, 0, NULL);
+		return;
+	case MTA_RESOLVING:
+	case MTA_CONNECTING:
+	case MTA_HANDSHAKE:
+	case MTA_LOADING:
+	case MTA_HASHING:
+	case MTA_SIGNING:
+	case MTA_CLOSED:
+		break;
+	}
+	/* A reply while none is due: protocol error. */
+	log_msg(LOG_LEVEL_WARN, c->in_txn ? c->msg_id : NULL, "mta_protocol",
+		"conn=%llu state=%s response=\"%s\"", (unsigned long long)c->id,
+		mta_strstate(c->state), c->rep.text);
+	mta_conn_close(c, 451, "451 4.5.0 unexpected reply from the receiving server");
+}
+
+/* One EHLO keyword line (after the code), e.g. "SIZE 10240000". */
+static void ehlo_keyword(void *arg, const char *text, size_t len)
+{
+	struct mta_conn *c = arg;
+	char kw[64];
+	if (len >= sizeof(kw))
+		len = sizeof(kw) - 1;
+	memcpy(kw, text, len);
+	kw[len] = '\0';
+	if (strcasecmp(kw, "PIPELINING") == 0)
+		c->pipelining = true;
+	else if (strcasecmp(kw, "8BITMIME") == 0)
+		c->eightbit = true;
+	else if (strcasecmp(kw, "SMTPUTF8") == 0)
+		c->smtputf8 = true;
+	else if (strcasecmp(kw, "STARTTLS") == 0)
+		c->starttls = true;
+	else if (strncasecmp(kw, "SIZE", 4) == 0 && (kw[4] == ' ' || kw[4] == '\0')) {
+		c->size_ok = true;
+		c->size_limit = strtoull(kw + 4, NULL, 10);
+	}
+}
+
+/* A reply the connection cannot go on from: as if the server failed. */
+static void bad_reply(struct mta_conn *c, const char *why)
+{
+	char text[200];
+	snprintf(text, sizeof(text), "451 4.5.0 %s from the receiving server", why);
+	switch (c->state) {
+	case MTA_GREETING:
+	case MTA_EHLO:
+	case MTA_HELO:
+	case MTA_STARTTLS:
+		mta_conn_next_target(c, text, 451);
+		return;
+	default:
+		if (c->in_txn)
+			mta_log_attempt(c, text);
+		mta_conn_close(c, 451, text);
+	}
+}
+
+void mta_on_read(struct bufferevent *bev, void *arg)
+{
+	struct mta_conn *c = arg;
+	struct mta *m = c->m;
+	uint64_t id = c->id;
+	struct evbuffer *in = bufferevent_get_input(bev);
+	for (;;) {
+		size_t len;
+		char *line = evbuffer_readln(in, &len, EVBUFFER_EOL_CRLF);
+		if (line == NULL) {
+			/* No line end within the cap: an endless line. */
+			if (evbuffer_get_length(in) > REPLY_LINE_MAX)
+				bad_reply(c, "reply too long");
+			return;
+		}
+		enum reply_status st = len > REPLY_LINE_MAX ? REPLY_TOO_LONG
+				       : reply_feed(&c->rep, line, len,
+						    c->state == MTA_EHLO ? ehlo_keyword : NULL, c);
+		free(line);
+		if (st == REPLY_BAD) {
+			bad_reply(c, "malformed reply");
+			return;
+		}
+		if (st == REPLY_TOO_LONG) {
+			bad_reply(c, "reply too long");
+			return;
+		}
+		if (st == REPLY_MORE)
+			continue;
+		on_reply(c, c->rep.code);
+		/* The reply may have closed the connection or moved it on. */
+		if (u64map_get(m->conns, id) != c || c->bev != bev || c->state == MTA_CLOSED)
+			return;
+	}
+}
+
+void mta_on_write(struct bufferevent *bev, void *arg)
+{
+	struct mta_conn *c = arg;
+	(void)bev;
+	if (c->state == MTA_BODY)
+		mta_body_on_drain(c);
+}
+
+void mta_on_event(struct bufferevent *bev, short what, void *arg)
+{
+	struct mta_conn *c = arg;
+	(void)bev;
+	if ((what & BEV_EVENT_CONNECTED) && c->state == MTA_HANDSHAKE) {
+		handshake_done(c);
+		return;
+	}
+	if (what & BEV_EVENT_CONNECTED) {
+		mta_enter_state(c, MTA_GREETING);
+		return;
+	}
+	const struct mta_target *t = &c->targets[c->cur];
+	if (c->state == MTA_HANDSHAKE) {
+		unsigned long e = bufferevent_get_openssl_error(c->bev);
+		char why[300];
+		snprintf(why, sizeof(why), "TLS handshake with %s [%s] failed: %s", t->host, t->addr,
+			 e ? ERR_reason_error_string(e) : "connection closed");
+		if (c->zone->require_tls) {
+			mta_log_attempt(c, why);
+			mta_conn_close(c, 0, why);
+			return;
+		}
+		/* Opportunistic TLS: once more with the same address, in plain text. */
+		log_msg(LOG_LEVEL_INFO, c->in_txn ? c->msg_id : NULL, "mta_tls",
+			"mx=%s remote=%s error=\"%s\" action=retry_plain", t->host, t->addr, why);
+		bufferevent_free(c->bev);
+		c->bev = NULL;
+		c->plain_retry = true;
+		mta_conn_connect_next(c);
+		return;
+	}
+	const char *why = (what & BEV_EVENT_TIMEOUT) ? "no write progress (timeout)"
+			  : (what & BEV_EVENT_EOF)   ? "connection closed by the server"
+						     : evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR());
+	if (c->state == MTA_QUIT || c->state == MTA_IDLE) {
+		if (c->state == MTA_IDLE) {
+			sched_unpark(c->m->sched, c->slot);
+			evtimer_del(c->idle_ev);
+		}
+		mta_conn_close(c, 0, NULL);
+		return;
+	}
+	char text[400];
+	snprintf(text, sizeof(text), "connection to %s [%s] failed: %s", t->host, t->addr, why);
+	switch (c->state) {
+	case MTA_CONNECTING:
+	case MTA_GREETING:
+	case MTA_EHLO:
+	case MTA_HELO:
+	case MTA_STARTTLS:
+		mta_conn_next_target(c, text, 0);
+		return;
+	default:
+		if (c->in_txn)
+			mta_log_attempt(c, text);
+		mta_conn_close(c, 0, text);
+	}
+}

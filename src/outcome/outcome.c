@@ -1,0 +1,184 @@
+/* The outcome stage: classify, persist, reschedule, log, count; see outcome.h. */
+#include "outcome/outcome.h"
+
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "api/metrics.h"
+#include "core/clock.h"
+#include "core/log.h"
+#include "core/xmalloc.h"
+#include "sched/backoff.h"
+
+struct outcome {
+	const struct config *cfg;
+	const struct bounce_rules *rules;
+	struct sched *sched;
+	struct queue *queue;
+};
+
+struct outcome *outcome_new(const struct config *cfg, const struct bounce_rules *rules)
+{
+	struct outcome *o = xcalloc(1, sizeof(*o));
+	o->cfg = cfg;
+	o->rules = rules;
+	return o;
+}
+
+void outcome_free(struct outcome *o)
+{
+	free(o);
+}
+
+void outcome_attach(struct outcome *o, struct sched *sched, struct queue *queue)
+{
+	o->sched = sched;
+	o->queue = queue;
+}
+
+const struct bounce_rules *outcome_set_rules(struct outcome *o, const struct bounce_rules *rules)
+{
+	const struct bounce_rules *old = o->rules;
+	o->rules = rules;
+	return old;
+}
+
+/* Digits at p, at least 1 and at most max; their count, or 0. */
+static size_t digits(const char *p, size_t max)
+{
+	size_t n = 0;
+	while (n <= max && isdigit((unsigned char)p[n]))
+		n++;
+	return n >= 1 && n <= max ? n : 0;
+}
+
+bool outcome_enhanced_code(const char *text, char *buf, size_t size)
+{
+	/* RFC 3463: class.subject.detail (1, 1-3, 1-3 digits), after "NNN" and
+	 * a space or '-'. */
+	if (text == NULL || strlen(text) < 9 || (text[3] != ' ' && text[3] != '-'))
+		return false;
+	const char *p = text + 4;
+	if ((p[0] != '2' && p[0] != '4' && p[0] != '5') || p[1] != '.')
+		return false;
+	size_t subject = digits(p + 2, 3);
+	if (subject == 0 || p[2 + subject] != '.')
+		return false;
+	size_t detail = digits(p + 3 + subject, 3);
+	size_t n = 3 + subject + detail;
+	if (detail == 0 || n >= size)
+		return false;
+	memcpy(buf, p, n);
+	buf[n] = '\0';
+	return true;
+}
+
+/* Removes the item's row (delivered, bounced or deleted). */
+static void persist_finish(struct outcome *o, const struct sched_item *it)
+{
+	queue_delivery_finish(o->queue, it->id, it->seq, sched_item_zone(it), sched_item_domain(it),
+			      it->deferred);
+}
+
+static void log_result(const struct sched_item *it, const char *event, const char *category,
+		       int attempts, const char *text, long long next_in_ms)
+{
+	char enhanced[16] = "-";
+	if (!outcome_enhanced_code(text, enhanced, sizeof(enhanced)))
+		strcpy(enhanced, "-");
+	char next[48] = "";
+	if (next_in_ms >= 0)
+		snprintf(next, sizeof(next), " next_in_ms=%lld", next_in_ms);
+	log_msg(LOG_LEVEL_INFO, it->id, event,
+		"seq=%03x zone=%s rcpt=<%s>%s%s attempts=%d%s status=%s response=\"%s\"", it->seq,
+		sched_item_zone(it), it->recipient, category ? " category=" : "",
+		category ? category : "", attempts, next, enhanced, text);
+}
+
+void outcome_report(struct outcome *o, struct sched_item *it, const struct outcome_report *r)
+{
+	if (it->cancelled) {
+		sched_item_done(o->sched, it); /* deleted meanwhile: its row is gone */
+		return;
+	}
+	const char *zone = sched_item_zone(it);
+	enum outcome_status status = r->status;
+	const char *category = r->category;
+	if (status != OUTCOME_OK && category == NULL) {
+		struct bounce_verdict v;
+		bounce_rules_classify(o->rules, r->code, r->text, &v);
+		status = v.action == BOUNCE_REJECT ? OUTCOME_PERMFAIL : OUTCOME_TEMPFAIL;
+		category = v.category;
+	}
+	/* Attempts count every try that reached a server, the failing one
+	 * included, so a bounce reads like the deferrals before it. */
+	int attempts = it->attempts + (r->attempted ? 1 : 0);
+	int64_t now = clock_wall_ms();
+	int64_t next = 0;
+	if (status == OUTCOME_TEMPFAIL) {
+		attempts = it->attempts + 1;
+		if (!backoff_next(&o->cfg->queue, attempts, it->created, now, &next)) {
+			log_msg(LOG_LEVEL_INFO, it->id, "expired", "seq=%03x attempts=%d", it->seq,
+				attempts);
+			status = OUTCOME_PERMFAIL;
+		}
+	}
+	switch (status) {
+	case OUTCOME_OK:
+		metrics_delivery(zone, "delivered");
+		log_result(it, "delivered", NULL, attempts, r->text, -1);
+		persist_finish(o, it);
+		sched_item_done(o->sched, it);
+		return;
+	case OUTCOME_PERMFAIL:
+		metrics_delivery(zone, "bounced");
+		/* DSN mail and webhooks attach here. */
+		log_result(it, "bounced", category ? category : "other", attempts, r->text, -1);
+		persist_finish(o, it);
+		sched_item_done(o->sched, it);
+		return;
+	case OUTCOME_TEMPFAIL:
+		break;
+	}
+	metrics_delivery(zone, "deferred");
+	it->attempts = attempts;
+	if (it->first_failure == 0)
+		it->first_failure = now;
+	log_result(it, "deferred", category ? category : "other", attempts, r->text, next - now);
+	char *kept = pool_format_kept(sched_item_pool(it), it->local);
+	struct queue_delivery_row row = {
+		.id = it->id,
+		.seq = it->seq,
+		.zone = zone,
+		.recipient = it->recipient,
+		.domain = sched_item_domain(it),
+		.created = it->created,
+		.next_attempt = next,
+		.attempts = it->attempts,
+		.deferred = true,
+		.first_failure = it->first_failure,
+		.local_address = kept,
+	};
+	queue_delivery_defer(o->queue, &row, it->deferred, now, r->text);
+	free(kept);
+	sched_item_retry(o->sched, it, next - now);
+}
+
+void outcome_abandon(struct outcome *o, struct sched_item *it)
+{
+	sched_item_done(o->sched, it);
+}
+
+static void deleted(void *arg, const struct sched_item *it)
+{
+	struct outcome *o = arg;
+	persist_finish(o, it);
+	log_msg(LOG_LEVEL_INFO, it->id, "deleted", "seq=%03x rcpt=<%s>", it->seq, it->recipient);
+}
+
+size_t outcome_delete(struct outcome *o, const char *id, unsigned seq)
+{
+	return sched_cancel(o->sched, id, seq, deleted, o);
+}

@@ -1,0 +1,67 @@
+/*
+ * The outcome stage: the one place where the result of a delivery attempt
+ * becomes a decision.  The delivery engine reports, for each recipient it
+ * tried, what happened (struct outcome_report) and nothing else; this stage
+ * alone classifies failures (bounce rules), persists the decision
+ * (queue_delivery_*), hands the item back to the scheduler (finished, or to
+ * retry on the queue.deferTimes schedule), logs and counts.  DSN bounce
+ * mail and webhooks attach here.
+ */
+#ifndef ZMTA_OUTCOME_H
+#define ZMTA_OUTCOME_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "bounce/rules.h"
+#include "core/config.h"
+#include "queue/queue.h"
+#include "sched/sched.h"
+
+enum outcome_status {
+	OUTCOME_OK,       /* the server took it */
+	OUTCOME_TEMPFAIL, /* try again later */
+	OUTCOME_PERMFAIL, /* bounce */
+};
+
+/* What one delivery attempt of one recipient came to; strings borrowed. */
+struct outcome_report {
+	enum outcome_status status; /* as the delivery saw it (reply class, or its own decision) */
+	int code;             /* the server's reply code; 0 when there was no reply */
+	const char *text;     /* the whole response, or what went wrong ("could not connect ...") */
+	/* NULL: the bounce rules classify a failure from code and text (a
+	 * server's answer, a broken connection).  Else the delivery decided
+	 * (e.g. "dns" for NXDOMAIN), and status stands as given. */
+	const char *category;
+	bool attempted;       /* a server was talked to (counts as an attempt) */
+	const char *local;    /* the source address it left from, or NULL */
+};
+
+struct outcome;
+
+/* `cfg` and `rules` must outlive the stage (rules until outcome_set_rules). */
+struct outcome *outcome_new(const struct config *cfg, const struct bounce_rules *rules);
+void outcome_free(struct outcome *o);
+/* The scheduler and the queue, once both exist. */
+void outcome_attach(struct outcome *o, struct sched *sched, struct queue *queue);
+/* Swaps in new bounce rules (SIGHUP); returns the old ones for the caller to
+ * free (nothing keeps pointers into them between events). */
+const struct bounce_rules *outcome_set_rules(struct outcome *o, const struct bounce_rules *rules);
+
+/* The result of one item of a batch; the item is consumed. */
+void outcome_report(struct outcome *o, struct sched_item *it, const struct outcome_report *r);
+/* An item dropped without a result (the daemon is stopping): its stored row
+ * stays, to be tried after the next start. */
+void outcome_abandon(struct outcome *o, struct sched_item *it);
+/*
+ * Deletes the deliveries of message `id` (all when seq is 0, else that one)
+ * through the API: rows removed, the message with its last.  One in flight
+ * is forgotten when its result comes.  Returns how many were removed.
+ */
+size_t outcome_delete(struct outcome *o, const char *id, unsigned seq);
+
+/* The enhanced status code at the start of a reply text after its code
+ * ("550 5.1.1 ..." gives "5.1.1") into buf; false when there is none. */
+bool outcome_enhanced_code(const char *text, char *buf, size_t size);
+
+#endif

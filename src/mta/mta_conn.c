@@ -458,6 +458,16 @@ void mta_conn_quit(struct mta_conn *c)
 void mta_conn_close(struct mta_conn *c, int code, const char *text)
 {
 	struct mta *m = c->m;
+	/* Ended in the middle of something: an abortive close (RST), so that
+	 * bytes still in the socket's send queue (perhaps a final dot) are
+	 * dropped rather than delivered after we gave up on them. */
+	bool abortive = c->state != MTA_QUIT && c->state != MTA_IDLE;
+	if (abortive && c->bev != NULL) {
+		struct linger lg = {1, 0};
+		evutil_socket_t fd = bufferevent_getfd(c->bev);
+		if (fd >= 0)
+			setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+	}
 	mta_enter_state(c, MTA_CLOSED);
 	if (c->in_txn) {
 		struct mta_txn *x = &c->txn;

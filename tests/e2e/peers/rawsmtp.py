@@ -150,13 +150,8 @@ class RawSMTP:
         return bytes(data)
 
 
-def lenient_ends(raw: bytes) -> list:
-    """Where a lenient receiver would see an end of data in `raw`: one that
-    drops NULs and ends lines at CR, LF or CRLF.  Offsets of "." lines."""
+def lenient_lines(raw: bytes) -> list:
+    """The lines a lenient receiver reads in `raw`: one that drops NULs and
+    ends lines at CR, LF or CRLF."""
     text = raw.replace(b"\x00", b"")
-    ends, pos = [], 0
-    for line in text.replace(b"\r\n", b"\n").replace(b"\r", b"\n").split(b"\n"):
-        if line == b".":
-            ends.append(pos)
-        pos += len(line) + 1
-    return ends
+    return text.replace(b"\r\n", b"\n").replace(b"\r", b"\n").split(b"\n")

@@ -37,6 +37,7 @@ struct transform {
 	char *held;          /* a part header block, or a line that may be a boundary */
 	size_t held_len, held_cap, line_start;
 	bool holding;        /* held is a line that may be a boundary */
+	bool message_headers; /* the headers held are an embedded message's */
 	char *bounds[MAX_DEPTH];
 	size_t nbounds;
 	GMimeEncoding qp;
@@ -239,7 +240,8 @@ static bool type_is(const char *ct, const char *type)
 }
 
 /* A part's header block is complete: what its body becomes, and how the
- * header must say so. */
+ * header must say so.  `top`: the header of a message (the whole one, or
+ * one embedded as message/rfc822), which may lack MIME-Version. */
 static void part_decide(struct transform *t, struct header_list *list, bool top)
 {
 	int ci = header_list_find(list, "content-type");
@@ -266,6 +268,7 @@ static void part_decide(struct transform *t, struct header_list *list, bool top)
 		if (eight)
 			set_cte(list, ei, "7bit");
 		t->mode = MODE_HEADERS;
+		t->message_headers = true;
 		return;
 	}
 	if (eight || ei < 0) {
@@ -296,7 +299,9 @@ static void part_headers_done(struct transform *t)
 	size_t hlen = t->line_start;
 	struct header_list list = {0};
 	header_list_parse(&list, t->held, hlen);
-	part_decide(t, &list, false);
+	bool message = t->message_headers;
+	t->message_headers = false;
+	part_decide(t, &list, message);
 	size_t n;
 	char *h = serialize(&list, &n);
 	header_list_clear(&list);
@@ -328,6 +333,7 @@ static bool boundary_line(struct transform *t)
 		while (t->nbounds > keep)
 			free(t->bounds[--t->nbounds]);
 		t->mode = close ? MODE_MULTIPART : MODE_HEADERS;
+		t->message_headers = false;
 		t->held_len = t->line_start = 0;
 		return true;
 	}
@@ -393,6 +399,7 @@ static void append_buf(void *arg, const char *data, size_t len)
 	b->p = xreallocarray_grow(b->p, &b->cap, b->len + len + 1, 1);
 	memcpy(b->p + b->len, data, len);
 	b->len += len;
+	b->p[b->len] = '\0';
 }
 
 static pthread_once_t gmime_once = PTHREAD_ONCE_INIT;

@@ -36,7 +36,7 @@ struct transform;
 /*
  * Starts a transform of the message whose header block is header[0..hlen)
  * (every field with its CRLF, no empty line).  The rewritten header block
- * is returned in *new_header (malloc'ed) and *new_hlen; body bytes given to
+ * is returned in *new_header (malloc'ed, NUL-terminated) and *new_hlen; body bytes given to
  * transform_feed come out through out(arg, ...).
  */
 struct transform *transform_new(unsigned flags, const char *header, size_t hlen,

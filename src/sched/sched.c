@@ -257,7 +257,14 @@ static void drop_cancelled(struct sched_domain *d)
 		d->ready_tail = &d->ready;
 }
 
-/* The run of due items at the head of d's queue for one message. */
+static int by_seq(const void *a, const void *b)
+{
+	unsigned x = (*(struct sched_item *const *)a)->seq, y = (*(struct sched_item *const *)b)->seq;
+	return x < y ? -1 : x > y;
+}
+
+/* The run of due items at the head of d's queue for one message, in
+ * envelope order. */
 static struct sched_batch *take_batch(struct sched_domain *d)
 {
 	struct sched_batch *b = xcalloc(1, sizeof(*b));
@@ -280,6 +287,7 @@ static struct sched_batch *take_batch(struct sched_domain *d)
 	}
 	if (d->ready == NULL)
 		d->ready_tail = &d->ready;
+	qsort(b->items, b->n, sizeof(*b->items), by_seq);
 	return b;
 }
 

@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include <event2/buffer.h>
+#include <event2/bufferevent_ssl.h>
 #include <idn2.h>
 
 #include "api/metrics.h"
@@ -467,6 +468,12 @@ void mta_conn_close(struct mta_conn *c, int code, const char *text)
 		evutil_socket_t fd = bufferevent_getfd(c->bev);
 		if (fd >= 0)
 			setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+	} else if (c->tls && c->bev != NULL) {
+		/* A clean end after QUIT: OpenSSL would otherwise take the TLS
+		 * session for a broken one and never resume it. */
+		SSL *ssl = bufferevent_openssl_get_ssl(c->bev);
+		if (ssl != NULL)
+			SSL_set_shutdown(ssl, SSL_SENT_SHUTDOWN | SSL_RECEIVED_SHUTDOWN);
 	}
 	mta_enter_state(c, MTA_CLOSED);
 	if (c->in_txn) {

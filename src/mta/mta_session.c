@@ -363,20 +363,33 @@ static void start_tls(struct mta_conn *c)
 	mta_conn_deadline(c, c->zone->timeouts.starttls);
 }
 
+/* Keeps the TLS session for the next connection to this address.  Done at
+ * the reply to EHLO, not at the handshake: a TLS 1.3 server sends its
+ * session ticket after the handshake. */
+static void tls_session_keep(struct mta_conn *c)
+{
+	SSL *ssl = bufferevent_openssl_get_ssl(c->bev);
+	SSL_SESSION *sess = ssl ? SSL_get1_session(ssl) : NULL;
+	if (sess == NULL)
+		return;
+	if (!SSL_SESSION_is_resumable(sess)) {
+		SSL_SESSION_free(sess);
+		return;
+	}
+	const struct mta_target *t = &c->targets[c->cur];
+	char key[80];
+	snprintf(key, sizeof(key), "%s %d", t->addr, c->zone->port);
+	SSL_SESSION_free(strmap_remove(c->m->tls_sessions, key));
+	strmap_put(c->m->tls_sessions, key, sess);
+}
+
 static void handshake_done(struct mta_conn *c)
 {
 	struct mta *m = c->m;
 	SSL *ssl = bufferevent_openssl_get_ssl(c->bev);
 	snprintf(c->tls_version, sizeof(c->tls_version), "%s", SSL_get_version(ssl));
 	c->tls = true;
-	const struct mta_target *t = &c->targets[c->cur];
-	char key[80];
-	snprintf(key, sizeof(key), "%s %d", t->addr, c->zone->port);
-	SSL_SESSION *sess = SSL_get1_session(ssl);
-	if (sess != NULL) {
-		SSL_SESSION_free(strmap_remove(m->tls_sessions, key));
-		strmap_put(m->tls_sessions, key, sess);
-	}
+	(void)m;
 	/* RFC 3207: forget what was said before; EHLO again. */
 	mta_enter_state(c, MTA_EHLO);
 }
@@ -522,6 +535,8 @@ static void on_reply(struct mta_conn *c, int code)
 			mta_enter_state(c, MTA_STARTTLS);
 			return;
 		}
+		if (c->tls)
+			tls_session_keep(c);
 		session_ready(c);
 		return;
 	case MTA_HELO:

@@ -28,6 +28,10 @@
 
 /* Errors tolerated before the session is closed with 421. */
 #define SMTP_MAX_BAD_COMMANDS 10
+/* NOOP, RSET, VRFY and HELP that a client may send between two messages
+ * before each further one counts as an error (Postfix's
+ * smtpd_junk_command_limit): a session cannot be held open with them. */
+#define SMTP_JUNK_LIMIT 100
 /* Stop reading while this much output waits for a client that does not read. */
 #define SMTP_OUTPUT_HIGH (64 * 1024)
 /* Bytes of DATA handled per step. */
@@ -56,6 +60,7 @@ struct smtp_session {
 	char *helo;
 	bool esmtp;
 	int bad_commands;
+	int junk_commands; /* since the last message accepted */
 	bool skipping_long_line; /* discarding an over-long command line */
 	bool shutdown_requested;
 	unsigned messages;
@@ -122,6 +127,13 @@ static bool bad_command(struct smtp_session *s)
 		 (unsigned long long)s->id, s->addr);
 	close_after_flush(s);
 	return true;
+}
+
+/* A command that moves no mail on; past SMTP_JUNK_LIMIT each is an error. */
+static void junk_command(struct smtp_session *s)
+{
+	if (++s->junk_commands > SMTP_JUNK_LIMIT)
+		bad_command(s);
 }
 
 static void txn_clear(struct smtp_session *s)
@@ -257,12 +269,14 @@ static void cmd_rset(struct smtp_session *s, const struct smtp_command *cmd)
 	if (s->state != SMTP_STATE_GREETED)
 		enter_state(s, SMTP_STATE_READY);
 	reply(s, "250 2.0.0 Ok");
+	junk_command(s);
 }
 
 static void cmd_noop(struct smtp_session *s, const struct smtp_command *cmd)
 {
 	(void)cmd;
 	reply(s, "250 2.0.0 Ok");
+	junk_command(s);
 }
 
 static void cmd_quit(struct smtp_session *s, const struct smtp_command *cmd)
@@ -277,12 +291,14 @@ static void cmd_vrfy(struct smtp_session *s, const struct smtp_command *cmd)
 	(void)cmd;
 	/* RFC 5321 3.5.3: a relay cannot verify, but says it will try. */
 	reply(s, "252 2.5.2 Cannot VRFY user, but will accept message and attempt delivery");
+	junk_command(s);
 }
 
 static void cmd_help(struct smtp_session *s, const struct smtp_command *cmd)
 {
 	(void)cmd;
 	reply(s, "214 2.0.0 Commands: EHLO HELO MAIL RCPT DATA RSET NOOP QUIT VRFY HELP");
+	junk_command(s);
 }
 
 static void cmd_not_implemented(struct smtp_session *s, const struct smtp_command *cmd)
@@ -330,6 +346,7 @@ static void message_done(void *arg, int rc, const char *error)
 	struct smtp_session *s = arg;
 	if (rc == 0) {
 		s->messages++;
+		s->junk_commands = 0;
 		metrics_message_accepted(s->env.iface->name);
 		reply(s, "250 2.0.0 Ok: queued as %s", ingest_id(s->ingest));
 	} else {

@@ -323,3 +323,60 @@ def test_duplicate_rcpt_is_delivered_once(dns_server, smtp_sink, zmta):
     time.sleep(1)
     assert len(sink.messages()) == 1
     d.wait_log(r"event=duplicate_rcpt rcpt=<rcpt@EXAMPLE\.test> action=dropped")
+
+
+def test_421_greeting_is_the_deferrals_response(dns_server, smtp_sink, zmta):
+    sink = smtp_sink("127.0.0.2", script={"greeting": {"reply": "421 4.3.2 Too busy, later"}})
+    dns_server.set_records({"example.test": {"A": ["127.0.0.2"]}})
+    d = zmta(extra_config=relay_config(dns_server, sink.port, queue={"deferTimes": ["60 s"]}))
+    qid = submit(d, MSG)
+    d.wait_log(r"id=%s event=deferred seq=001 .*attempts=1 .*status=4\.3\.2 "
+               r"response=\"421 4\.3\.2 Too busy, later\"" % qid)
+
+
+def test_junk_commands_are_limited(zmta):
+    d = zmta()
+    with d.smtp() as client:
+        client.ehlo("client.test")
+        codes = [client.noop()[0] for _ in range(100)]
+        assert codes == [250] * 100
+        # From here on each one is an error, and ten errors end the session.
+        closed = False
+        for _ in range(20):
+            try:
+                code = client.noop()[0]
+            except Exception:
+                closed = True
+                break
+            if code == 421:
+                closed = True
+                break
+        assert closed
+    d.wait_log(r"event=smtp_abort .*reason=\"too many errors\"")
+
+
+def test_tls_1_0_beats_plain_text_and_sessions_resume(dns_server, smtp_sink, zmta):
+    old = smtp_sink("127.0.0.2", tls="tls1")
+    dns_server.set_records({"example.test": {"MX": [(10, "mx.example.test")]},
+                            "mx.example.test": {"A": ["127.0.0.2"]}})
+    d = zmta(extra_config=relay_config(dns_server, old.port,
+                                       zones={"default": {"connectionCache": {"ttl": "0 s"}}}))
+    submit(d, MSG)
+    got = old.wait_for(1)[0]
+    assert got["tls"] is True and got["tls_version"] == "TLSv1", got
+    submit(d, MSG)
+    old.wait_for(2)
+    starts = [e for e in old.events() if e["event"] == "starttls"]
+    assert [e["sni"] for e in starts] == ["mx.example.test"] * 2  # a host name: SNI
+    assert starts[1]["reused"] is True  # the second connection resumed the session
+
+
+def test_no_sni_for_an_address_literal(dns_server, smtp_sink, zmta):
+    sink = smtp_sink("127.0.0.2", tls=True)
+    d = zmta(extra_config=relay_config(dns_server, sink.port,
+                                       zones={"default": {"host": "127.0.0.2"}}))
+    submit(d, MSG)
+    got = sink.wait_for(1)[0]
+    assert got["tls"] is True
+    starts = [e for e in sink.events() if e["event"] == "starttls"]
+    assert starts and starts[0]["sni"] is None

@@ -41,6 +41,7 @@
  *   "R:prefix" read a line, which must start with prefix
  *   "D"        read DATA up to CRLF.CRLF
  *   "L"        read one line of DATA, whatever it is
+ *   "E"        the client closes without sending anything more
  *   "X"        close
  *   "Z"        close gracefully: no more sending, read until the client
  *              closes (a close with unread input would reset the
@@ -105,6 +106,11 @@ static void *peer_run(void *arg)
 			}
 		} else if (s[0] == 'L') {
 			peer_readline(fd, line, sizeof(line));
+		} else if (s[0] == 'E') {
+			if (peer_readline(fd, line, sizeof(line)) >= 0)
+				snprintf(p->failure, sizeof(p->failure), "step E: got \"%.100s\"",
+					 line);
+			break;
 		} else if (s[0] == 'X') {
 			break;
 		} else if (s[0] == 'Z') {
@@ -391,6 +397,27 @@ static void test_early_reply_during_data(void **state)
 	relay_stop(&r);
 }
 
+static void test_ehlo_421_does_not_fall_back_to_helo(void **state)
+{
+	(void)state;
+	static const char *const script[] = {"S:220 ready", "R:EHLO ", "S:421 4.7.0 go away", "E",
+					     NULL};
+	struct peer p;
+	peer_start(&p, script, false);
+	struct relay r;
+	relay_start(&r, p.port);
+	char *rcpts[] = {"r1@x.test"};
+	submit(&r, rcpts, 1, 10);
+	/* The deferral says what the server said, not "could not connect". */
+	static const char *const want[] = {
+		"event=deferred seq=001 zone=default rcpt=<r1@x.test>",
+		"response=\"421 4.7.0 go away\"", NULL};
+	run_until(&r, &p, want);
+	peer_stop(&p);
+	assert_string_equal(p.failure, "");
+	relay_stop(&r);
+}
+
 int main(void)
 {
 	evthread_use_pthreads();
@@ -399,6 +426,7 @@ int main(void)
 		cmocka_unit_test(test_421_mid_session_defers),
 		cmocka_unit_test(test_rcpt_5xx_with_others_accepted),
 		cmocka_unit_test(test_early_reply_during_data),
+		cmocka_unit_test(test_ehlo_421_does_not_fall_back_to_helo),
 	};
 	return cmocka_run_group_tests_name("mta", tests, NULL, NULL);
 }

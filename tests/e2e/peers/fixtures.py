@@ -96,6 +96,8 @@ class Sink:
                     "--tls-key", str(self.tls_key)]
             if self.tls == "broken":
                 cmd.append("--tls-broken")
+            elif self.tls == "tls1":
+                cmd.append("--tls-v1")
         with open(self.log_path, "wb") as log:
             self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL,
                                          stdout=log, stderr=subprocess.STDOUT)
@@ -240,7 +242,7 @@ def smtp_sink(request, tmp_path):
     def start(host: str = "127.0.0.2", script: dict | None = None,
               tls: bool | str = False, port: int = 0) -> Sink:
         """tls: True offers STARTTLS; "broken" offers it and fails every
-        handshake."""
+        handshake; "tls1" offers TLS 1.0 only."""
         name = f"sink{len(sinks) + 1}"
         sink = Sink(tmp_path / name, host, script, tls, port)
         sinks.append(sink)

@@ -31,7 +31,8 @@ Output, all in the spool DIR
 
     - ``connect`` (``peer_ip``, ``peer_port``) / ``disconnect``
     - ``greeting`` (``reply``): only when the greeting is scripted
-    - ``helo`` (``name``, ``esmtp``), ``starttls`` (``version``)
+    - ``helo`` (``name``, ``esmtp``), ``starttls`` (``version``, ``sni``: the
+      server name the client asked for or null, ``reused``: a resumed session)
     - ``mail`` (``address``, ``reply``), ``rcpt`` (``address``, ``reply``)
     - ``data`` (``reply``, ``message``: n or null)
 
@@ -106,6 +107,15 @@ from pathlib import Path
 from aiosmtpd.smtp import SMTP
 
 log = logging.getLogger("sink")
+
+
+# The server name each handshake asked for (SNI), by SSL object, until its
+# starttls event records it.
+SNI_SEEN = {}
+
+
+def remember_sni(ssl_object, server_name, context):
+    SNI_SEEN[id(ssl_object)] = server_name
 
 
 def write_atomic(path: Path, data: bytes) -> None:
@@ -254,8 +264,9 @@ class SinkHandler:
 
     def handle_STARTTLS(self, server, session, envelope):
         # Called (synchronously) once the TLS handshake is complete.
-        self.event(server, "starttls",
-                   version=session.ssl["ssl_object"].version())
+        obj = session.ssl["ssl_object"]
+        self.event(server, "starttls", version=obj.version(),
+                   sni=SNI_SEEN.pop(id(obj), None), reused=obj.session_reused)
         return True
 
     async def handle_MAIL(self, server, session, envelope, address,
@@ -385,9 +396,15 @@ async def serve(args) -> None:
     tls_context = None
     if args.tls_cert:
         tls_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        if args.tls_broken:
-            # Offers STARTTLS, then fails every handshake with a modern
-            # client: only TLS 1.0 (which OpenSSL 3 will not negotiate).
+        tls_context.sni_callback = remember_sni
+        if args.tls_v1:
+            # An old server: TLS 1.0 only, with the ciphers it allows.
+            tls_context.minimum_version = ssl.TLSVersion.TLSv1
+            tls_context.maximum_version = ssl.TLSVersion.TLSv1
+            tls_context.set_ciphers("DEFAULT:@SECLEVEL=0")
+        elif args.tls_broken:
+            # Offers STARTTLS, then fails every handshake: TLS 1.0 only, at
+            # a security level that allows none of its ciphers.
             tls_context.minimum_version = ssl.TLSVersion.TLSv1
             tls_context.maximum_version = ssl.TLSVersion.TLSv1
         tls_context.load_cert_chain(args.tls_cert, args.tls_key)
@@ -419,6 +436,8 @@ def main() -> None:
     parser.add_argument("--tls-key")
     parser.add_argument("--tls-broken", action="store_true",
                         help="offer STARTTLS but fail every handshake")
+    parser.add_argument("--tls-v1", action="store_true",
+                        help="offer STARTTLS with TLS 1.0 only")
     parser.add_argument("--name", default="sink.test",
                         help="host name in the banner and EHLO reply")
     args = parser.parse_args()

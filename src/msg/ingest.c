@@ -9,6 +9,7 @@
 #include <sys/time.h>
 #include <time.h>
 
+#include "core/clock.h"
 #include "core/log.h"
 #include "core/utf8.h"
 #include "core/xmalloc.h"
@@ -46,13 +47,6 @@ struct ingest {
 	char *message_id;
 };
 
-static int64_t now_ms(void)
-{
-	struct timeval tv;
-	gettimeofday(&tv, NULL);
-	return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
-}
-
 static struct dkim_body *body_hash_new(enum dkim_canon canon)
 {
 	struct dkim_body *b = dkim_body_new(canon);
@@ -68,7 +62,7 @@ struct ingest *ingest_new(struct queue *q, const struct config *cfg, void (*on_d
 	in->cfg = cfg;
 	queue_id_new(q, in->id);
 	in->body = queue_body_new(q, in->id, on_drain, arg);
-	in->received_ms = now_ms();
+	in->received_ms = clock_wall_ms();
 	/* Only the hashes a configured key will sign with; any other is made at
 	 * delivery if a key appears by then (queue_message_load). */
 	unsigned canons = cfg->dkim_enabled ? config_dkim_canons(cfg) : 0;
@@ -393,7 +387,7 @@ void ingest_finish(struct ingest *in, const struct ingest_envelope *env, ingest_
 	set_text(meta, "messageId", message_id);
 	set_text(meta, "date", date);
 	json_object_set_new(meta, "time", json_integer((json_int_t)in->received_ms));
-	json_object_set_new(meta, "created", json_integer((json_int_t)now_ms()));
+	json_object_set_new(meta, "created", json_integer((json_int_t)clock_wall_ms()));
 	json_object_set_new(meta, "nextAttempt", json_integer((json_int_t)in->delayed_until));
 	/* What relaying needs, from the content (see ingest.h). */
 	bool header_8bit = has_8bit(block, hlen);

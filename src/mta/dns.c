@@ -23,6 +23,7 @@
 #include <unbound.h>
 
 #include "core/hmap.h"
+#include "core/clock.h"
 #include "core/log.h"
 #include "core/xmalloc.h"
 
@@ -124,12 +125,6 @@ struct dns {
 
 static void advance(struct dns_req *r);
 
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static const char *status_name(enum dns_status s)
 {
@@ -379,7 +374,7 @@ static bool cache_get(struct dns *d, int qtype, const char *name, struct answer 
 	free(key);
 	if (e == NULL)
 		return false;
-	if (e->expires_ms <= now_ms()) {
+	if (e->expires_ms <= clock_mono_ms()) {
 		cache_unlink(d, e);
 		return false;
 	}
@@ -407,7 +402,7 @@ static void cache_put(struct dns *d, int qtype, const char *name, const struct a
 		cache_unlink(d, old);
 	if (strmap_count(d->cache) >= DNS_CACHE_MAX)
 		cache_unlink(d, d->oldest);
-	e->expires_ms = now_ms() + (int64_t)ttl * 1000;
+	e->expires_ms = clock_mono_ms() + (int64_t)ttl * 1000;
 	answer_copy(&e->ans, a);
 	e->prev = d->newest;
 	if (d->newest)
@@ -713,7 +708,7 @@ static void deliver(struct dns_req *r)
 	};
 	log_debug("dns_mx", "domain=%s status=%s hosts=%zu addrs=%zu implicit=%s ms=%lld%s%s%s",
 		  r->domain, status_name(r->status), nhosts, naddrs, res.implicit ? "yes" : "no",
-		  (long long)(now_ms() - r->started_ms), r->error ? " error=\"" : "",
+		  (long long)(clock_mono_ms() - r->started_ms), r->error ? " error=\"" : "",
 		  r->error ? r->error : "", r->error ? "\"" : "");
 	r->cb(r->arg, &res);
 	for (size_t i = 0; i < nhosts; i++)
@@ -749,7 +744,7 @@ uint64_t dns_resolve_mx(struct dns *d, const char *domain, dns_mx_cb cb, void *a
 	r->id = ++d->next_id;
 	r->cb = cb;
 	r->arg = arg;
-	r->started_ms = now_ms();
+	r->started_ms = clock_mono_ms();
 	r->stage = REQ_MX;
 	r->ev = evtimer_new(d->base, on_req_event, r);
 	if (r->ev == NULL)

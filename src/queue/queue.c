@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "api/metrics.h"
+#include "core/clock.h"
 #include "core/log.h"
 #include "core/utf8.h"
 #include "core/xmalloc.h"
@@ -125,13 +126,6 @@ static int64_t mono_us(void)
 	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
-static int64_t now_ms(void)
-{
-	struct timeval tv;
-	gettimeofday(&tv, NULL);
-	return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
-}
-
 /* --- jobs: a job owns copies of everything it writes --- */
 
 struct write_job {
@@ -228,7 +222,7 @@ void queue_memory_stats(const struct queue *q, struct queue_memory_stats *st)
 
 void queue_id_new(struct queue *q, char id[QUEUE_ID_LEN + 1])
 {
-	uint64_t ms = (uint64_t)now_ms();
+	uint64_t ms = (uint64_t)clock_wall_ms();
 	if (ms > q->id_ms) {
 		q->id_ms = ms;
 		q->id_counter = 0;
@@ -513,7 +507,7 @@ void queue_message_commit(struct queue_body *b, json_t *meta, const char *header
 	c->meta_op = (int)n;
 	ops[n++] = (struct store_op){STORE_PUT, STORE_CF_META, xstrndup(b->id, QUEUE_ID_LEN),
 				     QUEUE_ID_LEN, mval, mlen};
-	int64_t created = now_ms();
+	int64_t created = clock_wall_ms();
 	c->created = created;
 	for (size_t i = 0; i < ndlv; i++) {
 		char *key = xmalloc(DLV_KEY_LEN + 1);

@@ -32,6 +32,8 @@
  * before each further one counts as an error (Postfix's
  * smtpd_junk_command_limit): a session cannot be held open with them. */
 #define SMTP_JUNK_LIMIT 100
+/* Longest HELO/EHLO name taken. */
+#define SMTP_HELO_MAX 255
 /* Stop reading while this much output waits for a client that does not read. */
 #define SMTP_OUTPUT_HIGH (64 * 1024)
 /* Bytes of DATA handled per step. */
@@ -155,6 +157,14 @@ static void cmd_helo(struct smtp_session *s, const struct smtp_command *cmd)
 	bool ehlo = cmd->verb == SMTP_VERB_EHLO;
 	if (cmd->arg[0] == '\0') {
 		reply(s, "501 5.5.4 Syntax: %s hostname", ehlo ? "EHLO" : "HELO");
+		bad_command(s);
+		return;
+	}
+	/* A domain is at most 255 octets (RFC 1035 2.3.4), an address literal
+	 * less: longer would only bloat our Received: header past 998. */
+	if (strlen(cmd->arg) > SMTP_HELO_MAX) {
+		reply(s, "501 5.5.4 Error: %s name longer than %d characters",
+		      ehlo ? "EHLO" : "HELO", SMTP_HELO_MAX);
 		bad_command(s);
 		return;
 	}

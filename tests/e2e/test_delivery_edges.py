@@ -380,3 +380,20 @@ def test_no_sni_for_an_address_literal(dns_server, smtp_sink, zmta):
     assert got["tls"] is True
     starts = [e for e in sink.events() if e["event"] == "starttls"]
     assert starts and starts[0]["sni"] is None
+
+
+def test_address_literal_is_delivered_to_that_address(dns_server, smtp_sink, zmta):
+    sink = smtp_sink("127.0.0.2")
+    d = zmta(extra_config=relay_config(dns_server, sink.port))
+    submit(d, MSG, rcpts=("postmaster@[127.0.0.2]",))
+    got = sink.wait_for(1)[0]
+    assert got["rcpt_tos"] == ["postmaster@[127.0.0.2]"]
+    wait_delivered(d)
+
+
+def test_helo_name_is_bounded(zmta):
+    d = zmta()
+    with d.smtp() as client:
+        code, text = client.ehlo("h" * 300)
+        assert code == 501 and b"longer than 255" in text
+        assert client.ehlo("client.test")[0] == 250

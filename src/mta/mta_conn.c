@@ -44,8 +44,7 @@ void mta_item_report(struct mta_conn *c, size_t i, enum outcome_status st, int c
 		.code = code,
 		.text = text,
 		.category = category,
-		.attempted = c->state >= MTA_GREETING && c->state != MTA_CLOSED,
-		.local = c->local_addr,
+		.attempted = c->answered,
 	};
 	outcome_report(c->m->outcome, x->batch->items[i], &r);
 }
@@ -118,19 +117,11 @@ static void phase_timeout(struct mta_conn *c, const char *what)
 	log_msg(LOG_LEVEL_INFO, c->in_txn ? c->msg_id : NULL, "mta_timeout",
 		"conn=%llu state=%s reason=\"%s\"", (unsigned long long)c->id,
 		mta_strstate(c->state), what);
-	switch (c->state) {
-	case MTA_CONNECTING:
-	case MTA_GREETING:
-	case MTA_EHLO:
-	case MTA_HELO:
-	case MTA_STARTTLS:
-	case MTA_HANDSHAKE:
+	if (mta_state_before_session(c->state)) {
 		mta_conn_next_target(c, why, 451);
-		return;
-	case MTA_QUIT:
+	} else if (c->state == MTA_QUIT) {
 		mta_conn_close(c, 0, NULL);
-		return;
-	default:
+	} else {
 		if (c->in_txn)
 			mta_log_attempt(c, why);
 		mta_conn_close(c, 451, why);

@@ -123,7 +123,7 @@ struct mta_conn {
 	bool plain_retry;       /* TLS failed with this address: now try without */
 	char tls_version[16];
 	struct reply rep;
-	int junk_replies;       /* unexpected replies seen */
+	bool answered;          /* a server has replied on this connection */
 	char last_error[300];   /* why the last target failed, for the deferral */
 	int last_code;
 	bool failed_txn;        /* the last transaction ended without its final dot */
@@ -142,6 +142,9 @@ struct mta_conn {
 /* mta_session.c */
 void mta_enter_state(struct mta_conn *c, enum mta_state st);
 const char *mta_strstate(enum mta_state st);
+/* Connecting or setting up the session: a failure here moves on to the
+ * next address (RFC 5321 5.1), as a failed connect does. */
+bool mta_state_before_session(enum mta_state st);
 void mta_on_read(struct bufferevent *bev, void *arg);
 void mta_on_write(struct bufferevent *bev, void *arg);
 void mta_on_event(struct bufferevent *bev, short what, void *arg);

@@ -47,6 +47,12 @@ const char *mta_strstate(enum mta_state st)
 	return "?";
 }
 
+bool mta_state_before_session(enum mta_state st)
+{
+	return st == MTA_CONNECTING || st == MTA_GREETING || st == MTA_EHLO || st == MTA_HELO ||
+	       st == MTA_STARTTLS || st == MTA_HANDSHAKE;
+}
+
 void mta_send_line(struct mta_conn *c, const char *fmt, ...)
 {
 	struct evbuffer *out = bufferevent_get_output(c->bev);
@@ -638,18 +644,13 @@ static void bad_reply(struct mta_conn *c, const char *why)
 {
 	char text[200];
 	snprintf(text, sizeof(text), "451 4.5.0 %s from the receiving server", why);
-	switch (c->state) {
-	case MTA_GREETING:
-	case MTA_EHLO:
-	case MTA_HELO:
-	case MTA_STARTTLS:
+	if (mta_state_before_session(c->state)) {
 		mta_conn_next_target(c, text, 451);
 		return;
-	default:
-		if (c->in_txn)
-			mta_log_attempt(c, text);
-		mta_conn_close(c, 451, text);
 	}
+	if (c->in_txn)
+		mta_log_attempt(c, text);
+	mta_conn_close(c, 451, text);
 }
 
 void mta_on_read(struct bufferevent *bev, void *arg)
@@ -681,6 +682,7 @@ void mta_on_read(struct bufferevent *bev, void *arg)
 		}
 		if (st == REPLY_MORE)
 			continue;
+		c->answered = true;
 		on_reply(c, c->rep.code);
 		/* The reply may have closed the connection or moved it on. */
 		if (u64map_get(m->conns, id) != c || c->bev != bev || c->state == MTA_CLOSED)
@@ -741,17 +743,11 @@ void mta_on_event(struct bufferevent *bev, short what, void *arg)
 	}
 	char text[400];
 	snprintf(text, sizeof(text), "connection to %s [%s] failed: %s", t->host, t->addr, why);
-	switch (c->state) {
-	case MTA_CONNECTING:
-	case MTA_GREETING:
-	case MTA_EHLO:
-	case MTA_HELO:
-	case MTA_STARTTLS:
+	if (mta_state_before_session(c->state)) {
 		mta_conn_next_target(c, text, 0);
 		return;
-	default:
-		if (c->in_txn)
-			mta_log_attempt(c, text);
-		mta_conn_close(c, 0, text);
 	}
+	if (c->in_txn)
+		mta_log_attempt(c, text);
+	mta_conn_close(c, 0, text);
 }

@@ -33,8 +33,7 @@ struct outcome_report {
 	 * server's answer, a broken connection).  Else the delivery decided
 	 * (e.g. "dns" for NXDOMAIN), and status stands as given. */
 	const char *category;
-	bool attempted;       /* a server was talked to (counts as an attempt) */
-	const char *local;    /* the source address it left from, or NULL */
+	bool attempted;       /* a server answered (counts as an attempt) */
 };
 
 struct outcome;

@@ -292,6 +292,31 @@ static void submit(struct relay *r, char *const *rcpts, size_t n, size_t body_by
 
 /* --- cases --- */
 
+/*
+ * One message to `rcpts` (with `body_bytes` of body) against a peer running
+ * `script`: every line of `want` must come to the log, none of `unwanted`,
+ * and the peer must have seen what its script expects.
+ */
+static void run_case(const char *const *script, bool small_buffer, char *const *rcpts, size_t n,
+		     size_t body_bytes, const char *const *want, const char *unwanted)
+{
+	struct peer p;
+	peer_start(&p, script, small_buffer);
+	struct relay r;
+	relay_start(&r, p.port);
+	submit(&r, rcpts, n, body_bytes);
+	run_until(&r, &p, want);
+	if (unwanted != NULL) {
+		char *log = read_log(&r);
+		if (strstr(log, unwanted) != NULL)
+			fail_msg("\"%s\" in the log:\n%s", unwanted, log);
+		free(log);
+	}
+	peer_stop(&p);
+	assert_string_equal(p.failure, "");
+	relay_stop(&r);
+}
+
 static void test_multiline_replies_and_pipelining(void **state)
 {
 	(void)state;
@@ -301,20 +326,12 @@ static void test_multiline_replies_and_pipelining(void **state)
 		"R:MAIL FROM:<a@origin.test> SIZE=", "R:RCPT TO:<r1@x.test>", "R:DATA",
 		"S:250-2.1.0 sender", "S:250 2.1.0 ok", "S:250 2.1.5 ok", "S:354 go", "D",
 		"S:250-2.0.0 first line", "S:250 2.0.0 queued as 7", "R:QUIT", "S:221 bye", NULL};
-	struct peer p;
-	peer_start(&p, script, false);
-	struct relay r;
-	relay_start(&r, p.port);
 	char *rcpts[] = {"r1@x.test"};
-	submit(&r, rcpts, 1, 100);
 	static const char *const want[] = {
 		"event=delivered seq=001 zone=default rcpt=<r1@x.test> attempts=1 status=2.0.0 "
 		"response=\"250-2.0.0 first line 2.0.0 queued as 7\"",
 		NULL};
-	run_until(&r, &p, want);
-	peer_stop(&p);
-	assert_string_equal(p.failure, "");
-	relay_stop(&r);
+	run_case(script, false, rcpts, 1, 100, want, NULL);
 }
 
 static void test_421_mid_session_defers(void **state)
@@ -323,23 +340,12 @@ static void test_421_mid_session_defers(void **state)
 	static const char *const script[] = {
 		"S:220 ready", "R:EHLO ", "S:250 mx.test", "R:MAIL FROM:<a@origin.test>",
 		"S:421 4.3.2 shutting down", "X", NULL};
-	struct peer p;
-	peer_start(&p, script, false);
-	struct relay r;
-	relay_start(&r, p.port);
 	char *rcpts[] = {"r1@x.test", "r2@x.test"};
-	submit(&r, rcpts, 2, 100);
 	static const char *const want[] = {
 		"event=deferred seq=001 zone=default rcpt=<r1@x.test>",
 		"event=deferred seq=002 zone=default rcpt=<r2@x.test>",
 		"response=\"421 4.3.2 shutting down\"", NULL};
-	run_until(&r, &p, want);
-	char *log = read_log(&r);
-	assert_null(strstr(log, "event=delivered"));
-	free(log);
-	peer_stop(&p);
-	assert_string_equal(p.failure, "");
-	relay_stop(&r);
+	run_case(script, false, rcpts, 2, 100, want, "event=delivered");
 }
 
 static void test_rcpt_5xx_with_others_accepted(void **state)
@@ -351,12 +357,7 @@ static void test_rcpt_5xx_with_others_accepted(void **state)
 		"S:250 ok", "R:RCPT TO:<r1@x.test>", "S:250 ok", "R:RCPT TO:<r2@x.test>",
 		"S:550 5.1.1 <r2@x.test>: no such user", "R:RCPT TO:<r3@x.test>", "S:250 ok",
 		"R:DATA", "S:354 go", "D", "S:250 2.0.0 taken", "R:QUIT", "S:221 bye", NULL};
-	struct peer p;
-	peer_start(&p, script, false);
-	struct relay r;
-	relay_start(&r, p.port);
 	char *rcpts[] = {"r1@x.test", "r2@x.test", "r3@x.test"};
-	submit(&r, rcpts, 3, 100);
 	static const char *const want[] = {
 		"event=delivered seq=001 zone=default rcpt=<r1@x.test>",
 		"event=bounced seq=002 zone=default rcpt=<r2@x.test> category=",
@@ -365,10 +366,7 @@ static void test_rcpt_5xx_with_others_accepted(void **state)
 		"event=attempt zone=default domain=x.test local=any mx=127.0.0.1 remote=127.0.0.1 "
 		"tls=no rcpts=3 accepted=2 response=\"250 2.0.0 taken\"",
 		NULL};
-	run_until(&r, &p, want);
-	peer_stop(&p);
-	assert_string_equal(p.failure, "");
-	relay_stop(&r);
+	run_case(script, false, rcpts, 3, 100, want, NULL);
 }
 
 static void test_early_reply_during_data(void **state)
@@ -379,22 +377,11 @@ static void test_early_reply_during_data(void **state)
 		"S:220 ready", "R:EHLO ", "S:250-mx.test", "S:250 PIPELINING",
 		"R:MAIL", "R:RCPT", "R:DATA", "S:250 ok", "S:250 ok", "S:354 go", "L", "L",
 		"S:554 5.7.1 content rejected", "Z", NULL};
-	struct peer p;
-	peer_start(&p, script, true);
-	struct relay r;
-	relay_start(&r, p.port);
 	char *rcpts[] = {"r1@x.test"};
-	submit(&r, rcpts, 1, 16 * 1024 * 1024);
 	static const char *const want[] = {
 		"event=bounced seq=001 zone=default rcpt=<r1@x.test>",
 		"response=\"554 5.7.1 content rejected\"", NULL};
-	run_until(&r, &p, want);
-	char *log = read_log(&r);
-	assert_null(strstr(log, "event=delivered"));
-	free(log);
-	peer_stop(&p);
-	assert_string_equal(p.failure, "");
-	relay_stop(&r);
+	run_case(script, true, rcpts, 1, 16 * 1024 * 1024, want, "event=delivered");
 }
 
 static void test_ehlo_421_does_not_fall_back_to_helo(void **state)
@@ -402,20 +389,12 @@ static void test_ehlo_421_does_not_fall_back_to_helo(void **state)
 	(void)state;
 	static const char *const script[] = {"S:220 ready", "R:EHLO ", "S:421 4.7.0 go away", "E",
 					     NULL};
-	struct peer p;
-	peer_start(&p, script, false);
-	struct relay r;
-	relay_start(&r, p.port);
 	char *rcpts[] = {"r1@x.test"};
-	submit(&r, rcpts, 1, 10);
 	/* The deferral says what the server said, not "could not connect". */
 	static const char *const want[] = {
 		"event=deferred seq=001 zone=default rcpt=<r1@x.test>",
 		"response=\"421 4.7.0 go away\"", NULL};
-	run_until(&r, &p, want);
-	peer_stop(&p);
-	assert_string_equal(p.failure, "");
-	relay_stop(&r);
+	run_case(script, false, rcpts, 1, 10, want, NULL);
 }
 
 int main(void)

@@ -1,0 +1,23 @@
+"""The source layout's rules (docs/architecture.md), checked on the tree."""
+import re
+from pathlib import Path
+
+SRC = Path(__file__).resolve().parents[2] / "src"
+
+
+def calls(folder, pattern):
+    found = []
+    for path in sorted((SRC / folder).glob("*.[ch]")):
+        for n, line in enumerate(path.read_text().splitlines(), 1):
+            if re.search(pattern, line):
+                found.append(f"{path.relative_to(SRC)}:{n}: {line.strip()}")
+    return found
+
+
+def test_scheduler_never_writes_the_store():
+    # Only the outcome stage persists what a delivery came to.
+    assert calls("sched", r"\bqueue_delivery_\w+\s*\(") == []
+
+
+def test_delivery_reports_only_to_the_outcome_stage():
+    assert calls("mta", r"\bqueue_delivery_\w+\s*\(|\bbounce_rules_classify\s*\(") == []

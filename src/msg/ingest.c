@@ -5,11 +5,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <sys/time.h>
 #include <time.h>
 
 #include "core/clock.h"
+#include "core/hmap.h"
 #include "core/log.h"
 #include "core/utf8.h"
 #include "core/xmalloc.h"
@@ -189,20 +189,19 @@ static const char *domain_of(const char *addr)
 	return at ? at + 1 : NULL;
 }
 
-/* True when rcpts[i] appeared before it: the local part compared exactly,
- * the domain without regard to case (RFC 5321 2.4). */
-static bool rcpt_seen(char *const *rcpts, size_t i)
+/* True when `rcpt` is in `seen` already, else it is added: the local part
+ * compared exactly, the domain without regard to case (RFC 5321 2.4). */
+static bool rcpt_seen(struct strmap *seen, const char *rcpt)
 {
-	const char *at = strrchr(rcpts[i], '@');
-	size_t local = at ? (size_t)(at - rcpts[i]) : strlen(rcpts[i]);
-	for (size_t j = 0; j < i; j++) {
-		const char *at2 = strrchr(rcpts[j], '@');
-		size_t local2 = at2 ? (size_t)(at2 - rcpts[j]) : strlen(rcpts[j]);
-		if (local == local2 && memcmp(rcpts[i], rcpts[j], local) == 0 &&
-		    strcasecmp(rcpts[i] + local, rcpts[j] + local2) == 0)
-			return true;
-	}
-	return false;
+	char *key = xstrdup(rcpt);
+	char *at = strrchr(key, '@');
+	for (char *p = at; p != NULL && *p; p++)
+		*p = (char)tolower((unsigned char)*p);
+	bool dup = strmap_get(seen, key) != NULL;
+	if (!dup)
+		strmap_put(seen, key, seen);
+	free(key);
+	return dup;
 }
 
 static char *lower_dup(const char *s)
@@ -345,8 +344,9 @@ void ingest_finish(struct ingest *in, const struct ingest_envelope *env, ingest_
 	char **domains = xcalloc(env->nrcpts, sizeof(char *));
 	size_t ndlv = 0;
 	bool envelope_utf8 = has_8bit(env->from, strlen(env->from));
+	struct strmap *seen = strmap_new();
 	for (size_t i = 0; i < env->nrcpts; i++) {
-		if (rcpt_seen(env->rcpts, i)) {
+		if (rcpt_seen(seen, env->rcpts[i])) {
 			log_msg(LOG_LEVEL_INFO, in->id, "duplicate_rcpt", "rcpt=<%s> action=dropped",
 				env->rcpts[i]);
 			continue;
@@ -363,6 +363,7 @@ void ingest_finish(struct ingest *in, const struct ingest_envelope *env, ingest_
 			ndlv + 1, env->rcpts[i], z->name, rcpt_rule);
 		ndlv++;
 	}
+	strmap_free(seen);
 
 	size_t hlen = header_list_raw_size(&in->headers);
 	char *block = xmalloc(hlen + 1);

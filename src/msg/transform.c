@@ -110,16 +110,22 @@ static void emit_crlf(struct transform *t, const char *p, size_t n)
 	}
 }
 
-static void qp_step(struct transform *t, const char *p, size_t n)
+/* Room in the encoder's output buffer for the encoding of n more bytes. */
+static void qp_room(struct transform *t, size_t n)
 {
-	if (n == 0)
-		return;
 	size_t need = g_mime_encoding_outlen(&t->qp, n);
 	if (need > t->qpcap) {
 		free(t->qpbuf);
 		t->qpcap = need;
 		t->qpbuf = xmalloc(need);
 	}
+}
+
+static void qp_step(struct transform *t, const char *p, size_t n)
+{
+	if (n == 0)
+		return;
+	qp_room(t, n);
 	emit_crlf(t, t->qpbuf, g_mime_encoding_step(&t->qp, p, n, t->qpbuf));
 }
 
@@ -155,12 +161,7 @@ static void qp_end(struct transform *t)
 	if (t->cr)
 		qp_step(t, "\r", 1);
 	t->cr = false;
-	size_t need = g_mime_encoding_outlen(&t->qp, 1);
-	if (need > t->qpcap) {
-		free(t->qpbuf);
-		t->qpcap = need;
-		t->qpbuf = xmalloc(need);
-	}
+	qp_room(t, 1);
 	emit_crlf(t, t->qpbuf, g_mime_encoding_flush(&t->qp, "", 0, t->qpbuf));
 }
 

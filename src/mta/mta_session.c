@@ -391,11 +391,9 @@ static void tls_session_keep(struct mta_conn *c)
 
 static void handshake_done(struct mta_conn *c)
 {
-	struct mta *m = c->m;
 	SSL *ssl = bufferevent_openssl_get_ssl(c->bev);
 	snprintf(c->tls_version, sizeof(c->tls_version), "%s", SSL_get_version(ssl));
 	c->tls = true;
-	(void)m;
 	/* RFC 3207: forget what was said before; EHLO again. */
 	mta_enter_state(c, MTA_EHLO);
 }

@@ -5,6 +5,7 @@
 #   make asan    the same tests against an AddressSanitizer+UBSan build
 #   make bench   benchmarks against Postfix
 #   make fuzz    run each libFuzzer harness for FUZZ_SECONDS (clang)
+#   make builds  Release (-O3) and clang builds, warnings as errors, unit tests
 #   make clean   remove build output
 
 BUILD      ?= build
@@ -13,9 +14,11 @@ JOBS       ?= $(shell nproc)
 CMAKE_ARGS ?=
 
 FUZZ_BUILD   ?= build-fuzz
+RELEASE_BUILD ?= build-release
+CLANG_BUILD   ?= build-clang
 FUZZ_SECONDS ?= 60
 
-.PHONY: all deps build run test asan bench fuzz clean
+.PHONY: all deps build run test asan bench fuzz builds clean
 
 all: build
 
@@ -23,7 +26,7 @@ deps:
 	@bash scripts/deps.sh
 
 build: deps
-	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo $(CMAKE_ARGS) >/dev/null
+	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DZMTA_WERROR=ON $(CMAKE_ARGS) >/dev/null
 	@cmake --build $(BUILD) -j $(JOBS)
 
 run: build
@@ -33,7 +36,7 @@ test: build
 	@bash scripts/test.sh $(BUILD)
 
 asan: deps
-	@cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DZMTA_SANITIZE=ON $(CMAKE_ARGS) >/dev/null
+	@cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DZMTA_SANITIZE=ON -DZMTA_WERROR=ON $(CMAKE_ARGS) >/dev/null
 	@cmake --build $(ASAN_BUILD) -j $(JOBS)
 	@bash scripts/test.sh $(ASAN_BUILD)
 
@@ -41,7 +44,7 @@ bench: build
 	@QUICK=$(QUICK) ITEMS="$(ITEMS)" bash bench/run.sh $(BUILD)
 
 fuzz: deps
-	@CC=clang cmake -S . -B $(FUZZ_BUILD) -DCMAKE_BUILD_TYPE=Debug -DZMTA_FUZZ=ON >/dev/null
+	@CC=clang cmake -S . -B $(FUZZ_BUILD) -DCMAKE_BUILD_TYPE=Debug -DZMTA_FUZZ=ON -DZMTA_WERROR=ON >/dev/null
 	@cmake --build $(FUZZ_BUILD) -j $(JOBS) --target fuzz_smtp_parse fuzz_header fuzz_transform
 	@for t in smtp_parse header transform; do \
 	  mkdir -p $(FUZZ_BUILD)/corpus/$$t && \
@@ -50,5 +53,15 @@ fuzz: deps
 	    $(FUZZ_BUILD)/corpus/$$t tests/fuzz/corpus/$$t || exit 1; \
 	done
 
+# Other optimisers and compilers see other warnings: both must build clean
+# and pass the unit tests.
+builds: deps
+	@cmake -S . -B $(RELEASE_BUILD) -DCMAKE_BUILD_TYPE=Release -DZMTA_WERROR=ON >/dev/null
+	@cmake --build $(RELEASE_BUILD) -j $(JOBS)
+	@cd $(RELEASE_BUILD) && ctest --output-on-failure
+	@CC=clang cmake -S . -B $(CLANG_BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DZMTA_WERROR=ON >/dev/null
+	@cmake --build $(CLANG_BUILD) -j $(JOBS)
+	@cd $(CLANG_BUILD) && ctest --output-on-failure
+
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD) $(RELEASE_BUILD) $(CLANG_BUILD)

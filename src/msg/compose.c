@@ -119,6 +119,7 @@ static json_t *member(const json_t *o, const char *key)
 /* A string for a header: no NUL inside (json strings may hold one). */
 static int header_string(struct compose *c, const json_t *v, const char *field, const char **out)
 {
+	*out = NULL; /* set on failure too, so that no caller reads garbage */
 	if (!json_is_string(v))
 		return fail(c, field, "must be a string");
 	if (strlen(json_string_value(v)) != json_string_length(v))

@@ -608,7 +608,7 @@ static void test_body_random(void **state)
 			unsigned r = (unsigned)rand_r(&seed) % 10;
 			if (r < 4) {
 				for (unsigned k = (unsigned)rand_r(&seed) % 80; k > 0; k--)
-					buf_add(&in, "abcdefghijklmnopq" + k % 16, 1);
+					buf_add(&in, &"abcdefghijklmnopq"[k % 16], 1);
 			} else {
 				buf_adds(&in, atoms[r - 3]);
 			}

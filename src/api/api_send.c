@@ -20,7 +20,7 @@
 #include <event2/keyvalq_struct.h>
 
 #include "api/api_internal.h"
-#include "api/metrics.h"
+#include "core/stats.h"
 #include "core/log.h"
 #include "core/xmalloc.h"
 #include "msg/compose.h"
@@ -55,7 +55,7 @@ static void queued(void *arg, int rc, const char *error)
 	struct sending *s = arg;
 	struct evhttp_request *req = s->req;
 	if (rc == 0) {
-		metrics_message_accepted("api");
+		stats_message_accepted("api");
 		json_object_set_new(s->answer, "id", json_string(ingest_id(s->ingest)));
 		if (json_object_get(s->answer, "messageId") == NULL)
 			json_object_set_new(s->answer, "messageId",
@@ -65,7 +65,7 @@ static void queued(void *arg, int rc, const char *error)
 		api_reply_json(req, HTTP_OK, answer);
 		return;
 	}
-	metrics_message_rejected("api");
+	stats_message_rejected("api");
 	sending_free(s);
 	api_reply_field_error(req, rc == QUEUE_ERR_SPACE ? 507 : HTTP_SERVUNAVAIL, "",
 			      error ? error : "the queue could not store the message");
@@ -96,7 +96,7 @@ static void submit(struct api *api, struct evhttp_request *req, const char *data
 	s->ingest = ingest_new(api->queue, api->cfg, NULL, NULL);
 	if (ingest_write(s->ingest, data, len) != 0) {
 		sending_free(s);
-		metrics_message_rejected("api");
+		stats_message_rejected("api");
 		api_reply_field_error(req, 413, "", "message header exceeds 1 MiB");
 		return;
 	}
@@ -147,7 +147,7 @@ void route_send(struct api *api, struct evhttp_request *req, const struct api_pa
 		char what[300];
 		snprintf(what, sizeof(what), "invalid JSON: %s at line %d column %d", jerr.text,
 			 jerr.line, jerr.column);
-		metrics_message_rejected("api");
+		stats_message_rejected("api");
 		api_reply_field_error(req, HTTP_BADREQUEST, "", what);
 		return;
 	}
@@ -155,7 +155,7 @@ void route_send(struct api *api, struct evhttp_request *req, const struct api_pa
 	struct compose_error cerr;
 	if (compose_message(msg, api->cfg->hostname, &out, &cerr) != 0) {
 		json_decref(msg);
-		metrics_message_rejected("api");
+		stats_message_rejected("api");
 		api_reply_field_error(req, HTTP_BADREQUEST, cerr.field, cerr.message);
 		return;
 	}
@@ -165,7 +165,7 @@ void route_send(struct api *api, struct evhttp_request *req, const struct api_pa
 		snprintf(what, sizeof(what), "too many recipients: %zu, api.maxRecipients is %d",
 			 out.nrcpts, api->cfg->api.max_recipients);
 		compose_result_clear(&out);
-		metrics_message_rejected("api");
+		stats_message_rejected("api");
 		api_reply_field_error(req, HTTP_BADREQUEST, "to", what);
 		return;
 	}
@@ -224,7 +224,7 @@ void route_send_raw(struct api *api, struct evhttp_request *req, const struct ap
 	if (raw != NULL && memchr(raw, '\0', rawlen) != NULL) {
 		/* A receiver that drops NULs could read "CRLF NUL . CRLF" as the
 		 * end of the data: never relayed. */
-		metrics_message_rejected("api");
+		stats_message_rejected("api");
 		api_reply_field_error(req, HTTP_BADREQUEST, "", "message contains a NUL byte");
 		return;
 	}
@@ -284,7 +284,7 @@ void route_send_raw(struct api *api, struct evhttp_request *req, const struct ap
 		rc = -1;
 	}
 	if (rc != 0) {
-		metrics_message_rejected("api");
+		stats_message_rejected("api");
 		api_reply_field_error(req, HTTP_BADREQUEST, cerr.field, cerr.message);
 	} else {
 		const char *sender = nfrom > 0 ? from[0] : "";

@@ -24,7 +24,7 @@
 #include <event2/bufferevent_ssl.h>
 #include <idn2.h>
 
-#include "api/metrics.h"
+#include "core/stats.h"
 #include "core/clock.h"
 #include "core/log.h"
 #include "core/xmalloc.h"
@@ -319,7 +319,7 @@ static void on_resolved(void *arg, const struct dns_mx_result *res)
 {
 	struct mta_conn *c = arg;
 	c->dns_req = 0;
-	metrics_observe_dns((double)(clock_mono_ms() - c->started_ms) / 1000.0);
+	stats_observe(STATS_DNS_SECONDS, (double)(clock_mono_ms() - c->started_ms) / 1000.0);
 	if (res->status != DNS_OK) {
 		char text[300];
 		const char *domain = c->txn.batch->domain;
@@ -373,7 +373,7 @@ void mta_start(void *arg, struct sched_slot *slot, struct sched_batch *batch)
 	c->idle_ev = evtimer_new(m->base, mta_idle_timeout, c);
 	c->started_ms = clock_mono_ms();
 	u64map_put(m->conns, c->id, c);
-	metrics_connection(c->zone->name, 1);
+	stats_connection(c->zone->name, 1);
 	c->txn.batch = batch;
 	c->txn.item = xcalloc(batch->n, sizeof(*c->txn.item));
 	c->txn.started_ms = c->started_ms;
@@ -494,7 +494,7 @@ void mta_conn_close(struct mta_conn *c, int code, const char *text)
 	}
 	free(c->targets);
 	u64map_remove(m->conns, c->id);
-	metrics_connection(c->zone->name, -1);
+	stats_connection(c->zone->name, -1);
 	struct sched_slot *slot = c->slot;
 	free(c);
 	sched_release(m->sched, slot);

@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "api/metrics.h"
+#include "core/stats.h"
 #include "core/clock.h"
 #include "core/log.h"
 #include "core/xmalloc.h"
@@ -127,13 +127,13 @@ void outcome_report(struct outcome *o, struct sched_item *it, const struct outco
 	}
 	switch (status) {
 	case OUTCOME_OK:
-		metrics_delivery(zone, "delivered");
+		stats_delivery(zone, "delivered");
 		log_result(it, "delivered", NULL, attempts, r->text, -1);
 		persist_finish(o, it);
 		sched_item_done(o->sched, it);
 		return;
 	case OUTCOME_PERMFAIL:
-		metrics_delivery(zone, "bounced");
+		stats_delivery(zone, "bounced");
 		/* DSN mail and webhooks attach here. */
 		log_result(it, "bounced", category ? category : "other", attempts, r->text, -1);
 		persist_finish(o, it);
@@ -142,7 +142,7 @@ void outcome_report(struct outcome *o, struct sched_item *it, const struct outco
 	case OUTCOME_TEMPFAIL:
 		break;
 	}
-	metrics_delivery(zone, "deferred");
+	stats_delivery(zone, "deferred");
 	it->attempts = attempts;
 	if (it->first_failure == 0)
 		it->first_failure = now;

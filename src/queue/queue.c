@@ -10,7 +10,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "api/metrics.h"
+#include "core/stats.h"
 #include "core/clock.h"
 #include "core/log.h"
 #include "core/utf8.h"
@@ -410,7 +410,7 @@ static void commit_done(struct worker_job *job)
 	struct commit_job *c = (struct commit_job *)job;
 	struct queue *q = job->ctx;
 	int rc = job->rc;
-	metrics_observe_commit((double)(mono_us() - c->submitted_us) / 1e6);
+	stats_observe(STATS_COMMIT_SECONDS, (double)(mono_us() - c->submitted_us) / 1e6);
 	if (rc == 0) {
 		strmap_put(q->remaining, c->id, remaining_pack(c->ndlv, c->chunks + 1));
 		if (c->body_op >= 0)

@@ -19,7 +19,7 @@
 
 #include <event2/buffer.h>
 
-#include "api/metrics.h"
+#include "core/stats.h"
 #include "core/log.h"
 #include "core/xmalloc.h"
 #include "msg/ingest.h"
@@ -357,10 +357,10 @@ static void message_done(void *arg, int rc, const char *error)
 	if (rc == 0) {
 		s->messages++;
 		s->junk_commands = 0;
-		metrics_message_accepted(s->env.iface->name);
+		stats_message_accepted(s->env.iface->name);
 		reply(s, "250 2.0.0 Ok: queued as %s", ingest_id(s->ingest));
 	} else {
-		metrics_message_rejected(s->env.iface->name);
+		stats_message_rejected(s->env.iface->name);
 		/* RFC 3463: 4.3.1 mail system full; 4.3.0 other system trouble. */
 		const char *text = rc == QUEUE_ERR_SPACE
 					   ? "452 4.3.1 Error: insufficient system storage"
@@ -393,7 +393,7 @@ static void data_end(struct smtp_session *s)
 	else if (s->header_too_big)
 		refusal = "552 5.3.4 Error: message header exceeds 1 MiB";
 	if (refusal != NULL) {
-		metrics_message_rejected(s->env.iface->name);
+		stats_message_rejected(s->env.iface->name);
 		log_info("smtp_refused", "session=%llu client=%s reply=\"%s\"",
 			 (unsigned long long)s->id, s->addr, refusal);
 		reply(s, "%s", refusal);

@@ -21,3 +21,9 @@ def test_scheduler_never_writes_the_store():
 
 def test_delivery_reports_only_to_the_outcome_stage():
     assert calls("mta", r"\bqueue_delivery_\w+\s*\(|\bbounce_rules_classify\s*\(") == []
+
+
+def test_nothing_below_the_api_includes_it():
+    # Counters live in core/stats.h; the API only renders them.
+    below = ["core", "smtp", "msg", "zone", "queue", "sched", "mta", "outcome", "bounce", "dkim"]
+    assert [hit for d in below for hit in calls(d, r'#include\s+"api/')] == []

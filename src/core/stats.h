@@ -1,0 +1,51 @@
+/*
+ * The statistics registry: counters and histograms that any module updates
+ * (without knowing who reads them) and the HTTP API renders for /metrics.
+ * Loop thread only.
+ */
+#ifndef ZMTA_STATS_H
+#define ZMTA_STATS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+enum stats_counter {
+	STATS_MESSAGES_ACCEPTED, /* label: interface */
+	STATS_MESSAGES_REJECTED, /* label: interface */
+	STATS_DELIVERIES,        /* label: zone TAB result (delivered, deferred, bounced) */
+	STATS_CONNECTIONS,       /* label: zone; a gauge (+1 open, -1 closed) */
+	STATS_NCOUNTERS,
+};
+
+enum stats_histogram {
+	STATS_COMMIT_SECONDS, /* commit request to durable write */
+	STATS_DNS_SECONDS,    /* a destination lookup */
+	STATS_NHISTOGRAMS,
+};
+
+/* Histogram buckets in seconds (upper bounds). */
+#define STATS_NBUCKETS 14
+extern const double stats_buckets[STATS_NBUCKETS];
+
+struct stats_histogram_data {
+	uint64_t counts[STATS_NBUCKETS]; /* cumulative: observations <= bucket */
+	uint64_t count;
+	double sum;
+};
+
+void stats_message_accepted(const char *interface);
+void stats_message_rejected(const char *interface);
+/* result: "delivered", "deferred" or "bounced" */
+void stats_delivery(const char *zone, const char *result);
+/* An outbound connection of `zone` opened (+1) or closed (-1). */
+void stats_connection(const char *zone, int delta);
+void stats_observe(enum stats_histogram h, double seconds);
+
+/* Reading.  Iterates a counter's labels: start *pos at 0. */
+bool stats_next(enum stats_counter c, size_t *pos, const char **label, int64_t *value);
+/* One label's value (0 when never counted). */
+int64_t stats_get(enum stats_counter c, const char *label);
+const struct stats_histogram_data *stats_histogram(enum stats_histogram h);
+
+#endif

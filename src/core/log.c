@@ -120,7 +120,8 @@ void log_set_syslog(bool enabled, const char *ident)
  * line always stays one line. */
 static void append_escaped(char *buf, size_t len, size_t *pos, const char *s)
 {
-	for (; *s != '\0' && *pos + 4 < len; s++) {
+	/* Room for the longest escape (4) and the final "\n\0" (2). */
+	for (; *s != '\0' && *pos + 6 <= len; s++) {
 		unsigned char c = (unsigned char)*s;
 		if (c == '\n') {
 			buf[(*pos)++] = '\\';

@@ -111,6 +111,26 @@ static void test_file_levels_and_reopen(void **state)
 	free(rotated);
 }
 
+/* Every buffer size, escapes at the cut included: nothing is written past
+ * the end, and the line always ends in "\n\0" (a cut lost one byte past
+ * the end before). */
+static void test_small_buffers_are_never_overrun(void **state)
+{
+	(void)state;
+	for (size_t len = 48; len < 120; len++) {
+		char *buf = malloc(len + 8);
+		memset(buf, 'Z', len + 8);
+		size_t n = fmt(buf, len, LOG_LEVEL_INFO, NULL, "e", "x=%s",
+			       "\x01\x02\x03\x04\x05\x06\x07\x08\x0b\x0c\x0e\x0f\x10\x11\x12\x13");
+		assert_true(n < len);
+		assert_int_equal(buf[n - 1], '\n');
+		assert_int_equal(buf[n], '\0');
+		for (size_t i = len; i < len + 8; i++)
+			assert_int_equal(buf[i], 'Z');
+		free(buf);
+	}
+}
+
 static void test_level_names(void **state)
 {
 	(void)state;
@@ -128,6 +148,7 @@ int main(void)
 		cmocka_unit_test(test_escaping_keeps_one_line),
 		cmocka_unit_test(test_long_lines_are_cut),
 		cmocka_unit_test(test_file_levels_and_reopen),
+		cmocka_unit_test(test_small_buffers_are_never_overrun),
 		cmocka_unit_test(test_level_names),
 	};
 	return cmocka_run_group_tests_name("log", tests, NULL, NULL);

@@ -16,6 +16,8 @@
 #include "version.h"
 
 #define API_TIMEOUT_SECONDS 60
+/* Request line and headers together, at most. */
+#define API_HEADERS_MAX (64 * 1024)
 
 struct api_route {
 	enum evhttp_cmd_type method;
@@ -230,6 +232,9 @@ struct api *api_new(struct event_base *base, const struct config *config, char *
 		fatal("api: evhttp_new failed");
 	evhttp_set_timeout(api->http, API_TIMEOUT_SECONDS);
 	evhttp_set_max_body_size(api->http, (ev_ssize_t)cfg->max_body_size);
+	/* Before authentication anyone may send headers: an endless header
+	 * line is cut here (libevent answers 413 and closes), not buffered. */
+	evhttp_set_max_headers_size(api->http, API_HEADERS_MAX);
 	evhttp_set_allowed_methods(api->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_PUT |
 						      EVHTTP_REQ_DELETE);
 	evhttp_set_gencb(api->http, api_dispatch, api);

@@ -71,10 +71,20 @@ static void queued(void *arg, int rc, const char *error)
 			      error ? error : "the queue could not store the message");
 }
 
-/* The client's address, or X-Originating-IP when it names one. */
-static const char *origin_of(struct evhttp_request *req)
+/* Whether the caller may say who it speaks for: api.trustHeaders, or any
+ * request that passed api.auth (the only kind that gets here with auth). */
+static bool trusts_headers(const struct api *api)
 {
-	const char *o = evhttp_find_header(evhttp_request_get_input_headers(req), "X-Originating-IP");
+	const struct api_config *c = &api->cfg->api;
+	return c->trust_headers || c->api_key != NULL || c->user != NULL;
+}
+
+/* The client's address, or X-Originating-IP when trusted and it names one. */
+static const char *origin_of(struct api *api, struct evhttp_request *req)
+{
+	const char *o = trusts_headers(api) ? evhttp_find_header(evhttp_request_get_input_headers(req),
+								 "X-Originating-IP")
+					    : NULL;
 	unsigned char buf[16];
 	if (o != NULL && (inet_pton(AF_INET, o, buf) == 1 || inet_pton(AF_INET6, o, buf) == 1))
 		return o; /* only an address: it goes into the Received header */
@@ -103,11 +113,12 @@ static void submit(struct api *api, struct evhttp_request *req, const char *data
 	evhttp_connection_set_closecb(s->conn, on_client_gone, s);
 	struct ingest_envelope env = {
 		.interface = "api",
-		.origin = origin_of(req),
+		.origin = origin_of(api, req),
 		.transhost = "",
 		.transtype = "HTTP",
-		.user = evhttp_find_header(evhttp_request_get_input_headers(req),
-					   "X-Authenticated-User"),
+		.user = trusts_headers(api) ? evhttp_find_header(evhttp_request_get_input_headers(req),
+								 "X-Authenticated-User")
+					    : NULL,
 		.from = from,
 		.rcpts = rcpts,
 		.nrcpts = nrcpts,

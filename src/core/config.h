@@ -31,6 +31,7 @@ struct api_config {
 	uint64_t max_body_size;
 	int max_recipients;
 	bool allow_routing_headers; /* X-Sending-Zone in API messages */
+	bool trust_headers;         /* X-Originating-IP, X-Authenticated-User */
 	char *api_key;            /* NULL: no key required */
 	char *user, *password;    /* HTTP Basic; NULL: none */
 };

@@ -38,6 +38,7 @@ static const struct cfg_schema api_schema[] = {
 	{"maxBodySize", CT_SIZE, 0, 1024, 16 * GB, NULL, NULL, NULL},
 	{"maxRecipients", CT_INT, 0, 1, 4095, NULL, NULL, NULL},
 	{"allowRoutingHeaders", CT_BOOL, 0, 0, 0, NULL, NULL, NULL},
+	{"trustHeaders", CT_BOOL, 0, 0, 0, NULL, NULL, NULL},
 	{"auth", CT_MAP, 0, 0, 0, NULL, api_auth_schema, NULL},
 	END,
 };

@@ -295,14 +295,42 @@ def test_send_fields(zmta, extra, check):
     check(m, meta, reply)
 
 
-def test_send_records_user_and_origin(zmta):
+def test_send_records_user_and_origin_only_when_trusted(zmta):
+    claims = {"X-Authenticated-User": "alice@origin.test", "X-Originating-IP": "192.0.2.7"}
     d = zmta()
-    reply = send(d, BASE, {"X-Authenticated-User": "alice@origin.test",
-                           "X-Originating-IP": "192.0.2.7"})
+    reply = send(d, BASE, claims)
+    meta = d.get(f"/message/{reply['id']}")[1]["meta"]
+    # Anyone may send these headers: without trust they are not believed.
+    assert "user" not in meta and meta["origin"] == "127.0.0.1"
+    d.stop()
+    d = zmta(extra_config={"api": {"trustHeaders": True}})
+    reply = send(d, BASE, claims)
     meta = d.get(f"/message/{reply['id']}")[1]["meta"]
     assert meta["user"] == "alice@origin.test"
     assert meta["origin"] == "192.0.2.7"
     assert meta["interface"] == "api" and meta["transtype"] == "HTTP"
+
+
+def test_endless_header_line_is_refused_before_it_costs_memory(zmta):
+    d = zmta()
+    import socket
+    s = socket.create_connection(("127.0.0.1", d.api_port), timeout=10)
+    s.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\nX-Junk: ")
+    sent, reply = 0, b""
+    try:
+        while sent < 8 * 1024 * 1024:
+            s.sendall(b"j" * 65536)
+            sent += 65536
+    except OSError:
+        pass  # closed by the server, as it should be
+    try:
+        reply = s.recv(4096)
+    except OSError:
+        pass
+    s.close()
+    assert sent < 8 * 1024 * 1024 or reply.startswith(b"HTTP/1.1 4"), (sent, reply[:80])
+    assert reply == b"" or b" 413 " in reply.split(b"\r\n")[0] or b" 400 " in reply.split(b"\r\n")[0]
+    assert d.get("/health")[0] == 200
 
 
 def test_reply_means_durably_queued(zmta):

@@ -396,6 +396,10 @@ static void hot_add(struct queue *q, struct commit_job *c)
 	h->body = (char *)body->val;
 	h->body_len = body->vlen;
 	meta->val = body->val = NULL; /* now ours: write_job_free skips them */
+	/* The chunk buffer is QUEUE_CHUNK_SIZE long: keep only what is used,
+	 * so that the memory held is the memory counted. */
+	if (h->body_len < QUEUE_CHUNK_SIZE)
+		h->body = xrealloc(h->body, h->body_len ? h->body_len : 1);
 	h->prev = q->hot_new;
 	*(q->hot_new ? &q->hot_new->next : &q->hot_old) = h;
 	q->hot_new = h;

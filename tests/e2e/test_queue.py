@@ -203,3 +203,26 @@ def test_disk_space_guard_answers_452_and_leaves_nothing(app, zmta, tmp_path):
         assert d2.stop() == 0
     finally:
         subprocess.run(["umount", "-l", str(small)])
+
+
+def vm_data_kb(pid):
+    with open(f"/proc/{pid}/status") as f:
+        return int(re.search(r"VmData:\s+(\d+)", f.read()).group(1))
+
+
+def test_small_messages_kept_in_memory_hold_only_their_size(zmta):
+    # Deliveries off: every message stays in the just-queued cache (16 MiB
+    # of bodies at most).  3,000 small ones must not pin a 256 KiB chunk
+    # buffer each (750 MB).
+    d = zmta(extra_config={"zones": {"default": {"disabled": True}}})
+    submit(d, b"Subject: warm\r\n\r\nx\r\n")
+    before = vm_data_kb(d.pid)
+    body = b"Subject: small\r\n\r\n" + b"s" * 1500 + b"\r\n"
+    with d.smtp() as client:
+        client.ehlo("client.test")
+        for _ in range(3000):
+            client.mail("sender@example.test")
+            client.rcpt("rcpt@example.test")
+            assert client.data(body)[0] == 250
+    grown = vm_data_kb(d.pid) - before
+    assert grown < 200 * 1024, f"VmData grew by {grown} KiB"

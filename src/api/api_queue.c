@@ -75,6 +75,7 @@ struct pending_read {
 	uint64_t queue_req;
 	char id[QUEUE_ID_LEN + 1];
 	uint32_t next_chunk;
+	uint32_t nchunks; /* /fetch: body chunks stored, from bodySize; 0: unknown */
 };
 
 static void on_client_gone(struct evhttp_connection *conn, void *arg)
@@ -191,10 +192,21 @@ static void fetch_chunk(void *arg, int rc, const char *data, size_t len)
 {
 	struct pending_read *p = arg;
 	struct evhttp_request *req = p->req;
-	if (rc <= 0) {
-		/* Past the last chunk, or a read error: end the reply (a short
-		 * body is what a client can detect, the status is sent). */
+	uint32_t index = p->next_chunk - 1;
+	if (rc < 0 || (rc == 0 && index < p->nchunks)) {
+		/* A read error, or a chunk gone (the message was deleted
+		 * meanwhile): the 200 is sent already, so the reply is cut
+		 * without its last chunk, and the client sees it incomplete
+		 * rather than a short body that looks whole. */
+		log_msg(LOG_LEVEL_WARN, p->id, "api_fetch", "chunk=%u error=\"%s\" action=cut",
+			index, rc < 0 ? "cannot read the queue" : "body chunk missing");
+		struct evhttp_connection *conn = p->conn;
 		pending_free(p);
+		evhttp_connection_free(conn);
+		return;
+	}
+	if (rc == 0) {
+		pending_free(p); /* past the last chunk */
 		evhttp_send_reply_end(req);
 		return;
 	}
@@ -216,6 +228,11 @@ static void fetch_answer(void *arg, int rc, const struct queue_message *msg)
 	struct evhttp_request *req = p->req;
 	if (reply_missing(p, rc))
 		return;
+	json_t *size = json_object_get(msg->meta, "bodySize");
+	if (json_is_integer(size) && json_integer_value(size) >= 0) {
+		uint64_t n = (uint64_t)json_integer_value(size);
+		p->nchunks = n == 0 ? 1 : (uint32_t)((n + QUEUE_CHUNK_SIZE - 1) / QUEUE_CHUNK_SIZE);
+	}
 	evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", "message/rfc822");
 	evhttp_send_reply_start(req, HTTP_OK, "OK");
 	struct evbuffer *buf = evbuffer_new();

@@ -921,3 +921,30 @@ def test_metrics_follow_sends_and_deliveries(dns_server, smtp_sink, zmta):
     sink.wait_for_sessions(opened)
     wait_until(lambda: sample(metrics(d)[0], "zonemta_outbound_connections", zone="default") == 0,
                5, what="outbound_connections back to 0")
+
+
+def test_fetch_cut_short_is_incomplete_not_a_short_body(zmta):
+    """A body chunk that goes missing mid-/fetch (the message deleted while
+    a slow client reads) ends the reply without its last chunk: the client
+    must see it incomplete, never a shorter message that looks whole."""
+    d = zmta(extra_config={"zones": {"default": {"disabled": True}}})
+    from test_queue import submit
+    line = b"f" * 998 + b"\r\n"
+    qid = submit(d, b"Subject: big\r\n\r\n" + line * 20000)  # ~20 MB, 77 chunks
+    conn = http.client.HTTPConnection("127.0.0.1", d.api_port, timeout=20)
+    conn.request("GET", f"/fetch/{qid}")
+    resp = conn.getresponse()
+    assert resp.status == 200
+    got = resp.read(65536)
+    time.sleep(0.5)  # socket buffers fill; the server waits for the client
+    assert call(d, "DELETE", f"/message/{qid}")[0] == 200
+    with pytest.raises(http.client.IncompleteRead):
+        while True:
+            piece = resp.read(1 << 20)
+            if not piece:
+                break
+            got += piece
+    conn.close()
+    assert len(got) < 20000 * len(line)
+    d.wait_log(r"id=%s event=api_fetch chunk=\d+ error=\"body chunk missing\" action=cut" % qid)
+    assert d.get("/health")[0] == 200

@@ -173,6 +173,15 @@ void mta_conn_deadline(struct mta_conn *c, uint64_t ms)
 	arm(c, ms);
 }
 
+void mta_conn_set_write_timeout(struct mta_conn *c)
+{
+	/* No read timeout: the phase deadline counts.  The write timeout is
+	 * the body phase's "no write progress" limit, in every phase. */
+	struct timeval body = {(time_t)(c->zone->timeouts.body / 1000),
+			       (suseconds_t)(c->zone->timeouts.body % 1000) * 1000};
+	bufferevent_set_timeouts(c->bev, NULL, &body);
+}
+
 void mta_conn_deadline_clear(struct mta_conn *c)
 {
 	evtimer_del(c->deadline_ev);
@@ -270,11 +279,7 @@ void mta_conn_connect_next(struct mta_conn *c)
 		/* Bodies go out in writes of up to a chunk, not libevent's 16 KiB. */
 		bufferevent_set_max_single_write(c->bev, QUEUE_CHUNK_SIZE);
 		bufferevent_setcb(c->bev, mta_on_read, mta_on_write, mta_on_event, c);
-		/* No read timeout: the phase deadline counts.  The write timeout
-		 * is the body phase's "no write progress" limit, in every phase. */
-		struct timeval body = {(time_t)(c->zone->timeouts.body / 1000),
-				       (suseconds_t)(c->zone->timeouts.body % 1000) * 1000};
-		bufferevent_set_timeouts(c->bev, NULL, &body);
+		mta_conn_set_write_timeout(c);
 		bufferevent_enable(c->bev, EV_READ | EV_WRITE);
 		c->tls = false;
 		mta_enter_state(c, MTA_CONNECTING);

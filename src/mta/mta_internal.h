@@ -165,6 +165,8 @@ void mta_conn_connect_next(struct mta_conn *c);
 void mta_conn_next_target(struct mta_conn *c, const char *why, int code);
 void mta_conn_deadline(struct mta_conn *c, uint64_t ms);
 void mta_conn_deadline_clear(struct mta_conn *c);
+/* The bufferevent's write timeout: timeouts.body without write progress. */
+void mta_conn_set_write_timeout(struct mta_conn *c);
 /* Reports every item not reported yet (code/text, the rules classify) and
  * ends the transaction. */
 void mta_fail_rest(struct mta_conn *c, int code, const char *text);

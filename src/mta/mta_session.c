@@ -361,9 +361,7 @@ static void start_tls(struct mta_conn *c)
 	c->bev = bufferevent_openssl_filter_new(m->base, plain, ssl, BUFFEREVENT_SSL_CONNECTING,
 						BEV_OPT_CLOSE_ON_FREE);
 	bufferevent_setcb(c->bev, mta_on_read, mta_on_write, mta_on_event, c);
-	struct timeval body = {(time_t)(c->zone->timeouts.body / 1000),
-			       (suseconds_t)(c->zone->timeouts.body % 1000) * 1000};
-	bufferevent_set_timeouts(c->bev, NULL, &body);
+	mta_conn_set_write_timeout(c);
 	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
 	mta_enter_state(c, MTA_HANDSHAKE);
 	mta_conn_deadline(c, c->zone->timeouts.starttls);

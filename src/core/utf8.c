@@ -1,6 +1,8 @@
 /* UTF-8 validation and repair; see utf8.h. */
 #include "core/utf8.h"
 
+#include <stdint.h>
+
 #include <string.h>
 
 #include "core/xmalloc.h"
@@ -69,4 +71,19 @@ char *utf8_sanitize(const char *s, size_t len)
 	}
 	out[o] = '\0';
 	return out;
+}
+
+bool utf8_has_8bit(const char *s, size_t len)
+{
+	size_t i = 0;
+	for (; i + 8 <= len; i += 8) {
+		uint64_t w;
+		memcpy(&w, s + i, 8);
+		if (w & 0x8080808080808080ULL)
+			return true;
+	}
+	for (; i < len; i++)
+		if ((unsigned char)s[i] & 0x80)
+			return true;
+	return false;
 }

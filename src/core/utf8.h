@@ -12,6 +12,9 @@
  * no surrogates, nothing above U+10FFFF) without NUL bytes. */
 bool utf8_valid(const char *s, size_t len);
 
+/* True when a byte of s[0..len) is over 127 (not ASCII); eight at a time. */
+bool utf8_has_8bit(const char *s, size_t len);
+
 /* A malloc'ed, NUL-terminated copy of s[0..len) in which each ill-formed
  * byte is replaced by U+FFFD, and NUL bytes too. */
 char *utf8_sanitize(const char *s, size_t len);

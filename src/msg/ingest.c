@@ -5,7 +5,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/time.h>
 #include <time.h>
 
 #include "core/clock.h"
@@ -83,22 +82,6 @@ const char *ingest_message_id(const struct ingest *in)
 	return in->message_id;
 }
 
-/* True when a byte of p[0..n) is over 127; eight bytes at a time. */
-static bool has_8bit(const char *p, size_t n)
-{
-	size_t i = 0;
-	for (; i + 8 <= n; i += 8) {
-		uint64_t w;
-		memcpy(&w, p + i, 8);
-		if (w & 0x8080808080808080ULL)
-			return true;
-	}
-	for (; i < n; i++)
-		if ((unsigned char)p[i] & 0x80)
-			return true;
-	return false;
-}
-
 /* Counts the lines of p[0..n) longer than 998 octets before their CRLF. */
 static void count_long_lines(uint64_t *count, size_t *line_len, const char *p, size_t n)
 {
@@ -121,7 +104,7 @@ static void count_long_lines(uint64_t *count, size_t *line_len, const char *p, s
 static void body_write(struct ingest *in, const char *data, size_t len)
 {
 	if (!in->body_8bit)
-		in->body_8bit = has_8bit(data, len);
+		in->body_8bit = utf8_has_8bit(data, len);
 	count_long_lines(&in->long_lines, &in->line_len, data, len);
 	queue_body_write(in->body, data, len);
 	if (in->hash_relaxed != NULL)
@@ -343,7 +326,7 @@ void ingest_finish(struct ingest *in, const struct ingest_envelope *env, ingest_
 	struct queue_delivery *dlv = xcalloc(env->nrcpts, sizeof(*dlv));
 	char **domains = xcalloc(env->nrcpts, sizeof(char *));
 	size_t ndlv = 0;
-	bool envelope_utf8 = has_8bit(env->from, strlen(env->from));
+	bool envelope_utf8 = utf8_has_8bit(env->from, strlen(env->from));
 	struct strmap *seen = strmap_new();
 	for (size_t i = 0; i < env->nrcpts; i++) {
 		if (rcpt_seen(seen, env->rcpts[i])) {
@@ -351,7 +334,7 @@ void ingest_finish(struct ingest *in, const struct ingest_envelope *env, ingest_
 				env->rcpts[i]);
 			continue;
 		}
-		envelope_utf8 = envelope_utf8 || has_8bit(env->rcpts[i], strlen(env->rcpts[i]));
+		envelope_utf8 = envelope_utf8 || utf8_has_8bit(env->rcpts[i], strlen(env->rcpts[i]));
 		domains[ndlv] = lower_dup(domain_of(env->rcpts[i]));
 		const char *rcpt_rule = rule;
 		const struct zone_config *z =
@@ -391,7 +374,7 @@ void ingest_finish(struct ingest *in, const struct ingest_envelope *env, ingest_
 	json_object_set_new(meta, "created", json_integer((json_int_t)clock_wall_ms()));
 	json_object_set_new(meta, "nextAttempt", json_integer((json_int_t)in->delayed_until));
 	/* What relaying needs, from the content (see ingest.h). */
-	bool header_8bit = has_8bit(block, hlen);
+	bool header_8bit = utf8_has_8bit(block, hlen);
 	bool header_utf8 = header_8bit && utf8_valid(block, hlen);
 	uint64_t long_lines = in->long_lines + (in->line_len > 998 ? 1 : 0);
 	size_t hline = 0;

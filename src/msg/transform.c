@@ -391,12 +391,15 @@ static void downgrade_feed(struct transform *t, const char *p, size_t n)
 	}
 }
 
+/* The rewritten header block as it is made. */
+struct growbuf {
+	char *p;
+	size_t len, cap;
+};
+
 static void append_buf(void *arg, const char *data, size_t len)
 {
-	struct {
-		char *p;
-		size_t len, cap;
-	} *b = arg;
+	struct growbuf *b = arg;
 	b->p = xreallocarray_grow(b->p, &b->cap, b->len + len + 1, 1);
 	memcpy(b->p + b->len, data, len);
 	b->len += len;
@@ -429,10 +432,7 @@ struct transform *transform_new(unsigned flags, const char *header, size_t hlen,
 		h = serialize(&list, &n);
 		header_list_clear(&list);
 	}
-	struct {
-		char *p;
-		size_t len, cap;
-	} b = {NULL, 0, 0};
+	struct growbuf b = {NULL, 0, 0};
 	fold_write(t, append_buf, &b, h ? h : header, h ? n : hlen);
 	free(h);
 	if (b.p == NULL)

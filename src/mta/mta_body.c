@@ -19,7 +19,8 @@
 /* Body pieces at least this long are sent from their buffer, not copied. */
 #define MTA_REFERENCE_MIN 4096
 
-unsigned mta_body_transform_for(const struct mta_conn *c)
+/* The TRANSFORM_* flags the message needs for this server. */
+static unsigned transform_for(const struct mta_conn *c)
 {
 	const struct mta_txn *x = &c->txn;
 	unsigned t = 0;
@@ -153,7 +154,7 @@ static void chunk_read(void *arg, int rc, const char *data, size_t len)
 void mta_body_prepare(struct mta_conn *c)
 {
 	struct mta_txn *x = &c->txn;
-	x->transform = mta_body_transform_for(c);
+	x->transform = transform_for(c);
 	if (x->transform == 0)
 		return;
 	/* The transform reads the original header block (what the parts

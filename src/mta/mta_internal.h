@@ -188,8 +188,6 @@ void mta_body_prepare(struct mta_conn *c);
 void mta_body_start(struct mta_conn *c);
 void mta_body_on_drain(struct mta_conn *c);
 void mta_body_clear(struct mta_conn *c);
-/* The TRANSFORM_* flags a message needs for this server. */
-unsigned mta_body_transform_for(const struct mta_conn *c);
 
 /* mta_sign.c */
 /* Starts signing when keys apply (the state moves on by itself); false when

@@ -19,6 +19,7 @@
 
 #include "core/clock.h"
 #include "core/log.h"
+#include "core/utf8.h"
 #include "core/xmalloc.h"
 
 const char *mta_strstate(enum mta_state st)
@@ -74,14 +75,6 @@ void mta_log_attempt(struct mta_conn *c, const char *response)
 		t ? t->host : "-", t ? t->addr : "-", c->tls ? c->tls_version : "no",
 		x->batch ? x->batch->n : 0, x->delivered, response,
 		(long long)(clock_mono_ms() - x->started_ms));
-}
-
-static bool contains_8bit(const char *s)
-{
-	for (; *s; s++)
-		if ((unsigned char)*s >= 0x80)
-			return true;
-	return false;
 }
 
 /* --- transactions --- */
@@ -194,10 +187,13 @@ static void message_loaded(void *arg, int rc, struct queue_message *msg)
 	const char *body_type = json_string_value(json_object_get(x->meta, "bodyType"));
 	x->eight_bit = body_type != NULL && strcmp(body_type, "8BITMIME") == 0;
 	const char *from = json_string_value(json_object_get(x->meta, "from"));
+	/* The envelope again: a message queued before intake recorded it. */
 	x->smtputf8 = json_is_true(json_object_get(x->meta, "smtputf8")) ||
-		      contains_8bit(from ? from : "");
-	for (size_t i = 0; i < x->batch->n; i++)
-		x->smtputf8 = x->smtputf8 || contains_8bit(x->batch->items[i]->recipient);
+		      (from != NULL && utf8_has_8bit(from, strlen(from)));
+	for (size_t i = 0; i < x->batch->n; i++) {
+		const char *r = x->batch->items[i]->recipient;
+		x->smtputf8 = x->smtputf8 || utf8_has_8bit(r, strlen(r));
+	}
 
 	const char *refused = refusal(c);
 	if (refused != NULL) {
@@ -336,10 +332,7 @@ static void session_ready(struct mta_conn *c)
 		tls_refused(c, "452 4.7.5 TLS is required but the server does not offer it");
 		return;
 	}
-	if (c->in_txn)
-		mta_enter_state(c, MTA_LOADING);
-	else
-		mta_transaction_done(c); /* the first batch was abandoned: look for more */
+	mta_enter_state(c, MTA_LOADING); /* the batch the connection was started for */
 }
 
 /* After "220" to STARTTLS: the handshake runs in a filter over the socket. */

@@ -85,9 +85,8 @@ static void persist_finish(struct outcome *o, const struct sched_item *it)
 static void log_result(const struct sched_item *it, const char *event, const char *category,
 		       int attempts, const char *text, long long next_in_ms)
 {
-	char enhanced[16] = "-";
-	if (!outcome_enhanced_code(text, enhanced, sizeof(enhanced)))
-		strcpy(enhanced, "-");
+	char enhanced[16] = "-"; /* left as it is when the text has none */
+	outcome_enhanced_code(text, enhanced, sizeof(enhanced));
 	char next[48] = "";
 	if (next_in_ms >= 0)
 		snprintf(next, sizeof(next), " next_in_ms=%lld", next_in_ms);

@@ -30,6 +30,23 @@ static const struct {
 	{"a\0b", 3, false, "a\xef\xbf\xbd" "b"},            /* NUL */
 };
 
+/* Every position of a high byte, at every alignment, is found. */
+static void test_has_8bit(void **state)
+{
+	(void)state;
+	char buf[40];
+	for (size_t len = 0; len < sizeof(buf); len++) {
+		memset(buf, 'a', sizeof(buf));
+		assert_false(utf8_has_8bit(buf, len));
+		for (size_t at = 0; at < len; at++) {
+			buf[at] = (char)0x80;
+			assert_true(utf8_has_8bit(buf, len));
+			assert_false(utf8_has_8bit(buf, at)); /* just before it */
+			buf[at] = 'a';
+		}
+	}
+}
+
 static void test_utf8_table(void **state)
 {
 	(void)state;
@@ -48,6 +65,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_utf8_table),
+		cmocka_unit_test(test_has_8bit),
 	};
 	return cmocka_run_group_tests_name("utf8", tests, NULL, NULL);
 }

@@ -18,6 +18,7 @@
 
 #include "api/api.h"
 #include "bounce/rules.h"
+#include "hook/hook.h"
 #include "mta/dns.h"
 #include "mta/mta.h"
 #include "outcome/outcome.h"
@@ -49,6 +50,13 @@ struct daemon {
 	char *pidfile; /* as created at start: what to remove at exit */
 	int pidfile_fd;
 };
+
+static daemon_plugin_fn compiled_plugin;
+
+void daemon_set_plugin(daemon_plugin_fn fn)
+{
+	compiled_plugin = fn;
+}
 
 /* Applies the reloadable log settings; returns -1 with a message on failure. */
 static int apply_log_config(const struct log_config *lc, char **err)
@@ -362,6 +370,9 @@ static int daemon_start(struct daemon *d, char **err)
 	event_config_free(ec);
 	if (d->base == NULL)
 		fatal("event_base_new failed");
+	hook_init(d->base, cfg->hook_timeout_ms);
+	if (compiled_plugin != NULL && compiled_plugin(d->base, cfg, err) != 0)
+		return -1;
 	/* The pid file first: a second instance stops here with a clear word. */
 	if (cfg->pidfile != NULL && pidfile_create(d, err) != 0)
 		return -1;
@@ -446,6 +457,7 @@ int daemon_run(const struct config_source *src, struct config *cfg)
 	outcome_free(d.outcome);
 	dns_free(d.dns);
 	bounce_rules_free(d.rules);
+	hook_shutdown(); /* after everything that could have a run pending */
 	if (d.stop_timer)
 		event_free(d.stop_timer);
 	if (d.sig_term) {

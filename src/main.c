@@ -16,6 +16,9 @@
 #include "core/config.h"
 #include "core/xmalloc.h"
 #include "daemon.h"
+#ifdef ZMTA_TEST_PLUGIN
+#include "test_plugin.h"
+#endif
 #include "version.h"
 
 #define EXIT_RUNTIME 1
@@ -128,6 +131,9 @@ static int cmd_run(int argc, char **argv)
 	struct config *cfg = load_or_report(&src);
 	if (cfg == NULL)
 		return EXIT_USAGE;
+#ifdef ZMTA_TEST_PLUGIN
+	daemon_set_plugin(test_plugin_start);
+#endif
 	return daemon_run(&src, cfg);
 }
 

@@ -66,9 +66,16 @@ static void queued(void *arg, int rc, const char *error)
 		return;
 	}
 	stats_message_rejected("api");
+	/* `error` belongs to the ingest, freed with the sending. */
+	char *text = xstrdup(error ? error
+			     : rc == INGEST_REJECTED ? "message rejected"
+			     : rc == INGEST_DEFERRED ? "message deferred, try again later"
+						     : "the queue could not store the message");
 	sending_free(s);
-	api_reply_field_error(req, rc == QUEUE_ERR_SPACE ? 507 : HTTP_SERVUNAVAIL, "",
-			      error ? error : "the queue could not store the message");
+	/* A hook's refusal is 403 for good, 503 for now, with its reply. */
+	int status = rc == INGEST_REJECTED ? 403 : rc == QUEUE_ERR_SPACE ? 507 : HTTP_SERVUNAVAIL;
+	api_reply_field_error(req, status, "", text);
+	free(text);
 }
 
 /* Whether the caller may say who it speaks for: api.trustHeaders, or any

@@ -875,6 +875,8 @@ static void config_fill(struct config *cfg)
 	cfg->api.user = get_str(t, "api.auth.user");
 	cfg->api.password = get_str(t, "api.auth.password");
 
+	cfg->hook_timeout_ms = get_duration(t, "hooks.timeout");
+
 	cfg->queue.dir = get_path(cfg, "queue.dir");
 	cfg->queue.default_zone = get_str(t, "queue.defaultZone");
 	cfg->queue.future_date = get_bool(t, "queue.futureDate");

@@ -142,6 +142,7 @@ struct config {
 	char *group;       /* NULL: the user's primary group */
 	char *pidfile;     /* NULL: none */
 	uint64_t shutdown_timeout_ms; /* how long a stop waits for messages in progress */
+	uint64_t hook_timeout_ms;     /* how long a plugin may take to answer a hook */
 	struct log_config log;
 	struct api_config api;
 	struct queue_config queue;

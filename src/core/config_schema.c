@@ -190,6 +190,11 @@ static const struct cfg_schema dkim_schema[] = {
 	END,
 };
 
+static const struct cfg_schema hooks_schema[] = {
+	{"timeout", CT_DURATION, 0, 10, DAY, NULL, NULL, NULL},
+	END,
+};
+
 static const struct cfg_schema bounces_schema[] = {
 	{"rules", CT_STRING, CF_NULLABLE, 0, 0, NULL, NULL, NULL},
 	END,
@@ -211,6 +216,7 @@ const struct cfg_schema config_schema[] = {
 	{"domainConfig", CT_DICT, 0, 0, 0, NULL, domain_schema, NULL},
 	{"dns", CT_MAP, 0, 0, 0, NULL, dns_schema, NULL},
 	{"bounces", CT_MAP, 0, 0, 0, NULL, bounces_schema, NULL},
+	{"hooks", CT_MAP, 0, 0, 0, NULL, hooks_schema, NULL},
 	{"dkim", CT_MAP, 0, 0, 0, NULL, dkim_schema, NULL},
 	END,
 };

@@ -13,6 +13,7 @@
 #include "core/utf8.h"
 #include "core/xmalloc.h"
 #include "dkim/dkim.h"
+#include "hook/hook.h"
 #include "msg/header.h"
 #include "version.h"
 #include "zone/route.h"
@@ -38,8 +39,35 @@ struct ingest {
 	int64_t received_ms;
 	ingest_done_cb cb;
 	void *cb_arg;
+
+	/* from ingest_finish on: the envelope (a copy), the hook points passed
+	 * (see next_point) and the routing of each recipient */
+	struct ingest_envelope env;
+	enum {
+		INGEST_AT_START,
+		INGEST_AT_HEADERS,
+		INGEST_AT_STORE,
+		INGEST_AT_ROUTE,
+		INGEST_AT_QUEUE,
+	} stage;
+	struct hook_ctx hook_ctx;
+	uint64_t hook_id;
+	bool hook_sync;  /* inside hook_run(): an answer now is synchronous */
+	int refusal_rc;  /* INGEST_REJECTED or INGEST_DEFERRED once a hook refused */
+	char *refusal;   /* its reply, or NULL */
+	char *header_zone;
+	const struct zone_config *msg_zone; /* the zone for all, or NULL */
+	const char *msg_rule, *route_rule;
+	const char *route_zone; /* the zone queue:route sees and may change */
+	size_t route_next;      /* the next envelope recipient to route */
+	struct strmap *seen;
+	bool envelope_utf8;
+	struct queue_delivery *dlv;
+	char **domains;
+	size_t ndlv;
+	char *date;
+
 	/* kept for the log line once the commit is durable */
-	char *from;
 	size_t nrcpts;
 	char *zones_used;
 	int64_t delayed_until;
@@ -267,7 +295,7 @@ static void commit_done(void *arg, int rc, const char *error)
 			snprintf(delayed, sizeof(delayed), " delayed_until=%lld",
 				 (long long)(in->delayed_until / 1000));
 		log_msg(LOG_LEVEL_INFO, in->id, "queued", "from=<%s> rcpts=%zu size=%llu zones=%s%s",
-			in->from, in->nrcpts, (unsigned long long)in->size, in->zones_used, delayed);
+			in->env.from, in->nrcpts, (unsigned long long)in->size, in->zones_used, delayed);
 	} else {
 		log_msg(LOG_LEVEL_ERROR, in->id, "store_failed", "error=\"%s\"", error);
 	}
@@ -290,64 +318,90 @@ static void list_add(char **list, const char *name)
 	*list = joined;
 }
 
-void ingest_finish(struct ingest *in, const struct ingest_envelope *env, ingest_done_cb cb,
-		   void *arg)
+/* The envelope, copied: the caller's strings may go before the hooks answer. */
+static void envelope_copy(struct ingest_envelope *dst, const struct ingest_envelope *src)
 {
-	in->cb = cb;
-	in->cb_arg = arg;
-	if (!in->head_done) {
-		size_t end = 0;
-		header_block_end(in->head, in->head_len, true, &in->head_scan, &end);
-		head_complete(in, end);
-	}
+	*dst = *src;
+	dst->interface = xstrdup(src->interface);
+	dst->origin = xstrdup(src->origin);
+	dst->transhost = src->transhost ? xstrdup(src->transhost) : NULL;
+	dst->transtype = xstrdup(src->transtype);
+	dst->user = src->user ? xstrdup(src->user) : NULL;
+	dst->from = xstrdup(src->from);
+	dst->received_by = xstrdup(src->received_by);
+	char **rcpts = xcalloc(src->nrcpts ? src->nrcpts : 1, sizeof(char *));
+	for (size_t i = 0; i < src->nrcpts; i++)
+		rcpts[i] = xstrdup(src->rcpts[i]);
+	dst->rcpts = rcpts;
+}
 
-	/* X-Sending-Zone is read, then removed whatever the interface. */
-	int xs = header_list_find(&in->headers, "x-sending-zone");
-	char *header_zone = xs >= 0 && env->allow_routing_headers
-				    ? lower_dup(in->headers.items[xs].value)
-				    : NULL;
-	header_list_remove(&in->headers, "x-sending-zone");
-	/* Bcc is for the envelope only (RFC 5322 3.6.3; Postfix removes it too). */
-	header_list_remove(&in->headers, "bcc");
+static void envelope_free(struct ingest_envelope *env)
+{
+	free((char *)env->interface);
+	free((char *)env->origin);
+	free((char *)env->transhost);
+	free((char *)env->transtype);
+	free((char *)env->user);
+	free((char *)env->from);
+	free((char *)env->received_by);
+	for (size_t i = 0; i < env->nrcpts; i++)
+		free(env->rcpts[i]);
+	free((char **)env->rcpts);
+	memset(env, 0, sizeof(*env));
+}
 
-	char *message_id, *date;
-	rewrite_headers(in, env, &message_id, &date);
-	in->delayed_until = first_attempt(in, date);
-
-	const char *sender_domain = domain_of(env->from);
-	char *sender_lower = sender_domain ? lower_dup(sender_domain) : NULL;
-	struct route_message rm = {header_zone, &in->headers, sender_lower};
-	const char *rule, *unknown;
-	const struct zone_config *msg_zone = route_message_zone(in->cfg, &rm, &rule, &unknown);
-	if (unknown != NULL)
-		log_msg(LOG_LEVEL_WARN, in->id, "route", "x_sending_zone=%s action=ignored "
-			"reason=\"no such zone\"", unknown);
-
-	struct queue_delivery *dlv = xcalloc(env->nrcpts, sizeof(*dlv));
-	char **domains = xcalloc(env->nrcpts, sizeof(char *));
-	size_t ndlv = 0;
-	bool envelope_utf8 = utf8_has_8bit(env->from, strlen(env->from));
-	struct strmap *seen = strmap_new();
-	for (size_t i = 0; i < env->nrcpts; i++) {
-		if (rcpt_seen(seen, env->rcpts[i])) {
+/* Routes envelope recipient in->route_next (unless a duplicate): its zone
+ * goes to in->route_zone for queue:route to see.  False when none is left. */
+static bool route_one(struct ingest *in)
+{
+	const struct ingest_envelope *env = &in->env;
+	while (in->route_next < env->nrcpts) {
+		const char *rcpt = env->rcpts[in->route_next++];
+		if (rcpt_seen(in->seen, rcpt)) {
 			log_msg(LOG_LEVEL_INFO, in->id, "duplicate_rcpt", "rcpt=<%s> action=dropped",
-				env->rcpts[i]);
+				rcpt);
 			continue;
 		}
-		envelope_utf8 = envelope_utf8 || utf8_has_8bit(env->rcpts[i], strlen(env->rcpts[i]));
-		domains[ndlv] = lower_dup(domain_of(env->rcpts[i]));
-		const char *rcpt_rule = rule;
+		in->envelope_utf8 = in->envelope_utf8 || utf8_has_8bit(rcpt, strlen(rcpt));
+		size_t n = in->ndlv;
+		in->domains[n] = lower_dup(domain_of(rcpt));
+		in->route_rule = in->msg_rule;
 		const struct zone_config *z =
-			msg_zone ? msg_zone : route_recipient_zone(in->cfg, domains[ndlv], &rcpt_rule);
-		dlv[ndlv] = (struct queue_delivery){z->name, env->rcpts[i], domains[ndlv],
-						    in->delayed_until};
-		list_add(&in->zones_used, z->name);
-		log_msg(LOG_LEVEL_DEBUG, in->id, "route", "seq=%03zx rcpt=<%s> zone=%s rule=%s",
-			ndlv + 1, env->rcpts[i], z->name, rcpt_rule);
-		ndlv++;
+			in->msg_zone ? in->msg_zone
+				     : route_recipient_zone(in->cfg, in->domains[n], &in->route_rule);
+		in->route_zone = z->name;
+		in->dlv[n] = (struct queue_delivery){z->name, rcpt, in->domains[n], in->delayed_until};
+		in->ndlv++;
+		return true;
 	}
-	strmap_free(seen);
+	return false;
+}
 
+/* After queue:route: the zone a handler chose, when it is one. */
+static void route_take(struct ingest *in)
+{
+	struct queue_delivery *d = &in->dlv[in->ndlv - 1];
+	if (in->route_zone != d->zone) {
+		const struct zone_config *z = config_zone(in->cfg, in->route_zone);
+		if (z != NULL) {
+			d->zone = z->name;
+			in->route_rule = "hook";
+		} else {
+			log_msg(LOG_LEVEL_WARN, in->id, "route", "rcpt=<%s> zone=%s action=ignored "
+				"reason=\"queue:route chose no such zone\"", d->recipient,
+				in->route_zone);
+		}
+	}
+	list_add(&in->zones_used, d->zone);
+	log_msg(LOG_LEVEL_DEBUG, in->id, "route", "seq=%03zx rcpt=<%s> zone=%s rule=%s", in->ndlv,
+		d->recipient, d->zone, in->route_rule);
+}
+
+static void commit(struct ingest *in)
+{
+	const struct ingest_envelope *env = &in->env;
+	size_t ndlv = in->ndlv;
+	struct queue_delivery *dlv = in->dlv;
 	size_t hlen = header_list_raw_size(&in->headers);
 	char *block = xmalloc(hlen + 1);
 	header_list_serialize(&in->headers, block);
@@ -368,8 +422,8 @@ void ingest_finish(struct ingest *in, const struct ingest_envelope *env, ingest_
 	set_text(meta, "transtype", env->transtype);
 	if (env->user != NULL)
 		set_text(meta, "user", env->user);
-	set_text(meta, "messageId", message_id);
-	set_text(meta, "date", date);
+	set_text(meta, "messageId", in->message_id);
+	set_text(meta, "date", in->date);
 	json_object_set_new(meta, "time", json_integer((json_int_t)in->received_ms));
 	json_object_set_new(meta, "created", json_integer((json_int_t)clock_wall_ms()));
 	json_object_set_new(meta, "nextAttempt", json_integer((json_int_t)in->delayed_until));
@@ -381,7 +435,7 @@ void ingest_finish(struct ingest *in, const struct ingest_envelope *env, ingest_
 	count_long_lines(&long_lines, &hline, block, hlen);
 	json_object_set_new(meta, "bodyType", json_string(in->body_8bit || (header_8bit && !header_utf8)
 								 ? "8BITMIME" : "7BIT"));
-	json_object_set_new(meta, "smtputf8", json_boolean(envelope_utf8 || header_utf8));
+	json_object_set_new(meta, "smtputf8", json_boolean(in->envelope_utf8 || header_utf8));
 	json_object_set_new(meta, "longLines", json_integer((json_int_t)long_lines));
 	json_t *dkim = json_pack("{s:s, s:n}", "hashAlgo", "sha256", "bodyHash");
 	char hash[45];
@@ -395,22 +449,148 @@ void ingest_finish(struct ingest *in, const struct ingest_envelope *env, ingest_
 	}
 	json_object_set_new(meta, "dkim", dkim);
 
-	in->from = xstrdup(env->from);
 	in->nrcpts = ndlv;
-	in->message_id = message_id;
 	/* The header block is stored in the metadata; the body in chunks.  The
 	 * callback may run at once (a failed body) and free `in`: not a word
 	 * about `in` after this call. */
 	queue_message_commit(in->body, meta, block, hlen, dlv, ndlv, commit_done, in);
-
-	for (size_t i = 0; i < ndlv; i++)
-		free(domains[i]);
-	free(domains);
-	free(dlv);
 	free(block);
-	free(date);
-	free(sender_lower);
-	free(header_zone);
+}
+
+/*
+ * The hook points a message passes before its commit, in order:
+ * message:headers, message:store, queue:route once per recipient,
+ * message:queue.  Sets *point to the next one (preparing what it needs) and
+ * returns true, or false when the message is ready to commit.
+ */
+static bool next_point(struct ingest *in, enum hook_point *point)
+{
+	struct hook_ctx *ctx = &in->hook_ctx;
+	switch (in->stage) {
+	case INGEST_AT_START:
+		in->stage = INGEST_AT_HEADERS;
+		*point = HOOK_MESSAGE_HEADERS;
+		return true;
+	case INGEST_AT_HEADERS:
+		in->stage = INGEST_AT_STORE;
+		ctx->headers = NULL; /* read-only from here on */
+		*point = HOOK_MESSAGE_STORE;
+		return true;
+	case INGEST_AT_STORE:
+	case INGEST_AT_ROUTE:
+		if (in->stage == INGEST_AT_STORE) {
+			/* Routing sees the headers as the hooks left them. */
+			int xs = header_list_find(&in->headers, "x-sending-zone");
+			if (xs >= 0 && in->env.allow_routing_headers)
+				in->header_zone = lower_dup(in->headers.items[xs].value);
+			header_list_remove(&in->headers, "x-sending-zone");
+			const char *sender_domain = domain_of(in->env.from);
+			char *sender_lower = sender_domain ? lower_dup(sender_domain) : NULL;
+			struct route_message rm = {in->header_zone, &in->headers, sender_lower};
+			const char *unknown;
+			in->msg_zone = route_message_zone(in->cfg, &rm, &in->msg_rule, &unknown);
+			if (unknown != NULL)
+				log_msg(LOG_LEVEL_WARN, in->id, "route", "x_sending_zone=%s "
+					"action=ignored reason=\"no such zone\"", unknown);
+			free(sender_lower);
+			in->stage = INGEST_AT_ROUTE;
+		} else {
+			route_take(in);
+		}
+		if (route_one(in)) {
+			ctx->address = in->dlv[in->ndlv - 1].recipient;
+			ctx->zone = &in->route_zone;
+			*point = HOOK_QUEUE_ROUTE;
+			return true;
+		}
+		ctx->address = NULL;
+		ctx->zone = NULL;
+		in->stage = INGEST_AT_QUEUE;
+		*point = HOOK_MESSAGE_QUEUE;
+		return true;
+	case INGEST_AT_QUEUE:
+		return false;
+	}
+	return false;
+}
+
+static void on_point_done(void *arg, const struct hook_result *res);
+
+/* Runs the hook points one after another until one waits or all are done. */
+static void advance(struct ingest *in)
+{
+	enum hook_point point;
+	while (next_point(in, &point)) {
+		in->hook_sync = true;
+		uint64_t id = hook_run(point, &in->hook_ctx, on_point_done, in);
+		in->hook_sync = false;
+		if (in->refusal_rc != 0) {
+			/* Refused at once: cb may free `in`. */
+			in->cb(in->cb_arg, in->refusal_rc, in->refusal);
+			return;
+		}
+		if (id != 0) {
+			in->hook_id = id;
+			return;
+		}
+	}
+	commit(in);
+}
+
+static void on_point_done(void *arg, const struct hook_result *res)
+{
+	struct ingest *in = arg;
+	in->hook_id = 0;
+	if (res->verdict == HOOK_REJECT || res->verdict == HOOK_TEMPFAIL) {
+		in->refusal_rc = res->verdict == HOOK_REJECT ? INGEST_REJECTED : INGEST_DEFERRED;
+		in->refusal = res->reply ? xstrdup(res->reply) : NULL;
+		log_msg(LOG_LEVEL_INFO, in->id, "refused", "hook=%s handler=%s reply=\"%s\"",
+			hook_point_name(in->stage == INGEST_AT_HEADERS ? HOOK_MESSAGE_HEADERS
+					: in->stage == INGEST_AT_STORE	 ? HOOK_MESSAGE_STORE
+					: in->stage == INGEST_AT_ROUTE	 ? HOOK_QUEUE_ROUTE
+									 : HOOK_MESSAGE_QUEUE),
+			res->handler ? res->handler : "?", in->refusal ? in->refusal : "");
+		if (!in->hook_sync)
+			in->cb(in->cb_arg, in->refusal_rc, in->refusal);
+		return;
+	}
+	if (!in->hook_sync)
+		advance(in);
+}
+
+void ingest_finish(struct ingest *in, const struct ingest_envelope *env, ingest_done_cb cb,
+		   void *arg)
+{
+	in->cb = cb;
+	in->cb_arg = arg;
+	envelope_copy(&in->env, env);
+	if (!in->head_done) {
+		size_t end = 0;
+		header_block_end(in->head, in->head_len, true, &in->head_scan, &end);
+		head_complete(in, end);
+	}
+	/* Bcc is for the envelope only (RFC 5322 3.6.3; Postfix removes it too). */
+	header_list_remove(&in->headers, "bcc");
+	rewrite_headers(in, &in->env, &in->message_id, &in->date);
+	in->delayed_until = first_attempt(in, in->date);
+	in->envelope_utf8 = utf8_has_8bit(env->from, strlen(env->from));
+
+	in->dlv = xcalloc(env->nrcpts ? env->nrcpts : 1, sizeof(*in->dlv));
+	in->domains = xcalloc(env->nrcpts ? env->nrcpts : 1, sizeof(char *));
+	in->seen = strmap_new();
+	in->hook_ctx = (struct hook_ctx){
+		.interface = in->env.interface,
+		.client = in->env.origin,
+		.helo = in->env.transhost,
+		.user = in->env.user,
+		.from = in->env.from,
+		.rcpts = in->env.rcpts,
+		.nrcpts = in->env.nrcpts,
+		.queue_id = in->id,
+		.headers = &in->headers,
+		.size = in->size,
+	};
+	advance(in);
 }
 
 void ingest_free(struct ingest *in)
@@ -422,10 +602,19 @@ void ingest_free(struct ingest *in)
 		dkim_body_free(in->hash_relaxed);
 	if (in->hash_simple != NULL)
 		dkim_body_free(in->hash_simple);
+	hook_cancel(in->hook_id);
 	header_list_clear(&in->headers);
 	free(in->head);
-	free(in->from);
 	free(in->zones_used);
 	free(in->message_id);
+	free(in->date);
+	free(in->header_zone);
+	free(in->refusal);
+	for (size_t i = 0; i < in->ndlv; i++)
+		free(in->domains[i]);
+	free(in->domains);
+	free(in->dlv);
+	strmap_free(in->seen);
+	envelope_free(&in->env);
 	free(in);
 }

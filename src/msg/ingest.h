@@ -60,13 +60,22 @@ bool ingest_busy(const struct ingest *in);
 /* Bytes fed so far. */
 uint64_t ingest_size(const struct ingest *in);
 
+/* A hook refused the message for good (5xx) or for now (4xx); `error` is
+ * the handler's SMTP reply, or NULL for the caller's default. */
+#define INGEST_REJECTED -10
+#define INGEST_DEFERRED -11
+
 /* rc 0: queued (durable); else a QUEUE_ERR_* code and `error` says why (a
- * temporary failure: nothing of the message is visible). */
+ * temporary failure: nothing of the message is visible), or INGEST_REJECTED
+ * / INGEST_DEFERRED. */
 typedef void (*ingest_done_cb)(void *arg, int rc, const char *error);
 
 /*
- * Ends the input: rewrites the header block, routes, commits.  `cb` runs
- * once the commit is durable or failed, unless the ingest is freed first.
+ * Ends the input: rewrites the header block, runs the hook points
+ * message:headers, message:store, queue:route (per recipient) and
+ * message:queue (docs/hooks.md), routes, commits.  The envelope is copied.
+ * `cb` runs once the commit is durable or failed, or a hook refused, unless
+ * the ingest is freed first (which cancels a pending hook).
  */
 void ingest_finish(struct ingest *in, const struct ingest_envelope *env, ingest_done_cb cb,
 		   void *arg);

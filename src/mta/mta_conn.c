@@ -364,30 +364,11 @@ static void on_resolved(void *arg, const struct dns_mx_result *res)
 	mta_conn_connect_next(c);
 }
 
-void mta_start(void *arg, struct sched_slot *slot, struct sched_batch *batch)
+/* Finds where to deliver: an address literal, a smart host or MX records. */
+static void resolve(struct mta_conn *c)
 {
-	struct mta *m = arg;
-	struct mta_conn *c = xcalloc(1, sizeof(*c));
-	c->m = m;
-	c->id = ++m->next_id;
-	c->slot = slot;
-	c->zone = batch->zone;
-	c->pool = sched_zone_pool(m->sched, batch->zone);
-	c->ehlo_name = m->cfg->hostname;
-	c->deadline_ev = evtimer_new(m->base, on_deadline, c);
-	c->idle_ev = evtimer_new(m->base, mta_idle_timeout, c);
-	c->started_ms = clock_mono_ms();
-	u64map_put(m->conns, c->id, c);
-	stats_connection(c->zone->name, 1);
-	c->txn.batch = batch;
-	c->txn.item = xcalloc(batch->n, sizeof(*c->txn.item));
-	c->txn.started_ms = c->started_ms;
-	c->in_txn = true;
-	memcpy(c->msg_id, batch->items[0]->id, sizeof(c->msg_id));
-	if (m->stopping) {
-		mta_conn_close(c, 0, NULL);
-		return;
-	}
+	struct mta *m = c->m;
+	struct sched_batch *batch = c->txn.batch;
 	mta_enter_state(c, MTA_RESOLVING);
 	const char *host = batch->zone->host;
 	const char *domain = host != NULL ? host : batch->domain;
@@ -439,6 +420,72 @@ void mta_start(void *arg, struct sched_slot *slot, struct sched_batch *batch)
 	idn2_free(alabel);
 }
 
+void mta_hook_refused(struct mta_conn *c, const struct hook_result *res)
+{
+	bool reject = res->verdict == HOOK_REJECT;
+	const char *text = res->reply != NULL ? res->reply
+			   : reject ? "550 5.7.1 delivery refused by a plugin"
+				    : "451 4.7.1 delivery deferred by a plugin";
+	mta_log_attempt(c, text);
+	/* The plugin decided: the bounce rules do not second-guess it. */
+	for (size_t i = 0; i < c->txn.batch->n; i++)
+		if (c->txn.item[i] != MTA_ITEM_DONE)
+			mta_item_report(c, i, reject ? OUTCOME_PERMFAIL : OUTCOME_TEMPFAIL,
+					atoi(text), text, "policy");
+}
+
+static void sender_connect_done(void *arg, const struct hook_result *res)
+{
+	struct mta_conn *c = arg;
+	c->hook_id = 0;
+	if (res->verdict == HOOK_REJECT || res->verdict == HOOK_TEMPFAIL) {
+		mta_hook_refused(c, res);
+		mta_txn_clear(c);
+		mta_conn_close(c, 0, NULL);
+		return;
+	}
+	resolve(c);
+}
+
+void mta_start(void *arg, struct sched_slot *slot, struct sched_batch *batch)
+{
+	struct mta *m = arg;
+	struct mta_conn *c = xcalloc(1, sizeof(*c));
+	c->m = m;
+	c->id = ++m->next_id;
+	c->slot = slot;
+	c->zone = batch->zone;
+	c->pool = sched_zone_pool(m->sched, batch->zone);
+	c->ehlo_name = m->cfg->hostname;
+	c->deadline_ev = evtimer_new(m->base, on_deadline, c);
+	c->idle_ev = evtimer_new(m->base, mta_idle_timeout, c);
+	c->started_ms = clock_mono_ms();
+	u64map_put(m->conns, c->id, c);
+	stats_connection(c->zone->name, 1);
+	c->txn.batch = batch;
+	c->txn.item = xcalloc(batch->n, sizeof(*c->txn.item));
+	c->txn.started_ms = c->started_ms;
+	c->in_txn = true;
+	memcpy(c->msg_id, batch->items[0]->id, sizeof(c->msg_id));
+	if (m->stopping) {
+		mta_conn_close(c, 0, NULL);
+		return;
+	}
+	/* sender:connect sees the connection's first delivery. */
+	const struct sched_item *first = batch->items[0];
+	c->hook_ctx = (struct hook_ctx){
+		.address = first->recipient,
+		.queue_id = first->id,
+		.seq = first->seq,
+		.zone_name = batch->zone->name,
+		.domain = batch->domain,
+	};
+	mta_enter_state(c, MTA_HOOK);
+	uint64_t id = hook_run(HOOK_SENDER_CONNECT, &c->hook_ctx, sender_connect_done, c);
+	if (id != 0)
+		c->hook_id = id; /* else done has run, and c may be gone */
+}
+
 /* --- ending --- */
 
 void mta_conn_quit(struct mta_conn *c)
@@ -455,6 +502,9 @@ void mta_conn_quit(struct mta_conn *c)
 void mta_conn_close(struct mta_conn *c, int code, const char *text)
 {
 	struct mta *m = c->m;
+	hook_cancel(c->hook_id); /* its context points into the transaction */
+	c->hook_id = 0;
+	header_list_clear(&c->hook_headers);
 	/* Ended in the middle of something: an abortive close (RST), so that
 	 * bytes still in the socket's send queue (perhaps a final dot) are
 	 * dropped rather than delivered after we gave up on them. */

@@ -21,6 +21,8 @@
 #include <openssl/ssl.h>
 
 #include "core/hmap.h"
+#include "hook/hook.h"
+#include "msg/header.h"
 #include "mta/mta.h"
 #include "mta/reply.h"
 #include "msg/transform.h"
@@ -44,6 +46,7 @@ struct mta {
 };
 
 enum mta_state {
+	MTA_HOOK,       /* waiting for sender:connect or sender:headers (src/hook/) */
 	MTA_RESOLVING,  /* MX (or smart host) lookup */
 	MTA_CONNECTING, /* TCP connect to targets[cur] */
 	MTA_GREETING,   /* waiting for 220 */
@@ -137,6 +140,10 @@ struct mta_conn {
 	int64_t progress_ms;    /* while pending: when that last went down */
 	struct event *idle_ev;  /* ends a parked connection after connectionCache.ttl */
 	int64_t started_ms;     /* monotonic: connection start */
+	/* a pending sender:connect or sender:headers run */
+	uint64_t hook_id;
+	struct hook_ctx hook_ctx;
+	struct header_list hook_headers;
 };
 
 /* mta_session.c */
@@ -173,6 +180,9 @@ void mta_fail_rest(struct mta_conn *c, int code, const char *text);
 /* Reports item i of the transaction. */
 void mta_item_report(struct mta_conn *c, size_t i, enum outcome_status st, int code,
 		     const char *text, const char *category);
+/* A hook refused the transaction: every item not done gets the reply (or
+ * `fallback`), PERMFAIL for REJECT, TEMPFAIL for TEMPFAIL. */
+void mta_hook_refused(struct mta_conn *c, const struct hook_result *res);
 /* Ends the transaction's memory (every item must be done). */
 void mta_txn_clear(struct mta_conn *c);
 /* Says QUIT and waits briefly for the reply, then closes. */

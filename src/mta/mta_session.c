@@ -25,6 +25,7 @@
 const char *mta_strstate(enum mta_state st)
 {
 	switch (st) {
+	case MTA_HOOK: return "hook";
 	case MTA_RESOLVING: return "resolving";
 	case MTA_CONNECTING: return "connecting";
 	case MTA_GREETING: return "greeting";
@@ -163,6 +164,59 @@ static bool load_ok(struct mta_conn *c, int rc)
 	return false;
 }
 
+/* The header block is final: transform, sign, send. */
+static void message_ready(struct mta_conn *c)
+{
+	mta_body_prepare(c);
+	if (!mta_sign_start(c))
+		mta_enter_state(c, MTA_MAIL);
+}
+
+static void sender_headers_done(void *arg, const struct hook_result *res)
+{
+	struct mta_conn *c = arg;
+	struct mta_txn *x = &c->txn;
+	c->hook_id = 0;
+	if (res->verdict == HOOK_REJECT || res->verdict == HOOK_TEMPFAIL) {
+		header_list_clear(&c->hook_headers);
+		mta_hook_refused(c, res);
+		mta_transaction_done(c);
+		return;
+	}
+	/* The handlers' changes become the header block sent and signed. */
+	free(x->header_block);
+	x->header_len = header_list_raw_size(&c->hook_headers);
+	x->header_block = xmalloc(x->header_len + 1);
+	header_list_serialize(&c->hook_headers, x->header_block);
+	header_list_clear(&c->hook_headers);
+	message_ready(c);
+}
+
+/* sender:headers may change the header block before it is transformed and
+ * signed. */
+static void run_sender_headers(struct mta_conn *c)
+{
+	struct mta_txn *x = &c->txn;
+	const struct sched_item *first = x->batch->items[0];
+	const struct mta_target *t = c->cur < c->ntargets ? &c->targets[c->cur] : NULL;
+	header_list_parse(&c->hook_headers, x->header_block, x->header_len);
+	c->hook_ctx = (struct hook_ctx){
+		.address = first->recipient,
+		.from = json_string_value(json_object_get(x->meta, "from")),
+		.queue_id = first->id,
+		.seq = first->seq,
+		.headers = &c->hook_headers,
+		.zone_name = c->zone->name,
+		.domain = x->batch->domain,
+		.mx = t ? t->host : NULL,
+		.local_ip = c->local_addr,
+	};
+	mta_enter_state(c, MTA_HOOK);
+	uint64_t id = hook_run(HOOK_SENDER_HEADERS, &c->hook_ctx, sender_headers_done, c);
+	if (id != 0)
+		c->hook_id = id; /* else done has run, and c may be gone */
+}
+
 static void message_loaded(void *arg, int rc, struct queue_message *msg)
 {
 	struct mta_conn *c = arg;
@@ -203,9 +257,11 @@ static void message_loaded(void *arg, int rc, struct queue_message *msg)
 		mta_transaction_done(c);
 		return;
 	}
-	mta_body_prepare(c);
-	if (!mta_sign_start(c))
-		mta_enter_state(c, MTA_MAIL);
+	if (hook_active(HOOK_SENDER_HEADERS)) {
+		run_sender_headers(c);
+		return;
+	}
+	message_ready(c);
 }
 
 /* MAIL, and with PIPELINING the RCPTs and DATA in the same write. */
@@ -245,6 +301,9 @@ void mta_enter_state(struct mta_conn *c, enum mta_state st)
 	const struct zone_timeouts *to = &c->zone->timeouts;
 	struct mta_txn *x = &c->txn;
 	switch (st) {
+	case MTA_HOOK:
+		mta_conn_deadline_clear(c); /* the bus has its own deadline */
+		return;
 	case MTA_RESOLVING:
 	case MTA_CONNECTING:
 	case MTA_HANDSHAKE:
@@ -589,6 +648,7 @@ static void on_reply(struct mta_conn *c, int code)
 		evtimer_del(c->idle_ev);
 		mta_conn_close(c, 0, NULL);
 		return;
+	case MTA_HOOK:
 	case MTA_RESOLVING:
 	case MTA_CONNECTING:
 	case MTA_HANDSHAKE:

@@ -10,6 +10,7 @@
 #include "core/clock.h"
 #include "core/log.h"
 #include "core/xmalloc.h"
+#include "hook/hook.h"
 #include "sched/backoff.h"
 
 struct outcome {
@@ -96,6 +97,25 @@ static void log_result(const struct sched_item *it, const char *event, const cha
 		category ? category : "", attempts, next, enhanced, text);
 }
 
+/* Tells the hooks (sender:delivered, sender:responseError, queue:bounce). */
+static void notify(enum hook_point point, const struct sched_item *it, const struct outcome_report *r,
+		   const char *category)
+{
+	if (!hook_active(point))
+		return;
+	struct hook_ctx ctx = {
+		.address = it->recipient,
+		.queue_id = it->id,
+		.seq = it->seq,
+		.zone_name = sched_item_zone(it),
+		.domain = sched_item_domain(it),
+		.code = r->code,
+		.response = r->text,
+		.category = category,
+	};
+	hook_notify(point, &ctx);
+}
+
 void outcome_report(struct outcome *o, struct sched_item *it, const struct outcome_report *r)
 {
 	if (it->cancelled) {
@@ -124,6 +144,10 @@ void outcome_report(struct outcome *o, struct sched_item *it, const struct outco
 			status = OUTCOME_PERMFAIL;
 		}
 	}
+	if (status == OUTCOME_OK)
+		notify(HOOK_SENDER_DELIVERED, it, r, NULL);
+	else
+		notify(HOOK_SENDER_RESPONSE_ERROR, it, r, category);
 	switch (status) {
 	case OUTCOME_OK:
 		stats_delivery(zone, "delivered");
@@ -135,6 +159,7 @@ void outcome_report(struct outcome *o, struct sched_item *it, const struct outco
 		stats_delivery(zone, "bounced");
 		/* DSN mail and webhooks attach here. */
 		log_result(it, "bounced", category ? category : "other", attempts, r->text, -1);
+		notify(HOOK_QUEUE_BOUNCE, it, r, category ? category : "other");
 		persist_finish(o, it);
 		sched_item_done(o->sched, it);
 		return;

@@ -2,8 +2,11 @@
  * SMTP server session: connection states, the command table, the mail
  * transaction and DATA streaming.  Replies carry enhanced status codes
  * (RFC 3463).  Commands pipelined in one packet (RFC 2920) are answered in
- * order; a session waiting for the store reads nothing more until it is
- * answered.  A session is only ever freed from a libevent callback of its
+ * order; a session waiting for the store or for a hook's answer (WAIT)
+ * takes no further command until it is answered.  Each command is
+ * {verb, name, check, hook, proceed}: check refuses what the state or the
+ * syntax does not allow, the hook point's handlers (src/hook/) may refuse
+ * or delay it, proceed carries it out.  A session is only ever freed from a libevent callback of its
  * own (close_ev or the bufferevent's event callback), never while one of
  * its functions is still running.
  */
@@ -22,6 +25,7 @@
 #include "core/stats.h"
 #include "core/log.h"
 #include "core/xmalloc.h"
+#include "hook/hook.h"
 #include "msg/ingest.h"
 #include "smtp/smtp_parse.h"
 #include "version.h"
@@ -38,6 +42,9 @@
 #define SMTP_OUTPUT_HIGH (64 * 1024)
 /* Bytes of DATA handled per step. */
 #define SMTP_DATA_STEP (64 * 1024)
+/* Input buffered while a hook answer is pending (pipelined commands);
+ * past it reading stops until the answer. */
+#define SMTP_WAIT_INPUT_MAX (64 * 1024)
 
 enum smtp_state {
 	SMTP_STATE_GREETED, /* banner sent, waiting for HELO/EHLO */
@@ -46,11 +53,11 @@ enum smtp_state {
 	SMTP_STATE_RCPT,    /* at least one RCPT accepted */
 	SMTP_STATE_DATA,    /* reading the message */
 	SMTP_STATE_COMMIT,  /* message read, waiting for the store */
+	SMTP_STATE_WAIT,    /* a command waits for its hook's answer */
 	SMTP_STATE_CLOSING, /* last reply sent or being sent, then close */
 };
 
-static const char *const state_names[] = {"greeted", "ready", "mail", "rcpt",
-					  "data",    "commit", "closing"};
+struct smtp_command_def;
 
 struct smtp_session {
 	uint64_t id;
@@ -67,6 +74,20 @@ struct smtp_session {
 	bool shutdown_requested;
 	unsigned messages;
 
+	/* the command being carried out: its line stays here while it waits */
+	char line[SMTP_LINE_MAX + 2];
+	struct smtp_command cmd;
+	/* a hook run: its point's context, the command (NULL for smtp:connect)
+	 * and the state to go back to */
+	struct hook_ctx hook_ctx;
+	uint64_t hook_id;
+	bool hook_sync; /* inside hook_run(): an answer now is synchronous */
+	const struct smtp_command_def *hooked;
+	enum smtp_state wait_return;
+	/* what check() parsed for proceed() */
+	struct smtp_mail pending_mail;
+	struct smtp_path pending_rcpt;
+
 	/* the transaction; RSET and each finished message clear it */
 	struct smtp_mail mail;
 	char **rcpts;
@@ -82,7 +103,25 @@ static void process_input(struct smtp_session *s);
 
 static const char *smtp_strstate(enum smtp_state st)
 {
-	return state_names[st];
+	switch (st) {
+	case SMTP_STATE_GREETED:
+		return "greeted";
+	case SMTP_STATE_READY:
+		return "ready";
+	case SMTP_STATE_MAIL:
+		return "mail";
+	case SMTP_STATE_RCPT:
+		return "rcpt";
+	case SMTP_STATE_DATA:
+		return "data";
+	case SMTP_STATE_COMMIT:
+		return "commit";
+	case SMTP_STATE_WAIT:
+		return "wait";
+	case SMTP_STATE_CLOSING:
+		return "closing";
+	}
+	return "?";
 }
 
 static void enter_state(struct smtp_session *s, enum smtp_state st)
@@ -152,13 +191,13 @@ static void txn_clear(struct smtp_session *s)
 
 /* --- commands --- */
 
-static void cmd_helo(struct smtp_session *s, const struct smtp_command *cmd)
+static bool check_helo(struct smtp_session *s, const struct smtp_command *cmd)
 {
 	bool ehlo = cmd->verb == SMTP_VERB_EHLO;
 	if (cmd->arg[0] == '\0') {
 		reply(s, "501 5.5.4 Syntax: %s hostname", ehlo ? "EHLO" : "HELO");
 		bad_command(s);
-		return;
+		return false;
 	}
 	/* A domain is at most 255 octets (RFC 1035 2.3.4), an address literal
 	 * less: longer would only bloat our Received: header past 998. */
@@ -166,8 +205,14 @@ static void cmd_helo(struct smtp_session *s, const struct smtp_command *cmd)
 		reply(s, "501 5.5.4 Error: %s name longer than %d characters",
 		      ehlo ? "EHLO" : "HELO", SMTP_HELO_MAX);
 		bad_command(s);
-		return;
+		return false;
 	}
+	return true;
+}
+
+static void cmd_helo(struct smtp_session *s, const struct smtp_command *cmd)
+{
+	bool ehlo = cmd->verb == SMTP_VERB_EHLO;
 	/* RFC 5321 4.1.4: HELO/EHLO resets any transaction. */
 	txn_clear(s);
 	free(s->helo);
@@ -186,60 +231,73 @@ static void cmd_helo(struct smtp_session *s, const struct smtp_command *cmd)
 	reply(s, "250 ENHANCEDSTATUSCODES");
 }
 
-static void cmd_mail(struct smtp_session *s, const struct smtp_command *cmd)
+static bool check_mail(struct smtp_session *s, const struct smtp_command *cmd)
 {
 	if (s->state == SMTP_STATE_GREETED) {
 		reply(s, "503 5.5.1 Error: send HELO/EHLO first");
 		bad_command(s);
-		return;
+		return false;
 	}
 	if (s->state != SMTP_STATE_READY) {
 		reply(s, "503 5.5.1 Error: nested MAIL command");
 		bad_command(s);
-		return;
+		return false;
 	}
 	const char *err;
-	struct smtp_mail mail;
-	if (smtp_mail_parse(cmd->arg, &mail, &err) != 0) {
+	struct smtp_mail *mail = &s->pending_mail;
+	if (smtp_mail_parse(cmd->arg, mail, &err) != 0) {
 		reply(s, "%s", err);
 		bad_command(s);
-		return;
+		return false;
 	}
-	if (!s->esmtp && (mail.size >= 0 || mail.body != SMTP_BODY_UNSPECIFIED || mail.smtputf8)) {
+	if (!s->esmtp && (mail->size >= 0 || mail->body != SMTP_BODY_UNSPECIFIED || mail->smtputf8)) {
 		reply(s, "555 5.5.4 Error: parameters need EHLO");
 		bad_command(s);
-		return;
+		return false;
 	}
-	if (mail.size >= 0 && (uint64_t)mail.size > s->env.iface->max_size) {
+	if (mail->size >= 0 && (uint64_t)mail->size > s->env.iface->max_size) {
 		reply(s, "552 5.3.4 Error: message size exceeds fixed limit of %llu bytes",
 		      (unsigned long long)s->env.iface->max_size);
-		return;
+		return false;
 	}
-	s->mail = mail;
+	s->hook_ctx.address = mail->path.addr;
+	return true;
+}
+
+static void cmd_mail(struct smtp_session *s, const struct smtp_command *cmd)
+{
+	(void)cmd;
+	s->mail = s->pending_mail;
 	enter_state(s, SMTP_STATE_MAIL);
 	reply(s, "250 2.1.0 Ok");
 }
 
-static void cmd_rcpt(struct smtp_session *s, const struct smtp_command *cmd)
+static bool check_rcpt(struct smtp_session *s, const struct smtp_command *cmd)
 {
 	if (s->state != SMTP_STATE_MAIL && s->state != SMTP_STATE_RCPT) {
 		reply(s, "503 5.5.1 Error: need MAIL command");
 		bad_command(s);
-		return;
+		return false;
 	}
 	const char *err;
-	struct smtp_path rcpt;
-	if (smtp_rcpt_parse(cmd->arg, s->mail.smtputf8, &rcpt, &err) != 0) {
+	if (smtp_rcpt_parse(cmd->arg, s->mail.smtputf8, &s->pending_rcpt, &err) != 0) {
 		reply(s, "%s", err);
 		bad_command(s);
-		return;
+		return false;
 	}
 	if (s->nrcpts >= (size_t)s->env.iface->max_recipients) {
 		reply(s, "452 4.5.3 Error: too many recipients");
-		return;
+		return false;
 	}
+	s->hook_ctx.address = s->pending_rcpt.addr;
+	return true;
+}
+
+static void cmd_rcpt(struct smtp_session *s, const struct smtp_command *cmd)
+{
+	(void)cmd;
 	s->rcpts = xreallocarray_grow(s->rcpts, &s->rcpts_cap, s->nrcpts + 1, sizeof(char *));
-	s->rcpts[s->nrcpts++] = xstrdup(rcpt.addr);
+	s->rcpts[s->nrcpts++] = xstrdup(s->pending_rcpt.addr);
 	enter_state(s, SMTP_STATE_RCPT);
 	reply(s, "250 2.1.5 Ok");
 }
@@ -253,19 +311,25 @@ static void on_ingest_drain(void *arg)
 	}
 }
 
-static void cmd_data(struct smtp_session *s, const struct smtp_command *cmd)
+static bool check_data(struct smtp_session *s, const struct smtp_command *cmd)
 {
 	if (cmd->arg[0] != '\0') {
 		reply(s, "501 5.5.4 Syntax: DATA");
 		bad_command(s);
-		return;
+		return false;
 	}
 	if (s->state != SMTP_STATE_RCPT) {
 		reply(s, "503 5.5.1 Error: need %s command",
 		      s->state == SMTP_STATE_MAIL ? "RCPT" : "MAIL");
 		bad_command(s);
-		return;
+		return false;
 	}
+	return true;
+}
+
+static void cmd_data(struct smtp_session *s, const struct smtp_command *cmd)
+{
+	(void)cmd;
 	s->ingest = ingest_new(s->env.queue, s->env.cfg, on_ingest_drain, s);
 	smtp_data_init(&s->data);
 	enter_state(s, SMTP_STATE_DATA);
@@ -317,33 +381,152 @@ static void cmd_not_implemented(struct smtp_session *s, const struct smtp_comman
 	bad_command(s);
 }
 
-static const struct {
+struct smtp_command_def {
 	enum smtp_verb verb;
+	const char *name;
+	/* refuses (replying) what this state or the syntax does not allow;
+	 * NULL when anything goes */
+	bool (*check)(struct smtp_session *s, const struct smtp_command *cmd);
+	enum hook_point hook; /* HOOK_NONE: no hook point */
 	void (*proceed)(struct smtp_session *s, const struct smtp_command *cmd);
-} commands[] = {
-	{SMTP_VERB_HELO, cmd_helo},     {SMTP_VERB_EHLO, cmd_helo},
-	{SMTP_VERB_MAIL, cmd_mail},     {SMTP_VERB_RCPT, cmd_rcpt},
-	{SMTP_VERB_DATA, cmd_data},     {SMTP_VERB_RSET, cmd_rset},
-	{SMTP_VERB_NOOP, cmd_noop},     {SMTP_VERB_QUIT, cmd_quit},
-	{SMTP_VERB_VRFY, cmd_vrfy},     {SMTP_VERB_HELP, cmd_help},
-	{SMTP_VERB_EXPN, cmd_not_implemented}, {SMTP_VERB_STARTTLS, cmd_not_implemented},
-	{SMTP_VERB_AUTH, cmd_not_implemented}, {SMTP_VERB_BDAT, cmd_not_implemented},
+	/* the replies when the hook refuses: REJECT, TEMPFAIL */
+	const char *rejected, *deferred;
 };
 
-static void run_command(struct smtp_session *s, char *line, size_t len)
+static const struct smtp_command_def commands[] = {
+	{SMTP_VERB_HELO, "HELO", check_helo, HOOK_SMTP_HELO, cmd_helo,
+	 "550 5.7.1 Error: HELO rejected", "451 4.7.1 Error: HELO deferred, try again later"},
+	{SMTP_VERB_EHLO, "EHLO", check_helo, HOOK_SMTP_HELO, cmd_helo,
+	 "550 5.7.1 Error: EHLO rejected", "451 4.7.1 Error: EHLO deferred, try again later"},
+	{SMTP_VERB_MAIL, "MAIL", check_mail, HOOK_SMTP_MAIL_FROM, cmd_mail,
+	 "550 5.7.1 Error: sender rejected", "451 4.7.1 Error: sender deferred, try again later"},
+	{SMTP_VERB_RCPT, "RCPT", check_rcpt, HOOK_SMTP_RCPT_TO, cmd_rcpt,
+	 "550 5.7.1 Error: recipient rejected",
+	 "451 4.7.1 Error: recipient deferred, try again later"},
+	{SMTP_VERB_DATA, "DATA", check_data, HOOK_SMTP_DATA, cmd_data,
+	 "554 5.7.1 Error: message rejected", "451 4.7.1 Error: message deferred, try again later"},
+	{SMTP_VERB_RSET, "RSET", NULL, HOOK_NONE, cmd_rset, NULL, NULL},
+	{SMTP_VERB_NOOP, "NOOP", NULL, HOOK_NONE, cmd_noop, NULL, NULL},
+	{SMTP_VERB_QUIT, "QUIT", NULL, HOOK_NONE, cmd_quit, NULL, NULL},
+	{SMTP_VERB_VRFY, "VRFY", NULL, HOOK_NONE, cmd_vrfy, NULL, NULL},
+	{SMTP_VERB_HELP, "HELP", NULL, HOOK_NONE, cmd_help, NULL, NULL},
+	{SMTP_VERB_EXPN, "EXPN", NULL, HOOK_NONE, cmd_not_implemented, NULL, NULL},
+	{SMTP_VERB_STARTTLS, "STARTTLS", NULL, HOOK_NONE, cmd_not_implemented, NULL, NULL},
+	{SMTP_VERB_AUTH, "AUTH", NULL, HOOK_NONE, cmd_not_implemented, NULL, NULL},
+	{SMTP_VERB_BDAT, "BDAT", NULL, HOOK_NONE, cmd_not_implemented, NULL, NULL},
+};
+
+/* The greeting is the proceed step of smtp:connect. */
+static void send_greeting(struct smtp_session *s)
 {
-	struct smtp_command cmd;
+	const struct smtp_iface_config *ic = s->env.iface;
+	if (ic->banner != NULL)
+		reply(s, "220 %s %s", ic->hostname, ic->banner);
+	else if (ic->disable_version_string)
+		reply(s, "220 %s ESMTP zone-mta", ic->hostname);
+	else
+		reply(s, "220 %s ESMTP zone-mta %s", ic->hostname, ZMTA_VERSION);
+}
+
+/* A refusal's reply: the handler's (the bus checked it), else `fallback`. */
+static const char *refusal_reply(const struct hook_result *res, const char *fallback)
+{
+	return res->reply != NULL ? res->reply : fallback;
+}
+
+static void on_hook_done(void *arg, const struct hook_result *res)
+{
+	struct smtp_session *s = arg;
+	const struct smtp_command_def *def = s->hooked;
+	bool async = !s->hook_sync;
+	if (async) {
+		s->hook_id = 0;
+		bufferevent_setwatermark(s->bev, EV_READ, 0, 0);
+		enter_state(s, s->wait_return);
+	}
+	bool refused = res->verdict == HOOK_REJECT || res->verdict == HOOK_TEMPFAIL;
+	if (def == NULL) {
+		/* smtp:connect */
+		if (refused) {
+			reply(s, "%s", refusal_reply(res, res->verdict == HOOK_REJECT
+						  ? "554 5.7.1 Error: connection refused"
+						  : "421 4.7.1 Error: try again later"));
+			log_info("smtp_refused", "session=%llu client=%s hook=smtp:connect "
+				 "handler=%s", (unsigned long long)s->id, s->addr, res->handler);
+			close_after_flush(s);
+			return;
+		}
+		send_greeting(s);
+	} else if (refused) {
+		const char *text = refusal_reply(res, res->verdict == HOOK_REJECT ? def->rejected
+										   : def->deferred);
+		log_info("smtp_refused", "session=%llu client=%s command=%s hook=%s handler=%s "
+			 "reply=\"%s\"", (unsigned long long)s->id, s->addr, def->name,
+			 hook_point_name(def->hook), res->handler, text);
+		reply(s, "%s", text);
+	} else {
+		def->proceed(s, &s->cmd);
+	}
+	if (async && s->state != SMTP_STATE_CLOSING) {
+		if (s->shutdown_requested && s->state != SMTP_STATE_DATA) {
+			reply(s, "421 4.3.2 %s Service shutting down", hostname(s));
+			close_after_flush(s);
+			return;
+		}
+		bufferevent_enable(s->bev, EV_READ);
+		process_input(s);
+	}
+}
+
+/* Runs `point` for the command `def` (NULL: the connection); the command
+ * proceeds or is refused in on_hook_done, now or when the answer comes. */
+static void run_hook(struct smtp_session *s, enum hook_point point,
+		     const struct smtp_command_def *def)
+{
+	struct hook_ctx *ctx = &s->hook_ctx;
+	ctx->session = s->id;
+	ctx->interface = s->env.iface->name;
+	ctx->client = s->addr;
+	ctx->helo = def != NULL && def->verb != SMTP_VERB_HELO && def->verb != SMTP_VERB_EHLO
+			    ? s->helo
+			    : (def != NULL ? s->cmd.arg : NULL);
+	ctx->from = s->state >= SMTP_STATE_MAIL ? s->mail.path.addr : NULL;
+	ctx->rcpts = s->rcpts;
+	ctx->nrcpts = s->nrcpts;
+	s->hooked = def;
+	s->hook_sync = true;
+	s->wait_return = s->state;
+	uint64_t id = hook_run(point, ctx, on_hook_done, s);
+	s->hook_sync = false;
+	if (id == 0)
+		return; /* answered already */
+	s->hook_id = id;
+	enter_state(s, SMTP_STATE_WAIT);
+	/* Pipelined commands wait in the input buffer, within a bound. */
+	bufferevent_setwatermark(s->bev, EV_READ, 0, SMTP_WAIT_INPUT_MAX);
+}
+
+static void run_command(struct smtp_session *s, size_t len)
+{
+	struct smtp_command *cmd = &s->cmd;
 	const char *err;
-	if (smtp_command_parse(line, len, &cmd, &err) != 0) {
+	if (smtp_command_parse(s->line, len, cmd, &err) != 0) {
 		reply(s, "%s", err);
 		bad_command(s);
 		return;
 	}
 	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
-		if (commands[i].verb == cmd.verb) {
-			commands[i].proceed(s, &cmd);
+		const struct smtp_command_def *def = &commands[i];
+		if (def->verb != cmd->verb)
+			continue;
+		memset(&s->hook_ctx, 0, sizeof(s->hook_ctx));
+		if (def->check != NULL && !def->check(s, cmd))
 			return;
-		}
+		if (def->hook != HOOK_NONE)
+			run_hook(s, def->hook, def);
+		else
+			def->proceed(s, cmd);
+		return;
 	}
 	reply(s, "500 5.5.2 Error: command not recognized");
 	bad_command(s);
@@ -359,6 +542,15 @@ static void message_done(void *arg, int rc, const char *error)
 		s->junk_commands = 0;
 		stats_message_accepted(s->env.iface->name);
 		reply(s, "250 2.0.0 Ok: queued as %s", ingest_id(s->ingest));
+	} else if (rc == INGEST_REJECTED || rc == INGEST_DEFERRED) {
+		stats_message_rejected(s->env.iface->name);
+		const char *text = error != NULL ? error
+				   : rc == INGEST_REJECTED
+					   ? "554 5.7.1 Error: message rejected"
+					   : "451 4.7.1 Error: message deferred, try again later";
+		log_info("smtp_refused", "session=%llu client=%s reply=\"%s\"",
+			 (unsigned long long)s->id, s->addr, text);
+		reply(s, "%s", text);
 	} else {
 		stats_message_rejected(s->env.iface->name);
 		/* RFC 3463: 4.3.1 mail system full; 4.3.0 other system trouble. */
@@ -470,7 +662,7 @@ static bool take_line(struct smtp_session *s, struct evbuffer *in)
 		bad_command(s);
 		return true;
 	}
-	char line[SMTP_LINE_MAX + 2];
+	char *line = s->line;
 	evbuffer_remove(in, line, len + 1);
 	if (len > 0 && line[len - 1] == '\r')
 		len--;
@@ -480,7 +672,7 @@ static bool take_line(struct smtp_session *s, struct evbuffer *in)
 		bad_command(s);
 		return true;
 	}
-	run_command(s, line, len);
+	run_command(s, len);
 	return true;
 }
 
@@ -489,7 +681,8 @@ static void process_input(struct smtp_session *s)
 	struct evbuffer *in = bufferevent_get_input(s->bev);
 	struct evbuffer *out = bufferevent_get_output(s->bev);
 	for (;;) {
-		if (s->state == SMTP_STATE_COMMIT || s->state == SMTP_STATE_CLOSING)
+		if (s->state == SMTP_STATE_COMMIT || s->state == SMTP_STATE_WAIT ||
+		    s->state == SMTP_STATE_CLOSING)
 			return;
 		if (evbuffer_get_length(out) > SMTP_OUTPUT_HIGH) {
 			/* The client is not reading its replies: wait (see on_write). */
@@ -518,7 +711,8 @@ static void on_write(struct bufferevent *bev, void *arg)
 			event_active(s->close_ev, EV_WRITE, 0);
 		return;
 	}
-	if (s->state != SMTP_STATE_COMMIT && !(s->state == SMTP_STATE_DATA && ingest_busy(s->ingest))) {
+	if (s->state != SMTP_STATE_COMMIT && s->state != SMTP_STATE_WAIT &&
+	    !(s->state == SMTP_STATE_DATA && ingest_busy(s->ingest))) {
 		/* Replies drained: resume reading if output pressure stopped it. */
 		bufferevent_enable(bev, EV_READ);
 		process_input(s);
@@ -575,16 +769,11 @@ struct smtp_session *smtp_session_new(struct event_base *base, evutil_socket_t f
 	bufferevent_set_timeouts(s->bev, &tv, &tv);
 	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
 
-	const struct smtp_iface_config *ic = env->iface;
-	if (ic->banner != NULL)
-		reply(s, "220 %s %s", ic->hostname, ic->banner);
-	else if (ic->disable_version_string)
-		reply(s, "220 %s ESMTP zone-mta", ic->hostname);
-	else
-		reply(s, "220 %s ESMTP zone-mta %s", ic->hostname, ZMTA_VERSION);
 	s->state = SMTP_STATE_GREETED;
 	log_info("smtp_connect", "session=%llu interface=%s client=%s", (unsigned long long)id,
-		 ic->name, s->addr);
+		 env->iface->name, s->addr);
+	/* The greeting waits for smtp:connect's handlers, if any. */
+	run_hook(s, HOOK_SMTP_CONNECT, NULL);
 	return s;
 }
 
@@ -594,6 +783,11 @@ void smtp_session_shutdown(struct smtp_session *s)
 	if (s->state == SMTP_STATE_DATA || s->state == SMTP_STATE_COMMIT ||
 	    s->state == SMTP_STATE_CLOSING)
 		return; /* message_done or the close finishes it */
+	if (s->state == SMTP_STATE_WAIT) {
+		hook_cancel(s->hook_id);
+		s->hook_id = 0;
+		bufferevent_setwatermark(s->bev, EV_READ, 0, 0);
+	}
 	reply(s, "421 4.3.2 %s Service shutting down", hostname(s));
 	close_after_flush(s);
 }
@@ -604,6 +798,8 @@ void smtp_session_free(struct smtp_session *s)
 		return;
 	log_info("smtp_disconnect", "session=%llu client=%s messages=%u",
 		 (unsigned long long)s->id, s->addr, s->messages);
+	/* A hook answer must not find the session gone. */
+	hook_cancel(s->hook_id);
 	txn_clear(s);
 	free(s->rcpts);
 	free(s->helo);

@@ -26,6 +26,8 @@ from peers.fixtures import show_log_on_failure  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 ZMTA_BIN = os.environ.get("ZMTA_BIN", str(REPO / "build" / "zone-mta"))
+# The same daemon with the tests' C plugin compiled in (tests/plugins/).
+ZMTA_PLUGIN_BIN = str(Path(ZMTA_BIN).parent / "tests" / "plugins" / "zone-mta-test-plugin")
 
 pytest_plugins = ["peers.fixtures"]
 
@@ -175,12 +177,13 @@ def app(tmp_path):
 def zmta(request, app):
     """Starts zone-mta on `app`: zmta(extra_config=None, env=None, wait=True).
 
-    extra_config (a dict) is written to config/test.yaml and passed with -c.
+    extra_config (a dict) is written to config/test.yaml and passed with -c;
+    binary replaces the daemon (e.g. ZMTA_PLUGIN_BIN).
     """
     started = []
 
-    def start(extra_config=None, env=None, wait=True, args=()):
-        argv = [ZMTA_BIN, "run", "-d", str(app.path), *args]
+    def start(extra_config=None, env=None, wait=True, args=(), binary=ZMTA_BIN):
+        argv = [binary, "run", "-d", str(app.path), *args]
         if extra_config is not None:
             app.write_config("test", extra_config)
             argv += ["-c", str(app.path / "config" / "test.yaml")]

@@ -10,6 +10,7 @@ build_pkgs=(
   build-essential cmake pkg-config clang
   libevent-dev libssl-dev libfyaml-dev libjansson-dev librocksdb-dev
   libunbound-dev libcmocka-dev libpcre2-dev libgmime-3.0-dev libidn2-dev
+  libcurl4-openssl-dev
 )
 # Tests: real peers on loopback.  dnsmasq-base is the bare binary (the
 # dnsmasq package would start a system service on port 53).

@@ -19,6 +19,7 @@
 #include "api/api.h"
 #include "bounce/rules.h"
 #include "hook/hook.h"
+#include "net/http_client.h"
 #include "mta/dns.h"
 #include "mta/mta.h"
 #include "outcome/outcome.h"
@@ -43,6 +44,8 @@ struct daemon {
 	struct mta *mta;
 	struct sched *sched;
 	struct workpool *crypto;
+	struct http_client *http;
+	struct plugin_env plugin;
 	struct smtp_server **smtp;
 	size_t n_smtp;
 	size_t draining; /* SMTP servers still finishing sessions */
@@ -371,7 +374,16 @@ static int daemon_start(struct daemon *d, char **err)
 	if (d->base == NULL)
 		fatal("event_base_new failed");
 	hook_init(d->base, cfg->hook_timeout_ms);
-	if (compiled_plugin != NULL && compiled_plugin(d->base, cfg, err) != 0)
+	struct http_client_config hcc = {
+		.timeout_ms = cfg->http_client.timeout_ms,
+		.connect_timeout_ms = cfg->http_client.connect_timeout_ms,
+		.max_per_host = cfg->http_client.max_per_host,
+		.max_response = cfg->http_client.max_response,
+		.ca_file = cfg->http_client.ca_file,
+	};
+	d->http = http_client_new(d->base, &hcc);
+	d->plugin = (struct plugin_env){d->base, cfg, d->http};
+	if (compiled_plugin != NULL && compiled_plugin(&d->plugin, err) != 0)
 		return -1;
 	/* The pid file first: a second instance stops here with a clear word. */
 	if (cfg->pidfile != NULL && pidfile_create(d, err) != 0)
@@ -458,6 +470,7 @@ int daemon_run(const struct config_source *src, struct config *cfg)
 	dns_free(d.dns);
 	bounce_rules_free(d.rules);
 	hook_shutdown(); /* after everything that could have a run pending */
+	http_client_free(d.http); /* after the hooks that could ask it */
 	if (d.stop_timer)
 		event_free(d.stop_timer);
 	if (d.sig_term) {

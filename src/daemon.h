@@ -10,6 +10,8 @@
 
 #include "core/config.h"
 
+struct http_client;
+
 /*
  * Runs the relay until SIGTERM/SIGINT.  Takes ownership of cfg; `src` is kept
  * to reload the configuration on SIGHUP.  Returns the process exit code:
@@ -17,12 +19,20 @@
  */
 int daemon_run(const struct config_source *src, struct config *cfg);
 
+/* What a plugin gets to work with; all of it outlives the plugin. */
+struct plugin_env {
+	struct event_base *base;
+	const struct config *cfg;
+	struct http_client *http;
+};
+
 /*
- * A plugin compiled into the binary: called once the loop and the hook bus
- * exist, before any listener takes a connection, to register its hook
- * handlers (src/hook/hook.h).  Returns 0, or -1 with *err (the start fails).
+ * A plugin compiled into the binary: called once the loop, the hook bus
+ * and the HTTP client exist, before any listener takes a connection, to
+ * register its hook handlers (src/hook/hook.h).  Returns 0, or -1 with
+ * *err (the start fails).
  */
-typedef int (*daemon_plugin_fn)(struct event_base *base, const struct config *cfg, char **err);
+typedef int (*daemon_plugin_fn)(const struct plugin_env *env, char **err);
 /* Sets the plugin daemon_run starts; call before it. */
 void daemon_set_plugin(daemon_plugin_fn fn);
 

@@ -876,6 +876,11 @@ static void config_fill(struct config *cfg)
 	cfg->api.password = get_str(t, "api.auth.password");
 
 	cfg->hook_timeout_ms = get_duration(t, "hooks.timeout");
+	cfg->http_client.timeout_ms = get_duration(t, "httpClient.timeout");
+	cfg->http_client.connect_timeout_ms = get_duration(t, "httpClient.connectTimeout");
+	cfg->http_client.max_per_host = (unsigned)get_int(t, "httpClient.maxPerHost");
+	cfg->http_client.max_response = get_size_in(t, "httpClient.maxResponseSize", NULL);
+	cfg->http_client.ca_file = get_path(cfg, "httpClient.caFile");
 
 	cfg->queue.dir = get_path(cfg, "queue.dir");
 	cfg->queue.default_zone = get_str(t, "queue.defaultZone");
@@ -1046,6 +1051,7 @@ void config_free(struct config *cfg)
 	free(cfg->nameservers);
 	free(cfg->queue.defer_ms);
 	free(cfg->bounce_rules);
+	free(cfg->http_client.ca_file);
 	for (size_t i = 0; i < cfg->n_dkim_keys; i++) {
 		free(cfg->dkim_keys[i].domain);
 		free(cfg->dkim_keys[i].selector);

@@ -143,6 +143,12 @@ struct config {
 	char *pidfile;     /* NULL: none */
 	uint64_t shutdown_timeout_ms; /* how long a stop waits for messages in progress */
 	uint64_t hook_timeout_ms;     /* how long a plugin may take to answer a hook */
+	struct {
+		uint64_t timeout_ms, connect_timeout_ms;
+		unsigned max_per_host;
+		uint64_t max_response;
+		char *ca_file; /* NULL: the system's CAs */
+	} http_client;
 	struct log_config log;
 	struct api_config api;
 	struct queue_config queue;

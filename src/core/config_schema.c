@@ -195,6 +195,15 @@ static const struct cfg_schema hooks_schema[] = {
 	END,
 };
 
+static const struct cfg_schema http_client_schema[] = {
+	{"timeout", CT_DURATION, 0, 10, DAY, NULL, NULL, NULL},
+	{"connectTimeout", CT_DURATION, 0, 10, DAY, NULL, NULL, NULL},
+	{"maxPerHost", CT_INT, 0, 1, 10000, NULL, NULL, NULL},
+	{"maxResponseSize", CT_SIZE, 0, 1024, GB, NULL, NULL, NULL},
+	{"caFile", CT_STRING, CF_NULLABLE, 0, 0, NULL, NULL, NULL},
+	END,
+};
+
 static const struct cfg_schema bounces_schema[] = {
 	{"rules", CT_STRING, CF_NULLABLE, 0, 0, NULL, NULL, NULL},
 	END,
@@ -217,6 +226,7 @@ const struct cfg_schema config_schema[] = {
 	{"dns", CT_MAP, 0, 0, 0, NULL, dns_schema, NULL},
 	{"bounces", CT_MAP, 0, 0, 0, NULL, bounces_schema, NULL},
 	{"hooks", CT_MAP, 0, 0, 0, NULL, hooks_schema, NULL},
+	{"httpClient", CT_MAP, 0, 0, 0, NULL, http_client_schema, NULL},
 	{"dkim", CT_MAP, 0, 0, 0, NULL, dkim_schema, NULL},
 	END,
 };

@@ -73,8 +73,8 @@ def envelope(c, sender="sender@example.test"):
 
 @pytest.fixture
 def plugin_zmta(zmta):
-    def start(extra_config=None):
-        d = zmta(extra_config=extra_config, binary=ZMTA_PLUGIN_BIN)
+    def start(extra_config=None, env=None):
+        d = zmta(extra_config=extra_config, env=env, binary=ZMTA_PLUGIN_BIN)
         d.wait_log("test_plugin action=registered")
         return d
     return start
@@ -118,6 +118,34 @@ def test_async_rcpt_hook_delays_only_its_session(plugin_zmta):
     assert max(during) < 1.0
     slow.close()
     fast.close()
+
+
+def test_a_hook_asking_an_http_server(http_server, plugin_zmta):
+    """A handler that asks an HTTP service (as SMTP AUTH over HTTP will):
+    the daemon's HTTP client, on the loop; a slow answer holds only its
+    session."""
+    web = http_server()
+    d = plugin_zmta(env={"ZMTA_TEST_HTTP_URL": web.url("")})
+    slow, fast = Client(d.smtp_port), Client(d.smtp_port)
+    envelope(slow)
+    envelope(fast)
+    start = time.monotonic()
+    slow.send("RCPT TO:<hook-http-slow-2000@example.test>")
+    for i in range(10):
+        assert fast.cmd("RCPT TO:<hook-http-ok@example.test>").startswith("250 2.1.5")
+    fast_done = time.monotonic() - start
+    assert slow.reply().startswith("250 2.1.5")
+    assert time.monotonic() - start >= 2.0 > fast_done
+    assert fast.cmd("RCPT TO:<hook-http-status-403@example.test>") == \
+        "550 5.7.1 http status 403"
+    assert fast.cmd("RCPT TO:<hook-http-status-503@example.test>") == \
+        "451 4.7.1 http 503"
+    # Going away while the request runs cancels it.
+    slow.send("RCPT TO:<hook-http-slow-3000@example.test>")
+    time.sleep(0.3)
+    slow.close()
+    d.wait_log(r"test_plugin point=smtp:rcpt_to action=cancelled request=http")
+    assert fast.cmd("RCPT TO:<hook-http-ok@example.test>").startswith("250")
 
 
 def test_refusals_use_the_handlers_reply_when_it_is_one(plugin_zmta):

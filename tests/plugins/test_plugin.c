@@ -7,7 +7,10 @@
  *   smtp:connect     client 127.0.0.77: REJECT; 127.0.0.78: greeting after 200 ms
  *   smtp:helo        "reject.test": REJECT (default reply)
  *   smtp:mail_from   hook-reject@...: REJECT with its own reply
- *   smtp:rcpt_to     hook-delay-N@...: CONTINUE after N ms; hook-never@...: no
+ *   smtp:rcpt_to     hook-http-A-B@...: GET $ZMTA_TEST_HTTP_URL/A/B with the
+ *                    daemon's HTTP client; 2xx CONTINUE, 4xx REJECT, else
+ *                    TEMPFAIL, replies naming the status or error;
+ *                    hook-delay-N@...: CONTINUE after N ms; hook-never@...: no
  *                    answer; hook-reject@...: REJECT; hook-tempfail@...:
  *                    TEMPFAIL (default reply); hook-badreply@...: REJECT with
  *                    "250 ..." (must be replaced)
@@ -31,8 +34,10 @@
 #include "core/xmalloc.h"
 #include "hook/hook.h"
 #include "msg/header.h"
+#include "net/http_client.h"
 
 static struct event_base *loop;
+static struct http_client *http;
 
 /* An answer that comes later. */
 struct late {
@@ -89,8 +94,75 @@ static enum hook_verdict answer_later(struct hook_call *call, long ms, enum hook
 	return HOOK_PENDING;
 }
 
+/* An smtp:rcpt_to answered by an HTTP request. */
+struct asking {
+	struct hook_call *call;
+	uint64_t request;
+	struct asking *next;
+};
+static struct asking *askings;
+
+static struct asking *asking_take(struct hook_call *call)
+{
+	for (struct asking **p = &askings; *p != NULL; p = &(*p)->next) {
+		if ((*p)->call == call) {
+			struct asking *a = *p;
+			*p = a->next;
+			return a;
+		}
+	}
+	return NULL;
+}
+
+static void on_http_answer(void *arg, const struct http_response *res)
+{
+	struct asking *a = asking_take(arg);
+	char reply[300];
+	enum hook_verdict v;
+	if (res->error == HTTPC_OK && res->status / 100 == 2) {
+		v = HOOK_CONTINUE;
+		reply[0] = '\0';
+	} else if (res->error == HTTPC_OK && res->status / 100 == 4) {
+		v = HOOK_REJECT;
+		snprintf(reply, sizeof(reply), "550 5.7.1 http status %d", res->status);
+	} else {
+		v = HOOK_TEMPFAIL;
+		snprintf(reply, sizeof(reply), "451 4.7.1 http %s%d", res->error_text, res->status);
+	}
+	struct hook_call *call = a->call;
+	free(a);
+	hook_answer(call, v, reply[0] ? reply : NULL);
+}
+
+static enum hook_verdict ask_http(struct hook_call *call, const char *what)
+{
+	const char *base_url = getenv("ZMTA_TEST_HTTP_URL");
+	if (base_url == NULL)
+		fatal("test_plugin: hook-http needs ZMTA_TEST_HTTP_URL");
+	const char *at = strchr(what, '@');
+	char *path = xasprintf("%s/%.*s", base_url, (int)(at - what), what);
+	for (char *p = path + strlen(base_url); *p; p++)
+		if (*p == '-')
+			*p = '/';
+	struct asking *a = xcalloc(1, sizeof(*a));
+	a->call = call;
+	a->next = askings;
+	askings = a;
+	struct http_request req = {.method = "GET", .url = path};
+	a->request = http_client_request(http, &req, on_http_answer, call);
+	free(path);
+	return HOOK_PENDING;
+}
+
 static void on_cancel(struct hook_call *call, void *arg)
 {
+	struct asking *a = asking_take(call);
+	if (a != NULL) {
+		log_info("test_plugin", "point=%s action=cancelled request=http", (char *)arg);
+		http_client_cancel(http, a->request);
+		free(a);
+		return;
+	}
 	const char *point = arg;
 	for (struct late *l = lates; l != NULL; l = l->next) {
 		if (l->call == call) {
@@ -141,6 +213,8 @@ static enum hook_verdict on_rcpt_to(struct hook_call *call, const struct hook_ct
 {
 	(void)arg;
 	const char *a = ctx->address;
+	if (strncmp(a, "hook-http-", 10) == 0)
+		return ask_http(call, a + 10);
 	if (strncmp(a, "hook-delay-", 11) == 0)
 		return answer_later(call, strtol(a + 11, NULL, 10), HOOK_CONTINUE, NULL);
 	if (local_is(a, "hook-never"))
@@ -241,11 +315,11 @@ static enum hook_verdict on_notice(struct hook_call *call, const struct hook_ctx
 	return HOOK_CONTINUE;
 }
 
-int test_plugin_start(struct event_base *base, const struct config *cfg, char **err)
+int test_plugin_start(const struct plugin_env *env, char **err)
 {
-	(void)cfg;
 	(void)err;
-	loop = base;
+	loop = env->base;
+	http = env->http;
 	hook_register(HOOK_SMTP_CONNECT, "test", on_connect, on_cancel, "smtp:connect");
 	hook_register(HOOK_SMTP_HELO, "test", on_helo, NULL, NULL);
 	hook_register(HOOK_SMTP_MAIL_FROM, "test", on_mail_from, NULL, NULL);

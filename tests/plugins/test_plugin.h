@@ -2,10 +2,8 @@
 #ifndef ZMTA_TEST_PLUGIN_H
 #define ZMTA_TEST_PLUGIN_H
 
-#include <event2/event.h>
+#include "daemon.h"
 
-#include "core/config.h"
-
-int test_plugin_start(struct event_base *base, const struct config *cfg, char **err);
+int test_plugin_start(const struct plugin_env *env, char **err);
 
 #endif

@@ -254,3 +254,64 @@ def smtp_sink(request, tmp_path):
     finally:
         for sink in sinks:
             sink.stop()
+
+
+HTTPD_SCRIPT = Path(__file__).with_name("httpd.py")
+
+
+class HttpServer:
+    """An ``httpd.py`` subprocess on loopback; see httpd.py for its paths."""
+
+    def __init__(self, workdir: Path, host: str = "127.0.0.1", tls: bool = False,
+                 cert_host: str | None = None):
+        self.workdir = workdir
+        self.host = host
+        self.tls = tls
+        self.log_path = workdir / "httpd.log"
+        self.ca_file = None
+        workdir.mkdir(parents=True, exist_ok=True)
+        cmd = [sys.executable, str(HTTPD_SCRIPT), "--host", host]
+        if tls:
+            cert, key = _make_certificate(workdir, cert_host or host)
+            self.ca_file = cert
+            cmd += ["--tls-cert", str(cert), "--tls-key", str(key)]
+        self.log = open(self.log_path, "wb")
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                     stderr=self.log)
+        line = self.proc.stdout.readline().decode()
+        assert line.startswith("READY "), f"httpd did not start: {line!r}"
+        self.port = int(line.split()[1])
+
+    def url(self, path: str) -> str:
+        scheme = "https" if self.tls else "http"
+        return f"{scheme}://{self.host}:{self.port}{path}"
+
+    def read_log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        self.log.close()
+
+
+@pytest.fixture
+def http_server(request, tmp_path):
+    servers = []
+
+    def start(host: str = "127.0.0.1", tls: bool = False,
+              cert_host: str | None = None) -> HttpServer:
+        """cert_host: the address the TLS certificate names (default host)."""
+        s = HttpServer(tmp_path / f"httpd{len(servers) + 1}", host, tls, cert_host)
+        servers.append(s)
+        show_log_on_failure(request, f"httpd{len(servers)} ({host}) log", s.read_log)
+        return s
+
+    try:
+        yield start
+    finally:
+        for s in servers:
+            s.stop()

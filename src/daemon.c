@@ -43,7 +43,7 @@ struct daemon {
 	struct outcome *outcome;
 	struct mta *mta;
 	struct sched *sched;
-	struct workpool *crypto;
+	struct workpool *cpu; /* DKIM signatures, /send composition */
 	struct http_client *http;
 	struct plugin_env plugin;
 	struct smtp_server **smtp;
@@ -342,10 +342,11 @@ static int delivery_setup(struct daemon *d, char **err)
 	} else {
 		d->rules = bounce_rules_builtin();
 	}
-	/* DKIM signatures are ~1 ms each (RSA): never on the loop. */
-	d->crypto = workpool_new(d->base, 2);
+	/* DKIM signatures (~1 ms each, RSA) and /send composition: never on
+	 * the loop. */
+	d->cpu = workpool_new(d->base, 2);
 	d->outcome = outcome_new(cfg, d->rules);
-	d->mta = mta_new(d->base, cfg, d->dns, d->outcome, d->crypto);
+	d->mta = mta_new(d->base, cfg, d->dns, d->outcome, d->cpu);
 	d->sched = sched_new(d->base, cfg, mta_start, d->mta);
 	return 0;
 }
@@ -421,7 +422,7 @@ static int daemon_start(struct daemon *d, char **err)
 	for (size_t i = 0; i < d->n_smtp; i++)
 		smtp_server_start(d->smtp[i], d->queue);
 	if (d->api != NULL)
-		api_set_queue(d->api, d->queue, d->sched, d->outcome);
+		api_set_queue(d->api, d->queue, d->sched, d->outcome, d->cpu);
 
 	d->sig_term = evsignal_new(d->base, SIGTERM, on_stop_signal, d);
 	d->sig_int = evsignal_new(d->base, SIGINT, on_stop_signal, d);
@@ -456,13 +457,15 @@ int daemon_run(const struct config_source *src, struct config *cfg)
 		log_info("stopped", "code=%d", code);
 	}
 
+	/* The worker pool's last answers first, while the API requests and
+	 * delivery connections they belong to still exist; then connections
+	 * (they cancel their reads), then the queue (its last answers may
+	 * still feed the scheduler), then the rest. */
+	workpool_free(d.cpu);
 	api_free(d.api);
 	for (size_t i = 0; i < d.n_smtp; i++)
 		smtp_server_free(d.smtp[i]);
 	free(d.smtp);
-	/* Connections first (they cancel their reads), then the queue (its last
-	 * answers may still feed the scheduler), then the rest. */
-	workpool_free(d.crypto); /* its answers still find their connections */
 	mta_free(d.mta);
 	queue_close(d.queue);
 	sched_free(d.sched);

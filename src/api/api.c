@@ -167,11 +167,12 @@ static void api_dispatch(struct evhttp_request *req, void *arg)
 }
 
 void api_set_queue(struct api *api, struct queue *queue, struct sched *sched,
-		   struct outcome *outcome)
+		   struct outcome *outcome, struct workpool *cpu)
 {
 	api->queue = queue;
 	api->sched = sched;
 	api->outcome = outcome;
+	api->cpu = cpu;
 }
 
 void api_reply_field_error(struct evhttp_request *req, int status, const char *field,
@@ -225,6 +226,7 @@ struct api *api_new(struct event_base *base, const struct config *config, char *
 	const struct api_config *cfg = &config->api;
 	struct api *api = xcalloc(1, sizeof(*api));
 	api->cfg = config;
+	api->sendings = u64map_new();
 	clock_gettime(CLOCK_MONOTONIC, &api->started);
 	api->started_wall = time(NULL);
 	api->http = evhttp_new(base);
@@ -253,6 +255,7 @@ void api_free(struct api *api)
 	if (api == NULL)
 		return;
 	if (api->http != NULL)
-		evhttp_free(api->http);
+		evhttp_free(api->http); /* closing connections frees their sendings */
+	u64map_free(api->sendings);
 	free(api);
 }

@@ -23,11 +23,13 @@ struct api;
 struct api *api_new(struct event_base *base, const struct config *cfg, char **err);
 struct sched;
 struct outcome;
-/* The queue and scheduler the API works on; set before the loop runs, they
- * must outlive the API. */
-/* The queue, the scheduler (retries) and the outcome stage (deletes). */
+struct workpool;
+/* What the API works on, set before the loop runs: the queue, the
+ * scheduler (retries), the outcome stage (deletes) and the worker pool
+ * (/send composition).  The pool's answers must all be in before
+ * api_free; the rest must outlive the API. */
 void api_set_queue(struct api *api, struct queue *queue, struct sched *sched,
-		   struct outcome *outcome);
+		   struct outcome *outcome, struct workpool *cpu);
 /* Stops listening and closes open API connections.  Accepts NULL. */
 void api_free(struct api *api);
 

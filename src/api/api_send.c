@@ -5,7 +5,9 @@
  * and answer only once the message is durably queued.
  *
  * evhttp reads a request body whole before calling us (bounded by
- * api.maxBodySize), so /send-raw is buffered, not streamed.
+ * api.maxBodySize), so /send-raw is buffered, not streamed.  /send's JSON
+ * is parsed and its message composed (up to 50 MB of base64) on the
+ * worker pool, never on the loop.
  */
 #include <arpa/inet.h>
 #include <stdio.h>
@@ -26,10 +28,14 @@
 #include "msg/compose.h"
 #include "msg/header.h"
 #include "msg/ingest.h"
+#include "core/hmap.h"
+#include "core/workpool.h"
 
-/* A message waiting for its commit; forgotten if the client goes away. */
+/* A message being composed or committed; forgotten if the client goes
+ * away (found again by id: a composition's answer may outlive it). */
 struct sending {
 	struct api *api;
+	uint64_t id;
 	struct evhttp_request *req;
 	struct evhttp_connection *conn;
 	struct ingest *ingest;
@@ -39,6 +45,7 @@ struct sending {
 static void sending_free(struct sending *s)
 {
 	evhttp_connection_set_closecb(s->conn, NULL, NULL);
+	u64map_remove(s->api->sendings, s->id);
 	ingest_free(s->ingest);
 	json_decref(s->answer);
 	free(s);
@@ -48,6 +55,18 @@ static void on_client_gone(struct evhttp_connection *conn, void *arg)
 {
 	(void)conn;
 	sending_free(arg); /* the commit goes on; its answer is dropped */
+}
+
+static struct sending *sending_new(struct api *api, struct evhttp_request *req)
+{
+	struct sending *s = xcalloc(1, sizeof(*s));
+	s->api = api;
+	s->id = ++api->next_sending;
+	s->req = req;
+	s->conn = evhttp_request_get_connection(req);
+	u64map_put(api->sendings, s->id, s);
+	evhttp_connection_set_closecb(s->conn, on_client_gone, s);
+	return s;
 }
 
 static void queued(void *arg, int rc, const char *error)
@@ -102,13 +121,11 @@ static const char *origin_of(struct api *api, struct evhttp_request *req)
 }
 
 /* Feeds a complete message to a new ingest and commits it. */
-static void submit(struct api *api, struct evhttp_request *req, const char *data, size_t len,
-		   const char *from, char *const *rcpts, size_t nrcpts, json_t *answer)
+static void submit(struct sending *s, const char *data, size_t len, const char *from,
+		   char *const *rcpts, size_t nrcpts, json_t *answer)
 {
-	struct sending *s = xcalloc(1, sizeof(*s));
-	s->api = api;
-	s->req = req;
-	s->conn = evhttp_request_get_connection(req);
+	struct api *api = s->api;
+	struct evhttp_request *req = s->req;
 	s->answer = answer;
 	s->ingest = ingest_new(api->queue, api->cfg, NULL, NULL);
 	if (ingest_write(s->ingest, data, len) != 0) {
@@ -117,7 +134,6 @@ static void submit(struct api *api, struct evhttp_request *req, const char *data
 		api_reply_field_error(req, 413, "", "message header exceeds 1 MiB");
 		return;
 	}
-	evhttp_connection_set_closecb(s->conn, on_client_gone, s);
 	struct ingest_envelope env = {
 		.interface = "api",
 		.origin = origin_of(api, req),
@@ -151,46 +167,88 @@ static json_t *string_list(char *const *items, size_t n)
 	return a;
 }
 
+/* A /send body on its way through the worker pool. */
+struct composing {
+	struct workpool_job job;
+	struct api *api;
+	uint64_t sending;
+	struct evbuffer *body; /* moved out of the request */
+	/* the result */
+	int rc;                 /* 0, or -1 with err */
+	struct compose_error err;
+	struct compose_result out;
+};
+
+/* Worker: the JSON parsed, the message composed. */
+static void compose_run(struct workpool_job *job)
+{
+	struct composing *c = (struct composing *)job;
+	size_t len = evbuffer_get_length(c->body);
+	const char *text = (const char *)evbuffer_pullup(c->body, -1);
+	json_error_t jerr;
+	json_t *msg = json_loadb(text ? text : "", len, 0, &jerr);
+	evbuffer_free(c->body);
+	c->body = NULL;
+	if (msg == NULL) {
+		c->rc = -1;
+		c->err.field[0] = '\0';
+		snprintf(c->err.message, sizeof(c->err.message),
+			 "invalid JSON: %s at line %d column %d", jerr.text, jerr.line, jerr.column);
+		return;
+	}
+	c->rc = compose_message(msg, c->api->cfg->hostname, &c->out, &c->err);
+	json_decref(msg);
+}
+
+/* Loop: the composed message goes to the queue, if its client is still there. */
+static void compose_done(struct workpool_job *job)
+{
+	struct composing *c = (struct composing *)job;
+	struct api *api = c->api;
+	struct sending *s = u64map_get(api->sendings, c->sending);
+	struct compose_result *out = &c->out;
+	if (s == NULL) {
+		/* The client went: nothing to answer. */
+	} else if (c->rc != 0) {
+		struct evhttp_request *req = s->req;
+		sending_free(s);
+		stats_message_rejected("api");
+		api_reply_field_error(req, HTTP_BADREQUEST, c->err.field, c->err.message);
+	} else if (out->nrcpts > (size_t)api->cfg->api.max_recipients) {
+		char what[100];
+		snprintf(what, sizeof(what), "too many recipients: %zu, api.maxRecipients is %d",
+			 out->nrcpts, api->cfg->api.max_recipients);
+		struct evhttp_request *req = s->req;
+		sending_free(s);
+		stats_message_rejected("api");
+		api_reply_field_error(req, HTTP_BADREQUEST, "to", what);
+	} else {
+		json_t *answer = json_pack("{s:s, s:o, s:s}", "from", out->from, "to",
+					   string_list(out->rcpts, out->nrcpts), "messageId",
+					   out->message_id);
+		submit(s, out->message, out->len, out->from, out->rcpts, out->nrcpts, answer);
+	}
+	if (c->rc == 0)
+		compose_result_clear(out);
+	if (c->body != NULL)
+		evbuffer_free(c->body);
+	free(c);
+}
+
 void route_send(struct api *api, struct evhttp_request *req, const struct api_params *params)
 {
 	(void)params;
 	if (!maildrop_allowed(api, req))
 		return;
-	struct evbuffer *body = evhttp_request_get_input_buffer(req);
-	size_t len = evbuffer_get_length(body);
-	const char *text = (const char *)evbuffer_pullup(body, -1);
-	json_error_t jerr;
-	json_t *msg = json_loadb(text ? text : "", len, 0, &jerr);
-	if (msg == NULL) {
-		char what[300];
-		snprintf(what, sizeof(what), "invalid JSON: %s at line %d column %d", jerr.text,
-			 jerr.line, jerr.column);
-		stats_message_rejected("api");
-		api_reply_field_error(req, HTTP_BADREQUEST, "", what);
-		return;
-	}
-	struct compose_result out;
-	struct compose_error cerr;
-	if (compose_message(msg, api->cfg->hostname, &out, &cerr) != 0) {
-		json_decref(msg);
-		stats_message_rejected("api");
-		api_reply_field_error(req, HTTP_BADREQUEST, cerr.field, cerr.message);
-		return;
-	}
-	json_decref(msg);
-	if (out.nrcpts > (size_t)api->cfg->api.max_recipients) {
-		char what[100];
-		snprintf(what, sizeof(what), "too many recipients: %zu, api.maxRecipients is %d",
-			 out.nrcpts, api->cfg->api.max_recipients);
-		compose_result_clear(&out);
-		stats_message_rejected("api");
-		api_reply_field_error(req, HTTP_BADREQUEST, "to", what);
-		return;
-	}
-	json_t *answer = json_pack("{s:s, s:o, s:s}", "from", out.from, "to",
-				   string_list(out.rcpts, out.nrcpts), "messageId", out.message_id);
-	submit(api, req, out.message, out.len, out.from, out.rcpts, out.nrcpts, answer);
-	compose_result_clear(&out);
+	struct composing *c = xcalloc(1, sizeof(*c));
+	c->api = api;
+	c->sending = sending_new(api, req)->id;
+	c->body = evbuffer_new();
+	/* Moves the chains, copies nothing. */
+	evbuffer_add_buffer(c->body, evhttp_request_get_input_buffer(req));
+	c->job.run = compose_run;
+	c->job.done = compose_done;
+	workpool_submit(api->cpu, &c->job);
 }
 
 /* All values of header fields named `key` in the block. */
@@ -311,7 +369,7 @@ void route_send_raw(struct api *api, struct evhttp_request *req, const struct ap
 					   string_list(rcpts, nrcpts));
 		if (mid >= 0)
 			json_object_set_new(answer, "messageId", json_string(h.items[mid].value));
-		submit(api, req, data, len, sender, rcpts, nrcpts, answer);
+		submit(sending_new(api, req), data, len, sender, rcpts, nrcpts, answer);
 	}
 	header_list_clear(&h);
 	free(data);

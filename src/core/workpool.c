@@ -1,4 +1,4 @@
-/* Worker threads for CPU-bound jobs; see workpool.h. */
+/* The worker pool; see workpool.h. */
 #include "core/workpool.h"
 
 #include <pthread.h>
@@ -16,6 +16,8 @@ struct workpool {
 	struct workpool_job *done, **done_tail;
 	bool stopping;
 	struct event *done_ev;
+	workpool_batch_fn batch; /* NULL: run each job */
+	void *batch_arg;
 };
 
 static void *worker_main(void *arg)
@@ -25,18 +27,27 @@ static void *worker_main(void *arg)
 	for (;;) {
 		while (p->todo == NULL && !p->stopping)
 			pthread_cond_wait(&p->wake, &p->lock);
-		struct workpool_job *job = p->todo;
-		if (job == NULL)
+		struct workpool_job *jobs = p->todo;
+		if (jobs == NULL)
 			break;
-		p->todo = job->next;
+		if (p->batch != NULL) {
+			/* Everything waiting, in one go. */
+			p->todo = NULL;
+		} else {
+			p->todo = jobs->next;
+			jobs->next = NULL;
+		}
 		if (p->todo == NULL)
 			p->todo_tail = &p->todo;
 		pthread_mutex_unlock(&p->lock);
-		job->run(job);
+		if (p->batch != NULL)
+			jobs = p->batch(jobs, p->batch_arg);
+		else
+			jobs->run(jobs);
 		pthread_mutex_lock(&p->lock);
-		job->next = NULL;
-		*p->done_tail = job;
-		p->done_tail = &job->next;
+		*p->done_tail = jobs;
+		while (*p->done_tail != NULL)
+			p->done_tail = &(*p->done_tail)->next;
 		event_active(p->done_ev, EV_READ, 0);
 	}
 	pthread_mutex_unlock(&p->lock);
@@ -64,9 +75,12 @@ static void on_done(evutil_socket_t fd, short what, void *arg)
 	deliver(arg);
 }
 
-struct workpool *workpool_new(struct event_base *base, int threads)
+static struct workpool *pool_start(struct event_base *base, int threads, workpool_batch_fn batch,
+				   void *batch_arg)
 {
 	struct workpool *p = xcalloc(1, sizeof(*p));
+	p->batch = batch;
+	p->batch_arg = batch_arg;
 	pthread_mutex_init(&p->lock, NULL);
 	pthread_cond_init(&p->wake, NULL);
 	p->todo_tail = &p->todo;
@@ -78,6 +92,17 @@ struct workpool *workpool_new(struct event_base *base, int threads)
 		if (pthread_create(&p->threads[i], NULL, worker_main, p) != 0)
 			fatal("workpool: cannot start a thread");
 	return p;
+}
+
+struct workpool *workpool_new(struct event_base *base, int threads)
+{
+	return pool_start(base, threads, NULL, NULL);
+}
+
+struct workpool *workpool_new_batching(struct event_base *base, workpool_batch_fn batch,
+				       void *arg)
+{
+	return pool_start(base, 1, batch, arg);
 }
 
 void workpool_submit(struct workpool *p, struct workpool_job *job)

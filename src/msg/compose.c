@@ -2,7 +2,6 @@
 #include "msg/compose.h"
 
 #include <gmime/gmime.h>
-#include <pthread.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -12,18 +11,13 @@
 #include <strings.h>
 
 #include "core/xmalloc.h"
+#include "msg/mime.h"
 
 /* RFC 5322: a line is at most 998 octets before its CRLF. */
 #define MAX_LINE 998
 /* Longest message id (or cid) accepted, brackets excluded. */
 #define MAX_ID 250
 
-static pthread_once_t gmime_once = PTHREAD_ONCE_INIT;
-
-static void gmime_init_once(void)
-{
-	g_mime_init();
-}
 
 /* The state of one compose_message() call. */
 struct compose {
@@ -1343,7 +1337,7 @@ int compose_message(const json_t *msg, const char *hostname, struct compose_resu
 
 	memset(out, 0, sizeof *out);
 	memset(c.err, 0, sizeof *c.err);
-	pthread_once(&gmime_once, gmime_init_once);
+	mime_init();
 	if (!json_is_object(msg))
 		return fail(&c, "", "the message must be a JSON object");
 
@@ -1376,7 +1370,7 @@ int compose_envelope_addresses(const char *const *values, size_t nvalues, const 
 	int rc = 0;
 
 	memset(c.err, 0, sizeof *c.err);
-	pthread_once(&gmime_once, gmime_init_once);
+	mime_init();
 	c.popts = g_mime_parser_options_new();
 	g_mime_parser_options_set_address_compliance_mode(c.popts, GMIME_RFC_COMPLIANCE_LOOSE);
 	g_mime_parser_options_set_allow_addresses_without_domain(c.popts, FALSE);

@@ -2,7 +2,6 @@
 #include "msg/transform.h"
 
 #include <ctype.h>
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -11,6 +10,7 @@
 
 #include "core/xmalloc.h"
 #include "msg/header.h"
+#include "msg/mime.h"
 
 /* A part header block longer than this is passed on as it is. */
 #define PART_HEADER_MAX (64 * 1024)
@@ -406,17 +406,11 @@ static void append_buf(void *arg, const char *data, size_t len)
 	b->p[b->len] = '\0';
 }
 
-static pthread_once_t gmime_once = PTHREAD_ONCE_INIT;
-
-static void gmime_init_once(void)
-{
-	g_mime_init();
-}
 
 struct transform *transform_new(unsigned flags, const char *header, size_t hlen,
 				char **new_header, size_t *new_hlen, transform_out out, void *arg)
 {
-	pthread_once(&gmime_once, gmime_init_once);
+	mime_init();
 	struct transform *t = xcalloc(1, sizeof(*t));
 	t->flags = flags;
 	t->out = out;

@@ -1,7 +1,7 @@
 /* Store worker threads with group commit; see queue_worker.h. */
 #include "queue/queue_worker.h"
 
-#include <pthread.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <sys/statvfs.h>
 
@@ -9,30 +9,33 @@
 #include "core/xmalloc.h"
 
 struct worker {
-	pthread_t thread;
-	pthread_mutex_t lock;
-	pthread_cond_t wake;
-	struct worker_job *todo, **todo_tail; /* FIFO: order of submission */
-	struct worker_job *done, **done_tail;
-	bool stopping;
+	struct workpool *pool;
 	bool batch_writes;
 	struct store *store;
 	const struct store_backend *be;
-	struct event *done_ev; /* activated by the thread when jobs are done */
 	uint64_t batches, batched_jobs;
 	char *dir;
 	uint64_t min_free;
 	char *broken; /* why the store is out of service, or NULL */
 };
 
+static struct worker_job *job_of(struct workpool_job *p)
+{
+	return (struct worker_job *)((char *)p - offsetof(struct worker_job, pool));
+}
+
+static struct worker_job *next_job(struct worker_job *j)
+{
+	return j->pool.next ? job_of(j->pool.next) : NULL;
+}
+
 static void fail_jobs(struct worker_job *jobs, int rc, const char *err)
 {
-	for (struct worker_job *j = jobs; j; j = j->next) {
+	for (struct worker_job *j = jobs; j; j = next_job(j)) {
 		j->rc = rc;
 		j->err = xstrdup(err);
 	}
 }
-
 /* One synced (if any job asks) store write for a list of write jobs. */
 static void write_batch(struct worker *w, struct worker_job *jobs)
 {
@@ -44,13 +47,13 @@ static void write_batch(struct worker *w, struct worker_job *jobs)
 	}
 	size_t n = 0, count = 0;
 	bool sync = false;
-	for (struct worker_job *j = jobs; j; j = j->next, count++) {
+	for (struct worker_job *j = jobs; j; j = next_job(j), count++) {
 		n += j->nops;
 		sync = sync || j->sync;
 	}
 	struct store_op *ops = xmalloc((n ? n : 1) * sizeof(*ops));
 	size_t k = 0;
-	for (struct worker_job *j = jobs; j; j = j->next)
+	for (struct worker_job *j = jobs; j; j = next_job(j))
 		for (size_t i = 0; i < j->nops; i++)
 			ops[k++] = j->ops[i];
 	char *err = NULL;
@@ -63,7 +66,7 @@ static void write_batch(struct worker *w, struct worker_job *jobs)
 			  "zone-mta\"", err);
 		fail_jobs(jobs, WORKER_ERR_STORE, w->broken);
 	} else {
-		for (struct worker_job *j = jobs; j; j = j->next)
+		for (struct worker_job *j = jobs; j; j = next_job(j))
 			j->rc = 0;
 	}
 	free(err);
@@ -97,79 +100,45 @@ static struct worker_job *run_writes(struct worker *w, struct worker_job *jobs)
 		write_batch(w, jobs);
 		return jobs;
 	}
-	struct worker_job *keep = NULL, **keep_tail = &keep, *refuse = NULL, **refuse_tail = &refuse;
+	struct workpool_job *keep = NULL, **keep_tail = &keep, *refuse = NULL, **refuse_tail = &refuse;
 	for (struct worker_job *j = jobs, *next; j; j = next) {
-		next = j->next;
-		j->next = NULL;
+		next = next_job(j);
+		j->pool.next = NULL;
 		if (job_adds_data(j)) {
-			*refuse_tail = j;
-			refuse_tail = &j->next;
+			*refuse_tail = &j->pool;
+			refuse_tail = &j->pool.next;
 		} else {
-			*keep_tail = j;
-			keep_tail = &j->next;
+			*keep_tail = &j->pool;
+			keep_tail = &j->pool.next;
 		}
 	}
 	char *why = xasprintf("insufficient disk space: %llu MB free under %s, queue.minFreeSpace "
 			      "is %llu MB", (unsigned long long)(avail >> 20), w->dir,
 			      (unsigned long long)(w->min_free >> 20));
-	fail_jobs(refuse, WORKER_ERR_SPACE, why);
+	fail_jobs(refuse ? job_of(refuse) : NULL, WORKER_ERR_SPACE, why);
 	free(why);
-	write_batch(w, keep);
+	write_batch(w, keep ? job_of(keep) : NULL);
 	*keep_tail = refuse; /* one list again, order kept within each part */
-	return keep;
+	return keep ? job_of(keep) : job_of(refuse);
 }
 
-static void *worker_main(void *arg)
+/* The writer pool's batch: every waiting write job. */
+static struct workpool_job *writes_batch(struct workpool_job *jobs, void *arg)
 {
-	struct worker *w = arg;
-	pthread_mutex_lock(&w->lock);
-	for (;;) {
-		while (w->todo == NULL && !w->stopping)
-			pthread_cond_wait(&w->wake, &w->lock);
-		if (w->todo == NULL)
-			break;
-		struct worker_job *jobs = w->todo;
-		w->todo = NULL;
-		w->todo_tail = &w->todo;
-		pthread_mutex_unlock(&w->lock);
-
-		if (w->batch_writes) {
-			jobs = run_writes(w, jobs);
-		} else {
-			for (struct worker_job *j = jobs; j; j = j->next)
-				j->run(w->store, w->be, j);
-		}
-
-		pthread_mutex_lock(&w->lock);
-		*w->done_tail = jobs;
-		while (*w->done_tail)
-			w->done_tail = &(*w->done_tail)->next;
-		event_active(w->done_ev, EV_READ, 0);
-	}
-	pthread_mutex_unlock(&w->lock);
-	return NULL;
+	return &run_writes(arg, job_of(jobs))->pool;
 }
 
-/* Loop thread: hand finished jobs to their owners. */
-static void deliver_done(struct worker *w)
+/* The reader pool's job. */
+static void read_run(struct workpool_job *p)
 {
-	pthread_mutex_lock(&w->lock);
-	struct worker_job *jobs = w->done;
-	w->done = NULL;
-	w->done_tail = &w->done;
-	pthread_mutex_unlock(&w->lock);
-	while (jobs) {
-		struct worker_job *next = jobs->next;
-		jobs->done(jobs);
-		jobs = next;
-	}
+	struct worker_job *j = job_of(p);
+	j->run(j->worker->store, j->worker->be, j);
 }
 
-static void on_done(evutil_socket_t fd, short what, void *arg)
+static void job_done(struct workpool_job *p)
 {
-	(void)fd;
-	(void)what;
-	deliver_done(arg);
+	struct worker_job *j = job_of(p);
+	j->done(j);
 }
 
 struct worker *worker_start(struct event_base *base, struct store *store,
@@ -179,40 +148,25 @@ struct worker *worker_start(struct event_base *base, struct store *store,
 	struct worker *w = xcalloc(1, sizeof(*w));
 	w->dir = xstrdup(dir);
 	w->min_free = min_free;
-	pthread_mutex_init(&w->lock, NULL);
-	pthread_cond_init(&w->wake, NULL);
-	w->todo_tail = &w->todo;
-	w->done_tail = &w->done;
 	w->store = store;
 	w->be = be;
 	w->batch_writes = batch_writes;
-	w->done_ev = event_new(base, -1, 0, on_done, w);
-	if (pthread_create(&w->thread, NULL, worker_main, w) != 0)
-		fatal("queue: cannot start a store worker thread");
+	w->pool = batch_writes ? workpool_new_batching(base, writes_batch, w)
+			       : workpool_new(base, 1);
 	return w;
 }
 
 void worker_submit(struct worker *w, struct worker_job *job)
 {
-	job->next = NULL;
-	pthread_mutex_lock(&w->lock);
-	*w->todo_tail = job;
-	w->todo_tail = &job->next;
-	pthread_cond_signal(&w->wake);
-	pthread_mutex_unlock(&w->lock);
+	job->worker = w;
+	job->pool.run = w->batch_writes ? NULL : read_run;
+	job->pool.done = job_done;
+	workpool_submit(w->pool, &job->pool);
 }
 
 void worker_stop(struct worker *w)
 {
-	pthread_mutex_lock(&w->lock);
-	w->stopping = true;
-	pthread_cond_signal(&w->wake);
-	pthread_mutex_unlock(&w->lock);
-	pthread_join(w->thread, NULL);
-	deliver_done(w);
-	event_free(w->done_ev);
-	pthread_cond_destroy(&w->wake);
-	pthread_mutex_destroy(&w->lock);
+	workpool_free(w->pool); /* runs what is queued and delivers every done() */
 	free(w->dir);
 	free(w->broken);
 	log_debug("queue_worker", "batches=%llu jobs=%llu", (unsigned long long)w->batches,

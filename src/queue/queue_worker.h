@@ -1,8 +1,9 @@
 /*
- * Store worker threads.  A worker takes jobs from a queue, runs them against
- * the store, and hands them back to the event loop, which calls each job's
- * `done` there.  A writer worker group-commits: every write job pending when
- * it wakes goes into one store write, synced when any of them asks for it.
+ * Store workers, on the worker pool (core/workpool.c): a job runs against
+ * the store on the pool's thread and comes back to the event loop, which
+ * calls its `done` there.  The writer is a batching pool and group-commits:
+ * every write job pending when it wakes goes into one store write, synced
+ * when any of them asks for it.
  */
 #ifndef ZMTA_QUEUE_WORKER_H
 #define ZMTA_QUEUE_WORKER_H
@@ -11,10 +12,12 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "core/workpool.h"
 #include "queue/store.h"
 
 struct worker_job {
-	struct worker_job *next;
+	struct workpool_job pool; /* the pool's part; set by worker_submit */
+	struct worker *worker;
 	/* Write jobs: ops applied in one batch with every other pending write.
 	 * Read jobs: run() is called on the worker thread instead. */
 	struct store_op *ops;

@@ -200,7 +200,8 @@ const struct queue_counts *queue_zone_counts(const struct queue *q, const char *
 	struct zone_counts *z = strmap_get(q->zones, zone);
 	if (z == NULL)
 		return NULL;
-	*domains = z->domains;
+	if (domains != NULL)
+		*domains = z->domains;
 	return &z->total;
 }
 
@@ -1040,10 +1041,12 @@ uint64_t queue_list(struct queue *q, const char *zone, bool deferred, const char
 
 struct recovery {
 	struct queue *q;
-	struct strmap *with_meta; /* ids that have metadata (kept or being removed) */
+	/* ids that have metadata -> remaining_pack(1, body chunks + 1; 0 when unknown) */
+	struct strmap *with_meta;
 	struct store_op *ops;     /* deletions to apply */
 	size_t nops, cap;
 	uint64_t rows, bad_rows;
+	size_t meta_orphans, body_orphans, row_orphans;
 	char newest[QUEUE_ID_LEN + 1];
 };
 
@@ -1054,6 +1057,41 @@ static void recovery_delete(struct recovery *r, enum store_op_kind kind, enum st
 	r->ops[r->nops++] = (struct store_op){kind, cf, key, klen, end, elen};
 }
 
+static void recovery_delete_body(struct recovery *r, const char *id)
+{
+	char *from = xmalloc(BODY_KEY_LEN), *to = xmalloc(BODY_KEY_LEN);
+	body_key(from, id, 0);
+	body_key(to, id, UINT32_MAX);
+	recovery_delete(r, STORE_DELETE_RANGE, STORE_CF_BODY, from, BODY_KEY_LEN, to, BODY_KEY_LEN);
+}
+
+/* First pass: which messages have metadata, and how many body chunks. */
+static int scan_meta(void *arg, const char *key, size_t klen, const char *val, size_t vlen)
+{
+	struct recovery *r = arg;
+	if (klen != QUEUE_ID_LEN)
+		return 0;
+	char id[QUEUE_ID_LEN + 1];
+	memcpy(id, key, QUEUE_ID_LEN);
+	id[QUEUE_ID_LEN] = '\0';
+	if (strcmp(id, r->newest) > 0)
+		memcpy(r->newest, id, sizeof(id));
+	/* Its body chunks, from bodySize (see queue_message_commit). */
+	uintptr_t chunks1 = 0;
+	size_t jlen = strnlen(val, vlen);
+	json_t *meta = json_loadb(val, jlen, 0, NULL);
+	json_int_t size = json_integer_value(json_object_get(meta, "bodySize"));
+	if (meta != NULL && size >= 0)
+		chunks1 = (uintptr_t)size / QUEUE_CHUNK_SIZE +
+			  ((uintptr_t)size % QUEUE_CHUNK_SIZE != 0 || size == 0) + 1;
+	json_decref(meta);
+	strmap_put(r->with_meta, id, remaining_pack(1, chunks1)); /* never NULL */
+	return 0;
+}
+
+/* Second pass: each delivery row of a message with metadata is counted and
+ * scheduled; a row without one cannot be delivered (nor bounced: the
+ * sender is in the metadata) and is removed. */
 static int scan_row(void *arg, const char *key, size_t klen, const char *val, size_t vlen)
 {
 	struct recovery *r = arg;
@@ -1073,9 +1111,20 @@ static int scan_row(void *arg, const char *key, size_t klen, const char *val, si
 	}
 	memcpy(id, key, QUEUE_ID_LEN);
 	id[QUEUE_ID_LEN] = '\0';
+	void *meta = strmap_get(r->with_meta, id);
+	if (meta == NULL) {
+		log_msg(LOG_LEVEL_WARN, id, "queue_recovery", "seq=%.3s rcpt=<%s> action=removed "
+			"reason=\"delivery row without its message\"", key + QUEUE_ID_LEN, rcpt);
+		char *k = xmalloc(klen);
+		memcpy(k, key, klen);
+		recovery_delete(r, STORE_DELETE, STORE_CF_DLV, k, klen, NULL, 0);
+		r->row_orphans++;
+		json_decref(row);
+		return 0;
+	}
 	void *packed = strmap_get(r->q->remaining, id);
 	strmap_put(r->q->remaining, id,
-		   remaining_pack(remaining_left(packed) + 1, remaining_chunks1(packed)));
+		   remaining_pack((packed ? remaining_left(packed) : 0) + 1, remaining_chunks1(meta)));
 	bool deferred = strcmp(status, "DEFERRED") == 0;
 	counts_add(r->q, zone, domain, !deferred, deferred);
 	char seq[QUEUE_SEQ_LEN + 1];
@@ -1096,41 +1145,19 @@ static int scan_row(void *arg, const char *key, size_t klen, const char *val, si
 	return 0;
 }
 
-static int scan_meta(void *arg, const char *key, size_t klen, const char *val, size_t vlen)
+/* Metadata without any delivery: finished, or half-written. */
+static void remove_unneeded_meta(struct recovery *r)
 {
-	struct recovery *r = arg;
-	if (klen != QUEUE_ID_LEN)
-		return 0;
-	char id[QUEUE_ID_LEN + 1];
-	memcpy(id, key, QUEUE_ID_LEN);
-	id[QUEUE_ID_LEN] = '\0';
-	if (strcmp(id, r->newest) > 0)
-		memcpy(r->newest, id, sizeof(id));
-	strmap_put(r->with_meta, id, r);
-	void *packed = strmap_get(r->q->remaining, id);
-	if (packed != NULL) {
-		/* Its body chunks, from bodySize (see queue_message_commit). */
-		size_t jlen = strnlen(val, vlen);
-		json_t *meta = json_loadb(val, jlen, 0, NULL);
-		json_int_t size = json_integer_value(json_object_get(meta, "bodySize"));
-		json_decref(meta);
-		if (meta != NULL && size >= 0) {
-			uintptr_t chunks = (uintptr_t)size / QUEUE_CHUNK_SIZE +
-					   ((uintptr_t)size % QUEUE_CHUNK_SIZE != 0 || size == 0);
-			strmap_put(r->q->remaining, id,
-				   remaining_pack(remaining_left(packed), chunks + 1));
-		}
-	}
-	if (packed == NULL) {
-		/* Metadata without any delivery: finished or half-written. */
+	size_t pos = 0;
+	const char *id;
+	void *v;
+	while (strmap_next(r->with_meta, &pos, &id, &v)) {
+		if (strmap_get(r->q->remaining, id) != NULL)
+			continue;
 		recovery_delete(r, STORE_DELETE, STORE_CF_META, xstrdup(id), QUEUE_ID_LEN, NULL, 0);
-		char *from = xmalloc(BODY_KEY_LEN), *to = xmalloc(BODY_KEY_LEN);
-		body_key(from, id, 0);
-		body_key(to, id, UINT32_MAX);
-		recovery_delete(r, STORE_DELETE_RANGE, STORE_CF_BODY, from, BODY_KEY_LEN, to,
-				BODY_KEY_LEN);
+		recovery_delete_body(r, id);
+		r->meta_orphans++;
 	}
-	return 0;
 }
 
 static int scan_body_id(void *arg, const char *key, size_t klen, const char *val, size_t vlen)
@@ -1143,11 +1170,8 @@ static int scan_body_id(void *arg, const char *key, size_t klen, const char *val
 	memcpy(id, key, QUEUE_ID_LEN);
 	id[QUEUE_ID_LEN] = '\0';
 	if (strmap_get(r->with_meta, id) == NULL) {
-		char *from = xmalloc(BODY_KEY_LEN), *to = xmalloc(BODY_KEY_LEN);
-		body_key(from, id, 0);
-		body_key(to, id, UINT32_MAX);
-		recovery_delete(r, STORE_DELETE_RANGE, STORE_CF_BODY, from, BODY_KEY_LEN, to,
-				BODY_KEY_LEN);
+		recovery_delete_body(r, id);
+		r->body_orphans++;
 	}
 	return 0;
 }
@@ -1156,13 +1180,13 @@ static int scan_body_id(void *arg, const char *key, size_t klen, const char *val
 static int queue_recover(struct queue *q, char **err)
 {
 	struct recovery r = {.q = q, .with_meta = strmap_new()};
-	int rc = q->be->scan(q->store, STORE_CF_DLV, NULL, 0, scan_row, &r, err);
+	int rc = q->be->scan(q->store, STORE_CF_META, NULL, 0, scan_meta, &r, err);
 	if (rc == 0)
-		rc = q->be->scan(q->store, STORE_CF_META, NULL, 0, scan_meta, &r, err);
-	size_t meta_orphans = r.nops / 2;
-	if (rc == 0)
+		rc = q->be->scan(q->store, STORE_CF_DLV, NULL, 0, scan_row, &r, err);
+	if (rc == 0) {
+		remove_unneeded_meta(&r);
 		rc = q->be->prefixes(q->store, STORE_CF_BODY, QUEUE_ID_LEN, scan_body_id, &r, err);
-	size_t body_orphans = r.nops - meta_orphans * 2;
+	}
 	if (rc == 0 && r.nops > 0)
 		rc = q->be->write(q->store, r.ops, r.nops, true, err);
 	for (size_t i = 0; i < r.nops; i++) {
@@ -1180,9 +1204,10 @@ static int queue_recover(struct queue *q, char **err)
 			q->id_counter = 0xffff; /* the next id moves to a later ms */
 		}
 		log_info("queue_recovered", "messages=%zu deliveries=%llu removed_incomplete=%zu "
-					    "removed_orphan_bodies=%zu unreadable_rows=%llu",
-			 strmap_count(q->remaining), (unsigned long long)r.rows, meta_orphans,
-			 body_orphans, (unsigned long long)r.bad_rows);
+					    "removed_orphan_bodies=%zu removed_orphan_rows=%zu "
+					    "unreadable_rows=%llu",
+			 strmap_count(q->remaining), (unsigned long long)r.rows, r.meta_orphans,
+			 r.body_orphans, r.row_orphans, (unsigned long long)r.bad_rows);
 	}
 	strmap_free(r.with_meta);
 	return rc;
@@ -1191,11 +1216,18 @@ static int queue_recover(struct queue *q, char **err)
 struct queue *queue_open(struct event_base *base, const char *dir, uint64_t min_free_space,
 			 queue_delivery_hook hook, void *hook_arg, char **err)
 {
+	return queue_open_backend(base, &store_rocksdb, dir, min_free_space, hook, hook_arg, err);
+}
+
+struct queue *queue_open_backend(struct event_base *base, const struct store_backend *be,
+				 const char *dir, uint64_t min_free_space, queue_delivery_hook hook,
+				 void *hook_arg, char **err)
+{
 	struct queue *q = xcalloc(1, sizeof(*q));
 	q->hook = hook;
 	q->hook_arg = hook_arg;
 	q->remaining = strmap_new();
-	q->be = &store_rocksdb;
+	q->be = be;
 	bool corrupt = false;
 	char *why = NULL;
 	q->store = q->be->open(dir, &corrupt, &why);

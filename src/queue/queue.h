@@ -19,6 +19,7 @@
 #include <stdint.h>
 
 #include "core/hmap.h"
+#include "queue/store.h"
 
 /* Queue ids: 18 lowercase hex digits (11 of milliseconds since the epoch, 3
  * of a per-process tag, 4 of a counter): time-ordered, unique across
@@ -61,6 +62,10 @@ typedef void (*queue_delivery_hook)(void *arg, const struct queue_delivery_row *
 
 struct queue *queue_open(struct event_base *base, const char *dir, uint64_t min_free_space,
 			 queue_delivery_hook hook, void *hook_arg, char **err);
+/* The same on another storage backend (unit tests: store_ram). */
+struct queue *queue_open_backend(struct event_base *base, const struct store_backend *be,
+				 const char *dir, uint64_t min_free_space, queue_delivery_hook hook,
+				 void *hook_arg, char **err);
 /* Waits for pending writes, stops the workers and closes the store. */
 void queue_close(struct queue *q);
 
@@ -177,7 +182,7 @@ struct queue_counts {
 	uint64_t deferred;
 };
 
-/* Counts of `zone` (NULL when it has nothing queued).  `domains` maps each
+/* Counts of `zone` (NULL when it has nothing queued).  `domains` (or NULL) maps each
  * recipient domain to its struct queue_counts. */
 const struct queue_counts *queue_zone_counts(const struct queue *q, const char *zone,
 					     const struct strmap **domains);

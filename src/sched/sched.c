@@ -68,6 +68,16 @@ static int64_t now_ms(void)
 
 /* --- heap of waiting items --- */
 
+/* Heap order: by due time, then queue order (id, seq), so mail due in the
+ * same millisecond becomes due in the order it was queued. */
+static bool before(const struct sched_item *a, const struct sched_item *b)
+{
+	if (a->next != b->next)
+		return a->next < b->next;
+	int c = strcmp(a->id, b->id);
+	return c != 0 ? c < 0 : a->seq < b->seq;
+}
+
 static void heap_swap(struct sched *s, size_t a, size_t b)
 {
 	struct sched_item *t = s->heap[a];
@@ -84,7 +94,7 @@ static void heap_push(struct sched *s, struct sched_item *it)
 	size_t i = s->nheap++;
 	s->heap[i] = it;
 	it->heap_index = i;
-	while (i > 0 && s->heap[(i - 1) / 2]->next > s->heap[i]->next) {
+	while (i > 0 && before(s->heap[i], s->heap[(i - 1) / 2])) {
 		heap_swap(s, i, (i - 1) / 2);
 		i = (i - 1) / 2;
 	}
@@ -93,15 +103,15 @@ static void heap_push(struct sched *s, struct sched_item *it)
 /* Restores heap order around index i after its key changed or it moved. */
 static void heap_fix(struct sched *s, size_t i)
 {
-	while (i > 0 && s->heap[(i - 1) / 2]->next > s->heap[i]->next) {
+	while (i > 0 && before(s->heap[i], s->heap[(i - 1) / 2])) {
 		heap_swap(s, i, (i - 1) / 2);
 		i = (i - 1) / 2;
 	}
 	for (;;) {
 		size_t l = 2 * i + 1, r = l + 1, m = i;
-		if (l < s->nheap && s->heap[l]->next < s->heap[m]->next)
+		if (l < s->nheap && before(s->heap[l], s->heap[m]))
 			m = l;
-		if (r < s->nheap && s->heap[r]->next < s->heap[m]->next)
+		if (r < s->nheap && before(s->heap[r], s->heap[m]))
 			m = r;
 		if (m == i)
 			break;
@@ -130,9 +140,9 @@ static struct sched_item *heap_pop(struct sched *s)
 	size_t i = 0;
 	for (;;) {
 		size_t l = 2 * i + 1, r = l + 1, m = i;
-		if (l < s->nheap && s->heap[l]->next < s->heap[m]->next)
+		if (l < s->nheap && before(s->heap[l], s->heap[m]))
 			m = l;
-		if (r < s->nheap && s->heap[r]->next < s->heap[m]->next)
+		if (r < s->nheap && before(s->heap[r], s->heap[m]))
 			m = r;
 		if (m == i)
 			break;
@@ -390,7 +400,13 @@ static void pump(struct sched *s)
 				old->wake(old->wake_arg, NULL);
 				continue;
 			}
-			if (z->active >= z->cfg->connections || d->active >= d->cfg->max_connections)
+			if (z->active >= z->cfg->connections) {
+				/* No connection free: this domain keeps its turn
+				 * and goes first when one frees up. */
+				z->ring = d;
+				break;
+			}
+			if (d->active >= d->cfg->max_connections)
 				continue;
 			struct sched_batch *b = take_batch(d);
 			if (d->nready == 0)

@@ -81,11 +81,13 @@ def wait_sink(path, target, timeout, interval=0.01):
         time.sleep(interval)
 
 
-def http_get(url, timeout=30):
-    """(status, parsed JSON) of a GET; HTTP errors are returned too."""
+def http_get(url, timeout=30, raw=False):
+    """(status, parsed JSON, or the text with raw) of a GET; HTTP errors are
+    returned too."""
     try:
         with urllib.request.urlopen(url, timeout=timeout) as resp:
-            return resp.status, json.loads(resp.read() or b"null")
+            data = resp.read()
+            return resp.status, data.decode() if raw else json.loads(data or b"null")
     except urllib.error.HTTPError as err:
         return err.code, None
 

@@ -89,6 +89,11 @@ def main(path):
     row(4, "RSS after restart, peak (MiB)", hwm4 / 1024 if hwm4 else None, None, 0,
         target="< 1024 MiB", check=below(1024))
     row(4, "GET /queue/default p50 (ms)", num(v, "i4.api_p50_ms"), None, 2)
+    row(4, "delivery load p99 (s, bucket bound), quiet", num(v, "i4.quiet.load_p99_le_s"), None, 4)
+    row(4, "delivery load p99 (s, bucket bound), while listing",
+        num(v, "i4.listing.load_p99_le_s"), None, 4)
+    row(4, "GET /queued/deferred/default (whole zone) p50 (ms)",
+        num(v, "i4.list_deferred_p50_ms"), None, 1)
     rate5 = v.get("meta.rate5", "?")
     row(5, f"ingest latency p50 (ms) at {rate5}/s", num(v, "i5.zmta.p50_ms"), num(v, "i5.pf.p50_ms"),
         2, lower_better=True)

@@ -12,8 +12,9 @@
 #   1. relay throughput: smtp-source, N x 2 KB, 20 sessions, in; smtp-sink out
 #   2. the same with 100 KB messages, and with DKIM rsa-2048 signing
 #   3. one 1 GB message through SMTP in and out: time and peak RSS
-#   4. queue scale: 1,000,000 queued recipients: restart time, RSS, and the
-#      latency of GET /queue/default
+#   4. queue scale: 1,000,000 queued recipients: restart time, RSS, the
+#      latency of GET /queue/default, and how long deliveries to another
+#      zone wait for their message while GET /queued lists the big one
 #   5. ingest latency p50/p99 at a fixed offered load
 #
 # Prints each figure as it is measured, then a table with the ratios
@@ -215,6 +216,9 @@ i4_zmta() {
   log "  RSS after the API calls: $((rss / 1024)) MiB; peak since the restart (VmHWM): $((hwm / 1024)) MiB"
   result i4.rss_kb "$rss"
   result i4.hwm_kb "$hwm"
+  log "  Mail flowing to another zone while the big one is listed again and again:"
+  child $PY "$HERE/listing.py" --api "http://127.0.0.1:$ZMTA_API" --port "$ZMTA_SMTP" \
+    --seconds "$SECS5" --rate "$RATE5" --label i4 --results "$RESULTS" || return 1
 }
 
 item4() {
@@ -224,6 +228,10 @@ item4() {
   on_zmta i4-zmta "zones:
   default:
     disabled: true
+  live:
+    port: $SINK_PORT
+    connections: 4
+    recipientDomains: [sink.bench.test]
 log:
   level: info" i4_zmta
 }

@@ -72,6 +72,14 @@ static void route_health(struct api *api, struct evhttp_request *req,
 	clock_gettime(CLOCK_MONOTONIC, &now);
 	double uptime = (double)(now.tv_sec - api->started.tv_sec) +
 			(double)(now.tv_nsec - api->started.tv_nsec) / 1e9;
+	/* A store out of service takes no mail: a load balancer should know. */
+	const char *broken = api->queue ? queue_broken(api->queue) : NULL;
+	if (broken != NULL) {
+		api_reply_json(req, HTTP_SERVUNAVAIL,
+			       json_pack("{s:s, s:s, s:s, s:f}", "status", "degraded", "reason",
+					 broken, "version", ZMTA_VERSION, "uptime", uptime));
+		return;
+	}
 	api_reply_json(req, HTTP_OK,
 		       json_pack("{s:s, s:s, s:f}", "status", "ok", "version", ZMTA_VERSION,
 				 "uptime", uptime));

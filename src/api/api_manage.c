@@ -64,7 +64,7 @@ struct listing {
 	struct evhttp_request *req;
 	struct evhttp_connection *conn;
 	struct api *api;
-	uint64_t queue_req;
+	uint64_t list_req;
 	char *zone;
 	char type[16];
 };
@@ -80,19 +80,14 @@ static void listing_gone(struct evhttp_connection *conn, void *arg)
 {
 	(void)conn;
 	struct listing *l = arg;
-	queue_request_cancel(l->api->queue, l->queue_req);
+	sched_list_cancel(l->api->sched, l->list_req);
 	listing_free(l);
 }
 
-static void listed(void *arg, int rc, json_t *rows)
+static void listed(void *arg, json_t *rows)
 {
 	struct listing *l = arg;
 	struct evhttp_request *req = l->req;
-	if (rc != 0) {
-		listing_free(l);
-		api_reply_error(req, HTTP_INTERNAL, "cannot read the queue");
-		return;
-	}
 	json_t *body = json_pack("{s:s, s:s, s:O}", "zone", l->zone, "type", l->type, "list", rows);
 	listing_free(l);
 	api_reply_json(req, HTTP_OK, body);
@@ -129,8 +124,9 @@ void route_queued(struct api *api, struct evhttp_request *req, const struct api_
 	l->zone = xstrdup(z->name);
 	snprintf(l->type, sizeof(l->type), "%s", params->value[0]);
 	evhttp_connection_set_closecb(l->conn, listing_gone, l);
-	l->queue_req = queue_list(api->queue, z->name, deferred, start && *start ? start : NULL,
-				  (size_t)page, listed, l);
+	/* From the scheduler's memory, never a scan of the store. */
+	l->list_req = sched_list(api->sched, z->name, deferred, start && *start ? start : NULL,
+				 (size_t)page, listed, l);
 	evhttp_clear_headers(&query);
 }
 

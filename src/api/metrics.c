@@ -129,10 +129,22 @@ char *metrics_render(const struct config *cfg, const struct queue *q)
 		 "zonemta_delivery_loads_total{source=\"memory\"} %llu\n"
 		 "zonemta_delivery_loads_total{source=\"store\"} %llu\n",
 	     (unsigned long long)ms.loads_hot, (unsigned long long)ms.loads_store);
+	emit(&o, "# HELP zonemta_store_broken 1 when the queue store is out of service (it takes "
+		 "no mail until restart; /health says why).\n"
+		 "# TYPE zonemta_store_broken gauge\n"
+		 "zonemta_store_broken %d\n"
+		 "# HELP zonemta_store_space_low 1 while new mail is refused for lack of disk "
+		 "space.\n"
+		 "# TYPE zonemta_store_space_low gauge\n"
+		 "zonemta_store_space_low %d\n",
+	     queue_broken(q) != NULL, queue_space_low(q));
 	emit_histogram(&o, "zonemta_store_commit_seconds",
 		       "Time from a message's commit request to its durable write.",
 		       stats_histogram(STATS_COMMIT_SECONDS));
 	emit_histogram(&o, "zonemta_dns_lookup_seconds", "Time to resolve a destination domain.",
 		       stats_histogram(STATS_DNS_SECONDS));
+	emit_histogram(&o, "zonemta_message_load_seconds",
+		       "Time a delivery waits for its message (metadata and first chunk).",
+		       stats_histogram(STATS_LOAD_SECONDS));
 	return o.buf;
 }

@@ -24,3 +24,8 @@ int64_t clock_wall_to_mono(int64_t wall_ms)
 {
 	return clock_mono_ms() + (wall_ms - clock_wall_ms());
 }
+
+int64_t clock_mono_to_wall(int64_t mono_ms)
+{
+	return clock_wall_ms() + (mono_ms - clock_mono_ms());
+}

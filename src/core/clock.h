@@ -15,5 +15,7 @@ int64_t clock_mono_ms(void);
 int64_t clock_wall_ms(void);
 /* A stored wall-clock time as the monotonic time it falls on from now. */
 int64_t clock_wall_to_mono(int64_t wall_ms);
+/* A monotonic time as wall-clock milliseconds (for what is shown or stored). */
+int64_t clock_mono_to_wall(int64_t mono_ms);
 
 #endif

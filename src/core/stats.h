@@ -21,6 +21,7 @@ enum stats_counter {
 enum stats_histogram {
 	STATS_COMMIT_SECONDS, /* commit request to durable write */
 	STATS_DNS_SECONDS,    /* a destination lookup */
+	STATS_LOAD_SECONDS,   /* a delivery's message load: request to answer */
 	STATS_NHISTOGRAMS,
 };
 

@@ -187,7 +187,7 @@ void outcome_report(struct outcome *o, struct sched_item *it, const struct outco
 	};
 	queue_delivery_defer(o->queue, &row, it->deferred, now, r->text);
 	free(kept);
-	sched_item_retry(o->sched, it, next - now);
+	sched_item_retry(o->sched, it, next - now, r->text);
 }
 
 void outcome_abandon(struct outcome *o, struct sched_item *it)

@@ -101,7 +101,6 @@ struct queue_body {
 struct pending {
 	queue_message_cb message_cb;
 	queue_chunk_cb chunk_cb;
-	queue_list_cb list_cb;
 	void *arg;
 };
 
@@ -203,6 +202,16 @@ const struct queue_counts *queue_zone_counts(const struct queue *q, const char *
 	if (domains != NULL)
 		*domains = z->domains;
 	return &z->total;
+}
+
+const char *queue_broken(const struct queue *q)
+{
+	return q->writer ? worker_broken(q->writer) : NULL;
+}
+
+bool queue_space_low(const struct queue *q)
+{
+	return q->writer ? worker_space_low(q->writer) : false;
 }
 
 uint64_t queue_processed(const struct queue *q)
@@ -421,12 +430,15 @@ static void commit_done(struct worker_job *job)
 			hot_add(q, c);
 		for (size_t i = 0; i < c->ndlv; i++) {
 			counts_add(q, c->zones[i], c->domains[i], 1, 0);
-			struct queue_delivery_row row = {c->id,	       (unsigned)(i + 1),
-							 c->zones[i],   c->rcpts[i],
-							 c->domains[i], c->created,
-							 c->next[i],    0,
-							 false,	       0,
-							 NULL};
+			struct queue_delivery_row row = {
+				.id = c->id,
+				.seq = (unsigned)(i + 1),
+				.zone = c->zones[i],
+				.recipient = c->rcpts[i],
+				.domain = c->domains[i],
+				.created = c->created,
+				.next_attempt = c->next[i],
+			};
 			if (q->hook)
 				q->hook(q->hook_arg, &row);
 		}
@@ -730,6 +742,7 @@ struct load_job {
 	struct dkim_body *hash[2];
 	queue_load_cb cb;
 	struct load_job *next_ready; /* answered from memory: q->hot_ready */
+	int64_t asked_us;            /* for STATS_LOAD_SECONDS */
 };
 
 static void hash_bytes(void *arg, const char *data, size_t len)
@@ -824,6 +837,7 @@ static void load_done(struct worker_job *job)
 	struct pending *p = u64map_remove(q->requests, job->req);
 	if (job->rc < 0)
 		log_error("queue_read", "id=%s error=\"%s\"", l->r.id, job->err ? job->err : "?");
+	stats_observe(STATS_LOAD_SECONDS, (double)(mono_us() - l->asked_us) / 1e6);
 	if (p != NULL)
 		l->cb(p->arg, job->rc, job->rc == 1 ? &l->r.msg : NULL);
 	free(p);
@@ -908,6 +922,7 @@ uint64_t queue_message_load(struct queue *q, const char *id, unsigned hashes, un
 	l->hashes = hashes & 3u;
 	l->transform = l->hashes != 0 ? transform : 0;
 	l->cb = cb;
+	l->asked_us = mono_us();
 	l->r.job.run = load_run;
 	l->r.job.done = load_done;
 	l->r.job.ctx = q;
@@ -955,86 +970,6 @@ uint64_t queue_chunk_get(struct queue *q, const char *id, uint32_t index, queue_
 	r->job.req = request_new(q, NULL, cb, arg);
 	worker_submit(q->reader, &r->job);
 	return r->job.req;
-}
-
-struct list_job {
-	struct read_job r;
-	char *zone;
-	bool deferred;
-	char after[QUEUE_ID_LEN + 1];
-	char last[QUEUE_ID_LEN]; /* message of the last row listed */
-	size_t limit;
-	json_t *rows;
-};
-
-static int list_row(void *arg, const char *key, size_t klen, const char *val, size_t vlen)
-{
-	struct list_job *l = arg;
-	if (klen != DLV_KEY_LEN || (l->after[0] && memcmp(key, l->after, QUEUE_ID_LEN) <= 0))
-		return 0;
-	/* A page ends at a message boundary, so `start` (a message id) can
-	 * resume after it without skipping any of its deliveries. */
-	if (json_array_size(l->rows) >= l->limit && memcmp(key, l->last, QUEUE_ID_LEN) != 0)
-		return 1;
-	json_t *row = json_loadb(val, vlen, 0, NULL);
-	const char *zone = NULL, *status = NULL;
-	if (row != NULL && json_unpack(row, "{s:s, s:s}", "zone", &zone, "status", &status) == 0 &&
-	    strcmp(zone, l->zone) == 0 && (strcmp(status, "DEFERRED") == 0) == l->deferred) {
-		json_t *out = json_pack("{s:s%, s:s%, s:O, s:O, s:O}", "id", key, (size_t)QUEUE_ID_LEN,
-					"seq", key + QUEUE_ID_LEN, (size_t)QUEUE_SEQ_LEN, "zone",
-					json_object_get(row, "zone"), "recipient",
-					json_object_get(row, "recipient"), "created",
-					json_object_get(row, "created"));
-		if (out != NULL) {
-			json_t *deferred = json_object_get(row, "deferred");
-			if (deferred != NULL)
-				json_object_set(out, "deferred", deferred);
-			json_array_append_new(l->rows, out);
-			memcpy(l->last, key, QUEUE_ID_LEN);
-		}
-	}
-	json_decref(row);
-	return 0;
-}
-
-static void list_run(struct store *s, const struct store_backend *be, struct worker_job *job)
-{
-	struct list_job *l = (struct list_job *)job;
-	job->rc = be->scan(s, STORE_CF_DLV, NULL, 0, list_row, l, &job->err);
-}
-
-static void list_done(struct worker_job *job)
-{
-	struct list_job *l = (struct list_job *)job;
-	struct queue *q = job->ctx;
-	struct pending *p = u64map_remove(q->requests, job->req);
-	if (p != NULL)
-		p->list_cb(p->arg, job->rc, l->rows);
-	free(p);
-	json_decref(l->rows);
-	free(l->zone);
-	free(job->err);
-	free(l);
-}
-
-uint64_t queue_list(struct queue *q, const char *zone, bool deferred, const char *after,
-		    size_t limit, queue_list_cb cb, void *arg)
-{
-	struct list_job *l = xcalloc(1, sizeof(*l));
-	l->zone = xstrdup(zone);
-	l->deferred = deferred;
-	if (after != NULL)
-		snprintf(l->after, sizeof(l->after), "%s", after);
-	l->limit = limit;
-	l->rows = json_array();
-	l->r.job.run = list_run;
-	l->r.job.done = list_done;
-	l->r.job.ctx = q;
-	uint64_t id = request_new(q, NULL, NULL, arg);
-	((struct pending *)u64map_get(q->requests, id))->list_cb = cb;
-	l->r.job.req = id;
-	worker_submit(q->reader, &l->r.job);
-	return id;
 }
 
 /* --- start-up: recovery and counters --- */
@@ -1130,14 +1065,25 @@ static int scan_row(void *arg, const char *key, size_t klen, const char *val, si
 	char seq[QUEUE_SEQ_LEN + 1];
 	memcpy(seq, key + QUEUE_ID_LEN, QUEUE_SEQ_LEN);
 	seq[QUEUE_SEQ_LEN] = '\0';
-	json_int_t first = 0;
-	json_unpack(row, "{s:{s:I}}", "deferred", "first", &first);
-	struct queue_delivery_row d = {id,	 (unsigned)strtoul(seq, NULL, 16),
-				       zone,	 rcpt,
-				       domain,	 created,
-				       next,	 attempts,
-				       deferred, first,
-				       json_string_value(json_object_get(row, "local"))};
+	json_int_t first = 0, last = 0;
+	const char *response = NULL;
+	json_unpack(row, "{s:{s?I, s?I, s?s}}", "deferred", "first", &first, "last", &last,
+		    "response", &response);
+	struct queue_delivery_row d = {
+		.id = id,
+		.seq = (unsigned)strtoul(seq, NULL, 16),
+		.zone = zone,
+		.recipient = rcpt,
+		.domain = domain,
+		.created = created,
+		.next_attempt = next,
+		.attempts = attempts,
+		.deferred = deferred,
+		.first_failure = first,
+		.local_address = json_string_value(json_object_get(row, "local")),
+		.last_attempt = last,
+		.response = response,
+	};
 	if (r->q->hook)
 		r->q->hook(r->q->hook_arg, &d);
 	r->rows++;

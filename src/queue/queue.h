@@ -55,6 +55,8 @@ struct queue_delivery_row {
 	bool deferred;
 	int64_t first_failure; /* ms of the first failed attempt, 0 if none */
 	const char *local_address; /* source address of earlier attempts, or NULL */
+	int64_t last_attempt;  /* ms of the last failed attempt, 0 if none */
+	const char *response;  /* its response, or NULL */
 };
 
 /* Told about every stored delivery at start, and every new one after. */
@@ -166,13 +168,6 @@ void queue_delivery_finish(struct queue *q, const char *id, unsigned seq, const 
 void queue_delivery_defer(struct queue *q, const struct queue_delivery_row *row,
 			  bool was_deferred, int64_t last, const char *response);
 
-/* rc 0 and rows (borrowed) [{id, seq, zone, recipient, created, deferred?}], or -1. */
-typedef void (*queue_list_cb)(void *arg, int rc, json_t *rows);
-/* Lists up to `limit` deliveries of `zone` in the given state, in id order,
- * after message `after` (NULL: from the start); returns a request id. */
-uint64_t queue_list(struct queue *q, const char *zone, bool deferred, const char *after,
-		    size_t limit, queue_list_cb cb, void *arg);
-
 /* Drops the answer of a pending read request.  Unknown ids are ignored. */
 void queue_request_cancel(struct queue *q, uint64_t req);
 
@@ -186,6 +181,10 @@ struct queue_counts {
  * recipient domain to its struct queue_counts. */
 const struct queue_counts *queue_zone_counts(const struct queue *q, const char *zone,
 					     const struct strmap **domains);
+/* Why the store is out of service (no more mail until restart), or NULL. */
+const char *queue_broken(const struct queue *q);
+/* Whether the last write found less free disk space than the guard wants. */
+bool queue_space_low(const struct queue *q);
 /* Deliveries finished (delivered or bounced) since start. */
 uint64_t queue_processed(const struct queue *q);
 

@@ -10,6 +10,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 enum store_cf {
 	STORE_CF_META, /* id → message metadata (JSON) */
@@ -57,6 +58,15 @@ struct store_backend {
 	 * seeking past the rest of its keys (values are not read). */
 	int (*prefixes)(struct store *s, enum store_cf cf, size_t plen, store_scan_cb cb, void *arg,
 			char **err);
+	/* 0, or -1 and *err when the store has had a background error (a
+	 * failed flush or compaction): it must not be written again. */
+	int (*health)(struct store *s, char **err);
+	/* Writes the memtables out, so the write-ahead log they hold can go
+	 * (space is short).  0 or -1. */
+	int (*flush)(struct store *s, char **err);
+	/* Disk space the store may take for its write-ahead log beyond its
+	 * data: the guard keeps this much free besides queue.minFreeSpace. */
+	uint64_t wal_cap;
 };
 
 extern const struct store_backend store_rocksdb;

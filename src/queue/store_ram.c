@@ -31,6 +31,7 @@ struct store {
 	pthread_mutex_t lock;
 	struct table cf[STORE_CF_COUNT];
 	int fail_writes; /* store_ram_fail_writes() */
+	bool background_error; /* store_ram_background_error() */
 	struct store *next;
 };
 
@@ -221,6 +222,24 @@ static int ram_prefixes(struct store *s, enum store_cf cf, size_t plen, store_sc
 	return 0;
 }
 
+static int ram_health(struct store *s, char **err)
+{
+	pthread_mutex_lock(&s->lock);
+	bool bad = s->background_error;
+	pthread_mutex_unlock(&s->lock);
+	if (!bad)
+		return 0;
+	*err = xstrdup("background error: injected by store_ram_background_error");
+	return -1;
+}
+
+static int ram_flush(struct store *s, char **err)
+{
+	(void)s;
+	(void)err;
+	return 0; /* nothing to write out */
+}
+
 const struct store_backend store_ram = {
 	.name = "ram",
 	.open = ram_open,
@@ -229,6 +248,8 @@ const struct store_backend store_ram = {
 	.get = ram_get,
 	.scan = ram_scan,
 	.prefixes = ram_prefixes,
+	.health = ram_health,
+	.flush = ram_flush,
 };
 
 static struct store *find(const char *dir)
@@ -248,6 +269,18 @@ void store_ram_fail_writes(const char *dir, int n)
 		return;
 	pthread_mutex_lock(&s->lock);
 	s->fail_writes = n;
+	pthread_mutex_unlock(&s->lock);
+}
+
+void store_ram_background_error(const char *dir)
+{
+	pthread_mutex_lock(&registry_lock);
+	struct store *s = find(dir);
+	pthread_mutex_unlock(&registry_lock);
+	if (s == NULL)
+		return;
+	pthread_mutex_lock(&s->lock);
+	s->background_error = true;
 	pthread_mutex_unlock(&s->lock);
 }
 

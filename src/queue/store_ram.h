@@ -14,6 +14,8 @@ extern const struct store_backend store_ram;
 
 /* The next `n` writes to the store `dir` fail, as an I/O error would. */
 void store_ram_fail_writes(const char *dir, int n);
+/* The store `dir` reports a background error from now on (health()). */
+void store_ram_background_error(const char *dir);
 /* Entries in one column family of the store `dir`. */
 size_t store_ram_count(const char *dir, enum store_cf cf);
 /* Forgets the store `dir` and its data. */

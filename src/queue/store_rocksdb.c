@@ -83,6 +83,26 @@ static struct store *rdb_open(const char *dir, bool *corrupt, char **err)
 	 * pages already allocated costs less than growing a fresh file. */
 	rocksdb_options_set_recycle_log_file_num(s->opts, WAL_RECYCLE);
 	rocksdb_options_set_write_buffer_size(s->opts, OTHER_WRITE_BUFFER);
+	/* RocksDB's own LOG (data/LOG) is written on the queue's disk: when
+	 * that fills, its writer fails once and asserts (aborting the
+	 * process) on the next line, which RocksDB writes at once to report
+	 * the error.  Only fatal lines, then; zone-mta logs store errors. */
+	rocksdb_options_set_info_log_level(s->opts, 4 /* FATAL_LEVEL */);
+	rocksdb_options_set_keep_log_file_num(s->opts, 2);
+	/* No automatic recovery from a background error: RocksDB's resume
+	 * thread syncs a write-ahead log that has failed before, and its
+	 * debug assertions abort the process (seen with ENOSPC).  A failed
+	 * store stays out of service until restart (queue_worker.c). */
+	rocksdb_options_t *no_resume = rocksdb_options_create();
+	rocksdb_get_options_from_string(s->opts, "max_bgerror_resume_count=0", no_resume, &rerr);
+	if (rerr != NULL) {
+		*err = take_error(rerr);
+		rocksdb_options_destroy(no_resume);
+		rdb_close(s);
+		return NULL;
+	}
+	rocksdb_options_destroy(s->opts);
+	s->opts = no_resume;
 	s->body_opts = rocksdb_options_create_copy(s->opts);
 	rocksdb_options_set_write_buffer_size(s->body_opts, BODY_WRITE_BUFFER);
 	rocksdb_options_set_max_write_buffer_number(s->body_opts, 2);
@@ -229,6 +249,33 @@ static int rdb_prefixes(struct store *s, enum store_cf cf, size_t plen, store_sc
 	return 0;
 }
 
+static int rdb_health(struct store *s, char **err)
+{
+	char *n = rocksdb_property_value(s->db, "rocksdb.background-errors");
+	long errors = n ? strtol(n, NULL, 10) : 0;
+	rocksdb_free(n);
+	if (errors == 0)
+		return 0;
+	*err = xasprintf("RocksDB had %ld background error%s (a write, flush or compaction "
+			 "failed)", errors, errors == 1 ? "" : "s");
+	return -1;
+}
+
+static int rdb_flush(struct store *s, char **err)
+{
+	rocksdb_flushoptions_t *fo = rocksdb_flushoptions_create();
+	rocksdb_flushoptions_set_wait(fo, 1);
+	char *rerr = NULL;
+	for (int i = 0; i < STORE_CF_COUNT && rerr == NULL; i++)
+		rocksdb_flush_cf(s->db, fo, s->cf[i], &rerr);
+	rocksdb_flushoptions_destroy(fo);
+	if (rerr != NULL) {
+		*err = take_error(rerr);
+		return -1;
+	}
+	return 0;
+}
+
 const struct store_backend store_rocksdb = {
 	.name = "rocksdb",
 	.open = rdb_open,
@@ -237,4 +284,7 @@ const struct store_backend store_rocksdb = {
 	.get = rdb_get,
 	.scan = rdb_scan,
 	.prefixes = rdb_prefixes,
+	.health = rdb_health,
+	.flush = rdb_flush,
+	.wal_cap = MAX_TOTAL_WAL,
 };

@@ -24,6 +24,10 @@ struct sched_zone {
 	struct sched_slot *idle;  /* parked connections, oldest first */
 	struct strmap *domains;   /* name → struct sched_domain */
 	struct sched_domain *ring; /* domains with due mail, round robin */
+	/* every item of the zone in queue order (id, seq), for listings;
+	 * removed ones leave a NULL hole until the next compaction */
+	struct sched_item **index;
+	size_t n_index, index_cap, index_holes;
 };
 
 struct sched_domain {
@@ -51,9 +55,88 @@ struct sched {
 	int64_t timer_at;
 	bool stopped;              /* the daemon is stopping: start nothing */
 	struct strmap *items;      /* "id/seq" → item, for the API */
+	struct u64map *listings;   /* id → struct sched_listing in progress */
+	uint64_t next_listing;
 };
 
 static void item_free(struct sched_item *it);
+
+/* --- the listing index: a zone's items in queue order --- */
+
+static int item_cmp(const struct sched_item *it, const char *id, unsigned seq)
+{
+	int c = strcmp(it->id, id);
+	return c != 0 ? c : it->seq < seq ? -1 : it->seq > seq;
+}
+
+/* New ids come last almost always (ids grow; recovery reads them in
+ * order), and the index never ends with a hole: insertion is an append
+ * but for a message committed after a younger one. */
+static void index_add(struct sched_zone *z, struct sched_item *it)
+{
+	z->index = xreallocarray_grow(z->index, &z->index_cap, z->n_index + 1, sizeof(*z->index));
+	size_t i = z->n_index;
+	while (i > 0 && (z->index[i - 1] == NULL || item_cmp(z->index[i - 1], it->id, it->seq) > 0)) {
+		z->index[i] = z->index[i - 1];
+		if (z->index[i] != NULL)
+			z->index[i]->index_pos = i;
+		i--;
+	}
+	z->index[i] = it;
+	it->index_pos = i;
+	it->indexed = true;
+	z->n_index++;
+}
+
+static void index_compact(struct sched_zone *z)
+{
+	size_t k = 0;
+	for (size_t i = 0; i < z->n_index; i++) {
+		if (z->index[i] == NULL)
+			continue;
+		z->index[k] = z->index[i];
+		z->index[k]->index_pos = k;
+		k++;
+	}
+	z->n_index = k;
+	z->index_holes = 0;
+}
+
+static void index_remove(struct sched_item *it)
+{
+	if (!it->indexed)
+		return;
+	struct sched_zone *z = it->dom->zone;
+	z->index[it->index_pos] = NULL;
+	it->indexed = false;
+	z->index_holes++;
+	/* No hole at the end, so that an append finds its place at once. */
+	while (z->n_index > 0 && z->index[z->n_index - 1] == NULL) {
+		z->n_index--;
+		z->index_holes--;
+	}
+	/* Compaction costs O(n): only once holes are as many as items. */
+	if (z->index_holes > 1024 && z->index_holes * 2 > z->n_index)
+		index_compact(z);
+}
+
+/* The first position after (id, seq); holes count as anything. */
+static size_t index_after(const struct sched_zone *z, const char *id, unsigned seq)
+{
+	size_t lo = 0, hi = z->n_index;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2, m = mid;
+		while (m < hi && z->index[m] == NULL)
+			m++;
+		if (m == hi)
+			hi = mid; /* only holes from mid on */
+		else if (item_cmp(z->index[m], id, seq) <= 0)
+			lo = m + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
 
 static void item_key(char *key, const char *id, unsigned seq)
 {
@@ -455,6 +538,7 @@ struct sched *sched_new(struct event_base *base, const struct config *cfg, sched
 	s->start_arg = start_arg;
 	s->zones = strmap_new();
 	s->items = strmap_new();
+	s->listings = u64map_new();
 	s->timer = evtimer_new(base, on_timer, s);
 	s->pump_ev = event_new(base, -1, 0, on_pump, s);
 	return s;
@@ -501,6 +585,9 @@ void sched_add(struct sched *s, const struct queue_delivery_row *row)
 		z->last_local[0] = it->local[0];
 		z->last_local[1] = it->local[1];
 	}
+	it->last_attempt = row->last_attempt;
+	it->response = row->response ? xstrdup(row->response) : NULL;
+	index_add(z, it);
 	heap_push(s, it);
 	schedule_pump(s);
 }
@@ -579,7 +666,9 @@ static void item_forget(struct sched *s, struct sched_item *it)
 
 static void item_free(struct sched_item *it)
 {
+	index_remove(it);
 	free(it->recipient);
+	free(it->response);
 	free(it);
 }
 
@@ -590,13 +679,17 @@ void sched_item_done(struct sched *s, struct sched_item *it)
 	item_free(it);
 }
 
-void sched_item_retry(struct sched *s, struct sched_item *it, int64_t delay_ms)
+void sched_item_retry(struct sched *s, struct sched_item *it, int64_t delay_ms,
+		      const char *response)
 {
 	if (it->cancelled) {
 		item_free(it); /* deleted through the API meanwhile */
 		return;
 	}
 	it->deferred = true;
+	it->last_attempt = clock_wall_ms();
+	free(it->response);
+	it->response = xstrdup(response);
 	it->next = now_ms() + (delay_ms > 0 ? delay_ms : 0);
 	heap_push(s, it);
 	schedule_pump(s);
@@ -613,6 +706,7 @@ size_t sched_cancel(struct sched *s, const char *id, unsigned seq,
 		if (it == NULL)
 			continue;
 		removed(arg, it);
+		index_remove(it); /* no longer listed, whatever it is doing */
 		n++;
 		if (it->waiting) {
 			heap_remove(s, it);
@@ -653,6 +747,132 @@ bool sched_retry_now(struct sched *s, const char *id, unsigned seq)
 	return true;
 }
 
+/* --- listings --- */
+
+/* Index entries a listing looks at per loop pass. */
+#define LIST_STEP 8192
+
+struct sched_listing {
+	struct sched *s;
+	uint64_t id;
+	struct sched_zone *z;
+	bool deferred;
+	size_t limit;
+	/* where the next pass goes on: after this key */
+	char cursor[QUEUE_ID_LEN + 1];
+	unsigned cursor_seq;
+	char last[QUEUE_ID_LEN + 1]; /* the message of the last row */
+	json_t *rows;
+	struct event *step_ev;
+	sched_list_cb cb;
+	void *arg;
+};
+
+static json_t *list_row(const struct sched_item *it)
+{
+	char seq[8];
+	snprintf(seq, sizeof(seq), "%03x", it->seq);
+	json_t *row = json_pack("{s:s, s:s, s:s, s:s, s:I}", "id", it->id, "seq", seq, "zone",
+				sched_item_zone(it), "recipient", it->recipient, "created",
+				(json_int_t)it->created);
+	if (row != NULL && it->deferred)
+		json_object_set_new(row, "deferred",
+				    json_pack("{s:I, s:i, s:I, s:I, s:s?}", "first",
+					      (json_int_t)it->first_failure, "count", it->attempts,
+					      "last", (json_int_t)it->last_attempt, "next",
+					      (json_int_t)clock_mono_to_wall(it->next), "response",
+					      it->response));
+	return row;
+}
+
+static void listing_free(struct sched_listing *l)
+{
+	u64map_remove(l->s->listings, l->id);
+	event_free(l->step_ev);
+	json_decref(l->rows);
+	free(l);
+}
+
+/* One bounded pass over the index; the next is queued behind other events. */
+static void list_step(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	struct sched_listing *l = arg;
+	struct sched_zone *z = l->z;
+	size_t i = index_after(z, l->cursor, l->cursor_seq);
+	size_t seen = 0;
+	bool full = false;
+	for (; i < z->n_index; i++) {
+		const struct sched_item *it = z->index[i];
+		if (it == NULL)
+			continue; /* holes are cheap: they do not count */
+		if (seen++ == LIST_STEP)
+			break;
+		/* A page ends at a message boundary, so `after` (a message id)
+		 * resumes without skipping any of its deliveries. */
+		if (json_array_size(l->rows) >= l->limit && strcmp(it->id, l->last) != 0) {
+			full = true;
+			break;
+		}
+		memcpy(l->cursor, it->id, sizeof(l->cursor));
+		l->cursor_seq = it->seq;
+		if (it->deferred != l->deferred)
+			continue;
+		json_t *row = list_row(it);
+		if (row != NULL) {
+			json_array_append_new(l->rows, row);
+			memcpy(l->last, it->id, sizeof(l->last));
+		}
+	}
+	if (!full && i < z->n_index) {
+		/* More next pass, after what other events are waiting. */
+		event_active(l->step_ev, EV_TIMEOUT, 0);
+		return;
+	}
+	sched_list_cb cb = l->cb;
+	void *cb_arg = l->arg;
+	json_t *rows = json_incref(l->rows);
+	listing_free(l);
+	cb(cb_arg, rows);
+	json_decref(rows);
+}
+
+uint64_t sched_list(struct sched *s, const char *zone, bool deferred, const char *after,
+		    size_t limit, sched_list_cb cb, void *arg)
+{
+	struct sched_listing *l = xcalloc(1, sizeof(*l));
+	l->s = s;
+	l->id = ++s->next_listing;
+	l->z = zone_get(s, zone);
+	l->deferred = deferred;
+	l->limit = limit;
+	l->rows = json_array();
+	l->cb = cb;
+	l->arg = arg;
+	/* After every delivery of message `after`: seqs run up to fff. */
+	if (after != NULL) {
+		snprintf(l->cursor, sizeof(l->cursor), "%s", after);
+		l->cursor_seq = QUEUE_MAX_RCPTS;
+	}
+	l->step_ev = event_new(s->base, -1, 0, list_step, l);
+	u64map_put(s->listings, l->id, l);
+	if (l->z == NULL) {
+		/* No such zone any more: an empty list, still answered later. */
+		static struct sched_zone empty;
+		l->z = &empty;
+	}
+	event_active(l->step_ev, EV_TIMEOUT, 0);
+	return l->id;
+}
+
+void sched_list_cancel(struct sched *s, uint64_t id)
+{
+	struct sched_listing *l = id ? u64map_get(s->listings, id) : NULL;
+	if (l != NULL)
+		listing_free(l);
+}
+
 void sched_batch_free(struct sched_batch *b)
 {
 	if (b == NULL)
@@ -690,12 +910,21 @@ void sched_free(struct sched *s)
 			free(d);
 		}
 		strmap_free(z->domains);
+		free(z->index);
 		pool_rr_clear(&z->rr[0]);
 		pool_rr_clear(&z->rr[1]);
 		free(z);
 	}
 	strmap_free(s->zones);
 	strmap_free(s->items);
+	while (u64map_count(s->listings) > 0) {
+		size_t lpos = 0;
+		uint64_t id;
+		void *lv;
+		u64map_next(s->listings, &lpos, &id, &lv);
+		sched_list_cancel(s, id);
+	}
+	u64map_free(s->listings);
 	event_free(s->timer);
 	event_free(s->pump_ev);
 	free(s);

@@ -15,6 +15,7 @@
 #define ZMTA_SCHED_H
 
 #include <event2/event.h>
+#include <jansson.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -43,6 +44,11 @@ struct sched_item {
 	bool waiting;          /* in the heap (else due or in flight) */
 	size_t heap_index;     /* while waiting */
 	struct sched_item *next_ready;
+	/* the last failed attempt, for listings: wall-clock ms and response */
+	int64_t last_attempt;
+	char *response;
+	bool indexed;          /* in its zone's listing index, at index_pos */
+	size_t index_pos;
 };
 
 /* Deliveries of one message to one domain, sent in one transaction. */
@@ -97,8 +103,9 @@ void sched_release(struct sched *s, struct sched_slot *slot);
 /* The item leaves the schedule: forgotten and freed.  Whether its stored
  * row goes too (delivered, bounced) or stays (shutdown) is the caller's. */
 void sched_item_done(struct sched *s, struct sched_item *it);
-/* The item failed for now: it is tried again in `delay_ms`. */
-void sched_item_retry(struct sched *s, struct sched_item *it, int64_t delay_ms);
+/* The item failed for now with `response`: it is tried again in `delay_ms`. */
+void sched_item_retry(struct sched *s, struct sched_item *it, int64_t delay_ms,
+		      const char *response);
 /*
  * Takes the deliveries of message `id` (all when seq is 0, else that one)
  * out of the schedule, calling removed(arg, item) for each before it goes;
@@ -107,6 +114,19 @@ void sched_item_retry(struct sched *s, struct sched_item *it, int64_t delay_ms);
  */
 size_t sched_cancel(struct sched *s, const char *id, unsigned seq,
 		    void (*removed)(void *arg, const struct sched_item *it), void *arg);
+/*
+ * Lists the deliveries of `zone` that are deferred (or not), in queue order
+ * (id, seq), after message `after` (NULL: from the start): up to `limit`
+ * rows, and the rest of the last message's.  From memory, in bounded steps
+ * on the loop (a million deliveries never hold it long); cb(arg, rows)
+ * gets [{id, seq, zone, recipient, created, deferred?: {first, count,
+ * last, next, response}}] (borrowed) later.  Returns an id for
+ * sched_list_cancel().
+ */
+typedef void (*sched_list_cb)(void *arg, json_t *rows);
+uint64_t sched_list(struct sched *s, const char *zone, bool deferred, const char *after,
+		    size_t limit, sched_list_cb cb, void *arg);
+void sched_list_cancel(struct sched *s, uint64_t id);
 /* Makes a waiting delivery due now; false when there is none such. */
 bool sched_retry_now(struct sched *s, const char *id, unsigned seq);
 

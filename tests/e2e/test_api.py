@@ -872,7 +872,8 @@ def test_metrics_follow_sends_and_deliveries(dns_server, smtp_sink, zmta):
                        ("zonemta_queue_size", "gauge"),
                        ("zonemta_outbound_connections", "gauge"),
                        ("zonemta_store_commit_seconds", "histogram"),
-                       ("zonemta_dns_lookup_seconds", "histogram")]:
+                       ("zonemta_dns_lookup_seconds", "histogram"),
+                       ("zonemta_message_load_seconds", "histogram")]:
         assert name in families and families[name].type == kind, name
     for zone in ("default", "bounces", "held"):
         assert sample(samples, "zonemta_queue_size", zone=zone, state="queued") == 0
@@ -909,7 +910,8 @@ def test_metrics_follow_sends_and_deliveries(dns_server, smtp_sink, zmta):
     assert sample(samples, "zonemta_queue_size", zone="default", state="deferred") == 0
     opened = len(sink.sessions())
     assert 0 <= sample(samples, "zonemta_outbound_connections", zone="default") <= opened
-    for hist, least in (("zonemta_store_commit_seconds", 5), ("zonemta_dns_lookup_seconds", 1)):
+    for hist, least in (("zonemta_store_commit_seconds", 5), ("zonemta_dns_lookup_seconds", 1),
+                        ("zonemta_message_load_seconds", 4)):
         count = sample(samples, f"{hist}_count")
         assert count >= least, hist
         buckets = sorted((float(dict(k[1])["le"]), v) for k, v in samples.items()

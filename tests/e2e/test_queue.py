@@ -6,6 +6,7 @@ import signal
 import socket
 import subprocess
 import time
+import urllib.request
 
 import pytest
 
@@ -227,3 +228,44 @@ def test_small_messages_kept_in_memory_hold_only_their_size(zmta):
             assert client.data(body)[0] == 250
     grown = vm_data_kb(d.pid) - before
     assert grown < 200 * 1024, f"VmData grew by {grown} KiB"
+
+
+def test_a_full_disk_breaks_the_store_and_health_says_so(app, zmta, tmp_path):
+    """With the guard off, RocksDB meets a real ENOSPC: the store goes out of
+    service (no more writes, no abort), /health answers 503 degraded with the
+    reason, the metric says so, and the daemon keeps answering."""
+    small = tmp_path / "full"
+    small.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=12m", "tmpfs", str(small)],
+                      capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a small tmpfs here")
+    try:
+        d = zmta(extra_config={"queue": {"dir": str(small / "data"), "minFreeSpace": 0}})
+        body = b"Subject: fill\r\n\r\n" + (b"z" * 998 + b"\r\n") * 1000  # 1 MB
+        codes = []
+        for _ in range(40):
+            with d.smtp() as client:
+                client.ehlo("x")
+                client.mail("a@b.test")
+                client.rcpt("c@d.test")
+                codes.append(client.data(body)[0])
+            if codes[-1] != 250:
+                break
+        assert codes[-1] == 451, codes
+        d.wait_log(r"error event=store_broken error=\".*(No space|IO error|space)")
+        status, health = d.get("/health")
+        assert status == 503, health
+        assert health["status"] == "degraded"
+        assert "takes no more mail until zone-mta is restarted" in health["reason"]
+        with urllib.request.urlopen(d.url("/metrics"), timeout=10) as resp:
+            assert re.search(r"^zonemta_store_broken 1$", resp.read().decode(), re.M)
+        # Still up: SMTP answers, and refuses mail for now (4xx, not 5xx).
+        with d.smtp() as client:
+            client.ehlo("x")
+            client.mail("a@b.test")
+            client.rcpt("c@d.test")
+            assert client.data(b"Subject: small\r\n\r\nx\r\n")[0] == 451
+        assert d.proc.poll() is None
+        d.stop()
+    finally:
+        subprocess.run(["umount", "-l", str(small)])

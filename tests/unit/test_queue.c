@@ -119,8 +119,11 @@ static void test_commit_counts_and_finish(void **state)
 	assert_int_equal(one->queued, 2);
 
 	/* A deferral moves a count; finishing removes it. */
-	struct queue_delivery_row row = {id, 1, "default", "a@one.test", "one.test",
-					 clock_wall_ms(), clock_wall_ms() + 60000, 1, true, 0, NULL};
+	struct queue_delivery_row row = {.id = id, .seq = 1, .zone = "default",
+					 .recipient = "a@one.test", .domain = "one.test",
+					 .created = clock_wall_ms(),
+					 .next_attempt = clock_wall_ms() + 60000, .attempts = 1,
+					 .deferred = true};
 	queue_delivery_defer(q, &row, false, clock_wall_ms(), "451 4.0.0 later");
 	c = queue_zone_counts(q, "default", &domains);
 	assert_int_equal(c->queued, 2);
@@ -274,8 +277,33 @@ static void test_a_failed_write_breaks_the_store(void **state)
 	assert_int_equal(commit(q, id, rcpts, 1, &w2), QUEUE_ERR_STORE);
 	assert_int_equal(rows_seen, 0);
 	assert_null(queue_zone_counts(q, "default", NULL));
+	assert_non_null(strstr(queue_broken(q), "injected by store_ram_fail_writes"));
 	queue_close(q);
 	assert_int_equal(store_ram_count(DIR, STORE_CF_DLV), 0);
+}
+
+/* A background error (a failed flush or compaction) is seen before the
+ * next batch: nothing more is written. */
+static void test_a_background_error_stops_writes(void **state)
+{
+	(void)state;
+	struct queue *q = open_queue();
+	char id[QUEUE_ID_LEN + 1];
+	const char *rcpts[] = {"a@one.test"};
+	struct wait w = {0};
+	assert_int_equal(commit(q, id, rcpts, 1, &w), 0);
+	assert_null(queue_broken(q));
+	store_ram_background_error(DIR);
+	struct wait w2 = {0};
+	char id2[QUEUE_ID_LEN + 1];
+	assert_int_equal(commit(q, id2, rcpts, 1, &w2), QUEUE_ERR_STORE);
+	assert_non_null(strstr(w2.error, "injected by store_ram_background_error"));
+	assert_non_null(queue_broken(q));
+	/* Deletions are not written either: the first message stays. */
+	queue_delivery_finish(q, id, 1, "default", "one.test", false);
+	queue_close(q);
+	assert_int_equal(store_ram_count(DIR, STORE_CF_DLV), 1);
+	assert_int_equal(store_ram_count(DIR, STORE_CF_META), 1);
 }
 
 int main(void)
@@ -286,6 +314,8 @@ int main(void)
 						teardown),
 		cmocka_unit_test_setup_teardown(test_recovery, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_a_failed_write_breaks_the_store, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_a_background_error_stops_writes, setup,
 						teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

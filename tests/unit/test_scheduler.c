@@ -13,6 +13,7 @@
 #include <event2/event.h>
 
 #include "core/clock.h"
+#include "core/xmalloc.h"
 #include "sched/sched.h"
 #include "test_util.h"
 
@@ -256,6 +257,12 @@ static void on_removed(void *arg, const struct sched_item *it)
 	removed_items[nremoved++] = it;
 }
 
+static void on_removed_quiet(void *arg, const struct sched_item *it)
+{
+	(void)arg;
+	(void)it;
+}
+
 static void test_cancel_waiting_due_and_in_flight(void **state)
 {
 	(void)state;
@@ -280,6 +287,115 @@ static void test_cancel_waiting_due_and_in_flight(void **state)
 	assert_false(sched_retry_now(s, ID(3), 1));
 }
 
+static json_t *listed;
+
+static void on_list(void *arg, json_t *rows)
+{
+	(void)arg;
+	listed = json_incref(rows);
+}
+
+/* Lists (waiting for the bounded passes); returns "id/seq ..." of the rows. */
+static char *list(const char *zone, bool deferred, const char *after, size_t limit)
+{
+	listed = NULL;
+	sched_list(s, zone, deferred, after, limit, on_list, NULL);
+	assert_null(listed); /* never from inside the call */
+	while (listed == NULL)
+		event_base_loop(base, EVLOOP_ONCE);
+	char *out = xstrdup("");
+	size_t i;
+	json_t *row;
+	json_array_foreach(listed, i, row) {
+		char *more = xasprintf("%s%s%s/%s", out, i ? " " : "",
+				       json_string_value(json_object_get(row, "id")) + 15,
+				       json_string_value(json_object_get(row, "seq")));
+		free(out);
+		out = more;
+	}
+	return out;
+}
+
+static void test_listing_in_queue_order_by_page(void **state)
+{
+	(void)state;
+	sched_stop(s); /* nothing starts: everything stays listed */
+	/* Messages queued out of order (a younger one committed first). */
+	add("000000000000000003", 1, "a@one.test", 60000);
+	add("000000000000000001", 2, "b@one.test", 60000);
+	add("000000000000000001", 1, "a@two.test", 60000);
+	add("000000000000000002", 1, "a@one.test", 60000);
+	add("000000000000000004", 1, "a@one.test", 60000);
+	char *all = list("default", false, NULL, 100);
+	assert_string_equal(all, "001/001 001/002 002/001 003/001 004/001");
+	free(all);
+	/* A page ends at a message boundary: limit 1 still gives both of 001. */
+	char *page = list("default", false, NULL, 1);
+	assert_string_equal(page, "001/001 001/002");
+	free(page);
+	page = list("default", false, "000000000000000001", 2);
+	assert_string_equal(page, "002/001 003/001");
+	free(page);
+	/* Deleted ones are no longer listed. */
+	nremoved = 0;
+	sched_cancel(s, "000000000000000002", 0, on_removed, NULL);
+	page = list("default", false, "000000000000000001", 2);
+	assert_string_equal(page, "003/001 004/001");
+	free(page);
+	char *none = list("default", true, NULL, 10);
+	assert_string_equal(none, "");
+	free(none);
+	none = list("no-such-zone", false, NULL, 10);
+	assert_string_equal(none, "");
+	free(none);
+	json_decref(listed);
+}
+
+static void test_listing_deferred_and_many(void **state)
+{
+	(void)state;
+	add(ID(1), 1, "a@one.test", -1000);
+	run();
+	assert_int_equal(nstarts, 1);
+	struct sched_item *it = starts[0].batch->items[0];
+	sched_batch_free(starts[0].batch);
+	starts[0].batch = NULL;
+	sched_item_retry(s, it, 60000, "451 4.7.1 greylisted");
+	sched_stop(s);
+	/* 50000 more, so the listing takes several passes (and holes). */
+	for (int i = 0; i < 50000; i++) {
+		char id[QUEUE_ID_LEN + 1];
+		snprintf(id, sizeof(id), "1%017d", i);
+		add(id, 1, "x@many.test", 60000);
+	}
+	for (int i = 0; i < 30000; i += 2) {
+		char id[QUEUE_ID_LEN + 1];
+		snprintf(id, sizeof(id), "1%017d", i);
+		sched_cancel(s, id, 0, on_removed_quiet, NULL);
+	}
+	listed = NULL;
+	sched_list(s, "default", true, NULL, 1000, on_list, NULL);
+	while (listed == NULL)
+		event_base_loop(base, EVLOOP_ONCE);
+	assert_int_equal(json_array_size(listed), 1);
+	json_t *d = json_object_get(json_array_get(listed, 0), "deferred");
+	assert_string_equal(json_string_value(json_object_get(d, "response")),
+			    "451 4.7.1 greylisted");
+	assert_true(json_integer_value(json_object_get(d, "next")) > clock_wall_ms() + 50000);
+	assert_true(json_integer_value(json_object_get(d, "last")) > clock_wall_ms() - 10000);
+	json_decref(listed);
+	char *tail = list("default", false, "100000000000049997", 10);
+	assert_string_equal(tail, "998/001 999/001"); /* ...049998, ...049999 */
+	free(tail);
+	json_decref(listed);
+	/* A cancelled listing never answers. */
+	listed = NULL;
+	uint64_t id = sched_list(s, "default", false, NULL, 10, on_list, NULL);
+	sched_list_cancel(s, id);
+	run();
+	assert_null(listed);
+}
+
 static void test_stop_starts_nothing(void **state)
 {
 	(void)state;
@@ -302,6 +418,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_park_and_wake, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_cancel_waiting_due_and_in_flight, setup,
 						teardown),
+		cmocka_unit_test_setup_teardown(test_listing_in_queue_order_by_page, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_listing_deferred_and_many, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_stop_starts_nothing, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

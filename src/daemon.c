@@ -131,7 +131,8 @@ static void pidfile_remove(struct daemon *d)
 	/* After dropping privileges the folder may not be ours to change:
 	 * then the stale file stays, unlocked, and is reused at next start. */
 	if (unlink(d->pidfile) != 0)
-		log_debug("pidfile", "path=%s action=keep error=\"%s\"", d->pidfile, strerror(errno));
+		log_debug("pidfile", "path=%s action=keep error=\"%s\"", d->pidfile,
+			  strerror(errno));
 	close(d->pidfile_fd);
 	free(d->pidfile);
 	d->pidfile = NULL;
@@ -174,7 +175,8 @@ static int drop_privileges(const struct config *cfg, char **err)
 	if (cfg->user == NULL)
 		return 0;
 	if (geteuid() != 0) {
-		log_warn("privileges", "action=none reason=\"not started as root\" user=%s", cfg->user);
+		log_warn("privileges", "action=none reason=\"not started as root\" user=%s",
+			 cfg->user);
 		return 0;
 	}
 	uid_t uid;
@@ -223,7 +225,8 @@ static void on_stop_signal(evutil_socket_t sig, short what, void *arg)
 	(void)what;
 	struct daemon *d = arg;
 	if (d->stopping) {
-		log_warn("stopping", "signal=%s action=\"stopping now\"", sig == SIGTERM ? "TERM" : "INT");
+		log_warn("stopping", "signal=%s action=\"stopping now\"",
+			 sig == SIGTERM ? "TERM" : "INT");
 		event_base_loopbreak(d->base);
 		return;
 	}
@@ -255,20 +258,26 @@ static void note_restart_needed(const struct config *running, const struct confi
 		if (strcmp(old->key, "log") == 0 || strcmp(old->key, "bounces") == 0)
 			continue; /* reloaded */
 		const struct cfg_node *new = cfg_map_get(loaded->tree, old->key);
-		if (old->kind == CFG_MAP && new != NULL && new->kind == CFG_MAP) {
+		if (old->kind == CFG_MAP && new != NULL &&new->kind == CFG_MAP) {
 			for (size_t j = 0; j < old->nchild; j++) {
 				const struct cfg_node *o = old->child[j];
 				if (!cfg_node_equal(o, cfg_map_get(new, o->key)))
-					log_warn("reload", "option=%s.%s action=ignored reason=\"takes "
-						 "effect after restart\"", old->key, o->key);
+					log_warn("reload",
+						 "option=%s.%s action=ignored reason=\"takes "
+						 "effect after restart\"",
+						 old->key, o->key);
 			}
 			for (size_t j = 0; j < new->nchild; j++)
 				if (cfg_map_get(old, new->child[j]->key) == NULL)
-					log_warn("reload", "option=%s.%s action=ignored reason=\"takes "
-						 "effect after restart\"", old->key, new->child[j]->key);
+					log_warn("reload",
+						 "option=%s.%s action=ignored reason=\"takes "
+						 "effect after restart\"",
+						 old->key, new->child[j]->key);
 		} else if (!cfg_node_equal(old, new)) {
-			log_warn("reload", "option=%s action=ignored reason=\"takes effect after "
-				 "restart\"", old->key);
+			log_warn("reload",
+				 "option=%s action=ignored reason=\"takes effect after "
+				 "restart\"",
+				 old->key);
 		}
 	}
 }
@@ -278,18 +287,20 @@ static void note_restart_needed(const struct config *running, const struct confi
 static void reload_bounce_rules(struct daemon *d, const struct config *cfg)
 {
 	char *err = NULL;
-	struct bounce_rules *rules =
-		cfg->bounce_rules ? bounce_rules_load(cfg->bounce_rules, &err) : bounce_rules_builtin();
+	struct bounce_rules *rules = cfg->bounce_rules ? bounce_rules_load(cfg->bounce_rules, &err)
+						       : bounce_rules_builtin();
 	if (rules == NULL) {
-		log_error("reload", "status=rejected problem=\"%s\" action=\"keeping the running "
-			  "bounce rules\"", err);
+		log_error("reload",
+			  "status=rejected problem=\"%s\" action=\"keeping the running "
+			  "bounce rules\"",
+			  err);
 		free(err);
 		return;
 	}
 	bounce_rules_free((struct bounce_rules *)outcome_set_rules(d->outcome, rules));
 	d->rules = rules;
-	log_info("reload", "bounce_rules=%s count=%zu", cfg->bounce_rules ? cfg->bounce_rules : "built-in",
-		 bounce_rules_count(rules));
+	log_info("reload", "bounce_rules=%s count=%zu",
+		 cfg->bounce_rules ? cfg->bounce_rules : "built-in", bounce_rules_count(rules));
 }
 
 static void on_reload_signal(evutil_socket_t sig, short what, void *arg)
@@ -358,7 +369,8 @@ static int daemon_start(struct daemon *d, char **err)
 	if (apply_log_config(&cfg->log, err) != 0)
 		return -1;
 	if (mkdir_p(cfg->queue.dir, 0750) != 0) {
-		*err = xasprintf("cannot create queue folder %s: %s", cfg->queue.dir, strerror(errno));
+		*err = xasprintf("cannot create queue folder %s: %s", cfg->queue.dir,
+				 strerror(errno));
 		return -1;
 	}
 	/* Store workers wake the loop from their threads. */
@@ -376,11 +388,11 @@ static int daemon_start(struct daemon *d, char **err)
 		fatal("event_base_new failed");
 	hook_init(d->base, cfg->hook_timeout_ms);
 	struct http_client_config hcc = {
-		.timeout_ms = cfg->http_client.timeout_ms,
-		.connect_timeout_ms = cfg->http_client.connect_timeout_ms,
-		.max_per_host = cfg->http_client.max_per_host,
-		.max_response = cfg->http_client.max_response,
-		.ca_file = cfg->http_client.ca_file,
+	    .timeout_ms = cfg->http_client.timeout_ms,
+	    .connect_timeout_ms = cfg->http_client.connect_timeout_ms,
+	    .max_per_host = cfg->http_client.max_per_host,
+	    .max_response = cfg->http_client.max_response,
+	    .ca_file = cfg->http_client.ca_file,
 	};
 	d->http = http_client_new(d->base, &hcc);
 	d->plugin = (struct plugin_env){d->base, cfg, d->http};
@@ -405,7 +417,8 @@ static int daemon_start(struct daemon *d, char **err)
 		d->api = api_new(d->base, cfg, err);
 		if (d->api == NULL)
 			return -1;
-		log_info("listen", "service=api proto=http addr=%s:%d", cfg->api.host, cfg->api.port);
+		log_info("listen", "service=api proto=http addr=%s:%d", cfg->api.host,
+			 cfg->api.port);
 	}
 	/* Listeners are bound (low ports need root); from here on, never root.
 	 * The queue is opened after, so its files belong to the running user. */
@@ -472,7 +485,7 @@ int daemon_run(const struct config_source *src, struct config *cfg)
 	outcome_free(d.outcome);
 	dns_free(d.dns);
 	bounce_rules_free(d.rules);
-	hook_shutdown(); /* after everything that could have a run pending */
+	hook_shutdown();          /* after everything that could have a run pending */
 	http_client_free(d.http); /* after the hooks that could ask it */
 	if (d.stop_timer)
 		event_free(d.stop_timer);

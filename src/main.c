@@ -28,23 +28,23 @@ extern const char zmta_default_config[];
 extern const size_t zmta_default_config_len;
 
 static const char usage_text[] =
-	"Usage:\n"
-	"  zone-mta create DIR                 make an app folder (config, plugins, queue)\n"
-	"  zone-mta run [-d DIR] [-c FILE]     run the relay\n"
-	"  zone-mta check-config [-d DIR] [-c FILE]\n"
-	"                                      validate the configuration and exit\n"
-	"  zone-mta dkim keygen --domain D --selector S [--type rsa|ed25519] [--bits N]\n"
-	"                   [--out FILE]       make a DKIM key; print its DNS record\n"
-	"  zone-mta --version | --help\n"
-	"\n"
-	"Options:\n"
-	"  -d, --dir DIR     app folder: reads DIR/config/default.yaml, then\n"
-	"                    DIR/config/$ZONEMTA_ENV.yaml (ZONEMTA_ENV: development)\n"
-	"  -c, --config FILE one more YAML file, merged last\n"
-	"\n"
-	"Without -d, zone-mta runs on its built-in defaults (config/default.yaml\n"
-	"in the source tree documents every option).\n"
-	"Exit codes: 0 ok, 1 runtime failure, 2 usage or configuration error.\n";
+    "Usage:\n"
+    "  zone-mta create DIR                 make an app folder (config, plugins, queue)\n"
+    "  zone-mta run [-d DIR] [-c FILE]     run the relay\n"
+    "  zone-mta check-config [-d DIR] [-c FILE]\n"
+    "                                      validate the configuration and exit\n"
+    "  zone-mta dkim keygen --domain D --selector S [--type rsa|ed25519] [--bits N]\n"
+    "                   [--out FILE]       make a DKIM key; print its DNS record\n"
+    "  zone-mta --version | --help\n"
+    "\n"
+    "Options:\n"
+    "  -d, --dir DIR     app folder: reads DIR/config/default.yaml, then\n"
+    "                    DIR/config/$ZONEMTA_ENV.yaml (ZONEMTA_ENV: development)\n"
+    "  -c, --config FILE one more YAML file, merged last\n"
+    "\n"
+    "Without -d, zone-mta runs on its built-in defaults (config/default.yaml\n"
+    "in the source tree documents every option).\n"
+    "Exit codes: 0 ok, 1 runtime failure, 2 usage or configuration error.\n";
 
 static int usage_error(const char *fmt, const char *arg)
 {
@@ -58,9 +58,9 @@ static int usage_error(const char *fmt, const char *arg)
 static int parse_source(int argc, char **argv, struct config_source *src)
 {
 	static const struct option longopts[] = {
-		{"dir", required_argument, NULL, 'd'},
-		{"config", required_argument, NULL, 'c'},
-		{NULL, 0, NULL, 0},
+	    {"dir", required_argument, NULL, 'd'},
+	    {"config", required_argument, NULL, 'c'},
+	    {NULL, 0, NULL, 0},
 	};
 	int c;
 	optind = 1;
@@ -215,9 +215,9 @@ static int cmd_create(int argc, char **argv)
 static int cmd_dkim(int argc, char **argv)
 {
 	static const struct option longopts[] = {
-		{"domain", required_argument, NULL, 'd'}, {"selector", required_argument, NULL, 's'},
-		{"type", required_argument, NULL, 't'},   {"bits", required_argument, NULL, 'b'},
-		{"out", required_argument, NULL, 'o'},    {NULL, 0, NULL, 0},
+	    {"domain", required_argument, NULL, 'd'}, {"selector", required_argument, NULL, 's'},
+	    {"type", required_argument, NULL, 't'},   {"bits", required_argument, NULL, 'b'},
+	    {"out", required_argument, NULL, 'o'},    {NULL, 0, NULL, 0},
 	};
 	if (argc < 2 || strcmp(argv[1], "keygen") != 0)
 		return usage_error("%s", "dkim needs a subcommand: keygen");

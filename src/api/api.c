@@ -44,7 +44,8 @@ static const char *method_name(enum evhttp_cmd_type method)
 void api_reply_json(struct evhttp_request *req, int status, json_t *body)
 {
 	log_debug("http", "method=%s uri=\"%s\" status=%d",
-		  method_name(evhttp_request_get_command(req)), evhttp_request_get_uri(req), status);
+		  method_name(evhttp_request_get_command(req)), evhttp_request_get_uri(req),
+		  status);
 	char *text = json_dumps(body, JSON_COMPACT);
 	json_decref(body);
 	if (text == NULL)
@@ -86,19 +87,19 @@ static void route_health(struct api *api, struct evhttp_request *req,
 }
 
 static const struct api_route routes[] = {
-	{EVHTTP_REQ_GET, "/health", route_health},
-	{EVHTTP_REQ_GET, "/queue/:zone", route_queue},
-	{EVHTTP_REQ_GET, "/message/:id", route_message},
-	{EVHTTP_REQ_GET, "/fetch/:id", route_fetch},
-	{EVHTTP_REQ_POST, "/send", route_send},
-	{EVHTTP_REQ_POST, "/send-raw", route_send_raw},
-	{EVHTTP_REQ_GET, "/zones", route_zones},
-	{EVHTTP_REQ_GET, "/counter/:type/:zone", route_counter},
-	{EVHTTP_REQ_GET, "/queued/:type/:zone", route_queued},
-	{EVHTTP_REQ_DELETE, "/message/:id", route_delete},
-	{EVHTTP_REQ_DELETE, "/message/:id/:seq", route_delete},
-	{EVHTTP_REQ_PUT, "/message/:id/:seq", route_retry},
-	{EVHTTP_REQ_GET, "/metrics", route_metrics},
+    {EVHTTP_REQ_GET, "/health", route_health},
+    {EVHTTP_REQ_GET, "/queue/:zone", route_queue},
+    {EVHTTP_REQ_GET, "/message/:id", route_message},
+    {EVHTTP_REQ_GET, "/fetch/:id", route_fetch},
+    {EVHTTP_REQ_POST, "/send", route_send},
+    {EVHTTP_REQ_POST, "/send-raw", route_send_raw},
+    {EVHTTP_REQ_GET, "/zones", route_zones},
+    {EVHTTP_REQ_GET, "/counter/:type/:zone", route_counter},
+    {EVHTTP_REQ_GET, "/queued/:type/:zone", route_queued},
+    {EVHTTP_REQ_DELETE, "/message/:id", route_delete},
+    {EVHTTP_REQ_DELETE, "/message/:id/:seq", route_delete},
+    {EVHTTP_REQ_PUT, "/message/:id/:seq", route_retry},
+    {EVHTTP_REQ_GET, "/metrics", route_metrics},
 };
 
 /*
@@ -113,7 +114,8 @@ static bool route_match(const char *pattern, char *scratch, struct api_params *p
 	char *p = strtok_r(pat, "/", &save_p);
 	char *s = strtok_r(scratch, "/", &save_s);
 	bool ok = true;
-	for (; p != NULL && s != NULL; p = strtok_r(NULL, "/", &save_p), s = strtok_r(NULL, "/", &save_s)) {
+	for (; p != NULL && s != NULL;
+	     p = strtok_r(NULL, "/", &save_p), s = strtok_r(NULL, "/", &save_s)) {
 		if (p[0] == ':') {
 			if (params->count == API_MAX_PARAMS) {
 				ok = false;
@@ -155,7 +157,8 @@ static void api_dispatch(struct evhttp_request *req, void *arg)
 			if (routes[i].method == evhttp_request_get_command(req)) {
 				if (routes[i].handler != route_health && !authorized(api, req)) {
 					evhttp_add_header(evhttp_request_get_output_headers(req),
-							  "WWW-Authenticate", "Basic realm=\"zone-mta\"");
+							  "WWW-Authenticate",
+							  "Basic realm=\"zone-mta\"");
 					api_reply_error(req, 401, "authentication required");
 				} else {
 					routes[i].handler(api, req, &params);
@@ -219,7 +222,8 @@ static bool authorized(const struct api *api, struct evhttp_request *req)
 		char *expect_plain = xasprintf("%s:%s", c->user, c->password ? c->password : "");
 		size_t n = strlen(expect_plain);
 		char *expect = xmalloc(4 * ((n + 2) / 3) + 1);
-		EVP_EncodeBlock((unsigned char *)expect, (const unsigned char *)expect_plain, (int)n);
+		EVP_EncodeBlock((unsigned char *)expect, (const unsigned char *)expect_plain,
+				(int)n);
 		bool ok = secret_equal(auth + 6, expect);
 		free(expect_plain);
 		free(expect);
@@ -246,7 +250,7 @@ struct api *api_new(struct event_base *base, const struct config *config, char *
 	 * line is cut here (libevent answers 413 and closes), not buffered. */
 	evhttp_set_max_headers_size(api->http, API_HEADERS_MAX);
 	evhttp_set_allowed_methods(api->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_PUT |
-						      EVHTTP_REQ_DELETE);
+						  EVHTTP_REQ_DELETE);
 	evhttp_set_gencb(api->http, api_dispatch, api);
 	errno = 0;
 	if (evhttp_bind_socket_with_handle(api->http, cfg->host, (ev_uint16_t)cfg->port) == NULL) {

@@ -17,8 +17,8 @@ struct api {
 	struct queue *queue;
 	struct sched *sched;
 	struct outcome *outcome;
-	struct workpool *cpu;      /* composes /send messages off the loop */
-	struct u64map *sendings;   /* id -> struct sending, while its client is there */
+	struct workpool *cpu;    /* composes /send messages off the loop */
+	struct u64map *sendings; /* id -> struct sending, while its client is there */
 	uint64_t next_sending;
 	struct timespec started; /* CLOCK_MONOTONIC */
 	time_t started_wall;

@@ -37,7 +37,8 @@ static const struct zone_config *type_and_zone(struct api *api, struct evhttp_re
 {
 	const char *type = params->value[0];
 	if (strcmp(type, "queued") != 0 && strcmp(type, "deferred") != 0) {
-		api_reply_field_error(req, HTTP_BADREQUEST, "type", "type must be queued or deferred");
+		api_reply_field_error(req, HTTP_BADREQUEST, "type",
+				      "type must be queued or deferred");
 		return NULL;
 	}
 	*deferred = strcmp(type, "deferred") == 0;
@@ -56,8 +57,9 @@ void route_counter(struct api *api, struct evhttp_request *req, const struct api
 	const struct strmap *domains;
 	const struct queue_counts *c = queue_zone_counts(api->queue, z->name, &domains);
 	uint64_t n = c ? (deferred ? c->deferred : c->queued) : 0;
-	api_reply_json(req, HTTP_OK, json_pack("{s:s, s:s, s:I}", "zone", z->name, "type",
-					       params->value[0], "count", (json_int_t)n));
+	api_reply_json(req, HTTP_OK,
+		       json_pack("{s:s, s:s, s:I}", "zone", z->name, "type", params->value[0],
+				 "count", (json_int_t)n));
 }
 
 struct listing {
@@ -109,7 +111,8 @@ void route_queued(struct api *api, struct evhttp_request *req, const struct api_
 	long page = size ? strtol(size, NULL, 10) : PAGE_DEFAULT;
 	if (page < 1 || page > PAGE_MAX) {
 		evhttp_clear_headers(&query);
-		api_reply_field_error(req, HTTP_BADREQUEST, "pageSize", "pageSize must be 1 to 1000");
+		api_reply_field_error(req, HTTP_BADREQUEST, "pageSize",
+				      "pageSize must be 1 to 1000");
 		return;
 	}
 	if (start != NULL && *start != '\0' && !api_valid_id(start)) {
@@ -166,8 +169,8 @@ void route_retry(struct api *api, struct evhttp_request *req, const struct api_p
 		api_reply_error(req, HTTP_NOTFOUND, "no such delivery");
 		return;
 	}
-	api_reply_json(req, HTTP_OK, json_pack("{s:s, s:s, s:b}", "id", id, "seq", params->value[1],
-					       "retry", 1));
+	api_reply_json(req, HTTP_OK,
+		       json_pack("{s:s, s:s, s:b}", "id", id, "seq", params->value[1], "retry", 1));
 }
 
 void route_metrics(struct api *api, struct evhttp_request *req, const struct api_params *params)

@@ -86,8 +86,7 @@ static void on_client_gone(struct evhttp_connection *conn, void *arg)
 	free(p);
 }
 
-static struct pending_read *pending_new(struct api *api, struct evhttp_request *req,
-					const char *id)
+static struct pending_read *pending_new(struct api *api, struct evhttp_request *req, const char *id)
 {
 	struct pending_read *p = xcalloc(1, sizeof(*p));
 	p->api = api;
@@ -153,10 +152,10 @@ static void message_answer(void *arg, int rc, const struct queue_message *msg)
 	json_t *row;
 	json_array_foreach(msg->deliveries, i, row)
 	{
-		json_t *m = json_pack("{s:s, s:O, s:O, s:O, s:O}", "id", p->id, "seq",
-				      json_object_get(row, "seq"), "zone", json_object_get(row, "zone"),
-				      "recipient", json_object_get(row, "recipient"), "status",
-				      json_object_get(row, "status"));
+		json_t *m = json_pack(
+		    "{s:s, s:O, s:O, s:O, s:O}", "id", p->id, "seq", json_object_get(row, "seq"),
+		    "zone", json_object_get(row, "zone"), "recipient",
+		    json_object_get(row, "recipient"), "status", json_object_get(row, "status"));
 		if (m == NULL)
 			continue; /* a row missing fields: shown nowhere rather than wrong */
 		json_t *deferred = json_object_get(row, "deferred");

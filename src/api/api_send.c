@@ -86,7 +86,7 @@ static void queued(void *arg, int rc, const char *error)
 	}
 	stats_message_rejected("api");
 	/* `error` belongs to the ingest, freed with the sending. */
-	char *text = xstrdup(error ? error
+	char *text = xstrdup(error                   ? error
 			     : rc == INGEST_REJECTED ? "message rejected"
 			     : rc == INGEST_DEFERRED ? "message deferred, try again later"
 						     : "the queue could not store the message");
@@ -108,9 +108,10 @@ static bool trusts_headers(const struct api *api)
 /* The client's address, or X-Originating-IP when trusted and it names one. */
 static const char *origin_of(struct api *api, struct evhttp_request *req)
 {
-	const char *o = trusts_headers(api) ? evhttp_find_header(evhttp_request_get_input_headers(req),
-								 "X-Originating-IP")
-					    : NULL;
+	const char *o = trusts_headers(api)
+			    ? evhttp_find_header(evhttp_request_get_input_headers(req),
+						 "X-Originating-IP")
+			    : NULL;
 	unsigned char buf[16];
 	if (o != NULL && (inet_pton(AF_INET, o, buf) == 1 || inet_pton(AF_INET6, o, buf) == 1))
 		return o; /* only an address: it goes into the Received header */
@@ -135,18 +136,18 @@ static void submit(struct sending *s, const char *data, size_t len, const char *
 		return;
 	}
 	struct ingest_envelope env = {
-		.interface = "api",
-		.origin = origin_of(api, req),
-		.transhost = "",
-		.transtype = "HTTP",
-		.user = trusts_headers(api) ? evhttp_find_header(evhttp_request_get_input_headers(req),
-								 "X-Authenticated-User")
-					    : NULL,
-		.from = from,
-		.rcpts = rcpts,
-		.nrcpts = nrcpts,
-		.allow_routing_headers = api->cfg->api.allow_routing_headers,
-		.received_by = api->cfg->hostname,
+	    .interface = "api",
+	    .origin = origin_of(api, req),
+	    .transhost = "",
+	    .transtype = "HTTP",
+	    .user = trusts_headers(api) ? evhttp_find_header(evhttp_request_get_input_headers(req),
+							     "X-Authenticated-User")
+					: NULL,
+	    .from = from,
+	    .rcpts = rcpts,
+	    .nrcpts = nrcpts,
+	    .allow_routing_headers = api->cfg->api.allow_routing_headers,
+	    .received_by = api->cfg->hostname,
 	};
 	ingest_finish(s->ingest, &env, queued, s);
 }
@@ -174,7 +175,7 @@ struct composing {
 	uint64_t sending;
 	struct evbuffer *body; /* moved out of the request */
 	/* the result */
-	int rc;                 /* 0, or -1 with err */
+	int rc; /* 0, or -1 with err */
 	struct compose_error err;
 	struct compose_result out;
 };
@@ -193,7 +194,8 @@ static void compose_run(struct workpool_job *job)
 		c->rc = -1;
 		c->err.field[0] = '\0';
 		snprintf(c->err.message, sizeof(c->err.message),
-			 "invalid JSON: %s at line %d column %d", jerr.text, jerr.line, jerr.column);
+			 "invalid JSON: %s at line %d column %d", jerr.text, jerr.line,
+			 jerr.column);
 		return;
 	}
 	c->rc = compose_message(msg, c->api->cfg->hostname, &c->out, &c->err);

@@ -73,8 +73,8 @@ static void emit_histogram(struct out *o, const char *name, const char *help,
 char *metrics_render(const struct config *cfg, const struct queue *q)
 {
 	struct out o = {0};
-	emit_counter(&o, "zonemta_messages_accepted_total", "Messages accepted (queued).", "counter",
-		     STATS_MESSAGES_ACCEPTED, "interface");
+	emit_counter(&o, "zonemta_messages_accepted_total", "Messages accepted (queued).",
+		     "counter", STATS_MESSAGES_ACCEPTED, "interface");
 	emit_counter(&o, "zonemta_messages_rejected_total", "Messages refused or failed at intake.",
 		     "counter", STATS_MESSAGES_REJECTED, "interface");
 
@@ -115,28 +115,31 @@ char *metrics_render(const struct config *cfg, const struct queue *q)
 	}
 	struct queue_memory_stats ms;
 	queue_memory_stats(q, &ms);
-	emit(&o, "# HELP zonemta_queue_memory_bytes Just-queued messages kept in memory for their "
-		 "first delivery.\n"
-		 "# TYPE zonemta_queue_memory_bytes gauge\n"
-		 "zonemta_queue_memory_bytes %zu\n"
-		 "# HELP zonemta_queue_memory_messages Messages kept in memory for their first "
-		 "delivery.\n"
-		 "# TYPE zonemta_queue_memory_messages gauge\n"
-		 "zonemta_queue_memory_messages %zu\n",
+	emit(&o,
+	     "# HELP zonemta_queue_memory_bytes Just-queued messages kept in memory for their "
+	     "first delivery.\n"
+	     "# TYPE zonemta_queue_memory_bytes gauge\n"
+	     "zonemta_queue_memory_bytes %zu\n"
+	     "# HELP zonemta_queue_memory_messages Messages kept in memory for their first "
+	     "delivery.\n"
+	     "# TYPE zonemta_queue_memory_messages gauge\n"
+	     "zonemta_queue_memory_messages %zu\n",
 	     ms.hot_bytes, ms.hot_messages);
-	emit(&o, "# HELP zonemta_delivery_loads_total Messages read for delivery, by where from.\n"
-		 "# TYPE zonemta_delivery_loads_total counter\n"
-		 "zonemta_delivery_loads_total{source=\"memory\"} %llu\n"
-		 "zonemta_delivery_loads_total{source=\"store\"} %llu\n",
+	emit(&o,
+	     "# HELP zonemta_delivery_loads_total Messages read for delivery, by where from.\n"
+	     "# TYPE zonemta_delivery_loads_total counter\n"
+	     "zonemta_delivery_loads_total{source=\"memory\"} %llu\n"
+	     "zonemta_delivery_loads_total{source=\"store\"} %llu\n",
 	     (unsigned long long)ms.loads_hot, (unsigned long long)ms.loads_store);
-	emit(&o, "# HELP zonemta_store_broken 1 when the queue store is out of service (it takes "
-		 "no mail until restart; /health says why).\n"
-		 "# TYPE zonemta_store_broken gauge\n"
-		 "zonemta_store_broken %d\n"
-		 "# HELP zonemta_store_space_low 1 while new mail is refused for lack of disk "
-		 "space.\n"
-		 "# TYPE zonemta_store_space_low gauge\n"
-		 "zonemta_store_space_low %d\n",
+	emit(&o,
+	     "# HELP zonemta_store_broken 1 when the queue store is out of service (it takes "
+	     "no mail until restart; /health says why).\n"
+	     "# TYPE zonemta_store_broken gauge\n"
+	     "zonemta_store_broken %d\n"
+	     "# HELP zonemta_store_space_low 1 while new mail is refused for lack of disk "
+	     "space.\n"
+	     "# TYPE zonemta_store_space_low gauge\n"
+	     "zonemta_store_space_low %d\n",
 	     queue_broken(q) != NULL, queue_space_low(q));
 	emit_histogram(&o, "zonemta_store_commit_seconds",
 		       "Time from a message's commit request to its durable write.",

@@ -116,8 +116,8 @@ static bool parse_line(struct bounce_rules *r, const char *name, int lineno, con
 
 	int errcode;
 	PCRE2_SIZE erroff;
-	pcre2_code *re =
-	    pcre2_compile((PCRE2_SPTR)regex, regex_len, COMPILE_OPTIONS, &errcode, &erroff, NULL);
+	pcre2_code *re = pcre2_compile((PCRE2_SPTR)regex, regex_len, COMPILE_OPTIONS, &errcode,
+				       &erroff, NULL);
 	if (re == NULL) {
 		PCRE2_UCHAR msg[256];
 		if (pcre2_get_error_message(errcode, msg, sizeof(msg)) < 0)
@@ -195,8 +195,8 @@ struct bounce_rules *bounce_rules_load(const char *path, char **err)
 struct bounce_rules *bounce_rules_builtin(void)
 {
 	char *err;
-	struct bounce_rules *r =
-	    bounce_rules_parse(BUILTIN_NAME, zmta_bounce_rules, zmta_bounce_rules_len, &err);
+	struct bounce_rules *r = bounce_rules_parse(BUILTIN_NAME, zmta_bounce_rules,
+						    zmta_bounce_rules_len, &err);
 	if (r == NULL)
 		fatal("shipped bounce rules: %s", err);
 	return r;

@@ -44,8 +44,7 @@ struct bounce_rules;
  * (malloc'ed, "NAME:LINE: problem", e.g. a bad action or a regex that does
  * not compile, with PCRE2's message and offset) on the first bad line.
  */
-struct bounce_rules *bounce_rules_parse(const char *name, const char *text, size_t len,
-					char **err);
+struct bounce_rules *bounce_rules_parse(const char *name, const char *text, size_t len, char **err);
 /* Reads and parses a file. */
 struct bounce_rules *bounce_rules_load(const char *path, char **err);
 /* The shipped rules (config/bounces.txt, compiled in). */

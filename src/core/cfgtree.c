@@ -24,8 +24,8 @@ static struct cfg_node *node_new(enum cfg_kind kind, const char *file, int line)
 
 static void node_add(struct cfg_node *parent, struct cfg_node *child)
 {
-	parent->child =
-		xreallocarray_grow(parent->child, &parent->cap, parent->nchild + 1, sizeof(*parent->child));
+	parent->child = xreallocarray_grow(parent->child, &parent->cap, parent->nchild + 1,
+					   sizeof(*parent->child));
 	parent->child[parent->nchild++] = child;
 }
 
@@ -76,7 +76,7 @@ static struct cfg_node *scalar_node(struct fy_event *ev, const char *name)
 }
 
 static void set_error(struct cfg_error *err, const char *name, int line, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
+    __attribute__((format(printf, 4, 5)));
 
 static void set_error(struct cfg_error *err, const char *name, int line, const char *fmt, ...)
 {
@@ -209,7 +209,7 @@ struct cfg_node *cfg_parse_string(const char *name, const char *text, size_t len
 				failed = true;
 			} else {
 				b.stack[b.depth] = node_new(
-					ev->type == FYET_MAPPING_START ? CFG_MAP : CFG_SEQ, name, line);
+				    ev->type == FYET_MAPPING_START ? CFG_MAP : CFG_SEQ, name, line);
 				b.pending_key[b.depth] = NULL;
 				b.depth++;
 			}
@@ -222,7 +222,8 @@ struct cfg_node *cfg_parse_string(const char *name, const char *text, size_t len
 			done = scalar_node(ev, name);
 			break;
 		case FYET_ALIAS:
-			set_error(err, name, line, "YAML aliases are not supported in config files");
+			set_error(err, name, line,
+				  "YAML aliases are not supported in config files");
 			failed = true;
 			break;
 		default:

@@ -19,11 +19,11 @@ enum cfg_kind {
 
 struct cfg_node {
 	enum cfg_kind kind;
-	char *key;     /* key in the parent mapping, NULL for the root and sequence items */
-	char *value;   /* CFG_SCALAR: the text */
-	bool quoted;   /* scalar was quoted or a block scalar: never a number or bool */
-	char *file;    /* the file (or name) it was read from */
-	int line;      /* 1-based */
+	char *key;   /* key in the parent mapping, NULL for the root and sequence items */
+	char *value; /* CFG_SCALAR: the text */
+	bool quoted; /* scalar was quoted or a block scalar: never a number or bool */
+	char *file;  /* the file (or name) it was read from */
+	int line;    /* 1-based */
 	struct cfg_node **child; /* CFG_MAP entries in file order, or CFG_SEQ items */
 	size_t nchild;
 	size_t cap;

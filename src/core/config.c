@@ -29,12 +29,12 @@ struct problems {
 		const char *file;
 		int line;
 		char *text;
-	} *list;
+	} * list;
 	size_t count, cap;
 };
 
 static void problem_add(struct problems *p, const struct cfg_node *at, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 
 static void problem_add(struct problems *p, const struct cfg_node *at, const char *fmt, ...)
 {
@@ -139,12 +139,10 @@ static bool parse_with_unit(const char *s, const struct unit *units, uint64_t ba
 bool config_parse_duration(const char *s, uint64_t *ms)
 {
 	static const struct unit units[] = {
-		{"ms", 1},
-		{"s", 1000}, {"sec", 1000}, {"second", 1000}, {"seconds", 1000},
-		{"m", 60000}, {"min", 60000}, {"minute", 60000}, {"minutes", 60000},
-		{"h", 3600000}, {"hour", 3600000}, {"hours", 3600000},
-		{"d", 86400000}, {"day", 86400000}, {"days", 86400000},
-		{NULL, 0},
+	    {"ms", 1},          {"s", 1000},       {"sec", 1000},      {"second", 1000},
+	    {"seconds", 1000},  {"m", 60000},      {"min", 60000},     {"minute", 60000},
+	    {"minutes", 60000}, {"h", 3600000},    {"hour", 3600000},  {"hours", 3600000},
+	    {"d", 86400000},    {"day", 86400000}, {"days", 86400000}, {NULL, 0},
 	};
 	return parse_with_unit(s, units, 1, ms);
 }
@@ -152,11 +150,14 @@ bool config_parse_duration(const char *s, uint64_t *ms)
 bool config_parse_size(const char *s, uint64_t *bytes)
 {
 	static const struct unit units[] = {
-		{"b", 1},
-		{"k", 1024}, {"kb", 1024},
-		{"m", 1024 * 1024}, {"mb", 1024 * 1024},
-		{"g", 1024 * 1024 * 1024}, {"gb", 1024 * 1024 * 1024},
-		{NULL, 0},
+	    {"b", 1},
+	    {"k", 1024},
+	    {"kb", 1024},
+	    {"m", 1024 * 1024},
+	    {"mb", 1024 * 1024},
+	    {"g", 1024 * 1024 * 1024},
+	    {"gb", 1024 * 1024 * 1024},
+	    {NULL, 0},
 	};
 	return parse_with_unit(s, units, 1, bytes);
 }
@@ -183,10 +184,8 @@ bool config_parse_rate(const char *s, struct rate *out)
 	while (*end == ' ')
 		end++;
 	static const struct unit periods[] = {
-		{"second", 1000}, {"s", 1000}, {"sec", 1000},
-		{"minute", 60000}, {"m", 60000}, {"min", 60000},
-		{"hour", 3600000}, {"h", 3600000},
-		{NULL, 0},
+	    {"second", 1000}, {"s", 1000},       {"sec", 1000},  {"minute", 60000}, {"m", 60000},
+	    {"min", 60000},   {"hour", 3600000}, {"h", 3600000}, {NULL, 0},
 	};
 	for (const struct unit *u = periods; u->name != NULL; u++) {
 		if (strcasecmp(end, u->name) == 0) {
@@ -255,8 +254,8 @@ static void validate_map(const struct cfg_node *n, const struct cfg_schema *fiel
 	}
 }
 
-static void validate_scalar(const struct cfg_node *n, const struct cfg_schema *s,
-			    const char *path, struct problems *errors)
+static void validate_scalar(const struct cfg_node *n, const struct cfg_schema *s, const char *path,
+			    struct problems *errors)
 {
 	char got[80];
 	describe(n, got, sizeof(got));
@@ -267,29 +266,33 @@ static void validate_scalar(const struct cfg_node *n, const struct cfg_schema *s
 	switch (s->type) {
 	case CT_BOOL:
 		if (n->quoted || !config_parse_bool(n->value, &b))
-			problem_add(errors, n, "option %s must be true or false (got %s)", path, got);
+			problem_add(errors, n, "option %s must be true or false (got %s)", path,
+				    got);
 		break;
 	case CT_INT:
 		if (n->quoted || !config_parse_int(n->value, &i) || i < s->min || i > s->max)
-			problem_add(errors, n, "option %s must be an integer from %lld to %lld (got %s)",
-				   path, s->min, s->max, got);
+			problem_add(errors, n,
+				    "option %s must be an integer from %lld to %lld (got %s)", path,
+				    s->min, s->max, got);
 		break;
 	case CT_DURATION:
 		if (!config_parse_duration(n->value, &u))
 			problem_add(errors, n,
-				   "option %s must be a duration such as 500 ms, 10 s, 5 min, 2 h, 3 days (got %s)",
-				   path, got);
+				    "option %s must be a duration such as 500 ms, 10 s, 5 min, 2 "
+				    "h, 3 days (got %s)",
+				    path, got);
 		else if (u < (uint64_t)s->min || u > (uint64_t)s->max)
 			problem_add(errors, n, "option %s must be from %lld ms to %lld ms (got %s)",
-				   path, s->min, s->max, got);
+				    path, s->min, s->max, got);
 		break;
 	case CT_SIZE:
 		if (!config_parse_size(n->value, &u))
 			problem_add(errors, n,
-				   "option %s must be a size such as 512 KB, 30 MB, 1 GB (got %s)", path, got);
+				    "option %s must be a size such as 512 KB, 30 MB, 1 GB (got %s)",
+				    path, got);
 		else if (u < (uint64_t)s->min || u > (uint64_t)s->max)
 			problem_add(errors, n, "option %s must be from %lld to %lld bytes (got %s)",
-				   path, s->min, s->max, got);
+				    path, s->min, s->max, got);
 		break;
 	case CT_ENUM: {
 		const char *const *c = s->choices;
@@ -300,7 +303,8 @@ static void validate_scalar(const struct cfg_node *n, const struct cfg_schema *s
 			for (c = s->choices; *c != NULL; c++)
 				snprintf(list + strlen(list), sizeof(list) - strlen(list), "%s%s",
 					 c == s->choices ? "" : ", ", *c);
-			problem_add(errors, n, "option %s must be one of %s (got %s)", path, list, got);
+			problem_add(errors, n, "option %s must be one of %s (got %s)", path, list,
+				    got);
 		}
 		break;
 	}
@@ -331,13 +335,20 @@ static void validate_node(const struct cfg_node *n, const struct cfg_schema *s, 
 			  struct problems *errors)
 {
 	static const char *const wanted[] = {
-		[CT_BOOL] = "true or false", [CT_INT] = "an integer",  [CT_STRING] = "a string",
-		[CT_DURATION] = "a duration", [CT_SIZE] = "a size",   [CT_ENUM] = "a single value",
-		[CT_MAP] = "a mapping",      [CT_DICT] = "a mapping", [CT_LIST] = "a list",
-		[CT_RATE] = "a rate",        [CT_RATIO] = "a number from 0 to 1",
+	    [CT_BOOL] = "true or false",
+	    [CT_INT] = "an integer",
+	    [CT_STRING] = "a string",
+	    [CT_DURATION] = "a duration",
+	    [CT_SIZE] = "a size",
+	    [CT_ENUM] = "a single value",
+	    [CT_MAP] = "a mapping",
+	    [CT_DICT] = "a mapping",
+	    [CT_LIST] = "a list",
+	    [CT_RATE] = "a rate",
+	    [CT_RATIO] = "a number from 0 to 1",
 	};
 	enum cfg_kind want_kind = s->type == CT_MAP || s->type == CT_DICT ? CFG_MAP
-				  : s->type == CT_LIST			  ? CFG_SEQ
+				  : s->type == CT_LIST                    ? CFG_SEQ
 									  : CFG_SCALAR;
 	if (s->type == CT_MAP && (s->flags & CF_SHORTHAND) && n->kind == CFG_SCALAR) {
 		/* "1.2.3.4" for {address: 1.2.3.4} */
@@ -347,12 +358,12 @@ static void validate_node(const struct cfg_node *n, const struct cfg_schema *s, 
 	if (n->kind == CFG_NULL) {
 		if (!(s->flags & CF_NULLABLE))
 			problem_add(errors, n, "option %s must be %s, not null", path,
-				   wanted[s->type]);
+				    wanted[s->type]);
 		return;
 	}
 	if (n->kind != want_kind) {
 		problem_add(errors, n, "option %s must be %s (got %s)", path, wanted[s->type],
-			   kind_name(n->kind));
+			    kind_name(n->kind));
 		return;
 	}
 	switch (s->type) {
@@ -575,9 +586,10 @@ static void fill_zones(struct config *cfg)
 		z->signing_domain = get_str_in(n, "signingDomain", f);
 		if (z->signing_domain != NULL)
 			lowercase(z->signing_domain);
-		z->sender_domains = get_domains(cfg_map_get(n, "senderDomains"), &z->n_sender_domains);
-		z->recipient_domains =
-			get_domains(cfg_map_get(n, "recipientDomains"), &z->n_recipient_domains);
+		z->sender_domains = get_domains(cfg_map_get(n, "senderDomains"),
+						&z->n_sender_domains);
+		z->recipient_domains = get_domains(cfg_map_get(n, "recipientDomains"),
+						   &z->n_recipient_domains);
 		const struct cfg_node *rh = cfg_map_get(n, "routingHeaders");
 		z->n_routing_headers = rh ? rh->nchild : 0;
 		z->routing_headers = xcalloc(z->n_routing_headers ? z->n_routing_headers : 1,
@@ -638,8 +650,9 @@ static struct dkim_key *load_dkim_key(const struct config *cfg, const char *valu
 	enum dkim_algorithm alg;
 	if (strncmp(value, "-----BEGIN", 10) == 0)
 		return dkim_key_load(value, strlen(value), &alg, err);
-	char *path = value[0] == '/' || cfg->app_dir == NULL ? xstrdup(value)
-							      : xasprintf("%s/%s", cfg->app_dir, value);
+	char *path = value[0] == '/' || cfg->app_dir == NULL
+			 ? xstrdup(value)
+			 : xasprintf("%s/%s", cfg->app_dir, value);
 	FILE *f = fopen(path, "rb");
 	if (f == NULL) {
 		*err = xasprintf("cannot read %s: %s", path, strerror(errno));
@@ -665,12 +678,12 @@ static void fill_dkim(struct config *cfg, struct problems *found)
 {
 	const struct cfg_node *t = cfg->tree;
 	cfg->dkim_enabled = get_bool(t, "dkim.enabled");
-	cfg->dkim_sign_headers =
-		get_string_list(cfg_lookup(t, "dkim.signHeaders"), &cfg->n_dkim_sign_headers, true);
-	cfg->dkim_oversign =
-		get_string_list(cfg_lookup(t, "dkim.oversignHeaders"), &cfg->n_dkim_oversign, true);
-	const struct cfg_schema *f = schema_field(schema_field(config_schema, "dkim")->sub, "keys")
-					     ->sub[0].sub;
+	cfg->dkim_sign_headers = get_string_list(cfg_lookup(t, "dkim.signHeaders"),
+						 &cfg->n_dkim_sign_headers, true);
+	cfg->dkim_oversign = get_string_list(cfg_lookup(t, "dkim.oversignHeaders"),
+					     &cfg->n_dkim_oversign, true);
+	const struct cfg_schema *f =
+	    schema_field(schema_field(config_schema, "dkim")->sub, "keys")->sub[0].sub;
 	const struct cfg_node *keys = cfg_lookup(t, "dkim.keys");
 	cfg->n_dkim_keys = keys->nchild;
 	cfg->dkim_keys = xcalloc(cfg->n_dkim_keys ? cfg->n_dkim_keys : 1, sizeof(*cfg->dkim_keys));
@@ -692,9 +705,9 @@ static void fill_dkim(struct config *cfg, struct problems *found)
 		k->subdomains = get_bool_in(n, "subdomains", f);
 		const char *canon = raw_value(n, "canonicalization", f);
 		k->header_canon = strncmp(canon, "simple", 6) == 0 ? DKIM_CANON_SIMPLE
-								    : DKIM_CANON_RELAXED;
+								   : DKIM_CANON_RELAXED;
 		k->body_canon = strcmp(strchr(canon, '/') + 1, "simple") == 0 ? DKIM_CANON_SIMPLE
-										: DKIM_CANON_RELAXED;
+									      : DKIM_CANON_RELAXED;
 		char *err = NULL;
 		k->key = load_dkim_key(cfg, cfg_map_get(n, "privateKey")->value, &err);
 		if (k->key == NULL) {
@@ -774,8 +787,8 @@ static int check_references(struct config *cfg, char **errors)
 			const struct cfg_node *at = cfg_lookup(cfg->tree, path);
 			if (at == NULL)
 				at = cfg_lookup(cfg->tree, "zones");
-			problem_add(&found, at, "option %s names no pool of `pools` (got '%s')", path,
-				    cfg->zones[i].pool);
+			problem_add(&found, at, "option %s names no pool of `pools` (got '%s')",
+				    path, cfg->zones[i].pool);
 			free(path);
 		}
 	}
@@ -798,7 +811,8 @@ static int check_references(struct config *cfg, char **errors)
 		if (sum > 1.0 + 1e-9) {
 			char *path = xasprintf("pools.%s", cfg->pools[i].name);
 			problem_add(&found, cfg_lookup(cfg->tree, path),
-				    "the ratios of pool %s add up to more than 1", cfg->pools[i].name);
+				    "the ratios of pool %s add up to more than 1",
+				    cfg->pools[i].name);
 			free(path);
 		}
 	}
@@ -817,7 +831,8 @@ static int check_references(struct config *cfg, char **errors)
 			    "domainConfig needs a default entry");
 	const struct cfg_node *dz = cfg_lookup(cfg->tree, "queue.defaultZone");
 	if (config_zone(cfg, dz->value) == NULL)
-		problem_add(&found, dz, "option queue.defaultZone names no zone of `zones` (got '%s')",
+		problem_add(&found, dz,
+			    "option queue.defaultZone names no zone of `zones` (got '%s')",
 			    dz->value);
 	for (size_t i = 0; i < cfg->n_smtp; i++) {
 		for (size_t j = 0; j < i; j++) {
@@ -960,13 +975,13 @@ struct config *config_load(const struct config_source *src, char **errors)
 		if (env == NULL || *env == '\0')
 			env = "development";
 		if (!env_name_ok(env)) {
-			*errors = xasprintf("ZONEMTA_ENV=%s: must be a plain name such as production",
-					    env);
+			*errors = xasprintf(
+			    "ZONEMTA_ENV=%s: must be a plain name such as production", env);
 			goto fail;
 		}
 		char *files[2] = {
-			xasprintf("%s/config/default.yaml", src->app_dir),
-			xasprintf("%s/config/%s.yaml", src->app_dir, env),
+		    xasprintf("%s/config/default.yaml", src->app_dir),
+		    xasprintf("%s/config/%s.yaml", src->app_dir, env),
 		};
 		int rc = 0;
 		for (int i = 0; i < 2; i++) {

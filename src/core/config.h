@@ -27,23 +27,23 @@ struct api_config {
 	bool enabled;
 	char *host;
 	int port;
-	bool maildrop;            /* POST /send and /send-raw */
+	bool maildrop; /* POST /send and /send-raw */
 	uint64_t max_body_size;
 	int max_recipients;
 	bool allow_routing_headers; /* X-Sending-Zone in API messages */
 	bool trust_headers;         /* X-Originating-IP, X-Authenticated-User */
-	char *api_key;            /* NULL: no key required */
-	char *user, *password;    /* HTTP Basic; NULL: none */
+	char *api_key;              /* NULL: no key required */
+	char *user, *password;      /* HTTP Basic; NULL: none */
 };
 
 struct queue_config {
 	char *dir;
 	char *default_zone;
-	bool future_date;         /* delay delivery until a future Date: */
+	bool future_date;             /* delay delivery until a future Date: */
 	uint64_t future_date_skew_ms; /* a Date: less far ahead is "now" */
-	uint64_t max_delay_ms;    /* no message waits longer than this for its Date: */
-	uint64_t min_free_space;  /* refuse new mail when the queue's disk has less */
-	uint64_t *defer_ms;       /* wait before each retry; past the last: bounce */
+	uint64_t max_delay_ms;        /* no message waits longer than this for its Date: */
+	uint64_t min_free_space;      /* refuse new mail when the queue's disk has less */
+	uint64_t *defer_ms;           /* wait before each retry; past the last: bounce */
 	size_t n_defer;
 	uint64_t max_queue_time_ms; /* a delivery older than this bounces */
 };
@@ -97,11 +97,11 @@ struct routing_header {
 
 /* A DKIM signing key: dkim.keys[i]. */
 struct dkim_key_config {
-	char *domain;    /* d=, lower case */
-	char *selector;  /* s= */
-	bool subdomains; /* also sign mail From: subdomains of `domain` */
+	char *domain;                 /* d=, lower case */
+	char *selector;               /* s= */
+	bool subdomains;              /* also sign mail From: subdomains of `domain` */
 	int header_canon, body_canon; /* enum dkim_canon */
-	struct dkim_key *key; /* loaded and checked at configuration time */
+	struct dkim_key *key;         /* loaded and checked at configuration time */
 };
 
 /* A sending zone: zones.<name>. */
@@ -114,18 +114,18 @@ struct zone_timeouts {
 struct zone_config {
 	char *name;
 	char *pool;
-	int connections;     /* parallel outbound connections, whole zone */
+	int connections;      /* parallel outbound connections, whole zone */
 	struct rate throttle; /* messages for the whole zone */
 	bool prefer_ipv6;
 	bool ignore_ipv6;
-	char *host;          /* next hop instead of MX lookups (smart host), or NULL */
+	char *host; /* next hop instead of MX lookups (smart host), or NULL */
 	int port;
-	uint64_t cache_ttl_ms;   /* an idle connection is kept this long */
-	int cache_reuse;         /* messages per connection at most */
+	uint64_t cache_ttl_ms; /* an idle connection is kept this long */
+	int cache_reuse;       /* messages per connection at most */
 	struct zone_timeouts timeouts;
 	bool require_tls;
-	bool disabled;           /* no deliveries start; mail waits */
-	char *signing_domain;    /* also sign with the dkim.keys entry of this domain */
+	bool disabled;         /* no deliveries start; mail waits */
+	char *signing_domain;  /* also sign with the dkim.keys entry of this domain */
 	char **sender_domains; /* lower case */
 	size_t n_sender_domains;
 	char **recipient_domains; /* lower case */
@@ -135,12 +135,12 @@ struct zone_config {
 };
 
 struct config {
-	char *app_dir;     /* NULL when running on the built-in defaults only */
-	char *ident;       /* name in syslog */
-	char *hostname;    /* this host's name in greetings, Received: and Message-ID */
-	char *user;        /* NULL: keep the starting user */
-	char *group;       /* NULL: the user's primary group */
-	char *pidfile;     /* NULL: none */
+	char *app_dir;                /* NULL when running on the built-in defaults only */
+	char *ident;                  /* name in syslog */
+	char *hostname;               /* this host's name in greetings, Received: and Message-ID */
+	char *user;                   /* NULL: keep the starting user */
+	char *group;                  /* NULL: the user's primary group */
+	char *pidfile;                /* NULL: none */
 	uint64_t shutdown_timeout_ms; /* how long a stop waits for messages in progress */
 	uint64_t hook_timeout_ms;     /* how long a plugin may take to answer a hook */
 	struct {
@@ -171,7 +171,7 @@ struct config {
 	char **dkim_oversign;
 	size_t n_dkim_oversign;
 
-	char **files;      /* files merged over the built-in defaults, in order */
+	char **files; /* files merged over the built-in defaults, in order */
 	int nfiles;
 	struct cfg_node *tree; /* the merged, validated tree */
 };
@@ -222,10 +222,10 @@ enum cfg_type {
 	CT_DURATION,
 	CT_SIZE,
 	CT_ENUM,
-	CT_MAP,  /* fixed keys: sub is a key==NULL terminated array */
-	CT_DICT, /* any key, each value as sub[0] (zones.<name>) */
-	CT_LIST, /* each item as sub[0] */
-	CT_RATE, /* "100 messages/second" (or minute, hour) */
+	CT_MAP,   /* fixed keys: sub is a key==NULL terminated array */
+	CT_DICT,  /* any key, each value as sub[0] (zones.<name>) */
+	CT_LIST,  /* each item as sub[0] */
+	CT_RATE,  /* "100 messages/second" (or minute, hour) */
 	CT_RATIO, /* a number from 0 to 1 */
 };
 
@@ -236,7 +236,7 @@ struct cfg_schema {
 	const char *key;
 	enum cfg_type type;
 	unsigned flags;
-	long long min, max; /* CT_INT; CT_DURATION in ms; CT_SIZE in bytes */
+	long long min, max;         /* CT_INT; CT_DURATION in ms; CT_SIZE in bytes */
 	const char *const *choices; /* CT_ENUM, NULL-terminated */
 	const struct cfg_schema *sub;
 	/* Fields of entries of a CT_DICT (smtpInterfaces.<name>, zones.<name>):

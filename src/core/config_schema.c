@@ -9,7 +9,10 @@
 
 #include <stddef.h>
 
-#define END {NULL, 0, 0, 0, 0, NULL, NULL, NULL}
+#define END                                                                                        \
+	{                                                                                          \
+		NULL, 0, 0, 0, 0, NULL, NULL, NULL                                                 \
+	}
 #define SECOND 1000LL
 #define DAY (86400LL * SECOND)
 #define GB (1024LL * 1024 * 1024)
@@ -17,216 +20,216 @@
 static const char *const log_levels[] = {"error", "warn", "info", "debug", NULL};
 
 static const struct cfg_schema log_schema[] = {
-	{"level", CT_ENUM, 0, 0, 0, log_levels, NULL, NULL},
-	{"file", CT_STRING, CF_NULLABLE, 0, 0, NULL, NULL, NULL},
-	{"syslog", CT_BOOL, 0, 0, 0, NULL, NULL, NULL},
-	END,
+    {"level", CT_ENUM, 0, 0, 0, log_levels, NULL, NULL},
+    {"file", CT_STRING, CF_NULLABLE, 0, 0, NULL, NULL, NULL},
+    {"syslog", CT_BOOL, 0, 0, 0, NULL, NULL, NULL},
+    END,
 };
 
 static const struct cfg_schema api_auth_schema[] = {
-	{"apiKey", CT_STRING, CF_NULLABLE, 0, 0, NULL, NULL, NULL},
-	{"user", CT_STRING, CF_NULLABLE, 0, 0, NULL, NULL, NULL},
-	{"password", CT_STRING, CF_NULLABLE, 0, 0, NULL, NULL, NULL},
-	END,
+    {"apiKey", CT_STRING, CF_NULLABLE, 0, 0, NULL, NULL, NULL},
+    {"user", CT_STRING, CF_NULLABLE, 0, 0, NULL, NULL, NULL},
+    {"password", CT_STRING, CF_NULLABLE, 0, 0, NULL, NULL, NULL},
+    END,
 };
 
 static const struct cfg_schema api_schema[] = {
-	{"enabled", CT_BOOL, 0, 0, 0, NULL, NULL, NULL},
-	{"host", CT_STRING, 0, 0, 0, NULL, NULL, NULL},
-	{"port", CT_INT, 0, 1, 65535, NULL, NULL, NULL},
-	{"maildrop", CT_BOOL, 0, 0, 0, NULL, NULL, NULL},
-	{"maxBodySize", CT_SIZE, 0, 1024, 16 * GB, NULL, NULL, NULL},
-	{"maxRecipients", CT_INT, 0, 1, 4095, NULL, NULL, NULL},
-	{"allowRoutingHeaders", CT_BOOL, 0, 0, 0, NULL, NULL, NULL},
-	{"trustHeaders", CT_BOOL, 0, 0, 0, NULL, NULL, NULL},
-	{"auth", CT_MAP, 0, 0, 0, NULL, api_auth_schema, NULL},
-	END,
+    {"enabled", CT_BOOL, 0, 0, 0, NULL, NULL, NULL},
+    {"host", CT_STRING, 0, 0, 0, NULL, NULL, NULL},
+    {"port", CT_INT, 0, 1, 65535, NULL, NULL, NULL},
+    {"maildrop", CT_BOOL, 0, 0, 0, NULL, NULL, NULL},
+    {"maxBodySize", CT_SIZE, 0, 1024, 16 * GB, NULL, NULL, NULL},
+    {"maxRecipients", CT_INT, 0, 1, 4095, NULL, NULL, NULL},
+    {"allowRoutingHeaders", CT_BOOL, 0, 0, 0, NULL, NULL, NULL},
+    {"trustHeaders", CT_BOOL, 0, 0, 0, NULL, NULL, NULL},
+    {"auth", CT_MAP, 0, 0, 0, NULL, api_auth_schema, NULL},
+    END,
 };
 
 static const struct cfg_schema duration_item[] = {
-	{"<item>", CT_DURATION, 0, 0, 3650 * DAY, NULL, NULL, NULL},
+    {"<item>", CT_DURATION, 0, 0, 3650 * DAY, NULL, NULL, NULL},
 };
 
 static const struct cfg_schema queue_schema[] = {
-	{"dir", CT_STRING, 0, 0, 0, NULL, NULL, NULL},
-	{"defaultZone", CT_STRING, 0, 0, 0, NULL, NULL, NULL},
-	{"futureDate", CT_BOOL, 0, 0, 0, NULL, NULL, NULL},
-	{"futureDateSkew", CT_DURATION, 0, 0, DAY, NULL, NULL, NULL},
-	{"maxDelay", CT_DURATION, 0, 0, 3650 * DAY, NULL, NULL, NULL},
-	{"minFreeSpace", CT_SIZE, 0, 0, 1024 * GB, NULL, NULL, NULL},
-	{"deferTimes", CT_LIST, 0, 0, 0, NULL, duration_item, NULL},
-	{"maxQueueTime", CT_DURATION, 0, SECOND, 3650 * DAY, NULL, NULL, NULL},
-	END,
+    {"dir", CT_STRING, 0, 0, 0, NULL, NULL, NULL},
+    {"defaultZone", CT_STRING, 0, 0, 0, NULL, NULL, NULL},
+    {"futureDate", CT_BOOL, 0, 0, 0, NULL, NULL, NULL},
+    {"futureDateSkew", CT_DURATION, 0, 0, DAY, NULL, NULL, NULL},
+    {"maxDelay", CT_DURATION, 0, 0, 3650 * DAY, NULL, NULL, NULL},
+    {"minFreeSpace", CT_SIZE, 0, 0, 1024 * GB, NULL, NULL, NULL},
+    {"deferTimes", CT_LIST, 0, 0, 0, NULL, duration_item, NULL},
+    {"maxQueueTime", CT_DURATION, 0, SECOND, 3650 * DAY, NULL, NULL, NULL},
+    END,
 };
 
 static const struct cfg_schema smtp_iface_fields[] = {
-	{"enabled", CT_BOOL, 0, 0, 0, NULL, NULL, "true"},
-	{"host", CT_STRING, 0, 0, 0, NULL, NULL, "127.0.0.1"},
-	{"port", CT_INT, 0, 1, 65535, NULL, NULL, "2525"},
-	{"maxSize", CT_SIZE, 0, 1024, 16 * GB, NULL, NULL, "30 MB"},
-	{"maxRecipients", CT_INT, 0, 1, 4095, NULL, NULL, "1000"},
-	{"maxClients", CT_INT, 0, 1, 1000000, NULL, NULL, "1000"},
-	{"name", CT_STRING, CF_NULLABLE, 0, 0, NULL, NULL, "~"},
-	{"banner", CT_STRING, CF_NULLABLE, 0, 0, NULL, NULL, "~"},
-	{"disableVersionString", CT_BOOL, 0, 0, 0, NULL, NULL, "false"},
-	{"socketTimeout", CT_DURATION, 0, 100, DAY, NULL, NULL, "10 min"},
-	{"allowRoutingHeaders", CT_BOOL, 0, 0, 0, NULL, NULL, "false"},
-	END,
+    {"enabled", CT_BOOL, 0, 0, 0, NULL, NULL, "true"},
+    {"host", CT_STRING, 0, 0, 0, NULL, NULL, "127.0.0.1"},
+    {"port", CT_INT, 0, 1, 65535, NULL, NULL, "2525"},
+    {"maxSize", CT_SIZE, 0, 1024, 16 * GB, NULL, NULL, "30 MB"},
+    {"maxRecipients", CT_INT, 0, 1, 4095, NULL, NULL, "1000"},
+    {"maxClients", CT_INT, 0, 1, 1000000, NULL, NULL, "1000"},
+    {"name", CT_STRING, CF_NULLABLE, 0, 0, NULL, NULL, "~"},
+    {"banner", CT_STRING, CF_NULLABLE, 0, 0, NULL, NULL, "~"},
+    {"disableVersionString", CT_BOOL, 0, 0, 0, NULL, NULL, "false"},
+    {"socketTimeout", CT_DURATION, 0, 100, DAY, NULL, NULL, "10 min"},
+    {"allowRoutingHeaders", CT_BOOL, 0, 0, 0, NULL, NULL, "false"},
+    END,
 };
 
 static const struct cfg_schema smtp_iface_schema[] = {
-	{"<interface>", CT_MAP, 0, 0, 0, NULL, smtp_iface_fields, NULL},
+    {"<interface>", CT_MAP, 0, 0, 0, NULL, smtp_iface_fields, NULL},
 };
 
 static const struct cfg_schema string_item[] = {
-	{"<item>", CT_STRING, 0, 0, 0, NULL, NULL, NULL},
+    {"<item>", CT_STRING, 0, 0, 0, NULL, NULL, NULL},
 };
 
 static const struct cfg_schema connection_cache_fields[] = {
-	{"ttl", CT_DURATION, 0, 0, DAY, NULL, NULL, "5 s"},
-	{"reuseCount", CT_INT, 0, 1, 1000000, NULL, NULL, "100"},
-	END,
+    {"ttl", CT_DURATION, 0, 0, DAY, NULL, NULL, "5 s"},
+    {"reuseCount", CT_INT, 0, 1, 1000000, NULL, NULL, "100"},
+    END,
 };
 
 /* Per-phase deadlines of a delivery connection, each counted from the
  * command (or the connect) until its whole reply, never while the peer is
  * still reading what we write; after RFC 5321 4.5.3.2 and Postfix. */
 static const struct cfg_schema zone_timeout_fields[] = {
-	{"connect", CT_DURATION, 0, 100, DAY, NULL, NULL, "30 s"},
-	{"greeting", CT_DURATION, 0, 100, DAY, NULL, NULL, "5 min"},
-	{"ehlo", CT_DURATION, 0, 100, DAY, NULL, NULL, "5 min"},
-	{"starttls", CT_DURATION, 0, 100, DAY, NULL, NULL, "5 min"},
-	{"mail", CT_DURATION, 0, 100, DAY, NULL, NULL, "5 min"},
-	{"rcpt", CT_DURATION, 0, 100, DAY, NULL, NULL, "5 min"},
-	{"data", CT_DURATION, 0, 100, DAY, NULL, NULL, "2 min"},
-	{"body", CT_DURATION, 0, 100, DAY, NULL, NULL, "3 min"},
-	{"dot", CT_DURATION, 0, 100, DAY, NULL, NULL, "10 min"},
-	{"rset", CT_DURATION, 0, 100, DAY, NULL, NULL, "20 s"},
-	{"quit", CT_DURATION, 0, 100, DAY, NULL, NULL, "5 s"},
-	END,
+    {"connect", CT_DURATION, 0, 100, DAY, NULL, NULL, "30 s"},
+    {"greeting", CT_DURATION, 0, 100, DAY, NULL, NULL, "5 min"},
+    {"ehlo", CT_DURATION, 0, 100, DAY, NULL, NULL, "5 min"},
+    {"starttls", CT_DURATION, 0, 100, DAY, NULL, NULL, "5 min"},
+    {"mail", CT_DURATION, 0, 100, DAY, NULL, NULL, "5 min"},
+    {"rcpt", CT_DURATION, 0, 100, DAY, NULL, NULL, "5 min"},
+    {"data", CT_DURATION, 0, 100, DAY, NULL, NULL, "2 min"},
+    {"body", CT_DURATION, 0, 100, DAY, NULL, NULL, "3 min"},
+    {"dot", CT_DURATION, 0, 100, DAY, NULL, NULL, "10 min"},
+    {"rset", CT_DURATION, 0, 100, DAY, NULL, NULL, "20 s"},
+    {"quit", CT_DURATION, 0, 100, DAY, NULL, NULL, "5 s"},
+    END,
 };
 
 static const struct cfg_schema zone_fields[] = {
-	{"pool", CT_STRING, 0, 0, 0, NULL, NULL, "default"},
-	{"connections", CT_INT, 0, 1, 100000, NULL, NULL, "10"},
-	{"throttling", CT_RATE, CF_NULLABLE, 0, 0, NULL, NULL, "~"},
-	{"preferIPv6", CT_BOOL, 0, 0, 0, NULL, NULL, "false"},
-	{"ignoreIPv6", CT_BOOL, 0, 0, 0, NULL, NULL, "true"},
-	{"host", CT_STRING, CF_NULLABLE, 0, 0, NULL, NULL, "~"},
-	{"port", CT_INT, 0, 1, 65535, NULL, NULL, "25"},
-	{"connectionCache", CT_MAP, 0, 0, 0, NULL, connection_cache_fields, NULL},
-	{"timeouts", CT_MAP, 0, 0, 0, NULL, zone_timeout_fields, NULL},
-	{"requireTLS", CT_BOOL, 0, 0, 0, NULL, NULL, "false"},
-	{"disabled", CT_BOOL, 0, 0, 0, NULL, NULL, "false"},
-	{"signingDomain", CT_STRING, CF_NULLABLE, 0, 0, NULL, NULL, "~"},
-	{"senderDomains", CT_LIST, 0, 0, 0, NULL, string_item, NULL},
-	{"recipientDomains", CT_LIST, 0, 0, 0, NULL, string_item, NULL},
-	{"routingHeaders", CT_DICT, 0, 0, 0, NULL, string_item, NULL},
-	END,
+    {"pool", CT_STRING, 0, 0, 0, NULL, NULL, "default"},
+    {"connections", CT_INT, 0, 1, 100000, NULL, NULL, "10"},
+    {"throttling", CT_RATE, CF_NULLABLE, 0, 0, NULL, NULL, "~"},
+    {"preferIPv6", CT_BOOL, 0, 0, 0, NULL, NULL, "false"},
+    {"ignoreIPv6", CT_BOOL, 0, 0, 0, NULL, NULL, "true"},
+    {"host", CT_STRING, CF_NULLABLE, 0, 0, NULL, NULL, "~"},
+    {"port", CT_INT, 0, 1, 65535, NULL, NULL, "25"},
+    {"connectionCache", CT_MAP, 0, 0, 0, NULL, connection_cache_fields, NULL},
+    {"timeouts", CT_MAP, 0, 0, 0, NULL, zone_timeout_fields, NULL},
+    {"requireTLS", CT_BOOL, 0, 0, 0, NULL, NULL, "false"},
+    {"disabled", CT_BOOL, 0, 0, 0, NULL, NULL, "false"},
+    {"signingDomain", CT_STRING, CF_NULLABLE, 0, 0, NULL, NULL, "~"},
+    {"senderDomains", CT_LIST, 0, 0, 0, NULL, string_item, NULL},
+    {"recipientDomains", CT_LIST, 0, 0, 0, NULL, string_item, NULL},
+    {"routingHeaders", CT_DICT, 0, 0, 0, NULL, string_item, NULL},
+    END,
 };
 
 static const struct cfg_schema zone_schema[] = {
-	{"<zone>", CT_MAP, 0, 0, 0, NULL, zone_fields, NULL},
+    {"<zone>", CT_MAP, 0, 0, 0, NULL, zone_fields, NULL},
 };
 
 static const struct cfg_schema pool_address_fields[] = {
-	{"address", CT_STRING, 0, 0, 0, NULL, NULL, NULL},
-	{"name", CT_STRING, CF_NULLABLE, 0, 0, NULL, NULL, "~"},
-	{"ratio", CT_RATIO, CF_NULLABLE, 0, 0, NULL, NULL, "~"},
-	END,
+    {"address", CT_STRING, 0, 0, 0, NULL, NULL, NULL},
+    {"name", CT_STRING, CF_NULLABLE, 0, 0, NULL, NULL, "~"},
+    {"ratio", CT_RATIO, CF_NULLABLE, 0, 0, NULL, NULL, "~"},
+    END,
 };
 
 static const struct cfg_schema pool_address[] = {
-	{"<address>", CT_MAP, CF_SHORTHAND, 0, 0, NULL, pool_address_fields, NULL},
+    {"<address>", CT_MAP, CF_SHORTHAND, 0, 0, NULL, pool_address_fields, NULL},
 };
 
 static const struct cfg_schema pool_schema[] = {
-	{"<pool>", CT_LIST, 0, 0, 0, NULL, pool_address, NULL},
+    {"<pool>", CT_LIST, 0, 0, 0, NULL, pool_address, NULL},
 };
 
 static const struct cfg_schema domain_fields[] = {
-	{"maxConnections", CT_INT, 0, 1, 100000, NULL, NULL, "5"},
-	{"throttling", CT_RATE, CF_NULLABLE, 0, 0, NULL, NULL, "~"},
-	END,
+    {"maxConnections", CT_INT, 0, 1, 100000, NULL, NULL, "5"},
+    {"throttling", CT_RATE, CF_NULLABLE, 0, 0, NULL, NULL, "~"},
+    END,
 };
 
 static const struct cfg_schema domain_schema[] = {
-	{"<domain>", CT_MAP, 0, 0, 0, NULL, domain_fields, NULL},
+    {"<domain>", CT_MAP, 0, 0, 0, NULL, domain_fields, NULL},
 };
 
 static const struct cfg_schema string_list[] = {
-	{"<item>", CT_STRING, 0, 0, 0, NULL, NULL, NULL},
+    {"<item>", CT_STRING, 0, 0, 0, NULL, NULL, NULL},
 };
 
 static const struct cfg_schema dns_schema[] = {
-	{"nameservers", CT_LIST, 0, 0, 0, NULL, string_list, NULL},
-	END,
+    {"nameservers", CT_LIST, 0, 0, 0, NULL, string_list, NULL},
+    END,
 };
 
 static const char *const canonicalizations[] = {"relaxed/relaxed", "relaxed/simple",
-						 "simple/relaxed", "simple/simple", NULL};
+						"simple/relaxed", "simple/simple", NULL};
 
 static const struct cfg_schema dkim_key_fields[] = {
-	{"domain", CT_STRING, 0, 0, 0, NULL, NULL, NULL},
-	{"selector", CT_STRING, 0, 0, 0, NULL, NULL, NULL},
-	{"privateKey", CT_STRING, 0, 0, 0, NULL, NULL, NULL},
-	{"canonicalization", CT_ENUM, 0, 0, 0, canonicalizations, NULL, "relaxed/relaxed"},
-	{"subdomains", CT_BOOL, 0, 0, 0, NULL, NULL, "false"},
-	END,
+    {"domain", CT_STRING, 0, 0, 0, NULL, NULL, NULL},
+    {"selector", CT_STRING, 0, 0, 0, NULL, NULL, NULL},
+    {"privateKey", CT_STRING, 0, 0, 0, NULL, NULL, NULL},
+    {"canonicalization", CT_ENUM, 0, 0, 0, canonicalizations, NULL, "relaxed/relaxed"},
+    {"subdomains", CT_BOOL, 0, 0, 0, NULL, NULL, "false"},
+    END,
 };
 
 static const struct cfg_schema dkim_key_item[] = {
-	{"<key>", CT_MAP, 0, 0, 0, NULL, dkim_key_fields, NULL},
+    {"<key>", CT_MAP, 0, 0, 0, NULL, dkim_key_fields, NULL},
 };
 
 static const char *const hash_algos[] = {"sha256", NULL};
 
 static const struct cfg_schema dkim_schema[] = {
-	{"enabled", CT_BOOL, 0, 0, 0, NULL, NULL, NULL},
-	{"hashAlgo", CT_ENUM, 0, 0, 0, hash_algos, NULL, NULL},
-	{"signHeaders", CT_LIST, 0, 0, 0, NULL, string_list, NULL},
-	{"oversignHeaders", CT_LIST, 0, 0, 0, NULL, string_list, NULL},
-	{"keys", CT_LIST, 0, 0, 0, NULL, dkim_key_item, NULL},
-	END,
+    {"enabled", CT_BOOL, 0, 0, 0, NULL, NULL, NULL},
+    {"hashAlgo", CT_ENUM, 0, 0, 0, hash_algos, NULL, NULL},
+    {"signHeaders", CT_LIST, 0, 0, 0, NULL, string_list, NULL},
+    {"oversignHeaders", CT_LIST, 0, 0, 0, NULL, string_list, NULL},
+    {"keys", CT_LIST, 0, 0, 0, NULL, dkim_key_item, NULL},
+    END,
 };
 
 static const struct cfg_schema hooks_schema[] = {
-	{"timeout", CT_DURATION, 0, 10, DAY, NULL, NULL, NULL},
-	END,
+    {"timeout", CT_DURATION, 0, 10, DAY, NULL, NULL, NULL},
+    END,
 };
 
 static const struct cfg_schema http_client_schema[] = {
-	{"timeout", CT_DURATION, 0, 10, DAY, NULL, NULL, NULL},
-	{"connectTimeout", CT_DURATION, 0, 10, DAY, NULL, NULL, NULL},
-	{"maxPerHost", CT_INT, 0, 1, 10000, NULL, NULL, NULL},
-	{"maxResponseSize", CT_SIZE, 0, 1024, GB, NULL, NULL, NULL},
-	{"caFile", CT_STRING, CF_NULLABLE, 0, 0, NULL, NULL, NULL},
-	END,
+    {"timeout", CT_DURATION, 0, 10, DAY, NULL, NULL, NULL},
+    {"connectTimeout", CT_DURATION, 0, 10, DAY, NULL, NULL, NULL},
+    {"maxPerHost", CT_INT, 0, 1, 10000, NULL, NULL, NULL},
+    {"maxResponseSize", CT_SIZE, 0, 1024, GB, NULL, NULL, NULL},
+    {"caFile", CT_STRING, CF_NULLABLE, 0, 0, NULL, NULL, NULL},
+    END,
 };
 
 static const struct cfg_schema bounces_schema[] = {
-	{"rules", CT_STRING, CF_NULLABLE, 0, 0, NULL, NULL, NULL},
-	END,
+    {"rules", CT_STRING, CF_NULLABLE, 0, 0, NULL, NULL, NULL},
+    END,
 };
 
 const struct cfg_schema config_schema[] = {
-	{"ident", CT_STRING, 0, 0, 0, NULL, NULL, NULL},
-	{"hostname", CT_STRING, CF_NULLABLE, 0, 0, NULL, NULL, NULL},
-	{"user", CT_STRING, CF_NULLABLE, 0, 0, NULL, NULL, NULL},
-	{"group", CT_STRING, CF_NULLABLE, 0, 0, NULL, NULL, NULL},
-	{"pidfile", CT_STRING, CF_NULLABLE, 0, 0, NULL, NULL, NULL},
-	{"shutdownTimeout", CT_DURATION, 0, 0, 3600 * SECOND, NULL, NULL, NULL},
-	{"log", CT_MAP, 0, 0, 0, NULL, log_schema, NULL},
-	{"api", CT_MAP, 0, 0, 0, NULL, api_schema, NULL},
-	{"queue", CT_MAP, 0, 0, 0, NULL, queue_schema, NULL},
-	{"smtpInterfaces", CT_DICT, 0, 0, 0, NULL, smtp_iface_schema, NULL},
-	{"zones", CT_DICT, 0, 0, 0, NULL, zone_schema, NULL},
-	{"pools", CT_DICT, 0, 0, 0, NULL, pool_schema, NULL},
-	{"domainConfig", CT_DICT, 0, 0, 0, NULL, domain_schema, NULL},
-	{"dns", CT_MAP, 0, 0, 0, NULL, dns_schema, NULL},
-	{"bounces", CT_MAP, 0, 0, 0, NULL, bounces_schema, NULL},
-	{"hooks", CT_MAP, 0, 0, 0, NULL, hooks_schema, NULL},
-	{"httpClient", CT_MAP, 0, 0, 0, NULL, http_client_schema, NULL},
-	{"dkim", CT_MAP, 0, 0, 0, NULL, dkim_schema, NULL},
-	END,
+    {"ident", CT_STRING, 0, 0, 0, NULL, NULL, NULL},
+    {"hostname", CT_STRING, CF_NULLABLE, 0, 0, NULL, NULL, NULL},
+    {"user", CT_STRING, CF_NULLABLE, 0, 0, NULL, NULL, NULL},
+    {"group", CT_STRING, CF_NULLABLE, 0, 0, NULL, NULL, NULL},
+    {"pidfile", CT_STRING, CF_NULLABLE, 0, 0, NULL, NULL, NULL},
+    {"shutdownTimeout", CT_DURATION, 0, 0, 3600 * SECOND, NULL, NULL, NULL},
+    {"log", CT_MAP, 0, 0, 0, NULL, log_schema, NULL},
+    {"api", CT_MAP, 0, 0, 0, NULL, api_schema, NULL},
+    {"queue", CT_MAP, 0, 0, 0, NULL, queue_schema, NULL},
+    {"smtpInterfaces", CT_DICT, 0, 0, 0, NULL, smtp_iface_schema, NULL},
+    {"zones", CT_DICT, 0, 0, 0, NULL, zone_schema, NULL},
+    {"pools", CT_DICT, 0, 0, 0, NULL, pool_schema, NULL},
+    {"domainConfig", CT_DICT, 0, 0, 0, NULL, domain_schema, NULL},
+    {"dns", CT_MAP, 0, 0, 0, NULL, dns_schema, NULL},
+    {"bounces", CT_MAP, 0, 0, 0, NULL, bounces_schema, NULL},
+    {"hooks", CT_MAP, 0, 0, 0, NULL, hooks_schema, NULL},
+    {"httpClient", CT_MAP, 0, 0, 0, NULL, http_client_schema, NULL},
+    {"dkim", CT_MAP, 0, 0, 0, NULL, dkim_schema, NULL},
+    END,
 };

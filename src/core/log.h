@@ -48,11 +48,11 @@ void log_set_syslog(bool enabled, const char *ident);
 /* Formats one line (with trailing newline) into buf; returns its length. */
 size_t log_format(char *buf, size_t len, const struct timespec *now, enum log_level level,
 		  const char *qid, const char *event, const char *fmt, va_list ap)
-	__attribute__((format(printf, 7, 0)));
+    __attribute__((format(printf, 7, 0)));
 
 /* Logs one event.  `qid` may be NULL; `fmt` gives the remaining key=value pairs. */
 void log_msg(enum log_level level, const char *qid, const char *event, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
+    __attribute__((format(printf, 4, 5)));
 
 #define log_error(event, ...) log_msg(LOG_LEVEL_ERROR, NULL, event, __VA_ARGS__)
 #define log_warn(event, ...) log_msg(LOG_LEVEL_WARN, NULL, event, __VA_ARGS__)

@@ -99,8 +99,7 @@ struct workpool *workpool_new(struct event_base *base, int threads)
 	return pool_start(base, threads, NULL, NULL);
 }
 
-struct workpool *workpool_new_batching(struct event_base *base, workpool_batch_fn batch,
-				       void *arg)
+struct workpool *workpool_new_batching(struct event_base *base, workpool_batch_fn batch, void *arg)
 {
 	return pool_start(base, 1, batch, arg);
 }

@@ -30,8 +30,7 @@ struct workpool;
 /* Starts `threads` workers running each job's run(); done() on `base`. */
 struct workpool *workpool_new(struct event_base *base, int threads);
 /* Starts one worker that hands all waiting jobs to `batch` at once. */
-struct workpool *workpool_new_batching(struct event_base *base, workpool_batch_fn batch,
-				       void *arg);
+struct workpool *workpool_new_batching(struct event_base *base, workpool_batch_fn batch, void *arg);
 /* Queues a job (loop thread). */
 void workpool_submit(struct workpool *p, struct workpool_job *job);
 /* Runs what is queued, delivers every done(), stops the threads. */

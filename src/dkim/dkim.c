@@ -167,12 +167,15 @@ struct dkim_body *dkim_body_new(enum dkim_canon canon)
 
 /* Bytes that end a run of ordinary line content, for each canonicalization:
  * CR and LF always, and WSP too for relaxed (RFC 6376 3.4.4). */
-enum { STOP_SIMPLE = 1, STOP_RELAXED = 2 };
+enum {
+	STOP_SIMPLE = 1,
+	STOP_RELAXED = 2
+};
 static const unsigned char body_stop[256] = {
-	['\r'] = STOP_SIMPLE | STOP_RELAXED,
-	['\n'] = STOP_SIMPLE | STOP_RELAXED,
-	[' '] = STOP_RELAXED,
-	['\t'] = STOP_RELAXED,
+    ['\r'] = STOP_SIMPLE | STOP_RELAXED,
+    ['\n'] = STOP_SIMPLE | STOP_RELAXED,
+    [' '] = STOP_RELAXED,
+    ['\t'] = STOP_RELAXED,
 };
 
 /*
@@ -283,7 +286,8 @@ void dkim_body_update(struct dkim_body *b, const char *data, size_t len)
 		}
 		/* Copy a run of ordinary bytes in one go when nothing is held. */
 		if (b->in_line && !b->wsp) {
-			size_t n = ordinary_run((const unsigned char *)p, (size_t)(end - p), b->relaxed);
+			size_t n = ordinary_run((const unsigned char *)p, (size_t)(end - p),
+						b->relaxed);
 			if (n > 0) {
 				body_emit(b, p, n);
 				p += n;
@@ -693,8 +697,8 @@ char *dkim_sign(const struct dkim_key *key, const struct dkim_sign_params *p,
 		return NULL;
 	}
 	if (!tag_value_ok(p->selector, false)) {
-		*err =
-		    xasprintf("invalid DKIM selector (s=) \"%s\"", p->selector ? p->selector : "");
+		*err = xasprintf("invalid DKIM selector (s=) \"%s\"",
+				 p->selector ? p->selector : "");
 		return NULL;
 	}
 	if (p->body_hash == NULL || strlen(p->body_hash) != 44 ||
@@ -705,8 +709,8 @@ char *dkim_sign(const struct dkim_key *key, const struct dkim_sign_params *p,
 		return NULL;
 	}
 	for (size_t i = 0; i < p->n_sign_headers + p->n_oversign; i++) {
-		const char *n =
-		    i < p->n_sign_headers ? p->sign_headers[i] : p->oversign[i - p->n_sign_headers];
+		const char *n = i < p->n_sign_headers ? p->sign_headers[i]
+						      : p->oversign[i - p->n_sign_headers];
 		if (!tag_value_ok(n, false)) {
 			*err = xasprintf("invalid header field name to sign \"%s\"", n ? n : "");
 			return NULL;

@@ -73,7 +73,7 @@ struct dkim_sign_params {
 	size_t n_sign_headers;
 	const char *const *oversign;
 	size_t n_oversign;
-	long timestamp;        /* t=, 0: leave out */
+	long timestamp; /* t=, 0: leave out */
 };
 
 /*

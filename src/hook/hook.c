@@ -10,21 +10,21 @@
 #include "core/xmalloc.h"
 
 static const char *const point_names[HOOK_POINT_COUNT] = {
-	[HOOK_SMTP_CONNECT] = "smtp:connect",
-	[HOOK_SMTP_HELO] = "smtp:helo",
-	[HOOK_SMTP_AUTH] = "smtp:auth",
-	[HOOK_SMTP_MAIL_FROM] = "smtp:mail_from",
-	[HOOK_SMTP_RCPT_TO] = "smtp:rcpt_to",
-	[HOOK_SMTP_DATA] = "smtp:data",
-	[HOOK_MESSAGE_HEADERS] = "message:headers",
-	[HOOK_MESSAGE_STORE] = "message:store",
-	[HOOK_MESSAGE_QUEUE] = "message:queue",
-	[HOOK_QUEUE_ROUTE] = "queue:route",
-	[HOOK_SENDER_CONNECT] = "sender:connect",
-	[HOOK_SENDER_HEADERS] = "sender:headers",
-	[HOOK_SENDER_DELIVERED] = "sender:delivered",
-	[HOOK_SENDER_RESPONSE_ERROR] = "sender:responseError",
-	[HOOK_QUEUE_BOUNCE] = "queue:bounce",
+    [HOOK_SMTP_CONNECT] = "smtp:connect",
+    [HOOK_SMTP_HELO] = "smtp:helo",
+    [HOOK_SMTP_AUTH] = "smtp:auth",
+    [HOOK_SMTP_MAIL_FROM] = "smtp:mail_from",
+    [HOOK_SMTP_RCPT_TO] = "smtp:rcpt_to",
+    [HOOK_SMTP_DATA] = "smtp:data",
+    [HOOK_MESSAGE_HEADERS] = "message:headers",
+    [HOOK_MESSAGE_STORE] = "message:store",
+    [HOOK_MESSAGE_QUEUE] = "message:queue",
+    [HOOK_QUEUE_ROUTE] = "queue:route",
+    [HOOK_SENDER_CONNECT] = "sender:connect",
+    [HOOK_SENDER_HEADERS] = "sender:headers",
+    [HOOK_SENDER_DELIVERED] = "sender:delivered",
+    [HOOK_SENDER_RESPONSE_ERROR] = "sender:responseError",
+    [HOOK_QUEUE_BOUNCE] = "queue:bounce",
 };
 
 struct handler {
@@ -153,16 +153,18 @@ static void call_end(struct hook_call *call, enum hook_verdict verdict)
 	call->reply = NULL;
 	if (reply != NULL && (verdict == HOOK_REJECT || verdict == HOOK_TEMPFAIL) &&
 	    !reply_fits(reply, verdict)) {
-		log_warn("hook_reply", "point=%s handler=%s reply=\"%.80s\" action=replaced "
-			 "reason=\"not one %s line\"", hook_point_name(call->point),
-			 call->current->name, reply, verdict == HOOK_REJECT ? "5yz" : "4yz");
+		log_warn("hook_reply",
+			 "point=%s handler=%s reply=\"%.80s\" action=replaced "
+			 "reason=\"not one %s line\"",
+			 hook_point_name(call->point), call->current->name, reply,
+			 verdict == HOOK_REJECT ? "5yz" : "4yz");
 		free(reply);
 		reply = NULL;
 	}
 	struct hook_result res = {
-		.verdict = verdict,
-		.reply = verdict == HOOK_REJECT || verdict == HOOK_TEMPFAIL ? reply : NULL,
-		.handler = verdict != HOOK_CONTINUE && call->current ? call->current->name : NULL,
+	    .verdict = verdict,
+	    .reply = verdict == HOOK_REJECT || verdict == HOOK_TEMPFAIL ? reply : NULL,
+	    .handler = verdict != HOOK_CONTINUE && call->current ? call->current->name : NULL,
 	};
 	if (verdict == HOOK_REJECT || verdict == HOOK_TEMPFAIL)
 		log_debug("hook", "point=%s handler=%s verdict=%s reply=\"%s\"",
@@ -190,7 +192,8 @@ static bool call_step(struct hook_call *call, enum hook_verdict verdict)
 			call_end(call, verdict);
 			return true;
 		}
-		call->current = call->current == NULL ? bus.first[call->point] : call->current->next;
+		call->current = call->current == NULL ? bus.first[call->point]
+						      : call->current->next;
 		if (call->current == NULL) {
 			call_end(call, HOOK_CONTINUE);
 			return true;
@@ -225,16 +228,16 @@ static void on_deadline(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	struct hook_call *call = arg;
-	log_warn("hook_timeout", "point=%s handler=%s timeout_ms=%llu", hook_point_name(call->point),
-		 call->current->name, (unsigned long long)bus.timeout_ms);
+	log_warn("hook_timeout", "point=%s handler=%s timeout_ms=%llu",
+		 hook_point_name(call->point), call->current->name,
+		 (unsigned long long)bus.timeout_ms);
 	if (call->current->cancel != NULL)
 		call->current->cancel(call, call->current->arg);
 	hook_set_reply(call, "451 4.3.0 Error: a plugin did not answer in time");
 	call_end(call, HOOK_TEMPFAIL);
 }
 
-uint64_t hook_run(enum hook_point point, const struct hook_ctx *ctx, hook_done_fn done,
-		  void *arg)
+uint64_t hook_run(enum hook_point point, const struct hook_ctx *ctx, hook_done_fn done, void *arg)
 {
 	if (bus.first[point] == NULL) {
 		done(arg, &(struct hook_result){HOOK_CONTINUE, NULL, NULL});
@@ -281,21 +284,21 @@ void hook_notify(enum hook_point point, const struct hook_ctx *ctx)
 	struct notice *n = xcalloc(1, sizeof(*n));
 	size_t i = 0;
 	n->ctx = (struct hook_ctx){
-		.session = ctx->session,
-		.interface = notice_keep(n, &i, ctx->interface),
-		.client = notice_keep(n, &i, ctx->client),
-		.address = notice_keep(n, &i, ctx->address),
-		.from = notice_keep(n, &i, ctx->from),
-		.queue_id = notice_keep(n, &i, ctx->queue_id),
-		.size = ctx->size,
-		.seq = ctx->seq,
-		.zone_name = notice_keep(n, &i, ctx->zone_name),
-		.domain = notice_keep(n, &i, ctx->domain),
-		.mx = notice_keep(n, &i, ctx->mx),
-		.local_ip = notice_keep(n, &i, ctx->local_ip),
-		.code = ctx->code,
-		.response = notice_keep(n, &i, ctx->response),
-		.category = notice_keep(n, &i, ctx->category),
+	    .session = ctx->session,
+	    .interface = notice_keep(n, &i, ctx->interface),
+	    .client = notice_keep(n, &i, ctx->client),
+	    .address = notice_keep(n, &i, ctx->address),
+	    .from = notice_keep(n, &i, ctx->from),
+	    .queue_id = notice_keep(n, &i, ctx->queue_id),
+	    .size = ctx->size,
+	    .seq = ctx->seq,
+	    .zone_name = notice_keep(n, &i, ctx->zone_name),
+	    .domain = notice_keep(n, &i, ctx->domain),
+	    .mx = notice_keep(n, &i, ctx->mx),
+	    .local_ip = notice_keep(n, &i, ctx->local_ip),
+	    .code = ctx->code,
+	    .response = notice_keep(n, &i, ctx->response),
+	    .category = notice_keep(n, &i, ctx->category),
 	};
 	hook_run(point, &n->ctx, notice_done, n);
 }

@@ -101,8 +101,7 @@ struct hook_result {
 /* One run of a point, as a handler sees it. */
 struct hook_call;
 
-typedef enum hook_verdict (*hook_fn)(struct hook_call *call, const struct hook_ctx *ctx,
-				     void *arg);
+typedef enum hook_verdict (*hook_fn)(struct hook_call *call, const struct hook_ctx *ctx, void *arg);
 /* The run was cancelled while this handler was pending: drop what it holds
  * for `call`, and never answer it. */
 typedef void (*hook_cancel_fn)(struct hook_call *call, void *arg);
@@ -128,8 +127,7 @@ bool hook_active(enum hook_point point);
  * before returning (done has been called), else the run's id for
  * hook_cancel(); done is then called later, exactly once, from the loop.
  */
-uint64_t hook_run(enum hook_point point, const struct hook_ctx *ctx, hook_done_fn done,
-		  void *arg);
+uint64_t hook_run(enum hook_point point, const struct hook_ctx *ctx, hook_done_fn done, void *arg);
 /*
  * Runs `point` to tell its handlers something that is decided already (a
  * delivery, a bounce): their verdicts are ignored.  The context's strings

@@ -18,30 +18,37 @@
 /* Longest message id (or cid) accepted, brackets excluded. */
 #define MAX_ID 250
 
-
 /* The state of one compose_message() call. */
 struct compose {
 	struct compose_error *err;
 	GMimeParserOptions *popts;
-	unsigned warnings;   /* parser warnings since the last reset */
-	char warn_item[100]; /* the text the first of them was about */
+	unsigned warnings;    /* parser warnings since the last reset */
+	char warn_item[100];  /* the text the first of them was about */
 	size_t content_bytes; /* body and attachment input, to size the output */
 	bool priority_set;
 };
 
 /* Address lists as parsed: headers (all but bcc) and the envelope. */
-enum { A_FROM, A_SENDER, A_TO, A_CC, A_BCC, A_REPLY_TO, A_COUNT };
+enum {
+	A_FROM,
+	A_SENDER,
+	A_TO,
+	A_CC,
+	A_BCC,
+	A_REPLY_TO,
+	A_COUNT
+};
 
 static const struct {
 	const char *key;
 	GMimeAddressType type;
 } address_fields[A_COUNT] = {
-	[A_FROM] = {"from", GMIME_ADDRESS_TYPE_FROM},
-	[A_SENDER] = {"sender", GMIME_ADDRESS_TYPE_SENDER},
-	[A_TO] = {"to", GMIME_ADDRESS_TYPE_TO},
-	[A_CC] = {"cc", GMIME_ADDRESS_TYPE_CC},
-	[A_BCC] = {"bcc", GMIME_ADDRESS_TYPE_BCC},
-	[A_REPLY_TO] = {"replyTo", GMIME_ADDRESS_TYPE_REPLY_TO},
+    [A_FROM] = {"from", GMIME_ADDRESS_TYPE_FROM},
+    [A_SENDER] = {"sender", GMIME_ADDRESS_TYPE_SENDER},
+    [A_TO] = {"to", GMIME_ADDRESS_TYPE_TO},
+    [A_CC] = {"cc", GMIME_ADDRESS_TYPE_CC},
+    [A_BCC] = {"bcc", GMIME_ADDRESS_TYPE_BCC},
+    [A_REPLY_TO] = {"replyTo", GMIME_ADDRESS_TYPE_REPLY_TO},
 };
 
 /* A growable array of GMime objects, each holding one reference. */
@@ -66,7 +73,7 @@ static void objvec_clear(struct objvec *ov)
 
 /* A field name for compose_error.field, cut to fit (vsnprintf: cutting is fine). */
 static void fieldf(char *dst, size_t size, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 
 static void fieldf(char *dst, size_t size, const char *fmt, ...)
 {
@@ -78,7 +85,7 @@ static void fieldf(char *dst, size_t size, const char *fmt, ...)
 }
 
 static int fail(struct compose *c, const char *field, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 
 static int fail(struct compose *c, const char *field, const char *fmt, ...)
 {
@@ -91,8 +98,7 @@ static int fail(struct compose *c, const char *field, const char *fmt, ...)
 	return -1;
 }
 
-static void parser_warning(gint64 offset, GMimeParserWarning code, const gchar *item,
-			   gpointer data)
+static void parser_warning(gint64 offset, GMimeParserWarning code, const gchar *item, gpointer data)
 {
 	struct compose *c = data;
 
@@ -251,8 +257,8 @@ static int add_address_object(struct compose *c, const json_t *o, const char *fi
 		}
 	}
 	InternetAddress *mb = internet_address_mailbox_new(
-		name && *name ? name : NULL,
-		internet_address_mailbox_get_addr(INTERNET_ADDRESS_MAILBOX(ia)));
+	    name && *name ? name : NULL,
+	    internet_address_mailbox_get_addr(INTERNET_ADDRESS_MAILBOX(ia)));
 	g_object_unref(l);
 	if (name && *name)
 		internet_address_set_charset(mb, "UTF-8");
@@ -272,8 +278,9 @@ static int add_addresses(struct compose *c, const json_t *v, const char *field,
 	if (json_is_object(v))
 		return add_address_object(c, v, field, into);
 	if (!json_is_array(v))
-		return fail(c, field, "must be an address string, an {name, address} object "
-				      "or a list of them");
+		return fail(c, field,
+			    "must be an address string, an {name, address} object "
+			    "or a list of them");
 	for (size_t i = 0; i < json_array_size(v); i++) {
 		const json_t *e = json_array_get(v, i);
 
@@ -307,7 +314,7 @@ static const char *first_mailbox(InternetAddressList *l)
 		if (INTERNET_ADDRESS_IS_MAILBOX(ia))
 			return envelope_addr(ia);
 		const char *m = first_mailbox(
-			internet_address_group_get_members(INTERNET_ADDRESS_GROUP(ia)));
+		    internet_address_group_get_members(INTERNET_ADDRESS_GROUP(ia)));
 		if (m)
 			return m;
 	}
@@ -404,8 +411,7 @@ static int make_envelope(struct compose *c, const json_t *msg, InternetAddressLi
  * control characters inside.  Returns the length of the id without
  * brackets, or -1.  `s` ends at `end`.
  */
-static int make_id(struct compose *c, const char *s, const char *end, const char *field,
-		   char **out)
+static int make_id(struct compose *c, const char *s, const char *end, const char *field, char **out)
 {
 	while (s < end && (*s == ' ' || *s == '\t'))
 		s++;
@@ -515,9 +521,8 @@ static int set_date(struct compose *c, const json_t *v, GMimeMessage *m)
 static bool managed_header(const char *name)
 {
 	static const char *const names[] = {
-		"From",     "Sender",      "To",         "Cc",      "Bcc",
-		"Reply-To", "In-Reply-To", "References", "Subject", "Date",
-		"Message-ID", "MIME-Version",
+	    "From",        "Sender",     "To",      "Cc",   "Bcc",        "Reply-To",
+	    "In-Reply-To", "References", "Subject", "Date", "Message-ID", "MIME-Version",
 	};
 
 	for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
@@ -590,8 +595,8 @@ static int check_header_name(struct compose *c, const char *name, const char *fi
 	return 0;
 }
 
-static int add_custom_header(struct compose *c, GMimeObject *m, const char *name,
-			     const json_t *v, const char *field)
+static int add_custom_header(struct compose *c, GMimeObject *m, const char *name, const json_t *v,
+			     const char *field)
 {
 	char *value, num[32];
 	const char *s;
@@ -792,8 +797,7 @@ static GByteArray *base64_decode(const char *s, size_t len)
 			acc = 0;
 		}
 	}
-	if (q == 1 || (q == 0 && pad) || (q == 2 && pad && pad != 2) ||
-	    (q == 3 && pad && pad != 1))
+	if (q == 1 || (q == 0 && pad) || (q == 2 && pad && pad != 2) || (q == 3 && pad && pad != 1))
 		goto bad;
 	if (q == 2) {
 		buf[n++] = (guint8)(acc >> 4);
@@ -1077,8 +1081,8 @@ static GMimePart *attachment(struct compose *c, const json_t *a, size_t i, bool 
 	if (!disp)
 		disp = cid ? "inline" : "attachment";
 	g_mime_object_set_disposition(GMIME_OBJECT(p), strcasecmp(disp, "inline") == 0
-							       ? GMIME_DISPOSITION_INLINE
-							       : GMIME_DISPOSITION_ATTACHMENT);
+							   ? GMIME_DISPOSITION_INLINE
+							   : GMIME_DISPOSITION_ATTACHMENT);
 	if (filename)
 		g_mime_part_set_filename(p, filename);
 	if (cid)

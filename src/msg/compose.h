@@ -13,17 +13,17 @@
 #include <stddef.h>
 
 struct compose_result {
-	char *message;     /* the complete message (headers, empty line, body), CRLF line ends */
+	char *message; /* the complete message (headers, empty line, body), CRLF line ends */
 	size_t len;
-	char *from;        /* envelope sender: envelope.from, else sender, else from ("" allowed) */
-	char **rcpts;      /* envelope recipients: envelope.to, else to + cc + bcc (deduplicated) */
+	char *from;   /* envelope sender: envelope.from, else sender, else from ("" allowed) */
+	char **rcpts; /* envelope recipients: envelope.to, else to + cc + bcc (deduplicated) */
 	size_t nrcpts;
-	char *message_id;  /* the Message-ID header value, <...> */
+	char *message_id; /* the Message-ID header value, <...> */
 };
 
 /* A problem with the input: which field and what is wrong. */
 struct compose_error {
-	char field[64];    /* e.g. "to", "attachments[2].path", "" for the whole body */
+	char field[64]; /* e.g. "to", "attachments[2].path", "" for the whole body */
 	char message[256];
 };
 

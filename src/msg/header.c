@@ -170,8 +170,8 @@ static void field_fill(struct header *h)
 /* Makes room for one more field at `index`. */
 static struct header *list_open(struct header_list *list, size_t index)
 {
-	list->items =
-	    xreallocarray_grow(list->items, &list->cap, list->count + 1, sizeof(*list->items));
+	list->items = xreallocarray_grow(list->items, &list->cap, list->count + 1,
+					 sizeof(*list->items));
 	memmove(&list->items[index + 1], &list->items[index],
 		(list->count - index) * sizeof(*list->items));
 	list->count++;
@@ -360,8 +360,8 @@ static bool read_zone(const char **p, long *offset)
 		const char *name;
 		int hours;
 	} zones[] = {
-		{"UT", 0},   {"GMT", 0},  {"EST", -5}, {"EDT", -4}, {"CST", -6},
-		{"CDT", -5}, {"MST", -7}, {"MDT", -6}, {"PST", -8}, {"PDT", -7},
+	    {"UT", 0},   {"GMT", 0},  {"EST", -5}, {"EDT", -4}, {"CST", -6},
+	    {"CDT", -5}, {"MST", -7}, {"MDT", -6}, {"PST", -8}, {"PDT", -7},
 	};
 	const char *s = *p;
 	if (*s == '+' || *s == '-') {
@@ -462,12 +462,12 @@ int header_date_parse(const char *value, time_t *out)
 		second = 59; /* a leap second: time_t has none */
 
 	struct tm tm = {
-		.tm_year = year - 1900,
-		.tm_mon = month,
-		.tm_mday = day,
-		.tm_hour = hour,
-		.tm_min = minute,
-		.tm_sec = second,
+	    .tm_year = year - 1900,
+	    .tm_mon = month,
+	    .tm_mday = day,
+	    .tm_hour = hour,
+	    .tm_min = minute,
+	    .tm_sec = second,
 	};
 	errno = 0;
 	time_t t = timegm(&tm);

@@ -16,11 +16,11 @@
 
 /* One header field. */
 struct header {
-	char *raw;      /* the whole field as received: name, colon, value, every
+	char *raw; /* the whole field as received: name, colon, value, every
 			   folded line, and the final CRLF (LF alone is kept as is) */
 	size_t raw_len;
-	char *key;      /* the field name, lower-cased, no surrounding space */
-	char *value;    /* the unfolded value: line breaks of folding removed,
+	char *key;   /* the field name, lower-cased, no surrounding space */
+	char *value; /* the unfolded value: line breaks of folding removed,
 			   leading and trailing white space trimmed */
 };
 

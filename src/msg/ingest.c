@@ -35,7 +35,7 @@ struct ingest {
 	/* what the content needs (see ingest.h) */
 	bool body_8bit;
 	uint64_t long_lines;
-	size_t line_len;      /* octets of the body line in progress */
+	size_t line_len; /* octets of the body line in progress */
 	int64_t received_ms;
 	ingest_done_cb cb;
 	void *cb_arg;
@@ -52,9 +52,9 @@ struct ingest {
 	} stage;
 	struct hook_ctx hook_ctx;
 	uint64_t hook_id;
-	bool hook_sync;  /* inside hook_run(): an answer now is synchronous */
-	int refusal_rc;  /* INGEST_REJECTED or INGEST_DEFERRED once a hook refused */
-	char *refusal;   /* its reply, or NULL */
+	bool hook_sync; /* inside hook_run(): an answer now is synchronous */
+	int refusal_rc; /* INGEST_REJECTED or INGEST_DEFERRED once a hook refused */
+	char *refusal;  /* its reply, or NULL */
 	char *header_zone;
 	const struct zone_config *msg_zone; /* the zone for all, or NULL */
 	const char *msg_rule, *route_rule;
@@ -224,8 +224,8 @@ static char *lower_dup(const char *s)
 }
 
 /* Adds Received: at the top and Message-ID/Date at the end when missing. */
-static void rewrite_headers(struct ingest *in, const struct ingest_envelope *env,
-			    char **message_id, char **date)
+static void rewrite_headers(struct ingest *in, const struct ingest_envelope *env, char **message_id,
+			    char **date)
 {
 	char now[64];
 	header_date_format((time_t)(in->received_ms / 1000), now, sizeof(now));
@@ -294,8 +294,9 @@ static void commit_done(void *arg, int rc, const char *error)
 		if (in->delayed_until > in->received_ms)
 			snprintf(delayed, sizeof(delayed), " delayed_until=%lld",
 				 (long long)(in->delayed_until / 1000));
-		log_msg(LOG_LEVEL_INFO, in->id, "queued", "from=<%s> rcpts=%zu size=%llu zones=%s%s",
-			in->env.from, in->nrcpts, (unsigned long long)in->size, in->zones_used, delayed);
+		log_msg(LOG_LEVEL_INFO, in->id, "queued",
+			"from=<%s> rcpts=%zu size=%llu zones=%s%s", in->env.from, in->nrcpts,
+			(unsigned long long)in->size, in->zones_used, delayed);
 	} else {
 		log_msg(LOG_LEVEL_ERROR, in->id, "store_failed", "error=\"%s\"", error);
 	}
@@ -358,19 +359,21 @@ static bool route_one(struct ingest *in)
 	while (in->route_next < env->nrcpts) {
 		const char *rcpt = env->rcpts[in->route_next++];
 		if (rcpt_seen(in->seen, rcpt)) {
-			log_msg(LOG_LEVEL_INFO, in->id, "duplicate_rcpt", "rcpt=<%s> action=dropped",
-				rcpt);
+			log_msg(LOG_LEVEL_INFO, in->id, "duplicate_rcpt",
+				"rcpt=<%s> action=dropped", rcpt);
 			continue;
 		}
 		in->envelope_utf8 = in->envelope_utf8 || utf8_has_8bit(rcpt, strlen(rcpt));
 		size_t n = in->ndlv;
 		in->domains[n] = lower_dup(domain_of(rcpt));
 		in->route_rule = in->msg_rule;
-		const struct zone_config *z =
-			in->msg_zone ? in->msg_zone
-				     : route_recipient_zone(in->cfg, in->domains[n], &in->route_rule);
+		const struct zone_config *z = in->msg_zone
+						  ? in->msg_zone
+						  : route_recipient_zone(in->cfg, in->domains[n],
+									 &in->route_rule);
 		in->route_zone = z->name;
-		in->dlv[n] = (struct queue_delivery){z->name, rcpt, in->domains[n], in->delayed_until};
+		in->dlv[n] = (struct queue_delivery){z->name, rcpt, in->domains[n],
+						     in->delayed_until};
 		in->ndlv++;
 		return true;
 	}
@@ -387,9 +390,10 @@ static void route_take(struct ingest *in)
 			d->zone = z->name;
 			in->route_rule = "hook";
 		} else {
-			log_msg(LOG_LEVEL_WARN, in->id, "route", "rcpt=<%s> zone=%s action=ignored "
-				"reason=\"queue:route chose no such zone\"", d->recipient,
-				in->route_zone);
+			log_msg(LOG_LEVEL_WARN, in->id, "route",
+				"rcpt=<%s> zone=%s action=ignored "
+				"reason=\"queue:route chose no such zone\"",
+				d->recipient, in->route_zone);
 		}
 	}
 	list_add(&in->zones_used, d->zone);
@@ -433,8 +437,9 @@ static void commit(struct ingest *in)
 	uint64_t long_lines = in->long_lines + (in->line_len > 998 ? 1 : 0);
 	size_t hline = 0;
 	count_long_lines(&long_lines, &hline, block, hlen);
-	json_object_set_new(meta, "bodyType", json_string(in->body_8bit || (header_8bit && !header_utf8)
-								 ? "8BITMIME" : "7BIT"));
+	json_object_set_new(
+	    meta, "bodyType",
+	    json_string(in->body_8bit || (header_8bit && !header_utf8) ? "8BITMIME" : "7BIT"));
 	json_object_set_new(meta, "smtputf8", json_boolean(in->envelope_utf8 || header_utf8));
 	json_object_set_new(meta, "longLines", json_integer((json_int_t)long_lines));
 	json_t *dkim = json_pack("{s:s, s:n}", "hashAlgo", "sha256", "bodyHash");
@@ -490,8 +495,10 @@ static bool next_point(struct ingest *in, enum hook_point *point)
 			const char *unknown;
 			in->msg_zone = route_message_zone(in->cfg, &rm, &in->msg_rule, &unknown);
 			if (unknown != NULL)
-				log_msg(LOG_LEVEL_WARN, in->id, "route", "x_sending_zone=%s "
-					"action=ignored reason=\"no such zone\"", unknown);
+				log_msg(LOG_LEVEL_WARN, in->id, "route",
+					"x_sending_zone=%s "
+					"action=ignored reason=\"no such zone\"",
+					unknown);
 			free(sender_lower);
 			in->stage = INGEST_AT_ROUTE;
 		} else {
@@ -546,9 +553,9 @@ static void on_point_done(void *arg, const struct hook_result *res)
 		in->refusal = res->reply ? xstrdup(res->reply) : NULL;
 		log_msg(LOG_LEVEL_INFO, in->id, "refused", "hook=%s handler=%s reply=\"%s\"",
 			hook_point_name(in->stage == INGEST_AT_HEADERS ? HOOK_MESSAGE_HEADERS
-					: in->stage == INGEST_AT_STORE	 ? HOOK_MESSAGE_STORE
-					: in->stage == INGEST_AT_ROUTE	 ? HOOK_QUEUE_ROUTE
-									 : HOOK_MESSAGE_QUEUE),
+					: in->stage == INGEST_AT_STORE ? HOOK_MESSAGE_STORE
+					: in->stage == INGEST_AT_ROUTE ? HOOK_QUEUE_ROUTE
+								       : HOOK_MESSAGE_QUEUE),
 			res->handler ? res->handler : "?", in->refusal ? in->refusal : "");
 		if (!in->hook_sync)
 			in->cb(in->cb_arg, in->refusal_rc, in->refusal);
@@ -579,16 +586,16 @@ void ingest_finish(struct ingest *in, const struct ingest_envelope *env, ingest_
 	in->domains = xcalloc(env->nrcpts ? env->nrcpts : 1, sizeof(char *));
 	in->seen = strmap_new();
 	in->hook_ctx = (struct hook_ctx){
-		.interface = in->env.interface,
-		.client = in->env.origin,
-		.helo = in->env.transhost,
-		.user = in->env.user,
-		.from = in->env.from,
-		.rcpts = in->env.rcpts,
-		.nrcpts = in->env.nrcpts,
-		.queue_id = in->id,
-		.headers = &in->headers,
-		.size = in->size,
+	    .interface = in->env.interface,
+	    .client = in->env.origin,
+	    .helo = in->env.transhost,
+	    .user = in->env.user,
+	    .from = in->env.from,
+	    .rcpts = in->env.rcpts,
+	    .nrcpts = in->env.nrcpts,
+	    .queue_id = in->id,
+	    .headers = &in->headers,
+	    .size = in->size,
 	};
 	advance(in);
 }

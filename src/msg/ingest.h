@@ -25,13 +25,13 @@
 
 /* Who sent the message and to whom. */
 struct ingest_envelope {
-	const char *interface;  /* "feeder", "api", ... */
-	const char *origin;     /* client IP address */
-	const char *transhost;  /* the name the client gave (HELO/EHLO) */
-	const char *transtype;  /* "ESMTP", "SMTP", "HTTP" */
-	const char *user;       /* authenticated user or NULL */
-	const char *from;       /* envelope sender; "" for the null sender */
-	char *const *rcpts;     /* envelope recipients, each with a domain */
+	const char *interface; /* "feeder", "api", ... */
+	const char *origin;    /* client IP address */
+	const char *transhost; /* the name the client gave (HELO/EHLO) */
+	const char *transtype; /* "ESMTP", "SMTP", "HTTP" */
+	const char *user;      /* authenticated user or NULL */
+	const char *from;      /* envelope sender; "" for the null sender */
+	char *const *rcpts;    /* envelope recipients, each with a domain */
 	size_t nrcpts;
 	bool allow_routing_headers; /* X-Sending-Zone may choose the zone */
 	const char *received_by;    /* our host name in Received: */

@@ -30,18 +30,18 @@ struct transform {
 	unsigned flags;
 	transform_out out;
 	void *arg;
-	size_t col;          /* fold: octets since the last LF sent */
+	size_t col; /* fold: octets since the last LF sent */
 	enum mode mode;
-	bool bol;            /* at the start of an input line */
-	bool separator;      /* the empty line after the top header block is still to come */
-	char *held;          /* a part header block, or a line that may be a boundary */
+	bool bol;       /* at the start of an input line */
+	bool separator; /* the empty line after the top header block is still to come */
+	char *held;     /* a part header block, or a line that may be a boundary */
 	size_t held_len, held_cap, line_start;
-	bool holding;        /* held is a line that may be a boundary */
+	bool holding;         /* held is a line that may be a boundary */
 	bool message_headers; /* the headers held are an embedded message's */
 	char *bounds[MAX_DEPTH];
 	size_t nbounds;
 	GMimeEncoding qp;
-	bool cr;             /* QP: the input ended at a CR; the next byte tells if CRLF */
+	bool cr; /* QP: the input ended at a CR; the next byte tells if CRLF */
 	char *qpbuf;
 	size_t qpcap;
 };
@@ -237,7 +237,8 @@ static bool type_is(const char *ct, const char *type)
 {
 	size_t n = strlen(type);
 	return ct != NULL && strncasecmp(ct, type, n) == 0 &&
-	       (ct[n] == '\0' || ct[n] == ';' || ct[n] == ' ' || ct[n] == '\t' || type[n - 1] == '/');
+	       (ct[n] == '\0' || ct[n] == ';' || ct[n] == ' ' || ct[n] == '\t' ||
+		type[n - 1] == '/');
 }
 
 /* A part's header block is complete: what its body becomes, and how the
@@ -249,7 +250,8 @@ static void part_decide(struct transform *t, struct header_list *list, bool top)
 	int ei = header_list_find(list, "content-transfer-encoding");
 	const char *ct = ci >= 0 ? list->items[ci].value : NULL;
 	const char *cte = ei >= 0 ? list->items[ei].value : NULL;
-	bool eight = cte != NULL && (strcasecmp(cte, "8bit") == 0 || strcasecmp(cte, "binary") == 0);
+	bool eight = cte != NULL &&
+		     (strcasecmp(cte, "8bit") == 0 || strcasecmp(cte, "binary") == 0);
 	if (type_is(ct, "multipart/")) {
 		char *b = ct_param(ct, "boundary");
 		if (b != NULL && t->nbounds < MAX_DEPTH) {
@@ -275,9 +277,9 @@ static void part_decide(struct transform *t, struct header_list *list, bool top)
 	if (eight || ei < 0) {
 		set_cte(list, ei, "quoted-printable");
 		if (top && header_list_find(list, "mime-version") < 0)
-			header_list_insert(list, (size_t)header_list_find(list,
-							"content-transfer-encoding"),
-					   "MIME-Version", "1.0");
+			header_list_insert(
+			    list, (size_t)header_list_find(list, "content-transfer-encoding"),
+			    "MIME-Version", "1.0");
 		g_mime_encoding_init_encode(&t->qp, GMIME_CONTENT_ENCODING_QUOTEDPRINTABLE);
 		t->cr = false;
 		t->mode = MODE_QP;
@@ -406,9 +408,8 @@ static void append_buf(void *arg, const char *data, size_t len)
 	b->p[b->len] = '\0';
 }
 
-
-struct transform *transform_new(unsigned flags, const char *header, size_t hlen,
-				char **new_header, size_t *new_hlen, transform_out out, void *arg)
+struct transform *transform_new(unsigned flags, const char *header, size_t hlen, char **new_header,
+				size_t *new_hlen, transform_out out, void *arg)
 {
 	mime_init();
 	struct transform *t = xcalloc(1, sizeof(*t));

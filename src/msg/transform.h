@@ -39,8 +39,8 @@ struct transform;
  * is returned in *new_header (malloc'ed, NUL-terminated) and *new_hlen; body bytes given to
  * transform_feed come out through out(arg, ...).
  */
-struct transform *transform_new(unsigned flags, const char *header, size_t hlen,
-				char **new_header, size_t *new_hlen, transform_out out, void *arg);
+struct transform *transform_new(unsigned flags, const char *header, size_t hlen, char **new_header,
+				size_t *new_hlen, transform_out out, void *arg);
 /* Body bytes, from the empty line after the header block on. */
 void transform_feed(struct transform *t, const char *data, size_t len);
 /* The end of the body: what is still held comes out. */

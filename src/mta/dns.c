@@ -39,7 +39,8 @@
 #define DNS_TTL_NEG_MAX 3600
 #define DNS_TIMEOUT_MS 30000 /* a whole lookup, MX and addresses */
 #define DNS_MAX_HOSTS 16     /* MX hosts resolved per domain (after ordering) */
-#define DNS_MAX_ADDRS 16     /* addresses tried per host and family: a huge RRset
+#define DNS_MAX_ADDRS                                                                              \
+	16 /* addresses tried per host and family: a huge RRset
 				costs no more than this many connection attempts */
 #define DNS_NAME_MAX 253
 
@@ -77,7 +78,7 @@ struct query {
 	int qtype;
 	int async_id;
 	struct query *prev, *next; /* d->queries */
-	struct query *req_next;	   /* req->queries */
+	struct query *req_next;    /* req->queries */
 };
 
 struct req_host {
@@ -124,7 +125,6 @@ struct dns {
 };
 
 static void advance(struct dns_req *r);
-
 
 static const char *status_name(enum dns_status s)
 {
@@ -309,8 +309,7 @@ static void answer_from_ub(struct answer *a, int qtype, const char *name, int er
 	for (size_t i = 0; res->data[i] != NULL; i++) {
 		const unsigned char *p = (const unsigned char *)res->data[i];
 		size_t len = res->len[i] > 0 ? (size_t)res->len[i] : 0;
-		char
-		    text[DNS_NAME_MAX + 1 > INET6_ADDRSTRLEN ? DNS_NAME_MAX + 1 : INET6_ADDRSTRLEN];
+		char text[DNS_NAME_MAX + 1 > INET6_ADDRSTRLEN ? DNS_NAME_MAX + 1 : INET6_ADDRSTRLEN];
 		records++;
 		if (qtype == DNS_T_MX) {
 			int pref;
@@ -832,8 +831,8 @@ static int ub_setup(struct dns *d, const struct dns_config *cfg, char **err)
 					    "home.arpa. transparent"};
 	for (size_t i = 0; i < sizeof(zones) / sizeof(zones[0]); i++) {
 		if ((rc = ub_ctx_set_option(d->ctx, "local-zone:", zones[i])) != 0) {
-			*err =
-			    xasprintf("libunbound: local-zone %s: %s", zones[i], ub_strerror(rc));
+			*err = xasprintf("libunbound: local-zone %s: %s", zones[i],
+					 ub_strerror(rc));
 			return -1;
 		}
 	}

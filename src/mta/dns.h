@@ -23,18 +23,18 @@ enum dns_status {
 };
 
 struct dns_host {
-	char *name;       /* the MX host name (the domain itself when implicit) */
+	char *name; /* the MX host name (the domain itself when implicit) */
 	int preference;
-	char **addrs;     /* IPv4/IPv6 literals, in the order to try */
-	size_t naddrs;    /* may be 0: this host had no usable address */
+	char **addrs;  /* IPv4/IPv6 literals, in the order to try */
+	size_t naddrs; /* may be 0: this host had no usable address */
 };
 
 struct dns_mx_result {
 	enum dns_status status;
-	const char *error;        /* for RETRY/NOTFOUND/NULLMX: what happened, for logs */
+	const char *error;            /* for RETRY/NOTFOUND/NULLMX: what happened, for logs */
 	const struct dns_host *hosts; /* DNS_OK: in the order to try */
 	size_t nhosts;
-	bool implicit;            /* no MX records: the domain's own addresses */
+	bool implicit; /* no MX records: the domain's own addresses */
 };
 
 struct dns_config {

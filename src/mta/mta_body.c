@@ -137,8 +137,9 @@ static void chunk_read(void *arg, int rc, const char *data, size_t len)
 	x->reading = false;
 	if (rc < 0 || (rc == 0 && x->nchunks > 0)) {
 		/* The server must not take half a message: drop the connection. */
-		const char *why = rc < 0 ? "queue read error while sending"
-					 : "queue read error while sending: a body chunk is missing";
+		const char *why = rc < 0
+				      ? "queue read error while sending"
+				      : "queue read error while sending: a body chunk is missing";
 		mta_log_attempt(c, why);
 		mta_conn_close(c, 451, "451 4.3.0 queue read error while sending");
 		return;

@@ -40,11 +40,11 @@ void mta_item_report(struct mta_conn *c, size_t i, enum outcome_status st, int c
 		fatal("mta: item %zu of %s reported twice", i, c->msg_id);
 	x->item[i] = MTA_ITEM_DONE;
 	struct outcome_report r = {
-		.status = st,
-		.code = code,
-		.text = text,
-		.category = category,
-		.attempted = c->answered,
+	    .status = st,
+	    .code = code,
+	    .text = text,
+	    .category = category,
+	    .attempted = c->answered,
 	};
 	outcome_report(c->m->outcome, x->batch->items[i], &r);
 }
@@ -67,7 +67,8 @@ void mta_txn_clear(struct mta_conn *c)
 	struct mta_txn *x = &c->txn;
 	for (size_t i = 0; i < x->batch->n; i++)
 		if (x->item[i] != MTA_ITEM_DONE)
-			fatal("mta: transaction of %s ended with item %zu unreported", c->msg_id, i);
+			fatal("mta: transaction of %s ended with item %zu unreported", c->msg_id,
+			      i);
 	if (x->reading)
 		queue_request_cancel(c->m->queue, x->read_req);
 	mta_body_clear(c);
@@ -111,9 +112,10 @@ static void arm(struct mta_conn *c, uint64_t ms)
 static void phase_timeout(struct mta_conn *c, const char *what)
 {
 	char why[200];
-	snprintf(why, sizeof(why), "451 4.4.2 timeout: %s in the %s phase after %llu ms", what,
-		 mta_strstate(c->state),
-		 (unsigned long long)(c->deadline_pending ? c->zone->timeouts.body : c->deadline_ms));
+	snprintf(
+	    why, sizeof(why), "451 4.4.2 timeout: %s in the %s phase after %llu ms", what,
+	    mta_strstate(c->state),
+	    (unsigned long long)(c->deadline_pending ? c->zone->timeouts.body : c->deadline_ms));
 	log_msg(LOG_LEVEL_INFO, c->in_txn ? c->msg_id : NULL, "mta_timeout",
 		"conn=%llu state=%s reason=\"%s\"", (unsigned long long)c->id,
 		mta_strstate(c->state), what);
@@ -230,13 +232,15 @@ void mta_conn_connect_next(struct mta_conn *c)
 		if (c->pool != NULL && c->pool->naddrs > 0) {
 			int li = c->slot->local[t->family];
 			if (li < 0) {
-				snprintf(c->last_error, sizeof(c->last_error),
-					 "451 4.4.4 the zone's pool has no %s address to reach %s [%s]",
-					 t->family == POOL_IPV6 ? "IPv6" : "IPv4", t->host, t->addr);
+				snprintf(
+				    c->last_error, sizeof(c->last_error),
+				    "451 4.4.4 the zone's pool has no %s address to reach %s [%s]",
+				    t->family == POOL_IPV6 ? "IPv6" : "IPv4", t->host, t->addr);
 				c->last_code = 451;
 				log_msg(LOG_LEVEL_INFO, c->in_txn ? c->msg_id : NULL, "mta_connect",
 					"mx=%s remote=%s action=skip reason=\"no pool address of "
-					"this family\"", t->host, t->addr);
+					"this family\"",
+					t->host, t->addr);
 				continue;
 			}
 			c->local_addr = c->pool->addrs[li].address;
@@ -258,7 +262,8 @@ void mta_conn_connect_next(struct mta_conn *c)
 			inet_pton(AF_INET, t->addr, &s4->sin_addr);
 			slen = sizeof(*s4);
 		}
-		evutil_socket_t fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+		evutil_socket_t fd = socket(ss.ss_family,
+					    SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 		if (fd < 0)
 			continue;
 		/* SMTP is request/reply: without this, Nagle holds a small write
@@ -268,7 +273,8 @@ void mta_conn_connect_next(struct mta_conn *c)
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 		if (c->local_addr != NULL && bind_local(fd, t->family, c->local_addr) < 0) {
 			snprintf(c->last_error, sizeof(c->last_error),
-				 "451 4.4.0 cannot send from %s: %s", c->local_addr, strerror(errno));
+				 "451 4.4.0 cannot send from %s: %s", c->local_addr,
+				 strerror(errno));
 			c->last_code = 451;
 			log_msg(LOG_LEVEL_WARN, c->in_txn ? c->msg_id : NULL, "mta_bind",
 				"local=%s error=\"%s\"", c->local_addr, strerror(errno));
@@ -334,7 +340,8 @@ static void on_resolved(void *arg, const struct dns_mx_result *res)
 			snprintf(text, sizeof(text), "556 5.1.10 %s: %s", domain, error);
 		else
 			snprintf(text, sizeof(text), "%s %s: %s",
-				 res->status == DNS_RETRY ? "451 4.4.3" : "550 5.1.2", domain, error);
+				 res->status == DNS_RETRY ? "451 4.4.3" : "550 5.1.2", domain,
+				 error);
 		mta_log_attempt(c, text);
 		if (res->status == DNS_RETRY) {
 			mta_conn_close(c, 451, text);
@@ -405,8 +412,10 @@ static void resolve(struct mta_conn *c)
 					IDN2_NFC_INPUT | IDN2_NONTRANSITIONAL);
 		if (rc != IDN2_OK) {
 			char text[300];
-			snprintf(text, sizeof(text), "553 5.1.2 %s is not a valid internationalised "
-				 "domain: %s", domain, idn2_strerror(rc));
+			snprintf(text, sizeof(text),
+				 "553 5.1.2 %s is not a valid internationalised "
+				 "domain: %s",
+				 domain, idn2_strerror(rc));
 			mta_log_attempt(c, text);
 			for (size_t i = 0; i < batch->n; i++)
 				mta_item_report(c, i, OUTCOME_PERMFAIL, 553, text, "dns");
@@ -424,8 +433,8 @@ void mta_hook_refused(struct mta_conn *c, const struct hook_result *res)
 {
 	bool reject = res->verdict == HOOK_REJECT;
 	const char *text = res->reply != NULL ? res->reply
-			   : reject ? "550 5.7.1 delivery refused by a plugin"
-				    : "451 4.7.1 delivery deferred by a plugin";
+			   : reject           ? "550 5.7.1 delivery refused by a plugin"
+					      : "451 4.7.1 delivery deferred by a plugin";
 	mta_log_attempt(c, text);
 	/* The plugin decided: the bounce rules do not second-guess it. */
 	for (size_t i = 0; i < c->txn.batch->n; i++)
@@ -474,11 +483,11 @@ void mta_start(void *arg, struct sched_slot *slot, struct sched_batch *batch)
 	/* sender:connect sees the connection's first delivery. */
 	const struct sched_item *first = batch->items[0];
 	c->hook_ctx = (struct hook_ctx){
-		.address = first->recipient,
-		.queue_id = first->id,
-		.seq = first->seq,
-		.zone_name = batch->zone->name,
-		.domain = batch->domain,
+	    .address = first->recipient,
+	    .queue_id = first->id,
+	    .seq = first->seq,
+	    .zone_name = batch->zone->name,
+	    .domain = batch->domain,
 	};
 	mta_enter_state(c, MTA_HOOK);
 	uint64_t id = hook_run(HOOK_SENDER_CONNECT, &c->hook_ctx, sender_connect_done, c);

@@ -37,10 +37,10 @@ struct mta {
 	struct queue *queue;
 	struct u64map *conns; /* id → struct mta_conn */
 	uint64_t next_id;
-	SSL_CTX *tls;           /* client context: opportunistic, no certificate checks */
+	SSL_CTX *tls;                /* client context: opportunistic, no certificate checks */
 	struct strmap *tls_sessions; /* "addr port" → SSL_SESSION *, for resumption */
 	struct workpool *crypto;
-	bool stopping;          /* no new transactions; drained() once the last DOT is answered */
+	bool stopping; /* no new transactions; drained() once the last DOT is answered */
 	void (*drained)(void *arg);
 	void *drained_arg;
 };
@@ -52,19 +52,19 @@ enum mta_state {
 	MTA_GREETING,   /* waiting for 220 */
 	MTA_EHLO,
 	MTA_HELO,
-	MTA_STARTTLS,   /* STARTTLS sent, waiting for 220 */
-	MTA_HANDSHAKE,  /* TLS handshake in progress */
-	MTA_LOADING,    /* reading the message's metadata and first chunk */
-	MTA_HASHING,    /* the store makes DKIM body hashes not made at intake */
-	MTA_SIGNING,    /* DKIM signatures being made on a crypto thread */
-	MTA_MAIL,       /* MAIL sent (with RCPT and DATA when pipelining) */
-	MTA_RCPT,       /* waiting for RCPT replies */
-	MTA_DATA,       /* waiting for 354 */
-	MTA_BODY,       /* streaming the message */
-	MTA_DOT,        /* waiting for the reply to the final dot */
-	MTA_RSET,       /* RSET after a transaction that did not end with a dot */
-	MTA_IDLE,       /* parked: waiting for more mail to the same place */
-	MTA_QUIT,       /* QUIT sent, waiting for the reply before closing */
+	MTA_STARTTLS,  /* STARTTLS sent, waiting for 220 */
+	MTA_HANDSHAKE, /* TLS handshake in progress */
+	MTA_LOADING,   /* reading the message's metadata and first chunk */
+	MTA_HASHING,   /* the store makes DKIM body hashes not made at intake */
+	MTA_SIGNING,   /* DKIM signatures being made on a crypto thread */
+	MTA_MAIL,      /* MAIL sent (with RCPT and DATA when pipelining) */
+	MTA_RCPT,      /* waiting for RCPT replies */
+	MTA_DATA,      /* waiting for 354 */
+	MTA_BODY,      /* streaming the message */
+	MTA_DOT,       /* waiting for the reply to the final dot */
+	MTA_RSET,      /* RSET after a transaction that did not end with a dot */
+	MTA_IDLE,      /* parked: waiting for more mail to the same place */
+	MTA_QUIT,      /* QUIT sent, waiting for the reply before closing */
 	MTA_CLOSED,
 };
 
@@ -87,22 +87,22 @@ struct mta_txn {
 	enum mta_item_state *item; /* per batch item */
 	size_t rcpt_sent, rcpt_replies, accepted, delivered;
 	json_t *meta;
-	char *header_block;     /* as it will be sent: transformed, then signed */
+	char *header_block; /* as it will be sent: transformed, then signed */
 	size_t header_len;
-	char *body0;            /* body chunk 0, read with the metadata */
+	char *body0; /* body chunk 0, read with the metadata */
 	size_t body0_len;
 	uint32_t next_chunk;
-	uint32_t nchunks;       /* body chunks stored, from bodySize; 0: unknown */
-	unsigned transform;     /* TRANSFORM_* the body needs for this server */
-	struct transform *tf;   /* while streaming, when transform != 0 */
+	uint32_t nchunks;     /* body chunks stored, from bodySize; 0: unknown */
+	unsigned transform;   /* TRANSFORM_* the body needs for this server */
+	struct transform *tf; /* while streaming, when transform != 0 */
 	bool eight_bit, smtputf8;
 	bool hashes_asked;
-	bool reading;           /* a store request is pending */
+	bool reading; /* a store request is pending */
 	uint64_t read_req;
-	bool chunk_waiting;     /* a chunk is held back until output drains */
-	bool bol;               /* dot-stuffing: at the start of a line */
-	char last2[2];          /* the last bytes sent, to end with CRLF */
-	int64_t started_ms;     /* monotonic */
+	bool chunk_waiting; /* a chunk is held back until output drains */
+	bool bol;           /* dot-stuffing: at the start of a line */
+	char last2[2];      /* the last bytes sent, to end with CRLF */
+	int64_t started_ms; /* monotonic */
 };
 
 struct mta_conn {
@@ -122,24 +122,24 @@ struct mta_conn {
 	/* the server */
 	bool pipelining, eightbit, smtputf8, starttls, size_ok;
 	uint64_t size_limit;
-	bool tls;               /* this connection is encrypted */
-	bool plain_retry;       /* TLS failed with this address: now try without */
+	bool tls;         /* this connection is encrypted */
+	bool plain_retry; /* TLS failed with this address: now try without */
 	char tls_version[16];
 	struct reply rep;
-	bool answered;          /* a server has replied on this connection */
-	char last_error[300];   /* why the last target failed, for the deferral */
+	bool answered;        /* a server has replied on this connection */
+	char last_error[300]; /* why the last target failed, for the deferral */
 	int last_code;
-	bool failed_txn;        /* the last transaction ended without its final dot */
+	bool failed_txn; /* the last transaction ended without its final dot */
 	struct mta_txn txn;
 	bool in_txn;
 	/* phase deadline: armed once the server has taken what was written */
 	struct event *deadline_ev;
 	uint64_t deadline_ms;
-	bool deadline_pending;  /* still writing: the deadline waits */
-	size_t unsent_seen;     /* while pending: bytes not taken, last look */
-	int64_t progress_ms;    /* while pending: when that last went down */
-	struct event *idle_ev;  /* ends a parked connection after connectionCache.ttl */
-	int64_t started_ms;     /* monotonic: connection start */
+	bool deadline_pending; /* still writing: the deadline waits */
+	size_t unsent_seen;    /* while pending: bytes not taken, last look */
+	int64_t progress_ms;   /* while pending: when that last went down */
+	struct event *idle_ev; /* ends a parked connection after connectionCache.ttl */
+	int64_t started_ms;    /* monotonic: connection start */
 	/* a pending sender:connect or sender:headers run */
 	uint64_t hook_id;
 	struct hook_ctx hook_ctx;

@@ -25,26 +25,46 @@
 const char *mta_strstate(enum mta_state st)
 {
 	switch (st) {
-	case MTA_HOOK: return "hook";
-	case MTA_RESOLVING: return "resolving";
-	case MTA_CONNECTING: return "connecting";
-	case MTA_GREETING: return "greeting";
-	case MTA_EHLO: return "ehlo";
-	case MTA_HELO: return "helo";
-	case MTA_STARTTLS: return "starttls";
-	case MTA_HANDSHAKE: return "handshake";
-	case MTA_LOADING: return "loading";
-	case MTA_HASHING: return "hashing";
-	case MTA_SIGNING: return "signing";
-	case MTA_MAIL: return "mail";
-	case MTA_RCPT: return "rcpt";
-	case MTA_DATA: return "data";
-	case MTA_BODY: return "body";
-	case MTA_DOT: return "dot";
-	case MTA_RSET: return "rset";
-	case MTA_IDLE: return "idle";
-	case MTA_QUIT: return "quit";
-	case MTA_CLOSED: return "closed";
+	case MTA_HOOK:
+		return "hook";
+	case MTA_RESOLVING:
+		return "resolving";
+	case MTA_CONNECTING:
+		return "connecting";
+	case MTA_GREETING:
+		return "greeting";
+	case MTA_EHLO:
+		return "ehlo";
+	case MTA_HELO:
+		return "helo";
+	case MTA_STARTTLS:
+		return "starttls";
+	case MTA_HANDSHAKE:
+		return "handshake";
+	case MTA_LOADING:
+		return "loading";
+	case MTA_HASHING:
+		return "hashing";
+	case MTA_SIGNING:
+		return "signing";
+	case MTA_MAIL:
+		return "mail";
+	case MTA_RCPT:
+		return "rcpt";
+	case MTA_DATA:
+		return "data";
+	case MTA_BODY:
+		return "body";
+	case MTA_DOT:
+		return "dot";
+	case MTA_RSET:
+		return "rset";
+	case MTA_IDLE:
+		return "idle";
+	case MTA_QUIT:
+		return "quit";
+	case MTA_CLOSED:
+		return "closed";
 	}
 	return "?";
 }
@@ -72,9 +92,9 @@ void mta_log_attempt(struct mta_conn *c, const char *response)
 	log_msg(LOG_LEVEL_INFO, c->msg_id, "attempt",
 		"zone=%s domain=%s local=%s mx=%s remote=%s tls=%s rcpts=%zu accepted=%zu "
 		"response=\"%s\" ms=%lld",
-		c->zone->name, x->batch ? x->batch->domain : "-", c->local_addr ? c->local_addr : "any",
-		t ? t->host : "-", t ? t->addr : "-", c->tls ? c->tls_version : "no",
-		x->batch ? x->batch->n : 0, x->delivered, response,
+		c->zone->name, x->batch ? x->batch->domain : "-",
+		c->local_addr ? c->local_addr : "any", t ? t->host : "-", t ? t->addr : "-",
+		c->tls ? c->tls_version : "no", x->batch ? x->batch->n : 0, x->delivered, response,
 		(long long)(clock_mono_ms() - x->started_ms));
 }
 
@@ -158,8 +178,9 @@ static bool load_ok(struct mta_conn *c, int rc)
 		return true;
 	const char *why = rc == 0 ? "message no longer in the queue" : "cannot read the queue";
 	log_msg(LOG_LEVEL_WARN, c->msg_id, "mta_load", "error=\"%s\"", why);
-	mta_fail_rest(c, rc == 0 ? 550 : 451, rc == 0 ? "550 5.0.0 message removed from queue"
-						       : "451 4.3.0 queue read error");
+	mta_fail_rest(c, rc == 0 ? 550 : 451,
+		      rc == 0 ? "550 5.0.0 message removed from queue"
+			      : "451 4.3.0 queue read error");
 	mta_transaction_done(c);
 	return false;
 }
@@ -201,15 +222,15 @@ static void run_sender_headers(struct mta_conn *c)
 	const struct mta_target *t = c->cur < c->ntargets ? &c->targets[c->cur] : NULL;
 	header_list_parse(&c->hook_headers, x->header_block, x->header_len);
 	c->hook_ctx = (struct hook_ctx){
-		.address = first->recipient,
-		.from = json_string_value(json_object_get(x->meta, "from")),
-		.queue_id = first->id,
-		.seq = first->seq,
-		.headers = &c->hook_headers,
-		.zone_name = c->zone->name,
-		.domain = x->batch->domain,
-		.mx = t ? t->host : NULL,
-		.local_ip = c->local_addr,
+	    .address = first->recipient,
+	    .from = json_string_value(json_object_get(x->meta, "from")),
+	    .queue_id = first->id,
+	    .seq = first->seq,
+	    .headers = &c->hook_headers,
+	    .zone_name = c->zone->name,
+	    .domain = x->batch->domain,
+	    .mx = t ? t->host : NULL,
+	    .local_ip = c->local_addr,
 	};
 	mta_enter_state(c, MTA_HOOK);
 	uint64_t id = hook_run(HOOK_SENDER_HEADERS, &c->hook_ctx, sender_headers_done, c);
@@ -339,7 +360,8 @@ void mta_enter_state(struct mta_conn *c, enum mta_state st)
 		return;
 	case MTA_RCPT:
 		if (!c->pipelining)
-			mta_send_line(c, "RCPT TO:<%s>", x->batch->items[x->rcpt_sent++]->recipient);
+			mta_send_line(c, "RCPT TO:<%s>",
+				      x->batch->items[x->rcpt_sent++]->recipient);
 		mta_conn_deadline(c, to->rcpt);
 		return;
 	case MTA_DATA:
@@ -717,9 +739,11 @@ void mta_on_read(struct bufferevent *bev, void *arg)
 				bad_reply(c, "reply too long");
 			return;
 		}
-		enum reply_status st = len > REPLY_LINE_MAX ? REPLY_TOO_LONG
-				       : reply_feed(&c->rep, line, len,
-						    c->state == MTA_EHLO ? ehlo_keyword : NULL, c);
+		enum reply_status st = len > REPLY_LINE_MAX
+					   ? REPLY_TOO_LONG
+					   : reply_feed(&c->rep, line, len,
+							c->state == MTA_EHLO ? ehlo_keyword : NULL,
+							c);
 		free(line);
 		if (st == REPLY_BAD) {
 			bad_reply(c, "malformed reply");
@@ -763,8 +787,8 @@ void mta_on_event(struct bufferevent *bev, short what, void *arg)
 	if (c->state == MTA_HANDSHAKE) {
 		unsigned long e = bufferevent_get_openssl_error(c->bev);
 		char why[300];
-		snprintf(why, sizeof(why), "TLS handshake with %s [%s] failed: %s", t->host, t->addr,
-			 e ? ERR_reason_error_string(e) : "connection closed");
+		snprintf(why, sizeof(why), "TLS handshake with %s [%s] failed: %s", t->host,
+			 t->addr, e ? ERR_reason_error_string(e) : "connection closed");
 		if (c->zone->require_tls) {
 			mta_log_attempt(c, why);
 			mta_conn_close(c, 0, why);
@@ -780,8 +804,9 @@ void mta_on_event(struct bufferevent *bev, short what, void *arg)
 		return;
 	}
 	const char *why = (what & BEV_EVENT_TIMEOUT) ? "no write progress (timeout)"
-			  : (what & BEV_EVENT_EOF)   ? "connection closed by the server"
-						     : evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR());
+			  : (what & BEV_EVENT_EOF)
+			      ? "connection closed by the server"
+			      : evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR());
 	if (c->state == MTA_QUIT || c->state == MTA_IDLE) {
 		if (c->state == MTA_IDLE) {
 			sched_unpark(c->m->sched, c->slot);

@@ -72,16 +72,16 @@ static void sign_run(struct workpool_job *job)
 	for (size_t i = 0; i < j->nkeys && j->error == NULL; i++) {
 		const struct dkim_key_config *k = j->keys[i];
 		struct dkim_sign_params p = {
-			.domain = k->domain,
-			.selector = k->selector,
-			.header_canon = (enum dkim_canon)k->header_canon,
-			.body_canon = (enum dkim_canon)k->body_canon,
-			.body_hash = j->body_hash[i],
-			.sign_headers = (const char *const *)cfg->dkim_sign_headers,
-			.n_sign_headers = cfg->n_dkim_sign_headers,
-			.oversign = (const char *const *)cfg->dkim_oversign,
-			.n_oversign = cfg->n_dkim_oversign,
-			.timestamp = (long)time(NULL),
+		    .domain = k->domain,
+		    .selector = k->selector,
+		    .header_canon = (enum dkim_canon)k->header_canon,
+		    .body_canon = (enum dkim_canon)k->body_canon,
+		    .body_hash = j->body_hash[i],
+		    .sign_headers = (const char *const *)cfg->dkim_sign_headers,
+		    .n_sign_headers = cfg->n_dkim_sign_headers,
+		    .oversign = (const char *const *)cfg->dkim_oversign,
+		    .n_oversign = cfg->n_dkim_oversign,
+		    .timestamp = (long)time(NULL),
 		};
 		char *sig = dkim_sign(k->key, &p, j->header_block, j->header_len, &j->error);
 		if (sig != NULL) {
@@ -142,8 +142,9 @@ static void hashes_loaded(void *arg, int rc, struct queue_message *msg)
 	if (rc != 1) {
 		log_msg(LOG_LEVEL_WARN, c->msg_id, "mta_load", "error=\"%s\"",
 			rc == 0 ? "message no longer in the queue" : "cannot read the queue");
-		mta_fail_rest(c, rc == 0 ? 550 : 451, rc == 0 ? "550 5.0.0 message removed from queue"
-							       : "451 4.3.0 queue read error");
+		mta_fail_rest(c, rc == 0 ? 550 : 451,
+			      rc == 0 ? "550 5.0.0 message removed from queue"
+				      : "451 4.3.0 queue read error");
 		mta_transaction_done(c);
 		return;
 	}
@@ -167,8 +168,9 @@ bool mta_sign_start(struct mta_conn *c)
 	header_list_clear(&headers);
 	const struct dkim_key_config *author = domain ? key_for(cfg, domain) : NULL;
 	free(domain);
-	const struct dkim_key_config *zone =
-		c->zone->signing_domain ? config_dkim_key(cfg, c->zone->signing_domain) : NULL;
+	const struct dkim_key_config *zone = c->zone->signing_domain
+						 ? config_dkim_key(cfg, c->zone->signing_domain)
+						 : NULL;
 	if (author != NULL)
 		j->keys[j->nkeys++] = author;
 	if (zone != NULL && zone != author)
@@ -195,7 +197,8 @@ bool mta_sign_start(struct mta_conn *c)
 	unsigned missing = 0;
 	for (size_t i = 0; i < j->nkeys; i++) {
 		const char *h = json_string_value(json_object_get(
-			dk, j->keys[i]->body_canon == DKIM_CANON_SIMPLE ? "bodyHashSimple" : "bodyHash"));
+		    dk,
+		    j->keys[i]->body_canon == DKIM_CANON_SIMPLE ? "bodyHashSimple" : "bodyHash"));
 		if (h == NULL)
 			missing |= 1u << j->keys[i]->body_canon;
 		else

@@ -20,14 +20,14 @@ struct reply {
 	int code;                  /* of the finished reply */
 	char text[REPLY_TEXT_MAX]; /* NUL-terminated */
 	size_t len;
-	int first_code;            /* code of the first line, to check the rest */
-	size_t lines, bytes;       /* of the reply being read */
+	int first_code;      /* code of the first line, to check the rest */
+	size_t lines, bytes; /* of the reply being read */
 };
 
 enum reply_status {
-	REPLY_MORE = 0, /* a continuation line: the reply goes on */
-	REPLY_DONE = 1, /* the last line: r->code and r->text are the reply */
-	REPLY_BAD = -1, /* not a reply line, or a code that changed mid-reply */
+	REPLY_MORE = 0,      /* a continuation line: the reply goes on */
+	REPLY_DONE = 1,      /* the last line: r->code and r->text are the reply */
+	REPLY_BAD = -1,      /* not a reply line, or a code that changed mid-reply */
 	REPLY_TOO_LONG = -2, /* past REPLY_LINE_MAX, REPLY_LINES_MAX or REPLY_BYTES_MAX */
 };
 

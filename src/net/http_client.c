@@ -56,7 +56,8 @@ static void check_multi(struct http_client *hc);
 static void on_socket_event(evutil_socket_t fd, short what, void *arg)
 {
 	struct http_client *hc = arg;
-	int flags = (what & EV_READ ? CURL_CSELECT_IN : 0) | (what & EV_WRITE ? CURL_CSELECT_OUT : 0);
+	int flags = (what & EV_READ ? CURL_CSELECT_IN : 0) |
+		    (what & EV_WRITE ? CURL_CSELECT_OUT : 0);
 	int running;
 	hc->in_action = true;
 	curl_multi_socket_action(hc->multi, fd, flags, &running);
@@ -205,17 +206,18 @@ static void check_multi(struct http_client *hc)
 		curl_easy_getinfo(c->easy, CURLINFO_RESPONSE_CODE, &status);
 		curl_easy_getinfo(c->easy, CURLINFO_CONTENT_TYPE, &ctype);
 		struct http_response res = {
-			.error = error_of(c, rc),
-			.status = (int)status,
-			.content_type = ctype,
-			.body = c->resp ? c->resp : "",
-			.body_len = c->resp_len,
-			.elapsed_ms = (uint64_t)(clock_mono_ms() - c->started_ms),
+		    .error = error_of(c, rc),
+		    .status = (int)status,
+		    .content_type = ctype,
+		    .body = c->resp ? c->resp : "",
+		    .body_len = c->resp_len,
+		    .elapsed_ms = (uint64_t)(clock_mono_ms() - c->started_ms),
 		};
-		res.error_text = res.error == HTTPC_OK ? ""
+		res.error_text = res.error == HTTPC_OK              ? ""
 				 : res.error == HTTPC_ERR_TOO_LARGE ? "response body too large"
-				 : res.error == HTTPC_ERR_BODY ? "request body source failed"
-				 : c->errbuf[0] ? c->errbuf : curl_easy_strerror(rc);
+				 : res.error == HTTPC_ERR_BODY      ? "request body source failed"
+				 : c->errbuf[0]                     ? c->errbuf
+								    : curl_easy_strerror(rc);
 		if (res.error != HTTPC_OK)
 			res.status = 0; /* a partial response is no response */
 		http_done_fn done = c->done;

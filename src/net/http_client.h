@@ -20,11 +20,11 @@
 #include <event2/event.h>
 
 struct http_client_config {
-	uint64_t timeout_ms;      /* whole request, default for requests that give none */
+	uint64_t timeout_ms; /* whole request, default for requests that give none */
 	uint64_t connect_timeout_ms;
-	unsigned max_per_host;    /* requests in flight to one host */
-	size_t max_response;      /* response body bytes, default */
-	const char *ca_file;      /* NULL: the system's CAs */
+	unsigned max_per_host; /* requests in flight to one host */
+	size_t max_response;   /* response body bytes, default */
+	const char *ca_file;   /* NULL: the system's CAs */
 };
 
 /* Why a request got no (usable) response. */
@@ -46,7 +46,7 @@ enum http_error {
 typedef ssize_t (*http_body_fn)(void *arg, char *buf, size_t len);
 
 struct http_request {
-	const char *method;         /* "GET", "POST", ... */
+	const char *method; /* "GET", "POST", ... */
 	const char *url;
 	const char *const *headers; /* "Name: value" lines, NULL-terminated, or NULL */
 	/* the body: a buffer (copied), or a stream */
@@ -54,18 +54,18 @@ struct http_request {
 	size_t body_len;
 	http_body_fn body_fn;
 	void *body_arg;
-	int64_t body_size;          /* a stream's length, or -1 (chunked) */
+	int64_t body_size;           /* a stream's length, or -1 (chunked) */
 	const char *user, *password; /* HTTP Basic, or NULL */
-	uint64_t timeout_ms;        /* 0: the client's */
-	size_t max_response;        /* 0: the client's */
+	uint64_t timeout_ms;         /* 0: the client's */
+	size_t max_response;         /* 0: the client's */
 };
 
 struct http_response {
 	enum http_error error;
-	const char *error_text; /* what went wrong, for logs ("" on HTTPC_OK) */
-	int status;             /* the HTTP status; 0 without a response */
+	const char *error_text;   /* what went wrong, for logs ("" on HTTPC_OK) */
+	int status;               /* the HTTP status; 0 without a response */
 	const char *content_type; /* or NULL */
-	const char *body;       /* NUL-terminated (body_len bytes before it) */
+	const char *body;         /* NUL-terminated (body_len bytes before it) */
 	size_t body_len;
 	uint64_t elapsed_ms;
 };

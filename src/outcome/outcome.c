@@ -98,20 +98,20 @@ static void log_result(const struct sched_item *it, const char *event, const cha
 }
 
 /* Tells the hooks (sender:delivered, sender:responseError, queue:bounce). */
-static void notify(enum hook_point point, const struct sched_item *it, const struct outcome_report *r,
-		   const char *category)
+static void notify(enum hook_point point, const struct sched_item *it,
+		   const struct outcome_report *r, const char *category)
 {
 	if (!hook_active(point))
 		return;
 	struct hook_ctx ctx = {
-		.address = it->recipient,
-		.queue_id = it->id,
-		.seq = it->seq,
-		.zone_name = sched_item_zone(it),
-		.domain = sched_item_domain(it),
-		.code = r->code,
-		.response = r->text,
-		.category = category,
+	    .address = it->recipient,
+	    .queue_id = it->id,
+	    .seq = it->seq,
+	    .zone_name = sched_item_zone(it),
+	    .domain = sched_item_domain(it),
+	    .code = r->code,
+	    .response = r->text,
+	    .category = category,
 	};
 	hook_notify(point, &ctx);
 }
@@ -173,17 +173,17 @@ void outcome_report(struct outcome *o, struct sched_item *it, const struct outco
 	log_result(it, "deferred", category ? category : "other", attempts, r->text, next - now);
 	char *kept = pool_format_kept(sched_item_pool(it), it->local);
 	struct queue_delivery_row row = {
-		.id = it->id,
-		.seq = it->seq,
-		.zone = zone,
-		.recipient = it->recipient,
-		.domain = sched_item_domain(it),
-		.created = it->created,
-		.next_attempt = next,
-		.attempts = it->attempts,
-		.deferred = true,
-		.first_failure = it->first_failure,
-		.local_address = kept,
+	    .id = it->id,
+	    .seq = it->seq,
+	    .zone = zone,
+	    .recipient = it->recipient,
+	    .domain = sched_item_domain(it),
+	    .created = it->created,
+	    .next_attempt = next,
+	    .attempts = it->attempts,
+	    .deferred = true,
+	    .first_failure = it->first_failure,
+	    .local_address = kept,
 	};
 	queue_delivery_defer(o->queue, &row, it->deferred, now, r->text);
 	free(kept);

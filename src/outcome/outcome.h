@@ -27,13 +27,13 @@ enum outcome_status {
 /* What one delivery attempt of one recipient came to; strings borrowed. */
 struct outcome_report {
 	enum outcome_status status; /* as the delivery saw it (reply class, or its own decision) */
-	int code;             /* the server's reply code; 0 when there was no reply */
-	const char *text;     /* the whole response, or what went wrong ("could not connect ...") */
+	int code;                   /* the server's reply code; 0 when there was no reply */
+	const char *text; /* the whole response, or what went wrong ("could not connect ...") */
 	/* NULL: the bounce rules classify a failure from code and text (a
 	 * server's answer, a broken connection).  Else the delivery decided
 	 * (e.g. "dns" for NXDOMAIN), and status stands as given. */
 	const char *category;
-	bool attempted;       /* a server answered (counts as an attempt) */
+	bool attempted; /* a server answered (counts as an attempt) */
 };
 
 struct outcome;

@@ -41,10 +41,10 @@ struct queue {
 	queue_delivery_hook hook;
 	void *hook_arg;
 	/* messages just committed, whole (see "hot messages" below) */
-	struct strmap *hot;               /* id → struct hot_msg */
+	struct strmap *hot;                /* id → struct hot_msg */
 	struct hot_msg *hot_old, *hot_new; /* FIFO: oldest first */
 	size_t hot_bytes;
-	struct load_job *hot_ready;       /* loads answered from it, to call back */
+	struct load_job *hot_ready; /* loads answered from it, to call back */
 	uint64_t loads_hot, loads_store;
 	struct event *hot_ev;
 };
@@ -87,7 +87,7 @@ struct queue_body {
 	uint32_t chunks_sent;
 	uint64_t size;
 	int inflight;
-	int failed;     /* a chunk write failed (its QUEUE_ERR_*): the commit will fail */
+	int failed; /* a chunk write failed (its QUEUE_ERR_*): the commit will fail */
 	char *error;
 	bool committing;
 	bool committed;
@@ -145,8 +145,8 @@ static struct write_job *write_job_new(struct queue *q, uint64_t req,
 }
 
 /* Adds an op whose key and value the job takes ownership of. */
-static void write_job_add(struct write_job *w, enum store_op_kind kind, enum store_cf cf,
-			  char *key, size_t klen, char *val, size_t vlen)
+static void write_job_add(struct write_job *w, enum store_op_kind kind, enum store_cf cf, char *key,
+			  size_t klen, char *val, size_t vlen)
 {
 	w->ops[w->job.nops++] = (struct store_op){kind, cf, key, klen, val, vlen};
 	w->bufs[w->nbufs++] = key;
@@ -240,8 +240,8 @@ void queue_id_new(struct queue *q, char id[QUEUE_ID_LEN + 1])
 		q->id_ms++;
 		q->id_counter = 0;
 	}
-	snprintf(id, QUEUE_ID_LEN + 1, "%011llx%03x%04x", (unsigned long long)q->id_ms,
-		 q->id_tag, q->id_counter);
+	snprintf(id, QUEUE_ID_LEN + 1, "%011llx%03x%04x", (unsigned long long)q->id_ms, q->id_tag,
+		 q->id_counter);
 }
 
 /* --- bodies --- */
@@ -348,8 +348,8 @@ void queue_body_free(struct queue_body *b)
 
 struct commit_job {
 	struct write_job w;
-	uintptr_t chunks;     /* body chunks of the message */
-	int body_op;          /* the op that writes chunk 0, or -1 */
+	uintptr_t chunks; /* body chunks of the message */
+	int body_op;      /* the op that writes chunk 0, or -1 */
 	int meta_op;
 	int64_t submitted_us; /* for the commit latency histogram */
 	char id[QUEUE_ID_LEN + 1];
@@ -431,13 +431,13 @@ static void commit_done(struct worker_job *job)
 		for (size_t i = 0; i < c->ndlv; i++) {
 			counts_add(q, c->zones[i], c->domains[i], 1, 0);
 			struct queue_delivery_row row = {
-				.id = c->id,
-				.seq = (unsigned)(i + 1),
-				.zone = c->zones[i],
-				.recipient = c->rcpts[i],
-				.domain = c->domains[i],
-				.created = c->created,
-				.next_attempt = c->next[i],
+			    .id = c->id,
+			    .seq = (unsigned)(i + 1),
+			    .zone = c->zones[i],
+			    .recipient = c->rcpts[i],
+			    .domain = c->domains[i],
+			    .created = c->created,
+			    .next_attempt = c->next[i],
 			};
 			if (q->hook)
 				q->hook(q->hook_arg, &row);
@@ -505,8 +505,8 @@ void queue_message_commit(struct queue_body *b, json_t *meta, const char *header
 	if (b->fill > 0 || b->chunks_sent == 0) {
 		char *key = xmalloc(BODY_KEY_LEN);
 		body_key(key, b->id, b->chunks_sent++);
-		ops[n++] = (struct store_op){STORE_PUT, STORE_CF_BODY, key, BODY_KEY_LEN, b->chunk,
-					     b->fill};
+		ops[n++] = (struct store_op){STORE_PUT,    STORE_CF_BODY, key,
+					     BODY_KEY_LEN, b->chunk,      b->fill};
 		b->chunk = NULL;
 		b->fill = 0;
 	}
@@ -521,8 +521,8 @@ void queue_message_commit(struct queue_body *b, json_t *meta, const char *header
 	memcpy(mval + jlen + 1, header_block, header_len);
 	free(json);
 	c->meta_op = (int)n;
-	ops[n++] = (struct store_op){STORE_PUT, STORE_CF_META, xstrndup(b->id, QUEUE_ID_LEN),
-				     QUEUE_ID_LEN, mval, mlen};
+	ops[n++] = (struct store_op){STORE_PUT,    STORE_CF_META, xstrndup(b->id, QUEUE_ID_LEN),
+				     QUEUE_ID_LEN, mval,          mlen};
 	int64_t created = clock_wall_ms();
 	c->created = created;
 	for (size_t i = 0; i < ndlv; i++) {
@@ -582,8 +582,8 @@ void queue_delivery_finish(struct queue *q, const char *id, unsigned seq, const 
 			for (uintptr_t i = 0; i + 1 < chunks1; i++) {
 				char *key = xmalloc(BODY_KEY_LEN);
 				body_key(key, id, (uint32_t)i);
-				write_job_add(w, STORE_DELETE, STORE_CF_BODY, key, BODY_KEY_LEN, NULL,
-					      0);
+				write_job_add(w, STORE_DELETE, STORE_CF_BODY, key, BODY_KEY_LEN,
+					      NULL, 0);
 			}
 		} else {
 			char *from = xmalloc(BODY_KEY_LEN), *to = xmalloc(BODY_KEY_LEN);
@@ -600,17 +600,17 @@ void queue_delivery_finish(struct queue *q, const char *id, unsigned seq, const 
 	worker_submit(q->writer, &w->job);
 }
 
-void queue_delivery_defer(struct queue *q, const struct queue_delivery_row *row,
-			  bool was_deferred, int64_t last, const char *response)
+void queue_delivery_defer(struct queue *q, const struct queue_delivery_row *row, bool was_deferred,
+			  int64_t last, const char *response)
 {
 	char *clean = utf8_sanitize(response, strlen(response));
 	json_t *j = json_pack("{s:s, s:s, s:s, s:s, s:I, s:I, s:i, s:{s:I, s:i, s:I, s:I, s:s}}",
 			      "zone", row->zone, "recipient", row->recipient, "domain", row->domain,
 			      "status", "DEFERRED", "created", (json_int_t)row->created, "next",
 			      (json_int_t)row->next_attempt, "attempts", row->attempts, "deferred",
-			      "first", (json_int_t)row->first_failure, "count", row->attempts, "last",
-			      (json_int_t)last, "next", (json_int_t)row->next_attempt, "response",
-			      clean);
+			      "first", (json_int_t)row->first_failure, "count", row->attempts,
+			      "last", (json_int_t)last, "next", (json_int_t)row->next_attempt,
+			      "response", clean);
 	free(clean);
 	if (j == NULL)
 		fatal("queue: cannot encode a delivery row");
@@ -620,7 +620,8 @@ void queue_delivery_defer(struct queue *q, const struct queue_delivery_row *row,
 	char *val = json_text(j, &len);
 	json_decref(j);
 	struct write_job *w = write_job_new(q, 0, outcome_done);
-	write_job_add(w, STORE_PUT, STORE_CF_DLV, dlv_key(row->id, row->seq), DLV_KEY_LEN, val, len);
+	write_job_add(w, STORE_PUT, STORE_CF_DLV, dlv_key(row->id, row->seq), DLV_KEY_LEN, val,
+		      len);
 	if (!was_deferred)
 		counts_add(q, row->zone, row->domain, -1, 1);
 	worker_submit(q->writer, &w->job);
@@ -736,7 +737,7 @@ uint64_t queue_message_get(struct queue *q, const char *id, queue_message_cb cb,
 
 struct load_job {
 	struct read_job r;
-	unsigned hashes; /* bits 1 << enum dkim_canon */
+	unsigned hashes;    /* bits 1 << enum dkim_canon */
 	unsigned transform; /* TRANSFORM_*: hash the body as sent */
 	struct transform *tf;
 	struct dkim_body *hash[2];
@@ -769,8 +770,8 @@ static int hash_chunk(void *arg, const char *key, size_t klen, const char *val, 
 /* Worker: the body hashes asked for that the metadata lacks. */
 static void load_hashes(struct store *s, const struct store_backend *be, struct load_job *l)
 {
-	static const char *const names[2] = {[DKIM_CANON_SIMPLE] = "bodyHashSimple",
-					      [DKIM_CANON_RELAXED] = "bodyHash"};
+	static const char *const names[2] = {
+	    [DKIM_CANON_SIMPLE] = "bodyHashSimple", [DKIM_CANON_RELAXED] = "bodyHash"};
 	json_t *dkim = json_object_get(l->r.msg.meta, "dkim");
 	if (!json_is_object(dkim)) {
 		dkim = json_object();
@@ -978,7 +979,7 @@ struct recovery {
 	struct queue *q;
 	/* ids that have metadata -> remaining_pack(1, body chunks + 1; 0 when unknown) */
 	struct strmap *with_meta;
-	struct store_op *ops;     /* deletions to apply */
+	struct store_op *ops; /* deletions to apply */
 	size_t nops, cap;
 	uint64_t rows, bad_rows;
 	size_t meta_orphans, body_orphans, row_orphans;
@@ -1037,8 +1038,8 @@ static int scan_row(void *arg, const char *key, size_t klen, const char *val, si
 	int attempts = 0;
 	if (klen != DLV_KEY_LEN || row == NULL ||
 	    json_unpack(row, "{s:s, s:s, s:s, s:s, s:I, s:I, s:i}", "zone", &zone, "domain",
-			&domain, "status", &status, "recipient", &rcpt, "created", &created,
-			"next", &next, "attempts", &attempts) != 0) {
+			&domain, "status", &status, "recipient", &rcpt, "created", &created, "next",
+			&next, "attempts", &attempts) != 0) {
 		/* Kept, not deleted: a human should look at it. */
 		r->bad_rows++;
 		json_decref(row);
@@ -1048,8 +1049,10 @@ static int scan_row(void *arg, const char *key, size_t klen, const char *val, si
 	id[QUEUE_ID_LEN] = '\0';
 	void *meta = strmap_get(r->with_meta, id);
 	if (meta == NULL) {
-		log_msg(LOG_LEVEL_WARN, id, "queue_recovery", "seq=%.3s rcpt=<%s> action=removed "
-			"reason=\"delivery row without its message\"", key + QUEUE_ID_LEN, rcpt);
+		log_msg(LOG_LEVEL_WARN, id, "queue_recovery",
+			"seq=%.3s rcpt=<%s> action=removed "
+			"reason=\"delivery row without its message\"",
+			key + QUEUE_ID_LEN, rcpt);
 		char *k = xmalloc(klen);
 		memcpy(k, key, klen);
 		recovery_delete(r, STORE_DELETE, STORE_CF_DLV, k, klen, NULL, 0);
@@ -1058,8 +1061,9 @@ static int scan_row(void *arg, const char *key, size_t klen, const char *val, si
 		return 0;
 	}
 	void *packed = strmap_get(r->q->remaining, id);
-	strmap_put(r->q->remaining, id,
-		   remaining_pack((packed ? remaining_left(packed) : 0) + 1, remaining_chunks1(meta)));
+	strmap_put(
+	    r->q->remaining, id,
+	    remaining_pack((packed ? remaining_left(packed) : 0) + 1, remaining_chunks1(meta)));
 	bool deferred = strcmp(status, "DEFERRED") == 0;
 	counts_add(r->q, zone, domain, !deferred, deferred);
 	char seq[QUEUE_SEQ_LEN + 1];
@@ -1070,19 +1074,19 @@ static int scan_row(void *arg, const char *key, size_t klen, const char *val, si
 	json_unpack(row, "{s:{s?I, s?I, s?s}}", "deferred", "first", &first, "last", &last,
 		    "response", &response);
 	struct queue_delivery_row d = {
-		.id = id,
-		.seq = (unsigned)strtoul(seq, NULL, 16),
-		.zone = zone,
-		.recipient = rcpt,
-		.domain = domain,
-		.created = created,
-		.next_attempt = next,
-		.attempts = attempts,
-		.deferred = deferred,
-		.first_failure = first,
-		.local_address = json_string_value(json_object_get(row, "local")),
-		.last_attempt = last,
-		.response = response,
+	    .id = id,
+	    .seq = (unsigned)strtoul(seq, NULL, 16),
+	    .zone = zone,
+	    .recipient = rcpt,
+	    .domain = domain,
+	    .created = created,
+	    .next_attempt = next,
+	    .attempts = attempts,
+	    .deferred = deferred,
+	    .first_failure = first,
+	    .local_address = json_string_value(json_object_get(row, "local")),
+	    .last_attempt = last,
+	    .response = response,
 	};
 	if (r->q->hook)
 		r->q->hook(r->q->hook_arg, &d);
@@ -1149,9 +1153,10 @@ static int queue_recover(struct queue *q, char **err)
 			q->id_ms = strtoull(ms, NULL, 16);
 			q->id_counter = 0xffff; /* the next id moves to a later ms */
 		}
-		log_info("queue_recovered", "messages=%zu deliveries=%llu removed_incomplete=%zu "
-					    "removed_orphan_bodies=%zu removed_orphan_rows=%zu "
-					    "unreadable_rows=%llu",
+		log_info("queue_recovered",
+			 "messages=%zu deliveries=%llu removed_incomplete=%zu "
+			 "removed_orphan_bodies=%zu removed_orphan_rows=%zu "
+			 "unreadable_rows=%llu",
 			 strmap_count(q->remaining), (unsigned long long)r.rows, r.meta_orphans,
 			 r.body_orphans, r.row_orphans, (unsigned long long)r.bad_rows);
 	}
@@ -1179,10 +1184,11 @@ struct queue *queue_open_backend(struct event_base *base, const struct store_bac
 	q->store = q->be->open(dir, &corrupt, &why);
 	if (q->store == NULL) {
 		if (corrupt)
-			*err = xasprintf("queue database %s is damaged (%s); zone-mta never repairs "
-					 "it by itself: move the folder aside (mv %s %s.damaged) "
-					 "and start again, then recover what you can from the copy",
-					 dir, why, dir, dir);
+			*err = xasprintf(
+			    "queue database %s is damaged (%s); zone-mta never repairs "
+			    "it by itself: move the folder aside (mv %s %s.damaged) "
+			    "and start again, then recover what you can from the copy",
+			    dir, why, dir, dir);
 		else if (strstr(why, "LOCK") != NULL)
 			*err = xasprintf("queue database %s is in use by another process (%s)", dir,
 					 why);

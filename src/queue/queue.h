@@ -53,10 +53,10 @@ struct queue_delivery_row {
 	int64_t next_attempt; /* ms */
 	int attempts;         /* failed attempts so far */
 	bool deferred;
-	int64_t first_failure; /* ms of the first failed attempt, 0 if none */
+	int64_t first_failure;     /* ms of the first failed attempt, 0 if none */
 	const char *local_address; /* source address of earlier attempts, or NULL */
-	int64_t last_attempt;  /* ms of the last failed attempt, 0 if none */
-	const char *response;  /* its response, or NULL */
+	int64_t last_attempt;      /* ms of the last failed attempt, 0 if none */
+	const char *response;      /* its response, or NULL */
 };
 
 /* Told about every stored delivery at start, and every new one after. */
@@ -97,7 +97,7 @@ void queue_body_free(struct queue_body *b);
 struct queue_delivery {
 	const char *zone;
 	const char *recipient;
-	const char *domain;  /* lower case */
+	const char *domain;   /* lower case */
 	int64_t next_attempt; /* ms since the epoch: now, or later for delayed mail */
 };
 
@@ -165,8 +165,8 @@ void queue_delivery_finish(struct queue *q, const char *id, unsigned seq, const 
 			   const char *domain, bool was_deferred);
 
 /* A delivery failed for now: its row records the attempt and the next one. */
-void queue_delivery_defer(struct queue *q, const struct queue_delivery_row *row,
-			  bool was_deferred, int64_t last, const char *response);
+void queue_delivery_defer(struct queue *q, const struct queue_delivery_row *row, bool was_deferred,
+			  int64_t last, const char *response);
 
 /* Drops the answer of a pending read request.  Unknown ids are ignored. */
 void queue_request_cancel(struct queue *q, uint64_t req);

@@ -21,8 +21,8 @@ struct worker {
 	/* why the store is out of service, or NULL: set once by the writer's
 	 * thread, read by the loop's */
 	char *_Atomic broken;
-	atomic_bool space_low;    /* the last batch found too little disk space */
-	int64_t last_flush_ms;    /* writer thread: flushes to free WAL space */
+	atomic_bool space_low; /* the last batch found too little disk space */
+	int64_t last_flush_ms; /* writer thread: flushes to free WAL space */
 };
 
 static struct worker_job *job_of(struct workpool_job *p)
@@ -46,7 +46,8 @@ static void fail_jobs(struct worker_job *jobs, int rc, const char *err)
 static void set_broken(struct worker *w, const char *why)
 {
 	char *msg = xasprintf("the queue store failed (%s) and takes no more mail until zone-mta "
-			      "is restarted", why);
+			      "is restarted",
+			      why);
 	log_error("store_broken", "error=\"%s\" action=\"refusing new mail; restart zone-mta\"",
 		  why);
 	atomic_store(&w->broken, msg);
@@ -140,7 +141,8 @@ static struct worker_job *run_writes(struct worker *w, struct worker_job *jobs)
 		write_batch(w, jobs);
 		return jobs;
 	}
-	struct workpool_job *keep = NULL, **keep_tail = &keep, *refuse = NULL, **refuse_tail = &refuse;
+	struct workpool_job *keep = NULL, **keep_tail = &keep, *refuse = NULL,
+			    **refuse_tail = &refuse;
 	for (struct worker_job *j = jobs, *next; j; j = next) {
 		next = next_job(j);
 		j->pool.next = NULL;

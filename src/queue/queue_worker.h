@@ -26,8 +26,8 @@ struct worker_job {
 	void (*run)(struct store *store, const struct store_backend *be, struct worker_job *job);
 	/* Called on the loop thread with the result; must free the job. */
 	void (*done)(struct worker_job *job);
-	int rc;    /* write jobs: 0 or -1 */
-	char *err; /* malloc'ed on failure */
+	int rc;       /* write jobs: 0 or -1 */
+	char *err;    /* malloc'ed on failure */
 	uint64_t req; /* the caller's request or body id */
 	void *ctx;    /* the queue */
 };

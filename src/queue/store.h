@@ -35,8 +35,7 @@ struct store_op {
 };
 
 /* Called for each entry of a scan; return non-zero to stop. */
-typedef int (*store_scan_cb)(void *arg, const char *key, size_t klen, const char *val,
-			     size_t vlen);
+typedef int (*store_scan_cb)(void *arg, const char *key, size_t klen, const char *val, size_t vlen);
 
 struct store;
 

@@ -30,7 +30,7 @@ struct store {
 	char *dir;
 	pthread_mutex_t lock;
 	struct table cf[STORE_CF_COUNT];
-	int fail_writes; /* store_ram_fail_writes() */
+	int fail_writes;       /* store_ram_fail_writes() */
 	bool background_error; /* store_ram_background_error() */
 	struct store *next;
 };
@@ -205,8 +205,8 @@ static int ram_scan(struct store *s, enum store_cf cf, const char *prefix, size_
 	return 0;
 }
 
-static int ram_prefixes(struct store *s, enum store_cf cf, size_t plen, store_scan_cb cb,
-			void *arg, char **err)
+static int ram_prefixes(struct store *s, enum store_cf cf, size_t plen, store_scan_cb cb, void *arg,
+			char **err)
 {
 	(void)err;
 	struct table snap = snapshot(s, cf, "", 0);
@@ -241,15 +241,15 @@ static int ram_flush(struct store *s, char **err)
 }
 
 const struct store_backend store_ram = {
-	.name = "ram",
-	.open = ram_open,
-	.close = ram_close,
-	.write = ram_write,
-	.get = ram_get,
-	.scan = ram_scan,
-	.prefixes = ram_prefixes,
-	.health = ram_health,
-	.flush = ram_flush,
+    .name = "ram",
+    .open = ram_open,
+    .close = ram_close,
+    .write = ram_write,
+    .get = ram_get,
+    .scan = ram_scan,
+    .prefixes = ram_prefixes,
+    .health = ram_health,
+    .flush = ram_flush,
 };
 
 static struct store *find(const char *dir)

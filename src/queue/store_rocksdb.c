@@ -213,8 +213,8 @@ static int rdb_scan(struct store *s, enum store_cf cf, const char *prefix, size_
 	return 0;
 }
 
-static int rdb_prefixes(struct store *s, enum store_cf cf, size_t plen, store_scan_cb cb,
-			void *arg, char **err)
+static int rdb_prefixes(struct store *s, enum store_cf cf, size_t plen, store_scan_cb cb, void *arg,
+			char **err)
 {
 	rocksdb_iterator_t *it = rocksdb_create_iterator_cf(s->db, s->ropts, s->cf[cf]);
 	char *next = xmalloc(plen + 1);
@@ -257,7 +257,8 @@ static int rdb_health(struct store *s, char **err)
 	if (errors == 0)
 		return 0;
 	*err = xasprintf("RocksDB had %ld background error%s (a write, flush or compaction "
-			 "failed)", errors, errors == 1 ? "" : "s");
+			 "failed)",
+			 errors, errors == 1 ? "" : "s");
 	return -1;
 }
 
@@ -277,14 +278,14 @@ static int rdb_flush(struct store *s, char **err)
 }
 
 const struct store_backend store_rocksdb = {
-	.name = "rocksdb",
-	.open = rdb_open,
-	.close = rdb_close,
-	.write = rdb_write,
-	.get = rdb_get,
-	.scan = rdb_scan,
-	.prefixes = rdb_prefixes,
-	.health = rdb_health,
-	.flush = rdb_flush,
-	.wal_cap = MAX_TOTAL_WAL,
+    .name = "rocksdb",
+    .open = rdb_open,
+    .close = rdb_close,
+    .write = rdb_write,
+    .get = rdb_get,
+    .scan = rdb_scan,
+    .prefixes = rdb_prefixes,
+    .health = rdb_health,
+    .flush = rdb_flush,
+    .wal_cap = MAX_TOTAL_WAL,
 };

@@ -15,14 +15,14 @@
 struct sched_zone {
 	const struct zone_config *cfg;
 	const struct pool_config *pool;
-	struct pool_rr rr[2];     /* deals new deliveries to pool addresses, per family */
+	struct pool_rr rr[2];           /* deals new deliveries to pool addresses, per family */
 	char last_id[QUEUE_ID_LEN + 1]; /* the message and domain last dealt, */
 	const struct sched_domain *last_dom; /* so its recipients share an address */
 	int last_local[2];
 	struct throttle throttle;
-	int active;               /* open connections, parked ones included */
-	struct sched_slot *idle;  /* parked connections, oldest first */
-	struct strmap *domains;   /* name → struct sched_domain */
+	int active;                /* open connections, parked ones included */
+	struct sched_slot *idle;   /* parked connections, oldest first */
+	struct strmap *domains;    /* name → struct sched_domain */
 	struct sched_domain *ring; /* domains with due mail, round robin */
 	/* every item of the zone in queue order (id, seq), for listings;
 	 * removed ones leave a NULL hole until the next compaction */
@@ -47,15 +47,15 @@ struct sched {
 	const struct config *cfg;
 	sched_start_fn start;
 	void *start_arg;
-	struct strmap *zones;      /* name → struct sched_zone */
-	struct sched_item **heap;  /* waiting, by `next` */
+	struct strmap *zones;     /* name → struct sched_zone */
+	struct sched_item **heap; /* waiting, by `next` */
 	size_t nheap, heap_cap;
-	struct event *timer;       /* the next due time or throttle opening */
-	struct event *pump_ev;     /* deferred pump: never from inside a caller */
+	struct event *timer;   /* the next due time or throttle opening */
+	struct event *pump_ev; /* deferred pump: never from inside a caller */
 	int64_t timer_at;
-	bool stopped;              /* the daemon is stopping: start nothing */
-	struct strmap *items;      /* "id/seq" → item, for the API */
-	struct u64map *listings;   /* id → struct sched_listing in progress */
+	bool stopped;            /* the daemon is stopping: start nothing */
+	struct strmap *items;    /* "id/seq" → item, for the API */
+	struct u64map *listings; /* id → struct sched_listing in progress */
 	uint64_t next_listing;
 };
 
@@ -76,7 +76,8 @@ static void index_add(struct sched_zone *z, struct sched_item *it)
 {
 	z->index = xreallocarray_grow(z->index, &z->index_cap, z->n_index + 1, sizeof(*z->index));
 	size_t i = z->n_index;
-	while (i > 0 && (z->index[i - 1] == NULL || item_cmp(z->index[i - 1], it->id, it->seq) > 0)) {
+	while (i > 0 &&
+	       (z->index[i - 1] == NULL || item_cmp(z->index[i - 1], it->id, it->seq) > 0)) {
 		z->index[i] = z->index[i - 1];
 		if (z->index[i] != NULL)
 			z->index[i]->index_pos = i;
@@ -352,7 +353,8 @@ static void drop_cancelled(struct sched_domain *d)
 
 static int by_seq(const void *a, const void *b)
 {
-	unsigned x = (*(struct sched_item *const *)a)->seq, y = (*(struct sched_item *const *)b)->seq;
+	unsigned x = (*(struct sched_item *const *)a)->seq,
+		 y = (*(struct sched_item *const *)b)->seq;
 	return x < y ? -1 : x > y;
 }
 
@@ -544,14 +546,15 @@ struct sched *sched_new(struct event_base *base, const struct config *cfg, sched
 	return s;
 }
 
-
 void sched_add(struct sched *s, const struct queue_delivery_row *row)
 {
 	struct sched_zone *z = zone_get(s, row->zone);
 	if (z == NULL) {
 		/* The zone left the configuration: its mail goes by the default. */
-		log_msg(LOG_LEVEL_WARN, row->id, "sched", "seq=%03x zone=%s action=default_zone "
-			"reason=\"no such zone\"", row->seq, row->zone);
+		log_msg(LOG_LEVEL_WARN, row->id, "sched",
+			"seq=%03x zone=%s action=default_zone "
+			"reason=\"no such zone\"",
+			row->seq, row->zone);
 		z = zone_get(s, s->cfg->queue.default_zone);
 	}
 	struct sched_item *it = xcalloc(1, sizeof(*it));
@@ -776,12 +779,11 @@ static json_t *list_row(const struct sched_item *it)
 				sched_item_zone(it), "recipient", it->recipient, "created",
 				(json_int_t)it->created);
 	if (row != NULL && it->deferred)
-		json_object_set_new(row, "deferred",
-				    json_pack("{s:I, s:i, s:I, s:I, s:s?}", "first",
-					      (json_int_t)it->first_failure, "count", it->attempts,
-					      "last", (json_int_t)it->last_attempt, "next",
-					      (json_int_t)clock_mono_to_wall(it->next), "response",
-					      it->response));
+		json_object_set_new(
+		    row, "deferred",
+		    json_pack("{s:I, s:i, s:I, s:I, s:s?}", "first", (json_int_t)it->first_failure,
+			      "count", it->attempts, "last", (json_int_t)it->last_attempt, "next",
+			      (json_int_t)clock_mono_to_wall(it->next), "response", it->response));
 	return row;
 }
 

@@ -37,17 +37,17 @@ struct sched_item {
 	int64_t first_failure; /* wall-clock ms, 0 if none */
 	int attempts;          /* failed attempts so far */
 	bool deferred;
-	bool cancelled;        /* deleted through the API while due or in flight */
+	bool cancelled; /* deleted through the API while due or in flight */
 	/* Pool addresses it may leave from, by family (POOL_IPV4, POOL_IPV6):
 	 * an index into the pool, -1 when the pool has none of that family. */
 	int local[2];
-	bool waiting;          /* in the heap (else due or in flight) */
-	size_t heap_index;     /* while waiting */
+	bool waiting;      /* in the heap (else due or in flight) */
+	size_t heap_index; /* while waiting */
 	struct sched_item *next_ready;
 	/* the last failed attempt, for listings: wall-clock ms and response */
 	int64_t last_attempt;
 	char *response;
-	bool indexed;          /* in its zone's listing index, at index_pos */
+	bool indexed; /* in its zone's listing index, at index_pos */
 	size_t index_pos;
 };
 

@@ -95,11 +95,11 @@ static const struct {
 	enum smtp_verb verb;
 	const char *name;
 } verbs[] = {
-	{SMTP_VERB_HELO, "HELO"}, {SMTP_VERB_EHLO, "EHLO"}, {SMTP_VERB_MAIL, "MAIL"},
-	{SMTP_VERB_RCPT, "RCPT"}, {SMTP_VERB_DATA, "DATA"}, {SMTP_VERB_RSET, "RSET"},
-	{SMTP_VERB_NOOP, "NOOP"}, {SMTP_VERB_QUIT, "QUIT"}, {SMTP_VERB_VRFY, "VRFY"},
-	{SMTP_VERB_EXPN, "EXPN"}, {SMTP_VERB_HELP, "HELP"}, {SMTP_VERB_STARTTLS, "STARTTLS"},
-	{SMTP_VERB_AUTH, "AUTH"}, {SMTP_VERB_BDAT, "BDAT"},
+    {SMTP_VERB_HELO, "HELO"}, {SMTP_VERB_EHLO, "EHLO"}, {SMTP_VERB_MAIL, "MAIL"},
+    {SMTP_VERB_RCPT, "RCPT"}, {SMTP_VERB_DATA, "DATA"}, {SMTP_VERB_RSET, "RSET"},
+    {SMTP_VERB_NOOP, "NOOP"}, {SMTP_VERB_QUIT, "QUIT"}, {SMTP_VERB_VRFY, "VRFY"},
+    {SMTP_VERB_EXPN, "EXPN"}, {SMTP_VERB_HELP, "HELP"}, {SMTP_VERB_STARTTLS, "STARTTLS"},
+    {SMTP_VERB_AUTH, "AUTH"}, {SMTP_VERB_BDAT, "BDAT"},
 };
 
 int smtp_command_parse(char *line, size_t len, struct smtp_command *cmd, const char **reply)
@@ -175,48 +175,48 @@ enum path_err {
 
 /* The replies of MAIL (sender) or RCPT (recipient). */
 struct role {
-	const char *keyword;    /* "FROM:" or "TO:" */
-	const char *usage;      /* no keyword, or no '<' */
-	const char *nonascii;   /* valid UTF-8 but no SMTPUTF8 */
+	const char *keyword;  /* "FROM:" or "TO:" */
+	const char *usage;    /* no keyword, or no '<' */
+	const char *nonascii; /* valid UTF-8 but no SMTPUTF8 */
 	const char *err[PE_COUNT];
 };
 
 static const struct role sender = {
-	"FROM:",
-	"501 5.5.4 Syntax: MAIL FROM:<address>",
-	"553 5.6.7 Non-ASCII sender address requires SMTPUTF8",
-	{
-		[PE_SYNTAX] = "553 5.1.7 Bad sender address syntax",
-		[PE_LOCAL_LONG] = "553 5.1.7 Sender local part longer than 64 octets",
-		[PE_DOMAIN] = "553 5.1.7 Bad sender domain syntax",
-		[PE_LABEL_LONG] = "553 5.1.7 Sender domain label longer than 63 octets",
-		[PE_DOMAIN_LONG] = "553 5.1.7 Sender domain longer than 255 octets",
-		[PE_LITERAL] = "553 5.1.7 Bad sender address literal",
-		[PE_ROUTE] = "553 5.1.7 Bad source route in sender address",
-		[PE_NO_DOMAIN] = "553 5.1.7 Sender address has no domain",
-		[PE_UTF8] = "553 5.1.7 Sender address is not valid UTF-8",
-		[PE_PATH_LONG] = "553 5.1.7 Sender address longer than 256 octets",
-		[PE_NULL] = "553 5.1.7 Bad sender address syntax", /* not used: <> is allowed */
-	},
+    "FROM:",
+    "501 5.5.4 Syntax: MAIL FROM:<address>",
+    "553 5.6.7 Non-ASCII sender address requires SMTPUTF8",
+    {
+	[PE_SYNTAX] = "553 5.1.7 Bad sender address syntax",
+	[PE_LOCAL_LONG] = "553 5.1.7 Sender local part longer than 64 octets",
+	[PE_DOMAIN] = "553 5.1.7 Bad sender domain syntax",
+	[PE_LABEL_LONG] = "553 5.1.7 Sender domain label longer than 63 octets",
+	[PE_DOMAIN_LONG] = "553 5.1.7 Sender domain longer than 255 octets",
+	[PE_LITERAL] = "553 5.1.7 Bad sender address literal",
+	[PE_ROUTE] = "553 5.1.7 Bad source route in sender address",
+	[PE_NO_DOMAIN] = "553 5.1.7 Sender address has no domain",
+	[PE_UTF8] = "553 5.1.7 Sender address is not valid UTF-8",
+	[PE_PATH_LONG] = "553 5.1.7 Sender address longer than 256 octets",
+	[PE_NULL] = "553 5.1.7 Bad sender address syntax", /* not used: <> is allowed */
+    },
 };
 
 static const struct role recipient = {
-	"TO:",
-	"501 5.5.4 Syntax: RCPT TO:<address>",
-	"553 5.6.7 Non-ASCII recipient address requires SMTPUTF8",
-	{
-		[PE_SYNTAX] = "553 5.1.3 Bad recipient address syntax",
-		[PE_LOCAL_LONG] = "553 5.1.3 Recipient local part longer than 64 octets",
-		[PE_DOMAIN] = "553 5.1.3 Bad recipient domain syntax",
-		[PE_LABEL_LONG] = "553 5.1.3 Recipient domain label longer than 63 octets",
-		[PE_DOMAIN_LONG] = "553 5.1.3 Recipient domain longer than 255 octets",
-		[PE_LITERAL] = "553 5.1.3 Bad recipient address literal",
-		[PE_ROUTE] = "553 5.1.3 Bad source route in recipient address",
-		[PE_NO_DOMAIN] = "553 5.1.3 Recipient address has no domain",
-		[PE_UTF8] = "553 5.1.3 Recipient address is not valid UTF-8",
-		[PE_PATH_LONG] = "553 5.1.3 Recipient address longer than 256 octets",
-		[PE_NULL] = "553 5.1.3 Null recipient address not allowed",
-	},
+    "TO:",
+    "501 5.5.4 Syntax: RCPT TO:<address>",
+    "553 5.6.7 Non-ASCII recipient address requires SMTPUTF8",
+    {
+	[PE_SYNTAX] = "553 5.1.3 Bad recipient address syntax",
+	[PE_LOCAL_LONG] = "553 5.1.3 Recipient local part longer than 64 octets",
+	[PE_DOMAIN] = "553 5.1.3 Bad recipient domain syntax",
+	[PE_LABEL_LONG] = "553 5.1.3 Recipient domain label longer than 63 octets",
+	[PE_DOMAIN_LONG] = "553 5.1.3 Recipient domain longer than 255 octets",
+	[PE_LITERAL] = "553 5.1.3 Bad recipient address literal",
+	[PE_ROUTE] = "553 5.1.3 Bad source route in recipient address",
+	[PE_NO_DOMAIN] = "553 5.1.3 Recipient address has no domain",
+	[PE_UTF8] = "553 5.1.3 Recipient address is not valid UTF-8",
+	[PE_PATH_LONG] = "553 5.1.3 Recipient address longer than 256 octets",
+	[PE_NULL] = "553 5.1.3 Null recipient address not allowed",
+    },
 };
 
 /* Scanners: each takes [p, end), returns where it stopped, or NULL with *err. */
@@ -232,8 +232,8 @@ static const unsigned char *fail(enum path_err *err, enum path_err e)
  * UTF-8) is accepted in atext and qtextSMTP (RFC 6531 3.3) and flagged in
  * *utf8; whether SMTPUTF8 was given is decided by the caller.
  */
-static const unsigned char *scan_local(const unsigned char *p, const unsigned char *end,
-				       bool *utf8, enum path_err *err)
+static const unsigned char *scan_local(const unsigned char *p, const unsigned char *end, bool *utf8,
+				       enum path_err *err)
 {
 	if (p < end && *p == '"') {
 		for (p++; p < end;) {

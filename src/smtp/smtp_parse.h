@@ -71,9 +71,9 @@ struct smtp_path {
 
 struct smtp_mail {
 	struct smtp_path path;
-	int64_t size;      /* SIZE= value, -1 when not given */
+	int64_t size; /* SIZE= value, -1 when not given */
 	enum smtp_body body;
-	bool smtputf8;     /* SMTPUTF8 parameter given */
+	bool smtputf8; /* SMTPUTF8 parameter given */
 };
 
 /*

@@ -76,7 +76,8 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
 struct smtp_server *smtp_server_new(struct event_base *base, const struct config *cfg,
 				    const struct smtp_iface_config *iface, char **err)
 {
-	struct evutil_addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+	struct evutil_addrinfo hints = {.ai_family = AF_UNSPEC,
+					.ai_socktype = SOCK_STREAM,
 					.ai_flags = EVUTIL_AI_PASSIVE | EVUTIL_AI_NUMERICHOST};
 	struct evutil_addrinfo *ai = NULL;
 	char port[16];
@@ -94,7 +95,7 @@ struct smtp_server *smtp_server_new(struct event_base *base, const struct config
 	srv->sessions = u64map_new();
 	srv->listener = evconnlistener_new_bind(base, on_accept, srv,
 						LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE |
-							LEV_OPT_CLOSE_ON_EXEC | LEV_OPT_DISABLED,
+						    LEV_OPT_CLOSE_ON_EXEC | LEV_OPT_DISABLED,
 						511, ai->ai_addr, (int)ai->ai_addrlen);
 	evutil_freeaddrinfo(ai);
 	if (srv->listener == NULL) {

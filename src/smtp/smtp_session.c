@@ -69,7 +69,7 @@ struct smtp_session {
 	char *helo;
 	bool esmtp;
 	int bad_commands;
-	int junk_commands; /* since the last message accepted */
+	int junk_commands;       /* since the last message accepted */
 	bool skipping_long_line; /* discarding an over-long command line */
 	bool shutdown_requested;
 	unsigned messages;
@@ -131,7 +131,8 @@ static void enter_state(struct smtp_session *s, enum smtp_state st)
 	s->state = st;
 }
 
-static void reply(struct smtp_session *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void reply(struct smtp_session *s, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 
 static void reply(struct smtp_session *s, const char *fmt, ...)
 {
@@ -250,7 +251,8 @@ static bool check_mail(struct smtp_session *s, const struct smtp_command *cmd)
 		bad_command(s);
 		return false;
 	}
-	if (!s->esmtp && (mail->size >= 0 || mail->body != SMTP_BODY_UNSPECIFIED || mail->smtputf8)) {
+	if (!s->esmtp &&
+	    (mail->size >= 0 || mail->body != SMTP_BODY_UNSPECIFIED || mail->smtputf8)) {
 		reply(s, "555 5.5.4 Error: parameters need EHLO");
 		bad_command(s);
 		return false;
@@ -394,26 +396,25 @@ struct smtp_command_def {
 };
 
 static const struct smtp_command_def commands[] = {
-	{SMTP_VERB_HELO, "HELO", check_helo, HOOK_SMTP_HELO, cmd_helo,
-	 "550 5.7.1 Error: HELO rejected", "451 4.7.1 Error: HELO deferred, try again later"},
-	{SMTP_VERB_EHLO, "EHLO", check_helo, HOOK_SMTP_HELO, cmd_helo,
-	 "550 5.7.1 Error: EHLO rejected", "451 4.7.1 Error: EHLO deferred, try again later"},
-	{SMTP_VERB_MAIL, "MAIL", check_mail, HOOK_SMTP_MAIL_FROM, cmd_mail,
-	 "550 5.7.1 Error: sender rejected", "451 4.7.1 Error: sender deferred, try again later"},
-	{SMTP_VERB_RCPT, "RCPT", check_rcpt, HOOK_SMTP_RCPT_TO, cmd_rcpt,
-	 "550 5.7.1 Error: recipient rejected",
-	 "451 4.7.1 Error: recipient deferred, try again later"},
-	{SMTP_VERB_DATA, "DATA", check_data, HOOK_SMTP_DATA, cmd_data,
-	 "554 5.7.1 Error: message rejected", "451 4.7.1 Error: message deferred, try again later"},
-	{SMTP_VERB_RSET, "RSET", NULL, HOOK_NONE, cmd_rset, NULL, NULL},
-	{SMTP_VERB_NOOP, "NOOP", NULL, HOOK_NONE, cmd_noop, NULL, NULL},
-	{SMTP_VERB_QUIT, "QUIT", NULL, HOOK_NONE, cmd_quit, NULL, NULL},
-	{SMTP_VERB_VRFY, "VRFY", NULL, HOOK_NONE, cmd_vrfy, NULL, NULL},
-	{SMTP_VERB_HELP, "HELP", NULL, HOOK_NONE, cmd_help, NULL, NULL},
-	{SMTP_VERB_EXPN, "EXPN", NULL, HOOK_NONE, cmd_not_implemented, NULL, NULL},
-	{SMTP_VERB_STARTTLS, "STARTTLS", NULL, HOOK_NONE, cmd_not_implemented, NULL, NULL},
-	{SMTP_VERB_AUTH, "AUTH", NULL, HOOK_NONE, cmd_not_implemented, NULL, NULL},
-	{SMTP_VERB_BDAT, "BDAT", NULL, HOOK_NONE, cmd_not_implemented, NULL, NULL},
+    {SMTP_VERB_HELO, "HELO", check_helo, HOOK_SMTP_HELO, cmd_helo, "550 5.7.1 Error: HELO rejected",
+     "451 4.7.1 Error: HELO deferred, try again later"},
+    {SMTP_VERB_EHLO, "EHLO", check_helo, HOOK_SMTP_HELO, cmd_helo, "550 5.7.1 Error: EHLO rejected",
+     "451 4.7.1 Error: EHLO deferred, try again later"},
+    {SMTP_VERB_MAIL, "MAIL", check_mail, HOOK_SMTP_MAIL_FROM, cmd_mail,
+     "550 5.7.1 Error: sender rejected", "451 4.7.1 Error: sender deferred, try again later"},
+    {SMTP_VERB_RCPT, "RCPT", check_rcpt, HOOK_SMTP_RCPT_TO, cmd_rcpt,
+     "550 5.7.1 Error: recipient rejected", "451 4.7.1 Error: recipient deferred, try again later"},
+    {SMTP_VERB_DATA, "DATA", check_data, HOOK_SMTP_DATA, cmd_data,
+     "554 5.7.1 Error: message rejected", "451 4.7.1 Error: message deferred, try again later"},
+    {SMTP_VERB_RSET, "RSET", NULL, HOOK_NONE, cmd_rset, NULL, NULL},
+    {SMTP_VERB_NOOP, "NOOP", NULL, HOOK_NONE, cmd_noop, NULL, NULL},
+    {SMTP_VERB_QUIT, "QUIT", NULL, HOOK_NONE, cmd_quit, NULL, NULL},
+    {SMTP_VERB_VRFY, "VRFY", NULL, HOOK_NONE, cmd_vrfy, NULL, NULL},
+    {SMTP_VERB_HELP, "HELP", NULL, HOOK_NONE, cmd_help, NULL, NULL},
+    {SMTP_VERB_EXPN, "EXPN", NULL, HOOK_NONE, cmd_not_implemented, NULL, NULL},
+    {SMTP_VERB_STARTTLS, "STARTTLS", NULL, HOOK_NONE, cmd_not_implemented, NULL, NULL},
+    {SMTP_VERB_AUTH, "AUTH", NULL, HOOK_NONE, cmd_not_implemented, NULL, NULL},
+    {SMTP_VERB_BDAT, "BDAT", NULL, HOOK_NONE, cmd_not_implemented, NULL, NULL},
 };
 
 /* The greeting is the proceed step of smtp:connect. */
@@ -448,21 +449,26 @@ static void on_hook_done(void *arg, const struct hook_result *res)
 	if (def == NULL) {
 		/* smtp:connect */
 		if (refused) {
-			reply(s, "%s", refusal_reply(res, res->verdict == HOOK_REJECT
-						  ? "554 5.7.1 Error: connection refused"
-						  : "421 4.7.1 Error: try again later"));
-			log_info("smtp_refused", "session=%llu client=%s hook=smtp:connect "
-				 "handler=%s", (unsigned long long)s->id, s->addr, res->handler);
+			reply(s, "%s",
+			      refusal_reply(res, res->verdict == HOOK_REJECT
+						     ? "554 5.7.1 Error: connection refused"
+						     : "421 4.7.1 Error: try again later"));
+			log_info("smtp_refused",
+				 "session=%llu client=%s hook=smtp:connect "
+				 "handler=%s",
+				 (unsigned long long)s->id, s->addr, res->handler);
 			close_after_flush(s);
 			return;
 		}
 		send_greeting(s);
 	} else if (refused) {
 		const char *text = refusal_reply(res, res->verdict == HOOK_REJECT ? def->rejected
-										   : def->deferred);
-		log_info("smtp_refused", "session=%llu client=%s command=%s hook=%s handler=%s "
-			 "reply=\"%s\"", (unsigned long long)s->id, s->addr, def->name,
-			 hook_point_name(def->hook), res->handler, text);
+										  : def->deferred);
+		log_info("smtp_refused",
+			 "session=%llu client=%s command=%s hook=%s handler=%s "
+			 "reply=\"%s\"",
+			 (unsigned long long)s->id, s->addr, def->name, hook_point_name(def->hook),
+			 res->handler, text);
 		reply(s, "%s", text);
 	} else {
 		def->proceed(s, &s->cmd);
@@ -488,8 +494,8 @@ static void run_hook(struct smtp_session *s, enum hook_point point,
 	ctx->interface = s->env.iface->name;
 	ctx->client = s->addr;
 	ctx->helo = def != NULL && def->verb != SMTP_VERB_HELO && def->verb != SMTP_VERB_EHLO
-			    ? s->helo
-			    : (def != NULL ? s->cmd.arg : NULL);
+			? s->helo
+			: (def != NULL ? s->cmd.arg : NULL);
 	ctx->from = s->state >= SMTP_STATE_MAIL ? s->mail.path.addr : NULL;
 	ctx->rcpts = s->rcpts;
 	ctx->nrcpts = s->nrcpts;
@@ -546,8 +552,8 @@ static void message_done(void *arg, int rc, const char *error)
 		stats_message_rejected(s->env.iface->name);
 		const char *text = error != NULL ? error
 				   : rc == INGEST_REJECTED
-					   ? "554 5.7.1 Error: message rejected"
-					   : "451 4.7.1 Error: message deferred, try again later";
+				       ? "554 5.7.1 Error: message rejected"
+				       : "451 4.7.1 Error: message deferred, try again later";
 		log_info("smtp_refused", "session=%llu client=%s reply=\"%s\"",
 			 (unsigned long long)s->id, s->addr, text);
 		reply(s, "%s", text);
@@ -555,8 +561,8 @@ static void message_done(void *arg, int rc, const char *error)
 		stats_message_rejected(s->env.iface->name);
 		/* RFC 3463: 4.3.1 mail system full; 4.3.0 other system trouble. */
 		const char *text = rc == QUEUE_ERR_SPACE
-					   ? "452 4.3.1 Error: insufficient system storage"
-					   : "451 4.3.0 Error: queue file write error";
+				       ? "452 4.3.1 Error: insufficient system storage"
+				       : "451 4.3.0 Error: queue file write error";
 		log_info("smtp_refused", "session=%llu client=%s reply=\"%s\" error=\"%s\"",
 			 (unsigned long long)s->id, s->addr, text, error ? error : "?");
 		reply(s, "%s", text);
@@ -594,15 +600,15 @@ static void data_end(struct smtp_session *s)
 		return;
 	}
 	struct ingest_envelope env = {
-		.interface = s->env.iface->name,
-		.origin = s->addr,
-		.transhost = s->helo,
-		.transtype = s->esmtp ? "ESMTP" : "SMTP",
-		.from = s->mail.path.addr,
-		.rcpts = s->rcpts,
-		.nrcpts = s->nrcpts,
-		.allow_routing_headers = s->env.iface->allow_routing_headers,
-		.received_by = hostname(s),
+	    .interface = s->env.iface->name,
+	    .origin = s->addr,
+	    .transhost = s->helo,
+	    .transtype = s->esmtp ? "ESMTP" : "SMTP",
+	    .from = s->mail.path.addr,
+	    .rcpts = s->rcpts,
+	    .nrcpts = s->nrcpts,
+	    .allow_routing_headers = s->env.iface->allow_routing_headers,
+	    .received_by = hostname(s),
 	};
 	enter_state(s, SMTP_STATE_COMMIT);
 	bufferevent_disable(s->bev, EV_READ);
@@ -617,8 +623,8 @@ static bool feed_data(struct smtp_session *s, struct evbuffer *in)
 		return false;
 	size_t inlen = vec.iov_len < SMTP_DATA_STEP ? vec.iov_len : SMTP_DATA_STEP;
 	size_t outlen, consumed;
-	enum smtp_data_status st =
-		smtp_data_feed(&s->data, vec.iov_base, inlen, s->scratch, &outlen, &consumed);
+	enum smtp_data_status st = smtp_data_feed(&s->data, vec.iov_base, inlen, s->scratch,
+						  &outlen, &consumed);
 	if (outlen > 0 && !s->too_big && !s->header_too_big) {
 		if (ingest_size(s->ingest) + outlen > s->env.iface->max_size) {
 			/* Keep reading to the end, storing nothing more. */
@@ -746,8 +752,8 @@ static void on_close(evutil_socket_t fd, short what, void *arg)
 }
 
 struct smtp_session *smtp_session_new(struct event_base *base, evutil_socket_t fd,
-				      const struct sockaddr *peer, const struct smtp_session_env *env,
-				      uint64_t id)
+				      const struct sockaddr *peer,
+				      const struct smtp_session_env *env, uint64_t id)
 {
 	struct smtp_session *s = xcalloc(1, sizeof(*s));
 	s->id = id;
@@ -796,8 +802,8 @@ void smtp_session_free(struct smtp_session *s)
 {
 	if (s == NULL)
 		return;
-	log_info("smtp_disconnect", "session=%llu client=%s messages=%u",
-		 (unsigned long long)s->id, s->addr, s->messages);
+	log_info("smtp_disconnect", "session=%llu client=%s messages=%u", (unsigned long long)s->id,
+		 s->addr, s->messages);
 	/* A hook answer must not find the session gone. */
 	hook_cancel(s->hook_id);
 	txn_clear(s);

@@ -26,8 +26,8 @@ struct smtp_session_env {
 
 /* Starts a session on an accepted socket: sends the greeting. */
 struct smtp_session *smtp_session_new(struct event_base *base, evutil_socket_t fd,
-				      const struct sockaddr *peer, const struct smtp_session_env *env,
-				      uint64_t id);
+				      const struct sockaddr *peer,
+				      const struct smtp_session_env *env, uint64_t id);
 /* Asks the session to end: at once with 421 when idle, else after the
  * message in progress. */
 void smtp_session_shutdown(struct smtp_session *s);

@@ -12,8 +12,7 @@ static bool domain_listed(char *const *list, size_t n, const char *domain)
 }
 
 /* Does some field `name` (lower case) carry exactly `value`? */
-static bool has_header_value(const struct header_list *headers, const char *name,
-			     const char *value)
+static bool has_header_value(const struct header_list *headers, const char *name, const char *value)
 {
 	for (size_t i = 0; i < headers->count; i++)
 		if (strcmp(headers->items[i].key, name) == 0 &&
@@ -48,7 +47,8 @@ const struct zone_config *route_message_zone(const struct config *cfg,
 	if (m->sender_domain != NULL) {
 		for (size_t i = 0; i < cfg->n_zones; i++) {
 			const struct zone_config *z = &cfg->zones[i];
-			if (domain_listed(z->sender_domains, z->n_sender_domains, m->sender_domain)) {
+			if (domain_listed(z->sender_domains, z->n_sender_domains,
+					  m->sender_domain)) {
 				*rule = "senderDomains";
 				return z;
 			}

@@ -13,9 +13,9 @@
 #include "msg/header.h"
 
 struct route_message {
-	const char *header_zone;     /* X-Sending-Zone value if it may be used, else NULL */
+	const char *header_zone; /* X-Sending-Zone value if it may be used, else NULL */
 	const struct header_list *headers;
-	const char *sender_domain;   /* lower case, NULL for the null sender */
+	const char *sender_domain; /* lower case, NULL for the null sender */
 };
 
 /*

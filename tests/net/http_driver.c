@@ -60,12 +60,11 @@ static void probe_end(struct probe *p)
 static void on_done(void *arg, const struct http_response *res)
 {
 	struct probe *p = arg;
-	json_t *out = json_pack("{s:s, s:i, s:s, s:i, s:I, s:s%, s:I, s:s?}", "tag", p->tag, "error",
-				(int)res->error, "error_text", res->error_text, "status",
+	json_t *out = json_pack("{s:s, s:i, s:s, s:i, s:I, s:s%, s:I, s:s?}", "tag", p->tag,
+				"error", (int)res->error, "error_text", res->error_text, "status",
 				res->status, "body_len", (json_int_t)res->body_len, "body",
-				res->body, res->body_len < 200 ? res->body_len : 200,
-				"elapsed_ms", (json_int_t)res->elapsed_ms, "content_type",
-				res->content_type);
+				res->body, res->body_len < 200 ? res->body_len : 200, "elapsed_ms",
+				(json_int_t)res->elapsed_ms, "content_type", res->content_type);
 	char *line = json_dumps(out, JSON_COMPACT);
 	printf("%s\n", line);
 	fflush(stdout);
@@ -128,15 +127,15 @@ static void start(json_t *spec)
 	const char *header = str(spec, "header");
 	const char *headers[] = {header, NULL};
 	struct http_request req = {
-		.method = str(spec, "method"),
-		.url = str(spec, "url"),
-		.headers = header ? headers : NULL,
-		.body = str(spec, "body"),
-		.body_len = str(spec, "body") ? strlen(str(spec, "body")) : 0,
-		.user = str(spec, "user"),
-		.password = str(spec, "password"),
-		.timeout_ms = (uint64_t)json_integer_value(json_object_get(spec, "timeout_ms")),
-		.max_response = (size_t)json_integer_value(json_object_get(spec, "max_response")),
+	    .method = str(spec, "method"),
+	    .url = str(spec, "url"),
+	    .headers = header ? headers : NULL,
+	    .body = str(spec, "body"),
+	    .body_len = str(spec, "body") ? strlen(str(spec, "body")) : 0,
+	    .user = str(spec, "user"),
+	    .password = str(spec, "password"),
+	    .timeout_ms = (uint64_t)json_integer_value(json_object_get(spec, "timeout_ms")),
+	    .max_response = (size_t)json_integer_value(json_object_get(spec, "max_response")),
 	};
 	json_t *stream = json_object_get(spec, "stream");
 	if (json_is_integer(stream)) {
@@ -160,17 +159,17 @@ static void start(json_t *spec)
 int main(int argc, char **argv)
 {
 	struct http_client_config cfg = {
-		.timeout_ms = 10000,
-		.connect_timeout_ms = 5000,
-		.max_per_host = 8,
-		.max_response = 1024 * 1024,
+	    .timeout_ms = 10000,
+	    .connect_timeout_ms = 5000,
+	    .max_per_host = 8,
+	    .max_response = 1024 * 1024,
 	};
 	static const struct option opts[] = {
-		{"max-per-host", required_argument, NULL, 'm'},
-		{"timeout", required_argument, NULL, 't'},
-		{"max-response", required_argument, NULL, 'r'},
-		{"ca-file", required_argument, NULL, 'c'},
-		{NULL, 0, NULL, 0},
+	    {"max-per-host", required_argument, NULL, 'm'},
+	    {"timeout", required_argument, NULL, 't'},
+	    {"max-response", required_argument, NULL, 'r'},
+	    {"ca-file", required_argument, NULL, 'c'},
+	    {NULL, 0, NULL, 0},
 	};
 	int o;
 	while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {

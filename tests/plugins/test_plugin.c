@@ -280,7 +280,8 @@ static enum hook_verdict on_queue(struct hook_call *call, const struct hook_ctx 
 {
 	(void)arg;
 	if (local_is(ctx->from, "hook-queue-tempfail"))
-		return answer_later(call, 10, HOOK_TEMPFAIL, "451 4.7.1 queue closed by test plugin");
+		return answer_later(call, 10, HOOK_TEMPFAIL,
+				    "451 4.7.1 queue closed by test plugin");
 	return HOOK_CONTINUE;
 }
 

@@ -24,182 +24,242 @@ static const struct {
 	enum bounce_action action;
 	const char *category;
 } shipped[] = {
-	/* Recipients that do not exist, whatever the code. */
-	{550, "550 5.1.1 <nobody@example.com>: Recipient address rejected: User unknown in virtual "
-	      "mailbox table", R, "mailbox"},
-	{550, "550-5.1.1 The email account that you tried to reach does not exist. Please try "
-	      "double-checking the recipient's email address for typos or unnecessary spaces. "
-	      "Learn more at https://support.google.com/mail/?p=NoSuchUser a1si2 - gsmtp", R,
-	 "mailbox"},
-	{550, "550 5.1.10 RESOLVER.ADR.RecipientNotFound; Recipient not found by SMTP address lookup",
-	 R, "mailbox"},
-	{554, "554 delivery error: dd This user doesn't have a yahoo.com account (nobody@yahoo.com) "
-	      "[0] - mta1234.mail.bf1.yahoo.com", R, "mailbox"},
-	{450, "450 4.1.1 <nobody@example.org>: Recipient address rejected: User unknown in local "
-	      "recipient table", R, "mailbox"},
-	{450, "450 4.1.1 nobody@example.org: no such user here", R, "mailbox"},
-	{550, "550 5.1.1 user unknown", R, "mailbox"},
-	{550, "550 Unrouteable address", R, "mailbox"},
-	{511, "511 sorry, no mailbox here by that name (#5.1.1)", R, "mailbox"},
-	{550, "550 5.5.0 Requested action not taken: mailbox unavailable", R, "mailbox"},
-	{550, "550 5.4.1 Recipient address rejected: Access denied. AS(201806281) [AM1EUR02FT003]", R,
-	 "mailbox"},
-	{550, "550-5.2.1 The email account that you tried to reach is disabled. Learn more at "
-	      "https://support.google.com/mail/?p=DisabledUser - gsmtp", R, "mailbox"},
-	{450, "450 Requested mail action not taken: mailbox unavailable", D, "mailbox"},
-	{450, "450 4.1.1 <a@example.org>: Recipient address rejected: unverified address: Address "
-	      "verification in progress", D, "mailbox"},
-	{450, "450 4.1.1 <a@example.org>: Recipient address rejected: unverified address: host "
-	      "mx.example.org[192.0.2.7] said: 550 5.1.1 <a@example.org>: Recipient address "
-	      "rejected: User unknown (in reply to RCPT TO command)", R, "mailbox"},
-	{550, "550 Message was not accepted -- invalid mailbox. Local mailbox a@example.ru is "
-	      "unavailable: user not found", R, "mailbox"},
-	{550, "550 5.2.1 <a@example.org>: Recipient address rejected: this mailbox is inactive and "
-	      "has been disabled", R, "mailbox"},
-	{450, "450 4.2.0 Mailbox busy", D, "mailbox"},
-	{550, "550 Mailbox does not exist", R, "mailbox"},
-	{554, "554 delivery error: dd Sorry your message to a@yahoo.com cannot be delivered. This "
-	      "mailbox is disabled (554.30). - mta1234.mail.bf1.yahoo.com", R, "mailbox"},
-	{553, "553 5.3.0 <a@example.org>... Address no longer valid", R, "mailbox"},
-	/* Mailbox full: defers, even as 552 5.2.2, unless it is abandoned. */
-	{452, "452 4.2.2 <a@example.com>: mailbox full", D, "quota"},
-	{552, "552 5.2.2 Mailbox size limit exceeded", D, "quota"},
-	{552, "552 5.2.2 <a@example.com>... Mailbox over quota", D, "quota"},
-	{552, "552 5.2.2 <a@example.com>: Quota exceeded (mailbox for user is full)", D, "quota"},
-	{554, "554 5.2.2 mailbox full; STOREDRV.Deliver.Exception:QuotaExceededException."
-	      "MapiExceptionShutoffQuotaExceeded", D, "quota"},
-	{452, "452-4.2.2 The recipient's inbox is out of storage space. Please direct the recipient "
-	      "to https://support.google.com/mail/?p=OverQuotaTemp - gsmtp", D, "quota"},
-	{552, "552-5.2.2 The email account that you tried to reach is over quota and inactive. "
-	      "https://support.google.com/mail/?p=OverQuotaPerm - gsmtp", R, "quota"},
-	{552, "552 Requested mail action aborted: exceeded storage allocation", D, "quota"},
-	/* Blocklists defer, even after 5xx. */
-	{554, "554 5.7.1 Service unavailable; Client host [192.0.2.1] blocked using "
-	      "zen.spamhaus.org; https://www.spamhaus.org/query/ip/192.0.2.1", D, "blocklist"},
-	{550, "550 5.7.1 Unfortunately, messages from [192.0.2.1] weren't sent. Please contact your "
-	      "Internet service provider since part of their network is on our block list (S3150).",
-	 D, "blocklist"},
-	{550, "550 5.7.606 Access denied, banned sending IP [192.0.2.1]. To request removal from this "
-	      "list please visit https://sender.office.com/", D, "blocklist"},
-	{553, "553 5.7.1 [BL21] Connections will not be accepted from 192.0.2.1, because the ip is "
-	      "in Spamhaus's list; see https://postmaster.yahooinc.com/error-codes", D, "blocklist"},
-	{554, "554 rejected because 192.0.2.1 is listed at b.barracudacentral.org", D, "blocklist"},
-	{550, "550 5.7.708 Service unavailable. Access denied, traffic not accepted from this IP.", D,
-	 "blocklist"},
-	{550, "550 5.7.1 Your IP address 192.0.2.1 has been blocked", D, "blocklist"},
-	{554, "554 5.7.1 Blocked - see https://ipcheck.proofpoint.com/?ip=192.0.2.1", D, "blocklist"},
-	{421, "421 4.7.1 [TSS09] All messages from 192.0.2.1 will be permanently deferred; Retrying "
-	      "will NOT succeed. See https://postmaster.yahooinc.com/error-codes", R, "blocklist"},
-	/* Greylisting. */
-	{451, "451 4.7.1 Greylisted", D, "greylist"},
-	{450, "450 4.2.0 <a@example.org>: Recipient address rejected: Greylisted, see "
-	      "http://postgrey.schweikert.ch/help/example.org.html", D, "greylist"},
-	{451, "451 4.7.1 Greylisting in action, please come back in 00:05:00", D, "greylist"},
-	{550, "550 Please try again in 300 seconds", D, "greylist"},
-	/* Rate limits. */
-	{421, "421-4.7.0 Try again later, closing connection. (EHLO) a1si2 - gsmtp", D, "rate"},
-	{421, "421 4.7.0 Try again later", D, "rate"},
-	{421, "421 4.7.0 mx.example.org Error: too many connections from 192.0.2.1", D, "rate"},
-	{421, "421 4.7.0 [TSS04] Messages from 192.0.2.1 temporarily deferred due to unexpected "
-	      "volume or user complaints - 4.16.55.1", D, "rate"},
-	{451, "451 4.7.500 Server busy. Please try again later from [192.0.2.1]. (S77714)", D,
-	 "rate"},
-	{421, "421-4.7.28 [192.0.2.1 15] Our system has detected an unusual rate of unsolicited mail "
-	      "originating from your IP address. To protect our users from spam, mail sent from "
-	      "your IP address has been temporarily rate limited. - gsmtp", D, "rate"},
-	{450, "450-4.2.1 The user you are trying to contact is receiving mail at a rate that "
-	      "prevents additional messages from being delivered. - gsmtp", D, "rate"},
-	{452, "452 4.5.3 Error: too many recipients", D, "rate"},
-	{552, "552 Too many recipients", D, "rate"},
-	{550, "550 5.4.5 Daily user sending quota exceeded. - gsmtp", D, "rate"},
-	/* Content. */
-	{550, "550-5.7.1 [192.0.2.1] Our system has detected that this message is likely "
-	      "unsolicited mail. To reduce the amount of spam sent to Gmail, this message has been "
-	      "blocked. - gsmtp", R, "spam"},
-	{550, "550 5.7.1 Message rejected as spam by Content Filtering.", R, "spam"},
-	{550, "550 5.7.1 The message was blocked by the server because it contains a virus", R,
-	 "spam"},
-	{554, "554 5.7.1 [2] Message rejected under suspicion of SPAM; https://ya.cc/1IrBc", R,
-	 "spam"},
-	{554, "554 5.7.0 Reject, id=12345 - INFECTED: Eicar-Signature", R, "spam"},
-	{451, "451 4.7.1 Spam message rejected, try again later", D, "spam"},
-	{554, "554 5.7.0 Reject, id=12345-01 - Message content rejected, UBE", R, "spam"},
-	{451, "451 4.5.0 Error in processing, id=12345-01, virus_scan FAILED", D, "protocol"},
-	/* Sender authentication. */
-	{550, "550-5.7.26 Unauthenticated email from example.com is not accepted due to domain's "
-	      "DMARC policy. Please contact the administrator of example.com domain. - gsmtp", R,
-	 "dmarc"},
-	{550, "550 5.7.509 Access denied, sending domain example.com does not pass DMARC verification "
-	      "and has a DMARC policy of reject.", R, "dmarc"},
-	{550, "550 5.7.23 SPF validation failed", R, "dmarc"},
-	{550, "550 5.7.1 SPF check failed: 192.0.2.1 is not allowed to send mail from example.com", R,
-	 "dmarc"},
-	{550, "550-5.7.1 This message does not pass authentication checks (SPF and DKIM both do not "
-	      "pass). SPF check for [example.com] does not pass with ip: [192.0.2.1]. - gsmtp", R,
-	 "dmarc"},
-	{421, "421-4.7.0 This message does not pass authentication checks (SPF and DKIM both do not "
-	      "pass). - gsmtp", D, "dmarc"},
-	{451, "451 4.7.1 SPF validation error: temporary DNS failure", D, "dmarc"},
-	{451, "451 4.7.24 SPF: temporary error looking up example.com: SERVFAIL", D, "dmarc"},
-	{421, "421-4.7.26 This mail has been rate limited because it is unauthenticated. Gmail "
-	      "requires all senders to authenticate with either SPF or DKIM. - gsmtp", D, "rate"},
-	/* Policy. */
-	{554, "554 5.7.1 <a@example.org>: Relay access denied", R, "policy"},
-	{454, "454 4.7.1 <a@example.org>: Relay access denied", D, "policy"},
-	{553, "553 sorry, that domain isn't in my list of allowed rcpthosts (#5.7.1)", R, "policy"},
-	{550, "550 5.7.1 <bounce@example.com>: Sender address rejected: User unknown in local "
-	      "recipient table", R, "policy"},
-	{550, "550-Verification failed for <bounce@example.com> Unrouteable address Sender verify "
-	      "failed", R, "policy"},
-	{450, "450 4.7.25 Client host rejected: cannot find your hostname, [192.0.2.1]", D, "policy"},
-	{550, "550 Administrative prohibition", R, "policy"},
-	{550, "550 Relaying not allowed", R, "policy"},
-	{450, "450 4.7.1 <unknown[192.0.2.1]>: Client host rejected: Access denied", D, "policy"},
-	{450, "450 4.1.8 <bounce@example.com>: Sender address rejected: Domain not found", D,
-	 "policy"},
-	{554, "554 5.7.1 <unknown[192.0.2.1]>: Client host rejected: Access denied", R, "policy"},
-	{504, "504 5.5.2 <localhost>: Helo command rejected: need fully-qualified hostname", R,
-	 "policy"},
-	{554, "554 5.7.9 Message not accepted for policy reasons. See "
-	      "https://postmaster.yahooinc.com/error-codes", R, "policy"},
-	/* Size. */
-	{552, "552 5.3.4 Message size exceeds fixed limit", R, "size"},
-	{552, "552-5.2.3 Your message exceeded Google's message size limits. Please visit "
-	      "https://support.google.com/mail/?p=MaxSizeError - gsmtp", R, "size"},
-	{452, "452 4.3.4 Message too big for system", R, "size"},
-	{552, "552 Requested mail action aborted: exceeded mailsize limit", R, "size"},
-	{552, "552 Message exceeds the maximum allowed size", R, "size"},
-	{452, "452 4.3.1 Insufficient system storage", D, "other"},
-	{552, "552 4.4.5 Insufficient disk space; try again later", D, "other"},
-	/* TLS. */
-	{530, "530 5.7.0 Must issue a STARTTLS command first", D, "tls"},
-	{454, "454 4.7.0 TLS not available due to local problem", D, "tls"},
-	{0, "452 4.7.5 TLS is required but the server does not offer it", D, "tls"},
-	{0, "TLS handshake with mx.example.org [192.0.2.7] failed: wrong version number", D, "tls"},
-	/* DNS and the network, as zone-mta itself reports them (code 0). */
-	{0, "451 4.4.3 example.org: SERVFAIL", D, "dns"},
-	{450, "450 4.1.2 <a@example.org>: Recipient address rejected: Domain not found", D, "dns"},
-	{550, "550 5.1.2 Bad destination host 'DNS Hard Error looking up example.invalid: "
-	      "NXDOMAIN'", R, "dns"},
-	{554, "554 5.4.4 SMTPSEND.DNS.NonExistentDomain; nonexistent domain", R, "dns"},
-	{450, "450 4.4.0 example.org: temporary resolver failure", D, "dns"},
-	{0, "connection to mx.example.org [192.0.2.7] failed: Connection refused", D, "network"},
-	{0, "could not connect to any of 2 address(es) for example.org", D, "network"},
-	{0, "451 4.4.2 connection closed before the delivery finished", D, "network"},
-	{421, "421 4.4.2 mx.example.org Error: timeout exceeded", D, "network"},
-	/* Protocol. */
-	{500, "500 5.5.2 Error: bad syntax", R, "protocol"},
-	{550, "550 5.6.11 SMTPSEND.BareLinefeedsAreIllegal; message contains bare linefeeds", R,
-	 "protocol"},
-	{552, "552 Line too long", R, "protocol"},
-	{451, "451 4.5.0 malformed reply from the receiving server", D, "protocol"},
-	/* A 5xx that asks to come back later. */
-	{550, "550 Please try again later", D, "other"},
-	{554, "554 5.7.1 Temporarily unable to accept mail from you", D, "other"},
-	{553, "553 5.3.0 flph840 DNSBL:RBL 521< 192.0.2.1 >_is_blocked.For assistance forward this "
-	      "error to abuse_rbl@abuse-att.net", D, "blocklist"},
-	/* Loops. */
-	{554, "554 5.4.6 Too many hops", R, "other"},
+    /* Recipients that do not exist, whatever the code. */
+    {550,
+     "550 5.1.1 <nobody@example.com>: Recipient address rejected: User unknown in virtual "
+     "mailbox table",
+     R, "mailbox"},
+    {550,
+     "550-5.1.1 The email account that you tried to reach does not exist. Please try "
+     "double-checking the recipient's email address for typos or unnecessary spaces. "
+     "Learn more at https://support.google.com/mail/?p=NoSuchUser a1si2 - gsmtp",
+     R, "mailbox"},
+    {550, "550 5.1.10 RESOLVER.ADR.RecipientNotFound; Recipient not found by SMTP address lookup",
+     R, "mailbox"},
+    {554,
+     "554 delivery error: dd This user doesn't have a yahoo.com account (nobody@yahoo.com) "
+     "[0] - mta1234.mail.bf1.yahoo.com",
+     R, "mailbox"},
+    {450,
+     "450 4.1.1 <nobody@example.org>: Recipient address rejected: User unknown in local "
+     "recipient table",
+     R, "mailbox"},
+    {450, "450 4.1.1 nobody@example.org: no such user here", R, "mailbox"},
+    {550, "550 5.1.1 user unknown", R, "mailbox"},
+    {550, "550 Unrouteable address", R, "mailbox"},
+    {511, "511 sorry, no mailbox here by that name (#5.1.1)", R, "mailbox"},
+    {550, "550 5.5.0 Requested action not taken: mailbox unavailable", R, "mailbox"},
+    {550, "550 5.4.1 Recipient address rejected: Access denied. AS(201806281) [AM1EUR02FT003]", R,
+     "mailbox"},
+    {550,
+     "550-5.2.1 The email account that you tried to reach is disabled. Learn more at "
+     "https://support.google.com/mail/?p=DisabledUser - gsmtp",
+     R, "mailbox"},
+    {450, "450 Requested mail action not taken: mailbox unavailable", D, "mailbox"},
+    {450,
+     "450 4.1.1 <a@example.org>: Recipient address rejected: unverified address: Address "
+     "verification in progress",
+     D, "mailbox"},
+    {450,
+     "450 4.1.1 <a@example.org>: Recipient address rejected: unverified address: host "
+     "mx.example.org[192.0.2.7] said: 550 5.1.1 <a@example.org>: Recipient address "
+     "rejected: User unknown (in reply to RCPT TO command)",
+     R, "mailbox"},
+    {550,
+     "550 Message was not accepted -- invalid mailbox. Local mailbox a@example.ru is "
+     "unavailable: user not found",
+     R, "mailbox"},
+    {550,
+     "550 5.2.1 <a@example.org>: Recipient address rejected: this mailbox is inactive and "
+     "has been disabled",
+     R, "mailbox"},
+    {450, "450 4.2.0 Mailbox busy", D, "mailbox"},
+    {550, "550 Mailbox does not exist", R, "mailbox"},
+    {554,
+     "554 delivery error: dd Sorry your message to a@yahoo.com cannot be delivered. This "
+     "mailbox is disabled (554.30). - mta1234.mail.bf1.yahoo.com",
+     R, "mailbox"},
+    {553, "553 5.3.0 <a@example.org>... Address no longer valid", R, "mailbox"},
+    /* Mailbox full: defers, even as 552 5.2.2, unless it is abandoned. */
+    {452, "452 4.2.2 <a@example.com>: mailbox full", D, "quota"},
+    {552, "552 5.2.2 Mailbox size limit exceeded", D, "quota"},
+    {552, "552 5.2.2 <a@example.com>... Mailbox over quota", D, "quota"},
+    {552, "552 5.2.2 <a@example.com>: Quota exceeded (mailbox for user is full)", D, "quota"},
+    {554,
+     "554 5.2.2 mailbox full; STOREDRV.Deliver.Exception:QuotaExceededException."
+     "MapiExceptionShutoffQuotaExceeded",
+     D, "quota"},
+    {452,
+     "452-4.2.2 The recipient's inbox is out of storage space. Please direct the recipient "
+     "to https://support.google.com/mail/?p=OverQuotaTemp - gsmtp",
+     D, "quota"},
+    {552,
+     "552-5.2.2 The email account that you tried to reach is over quota and inactive. "
+     "https://support.google.com/mail/?p=OverQuotaPerm - gsmtp",
+     R, "quota"},
+    {552, "552 Requested mail action aborted: exceeded storage allocation", D, "quota"},
+    /* Blocklists defer, even after 5xx. */
+    {554,
+     "554 5.7.1 Service unavailable; Client host [192.0.2.1] blocked using "
+     "zen.spamhaus.org; https://www.spamhaus.org/query/ip/192.0.2.1",
+     D, "blocklist"},
+    {550,
+     "550 5.7.1 Unfortunately, messages from [192.0.2.1] weren't sent. Please contact your "
+     "Internet service provider since part of their network is on our block list (S3150).",
+     D, "blocklist"},
+    {550,
+     "550 5.7.606 Access denied, banned sending IP [192.0.2.1]. To request removal from this "
+     "list please visit https://sender.office.com/",
+     D, "blocklist"},
+    {553,
+     "553 5.7.1 [BL21] Connections will not be accepted from 192.0.2.1, because the ip is "
+     "in Spamhaus's list; see https://postmaster.yahooinc.com/error-codes",
+     D, "blocklist"},
+    {554, "554 rejected because 192.0.2.1 is listed at b.barracudacentral.org", D, "blocklist"},
+    {550, "550 5.7.708 Service unavailable. Access denied, traffic not accepted from this IP.", D,
+     "blocklist"},
+    {550, "550 5.7.1 Your IP address 192.0.2.1 has been blocked", D, "blocklist"},
+    {554, "554 5.7.1 Blocked - see https://ipcheck.proofpoint.com/?ip=192.0.2.1", D, "blocklist"},
+    {421,
+     "421 4.7.1 [TSS09] All messages from 192.0.2.1 will be permanently deferred; Retrying "
+     "will NOT succeed. See https://postmaster.yahooinc.com/error-codes",
+     R, "blocklist"},
+    /* Greylisting. */
+    {451, "451 4.7.1 Greylisted", D, "greylist"},
+    {450,
+     "450 4.2.0 <a@example.org>: Recipient address rejected: Greylisted, see "
+     "http://postgrey.schweikert.ch/help/example.org.html",
+     D, "greylist"},
+    {451, "451 4.7.1 Greylisting in action, please come back in 00:05:00", D, "greylist"},
+    {550, "550 Please try again in 300 seconds", D, "greylist"},
+    /* Rate limits. */
+    {421, "421-4.7.0 Try again later, closing connection. (EHLO) a1si2 - gsmtp", D, "rate"},
+    {421, "421 4.7.0 Try again later", D, "rate"},
+    {421, "421 4.7.0 mx.example.org Error: too many connections from 192.0.2.1", D, "rate"},
+    {421,
+     "421 4.7.0 [TSS04] Messages from 192.0.2.1 temporarily deferred due to unexpected "
+     "volume or user complaints - 4.16.55.1",
+     D, "rate"},
+    {451, "451 4.7.500 Server busy. Please try again later from [192.0.2.1]. (S77714)", D, "rate"},
+    {421,
+     "421-4.7.28 [192.0.2.1 15] Our system has detected an unusual rate of unsolicited mail "
+     "originating from your IP address. To protect our users from spam, mail sent from "
+     "your IP address has been temporarily rate limited. - gsmtp",
+     D, "rate"},
+    {450,
+     "450-4.2.1 The user you are trying to contact is receiving mail at a rate that "
+     "prevents additional messages from being delivered. - gsmtp",
+     D, "rate"},
+    {452, "452 4.5.3 Error: too many recipients", D, "rate"},
+    {552, "552 Too many recipients", D, "rate"},
+    {550, "550 5.4.5 Daily user sending quota exceeded. - gsmtp", D, "rate"},
+    /* Content. */
+    {550,
+     "550-5.7.1 [192.0.2.1] Our system has detected that this message is likely "
+     "unsolicited mail. To reduce the amount of spam sent to Gmail, this message has been "
+     "blocked. - gsmtp",
+     R, "spam"},
+    {550, "550 5.7.1 Message rejected as spam by Content Filtering.", R, "spam"},
+    {550, "550 5.7.1 The message was blocked by the server because it contains a virus", R, "spam"},
+    {554, "554 5.7.1 [2] Message rejected under suspicion of SPAM; https://ya.cc/1IrBc", R, "spam"},
+    {554, "554 5.7.0 Reject, id=12345 - INFECTED: Eicar-Signature", R, "spam"},
+    {451, "451 4.7.1 Spam message rejected, try again later", D, "spam"},
+    {554, "554 5.7.0 Reject, id=12345-01 - Message content rejected, UBE", R, "spam"},
+    {451, "451 4.5.0 Error in processing, id=12345-01, virus_scan FAILED", D, "protocol"},
+    /* Sender authentication. */
+    {550,
+     "550-5.7.26 Unauthenticated email from example.com is not accepted due to domain's "
+     "DMARC policy. Please contact the administrator of example.com domain. - gsmtp",
+     R, "dmarc"},
+    {550,
+     "550 5.7.509 Access denied, sending domain example.com does not pass DMARC verification "
+     "and has a DMARC policy of reject.",
+     R, "dmarc"},
+    {550, "550 5.7.23 SPF validation failed", R, "dmarc"},
+    {550, "550 5.7.1 SPF check failed: 192.0.2.1 is not allowed to send mail from example.com", R,
+     "dmarc"},
+    {550,
+     "550-5.7.1 This message does not pass authentication checks (SPF and DKIM both do not "
+     "pass). SPF check for [example.com] does not pass with ip: [192.0.2.1]. - gsmtp",
+     R, "dmarc"},
+    {421,
+     "421-4.7.0 This message does not pass authentication checks (SPF and DKIM both do not "
+     "pass). - gsmtp",
+     D, "dmarc"},
+    {451, "451 4.7.1 SPF validation error: temporary DNS failure", D, "dmarc"},
+    {451, "451 4.7.24 SPF: temporary error looking up example.com: SERVFAIL", D, "dmarc"},
+    {421,
+     "421-4.7.26 This mail has been rate limited because it is unauthenticated. Gmail "
+     "requires all senders to authenticate with either SPF or DKIM. - gsmtp",
+     D, "rate"},
+    /* Policy. */
+    {554, "554 5.7.1 <a@example.org>: Relay access denied", R, "policy"},
+    {454, "454 4.7.1 <a@example.org>: Relay access denied", D, "policy"},
+    {553, "553 sorry, that domain isn't in my list of allowed rcpthosts (#5.7.1)", R, "policy"},
+    {550,
+     "550 5.7.1 <bounce@example.com>: Sender address rejected: User unknown in local "
+     "recipient table",
+     R, "policy"},
+    {550,
+     "550-Verification failed for <bounce@example.com> Unrouteable address Sender verify "
+     "failed",
+     R, "policy"},
+    {450, "450 4.7.25 Client host rejected: cannot find your hostname, [192.0.2.1]", D, "policy"},
+    {550, "550 Administrative prohibition", R, "policy"},
+    {550, "550 Relaying not allowed", R, "policy"},
+    {450, "450 4.7.1 <unknown[192.0.2.1]>: Client host rejected: Access denied", D, "policy"},
+    {450, "450 4.1.8 <bounce@example.com>: Sender address rejected: Domain not found", D, "policy"},
+    {554, "554 5.7.1 <unknown[192.0.2.1]>: Client host rejected: Access denied", R, "policy"},
+    {504, "504 5.5.2 <localhost>: Helo command rejected: need fully-qualified hostname", R,
+     "policy"},
+    {554,
+     "554 5.7.9 Message not accepted for policy reasons. See "
+     "https://postmaster.yahooinc.com/error-codes",
+     R, "policy"},
+    /* Size. */
+    {552, "552 5.3.4 Message size exceeds fixed limit", R, "size"},
+    {552,
+     "552-5.2.3 Your message exceeded Google's message size limits. Please visit "
+     "https://support.google.com/mail/?p=MaxSizeError - gsmtp",
+     R, "size"},
+    {452, "452 4.3.4 Message too big for system", R, "size"},
+    {552, "552 Requested mail action aborted: exceeded mailsize limit", R, "size"},
+    {552, "552 Message exceeds the maximum allowed size", R, "size"},
+    {452, "452 4.3.1 Insufficient system storage", D, "other"},
+    {552, "552 4.4.5 Insufficient disk space; try again later", D, "other"},
+    /* TLS. */
+    {530, "530 5.7.0 Must issue a STARTTLS command first", D, "tls"},
+    {454, "454 4.7.0 TLS not available due to local problem", D, "tls"},
+    {0, "452 4.7.5 TLS is required but the server does not offer it", D, "tls"},
+    {0, "TLS handshake with mx.example.org [192.0.2.7] failed: wrong version number", D, "tls"},
+    /* DNS and the network, as zone-mta itself reports them (code 0). */
+    {0, "451 4.4.3 example.org: SERVFAIL", D, "dns"},
+    {450, "450 4.1.2 <a@example.org>: Recipient address rejected: Domain not found", D, "dns"},
+    {550,
+     "550 5.1.2 Bad destination host 'DNS Hard Error looking up example.invalid: "
+     "NXDOMAIN'",
+     R, "dns"},
+    {554, "554 5.4.4 SMTPSEND.DNS.NonExistentDomain; nonexistent domain", R, "dns"},
+    {450, "450 4.4.0 example.org: temporary resolver failure", D, "dns"},
+    {0, "connection to mx.example.org [192.0.2.7] failed: Connection refused", D, "network"},
+    {0, "could not connect to any of 2 address(es) for example.org", D, "network"},
+    {0, "451 4.4.2 connection closed before the delivery finished", D, "network"},
+    {421, "421 4.4.2 mx.example.org Error: timeout exceeded", D, "network"},
+    /* Protocol. */
+    {500, "500 5.5.2 Error: bad syntax", R, "protocol"},
+    {550, "550 5.6.11 SMTPSEND.BareLinefeedsAreIllegal; message contains bare linefeeds", R,
+     "protocol"},
+    {552, "552 Line too long", R, "protocol"},
+    {451, "451 4.5.0 malformed reply from the receiving server", D, "protocol"},
+    /* A 5xx that asks to come back later. */
+    {550, "550 Please try again later", D, "other"},
+    {554, "554 5.7.1 Temporarily unable to accept mail from you", D, "other"},
+    {553,
+     "553 5.3.0 flph840 DNSBL:RBL 521< 192.0.2.1 >_is_blocked.For assistance forward this "
+     "error to abuse_rbl@abuse-att.net",
+     D, "blocklist"},
+    /* Loops. */
+    {554, "554 5.4.6 Too many hops", R, "other"},
 };
 
 static void test_shipped_table(void **state)
@@ -215,13 +275,15 @@ static void test_shipped_table(void **state)
 			print_error("case %zu (%d %s): got %s %s (line %d), want %s %s\n", i,
 				    shipped[i].code, shipped[i].response,
 				    v.action == D ? "defer" : "reject", v.category, v.rule_line,
-				    shipped[i].action == D ? "defer" : "reject", shipped[i].category);
+				    shipped[i].action == D ? "defer" : "reject",
+				    shipped[i].category);
 			bad++;
 		}
 	}
 	bounce_rules_free(r);
 	if (bad > 0)
-		fail_msg("%d of %zu responses misclassified", bad, sizeof(shipped) / sizeof(shipped[0]));
+		fail_msg("%d of %zu responses misclassified", bad,
+			 sizeof(shipped) / sizeof(shipped[0]));
 }
 
 /* No rule matches: the code decides. */
@@ -234,16 +296,16 @@ static void test_defaults(void **state)
 		enum bounce_action action;
 		const char *category;
 	} cases[] = {
-		{451, "451 Whatever happened", D, "other"},
-		{421, "421 Closing", D, "other"},
-		{550, "550 Nope", R, "other"},
-		{554, "554", R, "other"},
-		{0, "something odd", D, "network"},
-		{0, "", D, "network"},
-		{250, "250 2.0.0 Ok", D, "protocol"},
-		{354, "354 go ahead", D, "protocol"},
-		{999, "999 ?", D, "protocol"},
-		{-1, "nothing", D, "protocol"},
+	    {451, "451 Whatever happened", D, "other"},
+	    {421, "421 Closing", D, "other"},
+	    {550, "550 Nope", R, "other"},
+	    {554, "554", R, "other"},
+	    {0, "something odd", D, "network"},
+	    {0, "", D, "network"},
+	    {250, "250 2.0.0 Ok", D, "protocol"},
+	    {354, "354 go ahead", D, "protocol"},
+	    {999, "999 ?", D, "protocol"},
+	    {-1, "nothing", D, "protocol"},
 	};
 	char *err = NULL;
 	struct bounce_rules *empty = bounce_rules_parse("empty", "", 0, &err);
@@ -357,26 +419,26 @@ static void test_parse_errors(void **state)
 		const char *text;
 		const char *err; /* the message; '*' stands for any text (PCRE2's wording) */
 	} cases[] = {
-		{"defer spam\n", "t.txt:1: expected ACTION CATEGORY REGEX"},
-		{"defer\n", "t.txt:1: expected ACTION CATEGORY REGEX"},
-		{"# ok\ndefer spam   \t\r\n", "t.txt:2: expected ACTION CATEGORY REGEX"},
-		{"# ok\n\nbounce spam foo\n", "t.txt:3: unknown action 'bounce' (defer or reject)"},
-		{"defer,spam,foo\n", "t.txt:1: expected ACTION CATEGORY REGEX"},
-		{"rejected spam foo\n", "t.txt:1: unknown action 'rejected' (defer or reject)"},
-		{"defer a x\nreject spam (foo\n",
-		 "t.txt:2: bad regex: missing closing parenthesis at offset 4"},
-		{"reject spam foo[\n",
-		 "t.txt:1: bad regex: missing terminating ] for character class at offset 4"},
-		{"reject spam *x\n", "t.txt:1: bad regex: quantifier does not follow a repeatable item "
-				     "at offset 0"},
-		{"reject spam a\\C\n", "t.txt:1: bad regex: using \\C is disabled* at offset 3"},
-		{"reject spam caf\xe9\n", "t.txt:1: bad regex: UTF-8 error: * at offset 3"},
-		{"reject sp@m foo\n", "t.txt:1: bad category 'sp@m' (letters, digits, '-', '_')"},
+	    {"defer spam\n", "t.txt:1: expected ACTION CATEGORY REGEX"},
+	    {"defer\n", "t.txt:1: expected ACTION CATEGORY REGEX"},
+	    {"# ok\ndefer spam   \t\r\n", "t.txt:2: expected ACTION CATEGORY REGEX"},
+	    {"# ok\n\nbounce spam foo\n", "t.txt:3: unknown action 'bounce' (defer or reject)"},
+	    {"defer,spam,foo\n", "t.txt:1: expected ACTION CATEGORY REGEX"},
+	    {"rejected spam foo\n", "t.txt:1: unknown action 'rejected' (defer or reject)"},
+	    {"defer a x\nreject spam (foo\n",
+	     "t.txt:2: bad regex: missing closing parenthesis at offset 4"},
+	    {"reject spam foo[\n",
+	     "t.txt:1: bad regex: missing terminating ] for character class at offset 4"},
+	    {"reject spam *x\n", "t.txt:1: bad regex: quantifier does not follow a repeatable item "
+				 "at offset 0"},
+	    {"reject spam a\\C\n", "t.txt:1: bad regex: using \\C is disabled* at offset 3"},
+	    {"reject spam caf\xe9\n", "t.txt:1: bad regex: UTF-8 error: * at offset 3"},
+	    {"reject sp@m foo\n", "t.txt:1: bad category 'sp@m' (letters, digits, '-', '_')"},
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		char *err = NULL;
-		struct bounce_rules *r =
-			bounce_rules_parse("t.txt", cases[i].text, strlen(cases[i].text), &err);
+		struct bounce_rules *r = bounce_rules_parse("t.txt", cases[i].text,
+							    strlen(cases[i].text), &err);
 		if (r != NULL)
 			fail_msg("case %zu: parsed", i);
 		assert_non_null(err);
@@ -392,7 +454,8 @@ static void test_invalid_utf8(void **state)
 	struct bounce_rules *r = bounce_rules_builtin();
 	/* Latin-1 and stray bytes around the text that matters. */
 	struct bounce_verdict v;
-	bounce_rules_classify(r, 550, "550 5.1.1 Benutzer \xfc\xff\xfe unbekannt: user unknown", &v);
+	bounce_rules_classify(r, 550, "550 5.1.1 Benutzer \xfc\xff\xfe unbekannt: user unknown",
+			      &v);
 	assert_int_equal(v.action, R);
 	assert_string_equal(v.category, "mailbox");
 	bounce_rules_classify(r, 452, "452 4.2.2 Bo\xeete pleine \xc3 (mailbox full)", &v);
@@ -404,16 +467,25 @@ static void test_invalid_utf8(void **state)
 	bounce_rules_free(r);
 
 	/* Non-ASCII rules fold case; an invalid byte inside the text breaks the match. */
-	r = parse_ok("defer quota \xc3\x9c" "berschritten\n");
-	expect(r, 552, "552 Speicherplatz \xc3\xbc" "berschritten \xff", D, "quota", 1);
-	expect(r, 552, "552 Speicherplatz \xfc" "berschritten", R, "other", 0);
+	r = parse_ok("defer quota \xc3\x9c"
+		     "berschritten\n");
+	expect(r, 552,
+	       "552 Speicherplatz \xc3\xbc"
+	       "berschritten \xff",
+	       D, "quota", 1);
+	expect(r, 552,
+	       "552 Speicherplatz \xfc"
+	       "berschritten",
+	       R, "other", 0);
 	bounce_rules_free(r);
 }
 
 static void test_long_response(void **state)
 {
 	(void)state;
-	enum { LEN = 64 * 1024 };
+	enum {
+		LEN = 64 * 1024
+	};
 	struct bounce_rules *r = bounce_rules_builtin();
 	char *s = malloc(LEN + 64);
 	assert_non_null(s);
@@ -522,11 +594,11 @@ static void test_threads(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_shipped_table),   cmocka_unit_test(test_defaults),
-		cmocka_unit_test(test_first_match),     cmocka_unit_test(test_comments_and_blanks),
-		cmocka_unit_test(test_parse_errors),    cmocka_unit_test(test_invalid_utf8),
-		cmocka_unit_test(test_long_response),   cmocka_unit_test(test_load),
-		cmocka_unit_test(test_threads),
+	    cmocka_unit_test(test_shipped_table), cmocka_unit_test(test_defaults),
+	    cmocka_unit_test(test_first_match),   cmocka_unit_test(test_comments_and_blanks),
+	    cmocka_unit_test(test_parse_errors),  cmocka_unit_test(test_invalid_utf8),
+	    cmocka_unit_test(test_long_response), cmocka_unit_test(test_load),
+	    cmocka_unit_test(test_threads),
 	};
 	return cmocka_run_group_tests_name("bounce_rules", tests, NULL, NULL);
 }

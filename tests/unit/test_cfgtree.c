@@ -69,16 +69,16 @@ static const struct {
 	const char *text;
 	const char *error;
 } bad_documents[] = {
-	{"a: 1\nb: [1, 2\n", "t.yaml:3: YAML syntax error"},
-	{"a: 1\n  b: 2\n", "t.yaml:1: YAML syntax error: invalid multiline plain key"},
-	{"a: \"unterminated\n", "t.yaml:"},
-	{"a: 1\na: 2\n", "t.yaml:2: duplicate key 'a'"},
-	{"- 1\n- 2\n", "t.yaml:1: the top level must be a mapping"},
-	{"just text\n", "t.yaml:1: the top level must be a mapping"},
-	{"a: &x 1\nb: *x\n", "t.yaml:2: YAML aliases are not supported"},
-	{"a: 1\n---\nb: 2\n", "t.yaml:2: only one YAML document"},
-	{"? [1, 2]\n: x\n", "t.yaml:1: a key must be a plain name"},
-	{"\tx: 1\n", "t.yaml:1: YAML syntax error"},
+    {"a: 1\nb: [1, 2\n", "t.yaml:3: YAML syntax error"},
+    {"a: 1\n  b: 2\n", "t.yaml:1: YAML syntax error: invalid multiline plain key"},
+    {"a: \"unterminated\n", "t.yaml:"},
+    {"a: 1\na: 2\n", "t.yaml:2: duplicate key 'a'"},
+    {"- 1\n- 2\n", "t.yaml:1: the top level must be a mapping"},
+    {"just text\n", "t.yaml:1: the top level must be a mapping"},
+    {"a: &x 1\nb: *x\n", "t.yaml:2: YAML aliases are not supported"},
+    {"a: 1\n---\nb: 2\n", "t.yaml:2: only one YAML document"},
+    {"? [1, 2]\n: x\n", "t.yaml:1: a key must be a plain name"},
+    {"\tx: 1\n", "t.yaml:1: YAML syntax error"},
 };
 
 static void test_bad_documents(void **state)
@@ -114,9 +114,9 @@ static void test_merge(void **state)
 	(void)state;
 	struct cfg_error err;
 	struct cfg_node *dst = parse("a:\n  x: 1\n  y: 2\nlist: [1, 2, 3]\nkeep: k\n", &err);
-	struct cfg_node *src = cfg_parse_string("o.yaml", "a:\n  y: 20\n  z: 30\nlist: [9]\nnew: {q: 1}\n",
-						strlen("a:\n  y: 20\n  z: 30\nlist: [9]\nnew: {q: 1}\n"),
-						&err);
+	struct cfg_node *src = cfg_parse_string(
+	    "o.yaml", "a:\n  y: 20\n  z: 30\nlist: [9]\nnew: {q: 1}\n",
+	    strlen("a:\n  y: 20\n  z: 30\nlist: [9]\nnew: {q: 1}\n"), &err);
 	assert_non_null(dst);
 	assert_non_null(src);
 	cfg_merge(dst, src);
@@ -153,12 +153,12 @@ static void test_merge_replaces_map_with_scalar(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_positions_and_kinds),
-		cmocka_unit_test(test_empty_document_is_empty_map),
-		cmocka_unit_test(test_bad_documents),
-		cmocka_unit_test(test_deep_nesting_refused),
-		cmocka_unit_test(test_merge),
-		cmocka_unit_test(test_merge_replaces_map_with_scalar),
+	    cmocka_unit_test(test_positions_and_kinds),
+	    cmocka_unit_test(test_empty_document_is_empty_map),
+	    cmocka_unit_test(test_bad_documents),
+	    cmocka_unit_test(test_deep_nesting_refused),
+	    cmocka_unit_test(test_merge),
+	    cmocka_unit_test(test_merge_replaces_map_with_scalar),
 	};
 	return cmocka_run_group_tests_name("cfgtree", tests, NULL, NULL);
 }

@@ -217,7 +217,8 @@ static char *decoded_header(struct composed *c, const char *name)
 		size_t ws = strspn(p, " \t");
 		const char *tok = p + ws;
 		size_t n = strcspn(tok, " \t");
-		bool word = n > 4 && strncmp(tok, "=?", 2) == 0 && strncmp(tok + n - 2, "?=", 2) == 0;
+		bool word = n > 4 && strncmp(tok, "=?", 2) == 0 &&
+			    strncmp(tok + n - 2, "?=", 2) == 0;
 
 		if (!(word && prev_word)) /* white space between two words goes */
 			g_string_append_len(out, p, (gssize)ws);
@@ -269,35 +270,34 @@ static const struct {
 	const char *json;
 	const char *tree;
 } structures[] = {
-	{"{'to': 'r@x.org', 'text': 'hi'}", "text/plain"},
-	{"{'to': 'r@x.org', 'html': '<p>hi</p>'}", "text/html"},
-	{"{'to': 'r@x.org'}", "text/plain"},
-	{"{'to': 'r@x.org', 'text': '', 'html': ''}", "text/plain"},
-	{"{'to': 'r@x.org', 'text': 'hi', 'html': '<p>hi</p>'}",
-	 "multipart/alternative[text/plain,text/html]"},
-	{"{'to': 'r@x.org', 'html': '<img src=\\'cid:logo\\'>', "
-	 "'attachments': [{'cid': 'logo', " PNG "}]}",
-	 "multipart/related[text/html,image/png]"},
-	{"{'to': 'r@x.org', 'text': 'hi', 'html': '<img>', 'attachments': [{'cid': 'logo', " PNG
-	 "}]}",
-	 "multipart/alternative[text/plain,multipart/related[text/html,image/png]]"},
-	{"{'to': 'r@x.org', 'text': 'hi', 'attachments': [{'filename': 'a.pdf', "
-	 "'contentType': 'application/pdf', 'content': '%PDF'}]}",
-	 "multipart/mixed[text/plain,application/pdf]"},
-	{"{'to': 'r@x.org', 'text': 'hi', 'html': '<img>', 'attachments': [{'filename': 'a.pdf', "
-	 "'contentType': 'application/pdf', 'content': '%PDF'}, {'cid': 'logo', " PNG "}]}",
-	 "multipart/mixed[multipart/alternative[text/plain,multipart/related[text/html,image/png]],"
-	 "application/pdf]"},
-	{"{'to': 'r@x.org', 'text': 'hi', 'alternatives': [{'contentType': 'text/x-web-markdown', "
-	 "'content': '**hi**'}]}",
-	 "multipart/alternative[text/plain,text/x-web-markdown]"},
-	{"{'to': 'r@x.org', 'html': '<p>x</p>', 'alternatives': [{'content': 'plain'}]}",
-	 "multipart/alternative[text/html,text/plain]"},
-	{"{'to': 'r@x.org', 'attachments': [{'content': 'data'}]}",
-	 "multipart/mixed[application/octet-stream]"},
-	/* a cid with no html to relate to is an ordinary (inline) attachment */
-	{"{'to': 'r@x.org', 'text': 'hi', 'attachments': [{'cid': 'logo', " PNG "}]}",
-	 "multipart/mixed[text/plain,image/png]"},
+    {"{'to': 'r@x.org', 'text': 'hi'}", "text/plain"},
+    {"{'to': 'r@x.org', 'html': '<p>hi</p>'}", "text/html"},
+    {"{'to': 'r@x.org'}", "text/plain"},
+    {"{'to': 'r@x.org', 'text': '', 'html': ''}", "text/plain"},
+    {"{'to': 'r@x.org', 'text': 'hi', 'html': '<p>hi</p>'}",
+     "multipart/alternative[text/plain,text/html]"},
+    {"{'to': 'r@x.org', 'html': '<img src=\\'cid:logo\\'>', "
+     "'attachments': [{'cid': 'logo', " PNG "}]}",
+     "multipart/related[text/html,image/png]"},
+    {"{'to': 'r@x.org', 'text': 'hi', 'html': '<img>', 'attachments': [{'cid': 'logo', " PNG "}]}",
+     "multipart/alternative[text/plain,multipart/related[text/html,image/png]]"},
+    {"{'to': 'r@x.org', 'text': 'hi', 'attachments': [{'filename': 'a.pdf', "
+     "'contentType': 'application/pdf', 'content': '%PDF'}]}",
+     "multipart/mixed[text/plain,application/pdf]"},
+    {"{'to': 'r@x.org', 'text': 'hi', 'html': '<img>', 'attachments': [{'filename': 'a.pdf', "
+     "'contentType': 'application/pdf', 'content': '%PDF'}, {'cid': 'logo', " PNG "}]}",
+     "multipart/mixed[multipart/alternative[text/plain,multipart/related[text/html,image/png]],"
+     "application/pdf]"},
+    {"{'to': 'r@x.org', 'text': 'hi', 'alternatives': [{'contentType': 'text/x-web-markdown', "
+     "'content': '**hi**'}]}",
+     "multipart/alternative[text/plain,text/x-web-markdown]"},
+    {"{'to': 'r@x.org', 'html': '<p>x</p>', 'alternatives': [{'content': 'plain'}]}",
+     "multipart/alternative[text/html,text/plain]"},
+    {"{'to': 'r@x.org', 'attachments': [{'content': 'data'}]}",
+     "multipart/mixed[application/octet-stream]"},
+    /* a cid with no html to relate to is an ordinary (inline) attachment */
+    {"{'to': 'r@x.org', 'text': 'hi', 'attachments': [{'cid': 'logo', " PNG "}]}",
+     "multipart/mixed[text/plain,image/png]"},
 };
 
 static void test_structure(void **state)
@@ -565,9 +565,9 @@ static void test_priority(void **state)
 	static const struct {
 		const char *priority, *x_priority, *importance;
 	} cases[] = {
-		{"high", "1 (Highest)", "High"},
-		{"LOW", "5 (Lowest)", "Low"},
-		{"normal", NULL, NULL},
+	    {"high", "1 (Highest)", "High"},
+	    {"LOW", "5 (Lowest)", "Low"},
+	    {"normal", NULL, NULL},
 	};
 
 	(void)state;
@@ -607,7 +607,7 @@ static void test_ids_and_dates(void **state)
 	assert_string_equal(g_mime_object_get_header(GMIME_OBJECT(c.msg), "In-Reply-To"),
 			    "<p@x.org>");
 	char *refs = g_mime_utils_header_unfold(
-		g_mime_object_get_header(GMIME_OBJECT(c.msg), "References"));
+	    g_mime_object_get_header(GMIME_OBJECT(c.msg), "References"));
 	assert_string_equal(refs, "<r1@x.org> <r2@x.org> <r3@x.org> <r4@x.org>");
 	g_free(refs);
 	GDateTime *d = g_mime_message_get_date(c.msg);
@@ -650,89 +650,81 @@ static const struct {
 	const char *field;
 	const char *message; /* a part of it, or NULL */
 } errors[] = {
-	{"[1]", "", NULL},
-	{"{'to': 'r@x.org', 'attachments': [{'content': 'x'}, {'path': '/etc/passwd'}]}",
-	 "attachments[1].path", "file and URL access is disabled"},
-	{"{'to': 'r@x.org', 'attachments': [{'href': 'http://x.org/a'}]}", "attachments[0].href",
-	 "disabled"},
-	{"{'to': 'r@x.org', 'alternatives': [{'path': 'a.txt'}]}", "alternatives[0].path",
-	 "disabled"},
-	{"{'to': 'r@x.org', 'text': {'path': '/etc/passwd'}}", "text.path", "disabled"},
-	{"{'to': 'r@x.org', 'html': {'href': 'http://x'}}", "html.href", "disabled"},
-	{"{'to': 'r@x.org', 'attachments': [{'encoding': 'base64', 'content': 'YWJj!ZA=='}]}",
-	 "attachments[0].content", "base64"},
-	{"{'to': 'r@x.org', 'attachments': [{'encoding': 'base64', 'content': 'YQ=x'}]}",
-	 "attachments[0].content", "base64"},
-	{"{'to': 'r@x.org', 'attachments': [{'encoding': 'base64', 'content': 'YWJjZ'}]}",
-	 "attachments[0].content", "base64"},
-	{"{'to': 'r@x.org', 'attachments': [{'encoding': 'hex', 'content': 'abc'}]}",
-	 "attachments[0].content", "hex"},
-	{"{'to': 'r@x.org', 'attachments': [{'encoding': 'latin1', 'content': 'x'}]}",
-	 "attachments[0].encoding", NULL},
-	{"{'to': 'r@x.org', 'attachments': [{'filename': 'a'}]}", "attachments[0].content",
-	 "missing"},
-	{"{'to': 'r@x.org', 'attachments': [{'content': 5}]}", "attachments[0].content", NULL},
-	{"{'to': 'r@x.org', 'attachments': [{'content': 'x', 'contentType': 'garbage'}]}",
-	 "attachments[0].contentType", NULL},
-	{"{'to': 'r@x.org', 'attachments': [{'content': 'x', 'contentType': 'multipart/mixed'}]}",
-	 "attachments[0].contentType", NULL},
-	{"{'to': 'r@x.org', 'attachments': [{'content': 'x', 'filename': 'a\\r\\nb'}]}",
-	 "attachments[0].filename", NULL},
-	{"{'to': 'r@x.org', 'attachments': [{'content': 'x', 'contentDisposition': 'form'}]}",
-	 "attachments[0].contentDisposition", NULL},
-	{"{'to': 'r@x.org', 'attachments': [{'content': 'x', 'cid': 'a b'}]}",
-	 "attachments[0].cid", NULL},
-	{"{'to': 'r@x.org', 'attachments': {'content': 'x'}}", "attachments", "list"},
-	{"{'to': 'r@x.org', 'attachments': [5]}", "attachments[0]", "object"},
-	{"{'to': 'r@x.org', 'alternatives': 'x'}", "alternatives", "list"},
-	{"{'to': 'not an address'}", "to", "invalid address"},
-	{"{'to': 'user'}", "to", "invalid address"},
-	{"{'to': 'a@b.org, broken@'}", "to", "invalid address"},
-	{"{'to': ['ok@x.org', '<unclosed@x.org']}", "to[1]", "invalid address"},
-	{"{'to': 'r@x.org', 'cc': {'name': 'N', 'address': 'nope'}}", "cc.address", NULL},
-	{"{'to': 'r@x.org', 'cc': {'name': 'N'}}", "cc.address", "missing"},
-	{"{'to': [{'name': 'a\\nBcc: x@y.org', 'address': 'r@x.org'}]}", "to[0].name",
-	 "line breaks"},
-	{"{'to': 'r@x.org', 'cc': {'address': 'a@x.org, b@x.org'}}", "cc.address", "single"},
-	{"{'to': 'r@x.org', 'from': 'user'}", "from", "invalid address"},
-	{"{'to': 'r@x.org', 'replyTo': 7}", "replyTo", NULL},
-	{"{'to': 5}", "to", "must be"},
-	{"{'to': [[\"r@x.org\"]]}", "to[0]", NULL},
-	{"{'from': 'a@x.org', 'text': 'x'}", "to", "no recipients"},
-	{"{'from': 'a@x.org', 'to': '', 'cc': [], 'bcc': ' , '}", "to", "no recipients"},
-	{"{'to': 'r@x.org', 'envelope': {'to': []}}", "envelope.to", "no recipients"},
-	{"{'to': 'r@x.org', 'envelope': {'to': 'bad'}}", "envelope.to", "invalid address"},
-	{"{'to': 'r@x.org', 'envelope': {'from': 'a@x.org, b@x.org'}}", "envelope.from",
-	 "single"},
-	{"{'to': 'r@x.org', 'envelope': 'x'}", "envelope", NULL},
-	{"{'to': 'r@x.org', 'subject': 5}", "subject", "string"},
-	{"{'to': 'r@x.org', 'text': 5}", "text", "string"},
-	{"{'to': 'r@x.org', 'headers': 5}", "headers", NULL},
-	{"{'to': 'r@x.org', 'headers': {'X-A': 'a\\r\\nBcc: x@y.org'}}", "headers.X-A",
-	 "injection"},
-	{"{'to': 'r@x.org', 'headers': {'X-A': 'a\\nb'}}", "headers.X-A", "injection"},
-	{"{'to': 'r@x.org', 'headers': {'X-A': 'a\\rb'}}", "headers.X-A", "injection"},
-	{"{'to': 'r@x.org', 'headers': {'X-A': ['ok', 'a\\r\\n']}}", "headers.X-A[1]",
-	 "injection"},
-	{"{'to': 'r@x.org', 'headers': [{'key': 'X-B', 'value': 'x\\ny'}]}", "headers[0].value",
-	 "injection"},
-	{"{'to': 'r@x.org', 'headers': [{'key': 'X B', 'value': 'x'}]}", "headers[0].key",
-	 "name"},
-	{"{'to': 'r@x.org', 'headers': [{'value': 'x'}]}", "headers[0]", NULL},
-	{"{'to': 'r@x.org', 'headers': {'Bcc': 'x@y.org'}}", "headers.Bcc", NULL},
-	{"{'to': 'r@x.org', 'headers': {'content-type': 'text/html'}}", "headers.content-type",
-	 NULL},
-	{"{'to': 'r@x.org', 'headers': {'X-A': {'prepared': true}}}", "headers.X-A", NULL},
-	{"{'to': 'r@x.org', 'priority': 'high', 'headers': {'X-Priority': '3'}}",
-	 "headers.X-Priority", "priority"},
-	{"{'to': 'r@x.org', 'priority': 'urgent'}", "priority", NULL},
-	{"{'to': 'r@x.org', 'messageId': 'a b@x.org'}", "messageId", NULL},
-	{"{'to': 'r@x.org', 'messageId': '<>'}", "messageId", "empty"},
-	{"{'to': 'r@x.org', 'inReplyTo': 'x\\r\\nBcc: y'}", "inReplyTo", NULL},
-	{"{'to': 'r@x.org', 'references': ['<a@x>', 5]}", "references[1]", NULL},
-	{"{'to': 'r@x.org', 'references': 5}", "references", NULL},
-	{"{'to': 'r@x.org', 'date': 'yesterday'}", "date", NULL},
-	{"{'to': 'r@x.org', 'date': 1700000000}", "date", NULL},
+    {"[1]", "", NULL},
+    {"{'to': 'r@x.org', 'attachments': [{'content': 'x'}, {'path': '/etc/passwd'}]}",
+     "attachments[1].path", "file and URL access is disabled"},
+    {"{'to': 'r@x.org', 'attachments': [{'href': 'http://x.org/a'}]}", "attachments[0].href",
+     "disabled"},
+    {"{'to': 'r@x.org', 'alternatives': [{'path': 'a.txt'}]}", "alternatives[0].path", "disabled"},
+    {"{'to': 'r@x.org', 'text': {'path': '/etc/passwd'}}", "text.path", "disabled"},
+    {"{'to': 'r@x.org', 'html': {'href': 'http://x'}}", "html.href", "disabled"},
+    {"{'to': 'r@x.org', 'attachments': [{'encoding': 'base64', 'content': 'YWJj!ZA=='}]}",
+     "attachments[0].content", "base64"},
+    {"{'to': 'r@x.org', 'attachments': [{'encoding': 'base64', 'content': 'YQ=x'}]}",
+     "attachments[0].content", "base64"},
+    {"{'to': 'r@x.org', 'attachments': [{'encoding': 'base64', 'content': 'YWJjZ'}]}",
+     "attachments[0].content", "base64"},
+    {"{'to': 'r@x.org', 'attachments': [{'encoding': 'hex', 'content': 'abc'}]}",
+     "attachments[0].content", "hex"},
+    {"{'to': 'r@x.org', 'attachments': [{'encoding': 'latin1', 'content': 'x'}]}",
+     "attachments[0].encoding", NULL},
+    {"{'to': 'r@x.org', 'attachments': [{'filename': 'a'}]}", "attachments[0].content", "missing"},
+    {"{'to': 'r@x.org', 'attachments': [{'content': 5}]}", "attachments[0].content", NULL},
+    {"{'to': 'r@x.org', 'attachments': [{'content': 'x', 'contentType': 'garbage'}]}",
+     "attachments[0].contentType", NULL},
+    {"{'to': 'r@x.org', 'attachments': [{'content': 'x', 'contentType': 'multipart/mixed'}]}",
+     "attachments[0].contentType", NULL},
+    {"{'to': 'r@x.org', 'attachments': [{'content': 'x', 'filename': 'a\\r\\nb'}]}",
+     "attachments[0].filename", NULL},
+    {"{'to': 'r@x.org', 'attachments': [{'content': 'x', 'contentDisposition': 'form'}]}",
+     "attachments[0].contentDisposition", NULL},
+    {"{'to': 'r@x.org', 'attachments': [{'content': 'x', 'cid': 'a b'}]}", "attachments[0].cid",
+     NULL},
+    {"{'to': 'r@x.org', 'attachments': {'content': 'x'}}", "attachments", "list"},
+    {"{'to': 'r@x.org', 'attachments': [5]}", "attachments[0]", "object"},
+    {"{'to': 'r@x.org', 'alternatives': 'x'}", "alternatives", "list"},
+    {"{'to': 'not an address'}", "to", "invalid address"},
+    {"{'to': 'user'}", "to", "invalid address"},
+    {"{'to': 'a@b.org, broken@'}", "to", "invalid address"},
+    {"{'to': ['ok@x.org', '<unclosed@x.org']}", "to[1]", "invalid address"},
+    {"{'to': 'r@x.org', 'cc': {'name': 'N', 'address': 'nope'}}", "cc.address", NULL},
+    {"{'to': 'r@x.org', 'cc': {'name': 'N'}}", "cc.address", "missing"},
+    {"{'to': [{'name': 'a\\nBcc: x@y.org', 'address': 'r@x.org'}]}", "to[0].name", "line breaks"},
+    {"{'to': 'r@x.org', 'cc': {'address': 'a@x.org, b@x.org'}}", "cc.address", "single"},
+    {"{'to': 'r@x.org', 'from': 'user'}", "from", "invalid address"},
+    {"{'to': 'r@x.org', 'replyTo': 7}", "replyTo", NULL},
+    {"{'to': 5}", "to", "must be"},
+    {"{'to': [[\"r@x.org\"]]}", "to[0]", NULL},
+    {"{'from': 'a@x.org', 'text': 'x'}", "to", "no recipients"},
+    {"{'from': 'a@x.org', 'to': '', 'cc': [], 'bcc': ' , '}", "to", "no recipients"},
+    {"{'to': 'r@x.org', 'envelope': {'to': []}}", "envelope.to", "no recipients"},
+    {"{'to': 'r@x.org', 'envelope': {'to': 'bad'}}", "envelope.to", "invalid address"},
+    {"{'to': 'r@x.org', 'envelope': {'from': 'a@x.org, b@x.org'}}", "envelope.from", "single"},
+    {"{'to': 'r@x.org', 'envelope': 'x'}", "envelope", NULL},
+    {"{'to': 'r@x.org', 'subject': 5}", "subject", "string"},
+    {"{'to': 'r@x.org', 'text': 5}", "text", "string"},
+    {"{'to': 'r@x.org', 'headers': 5}", "headers", NULL},
+    {"{'to': 'r@x.org', 'headers': {'X-A': 'a\\r\\nBcc: x@y.org'}}", "headers.X-A", "injection"},
+    {"{'to': 'r@x.org', 'headers': {'X-A': 'a\\nb'}}", "headers.X-A", "injection"},
+    {"{'to': 'r@x.org', 'headers': {'X-A': 'a\\rb'}}", "headers.X-A", "injection"},
+    {"{'to': 'r@x.org', 'headers': {'X-A': ['ok', 'a\\r\\n']}}", "headers.X-A[1]", "injection"},
+    {"{'to': 'r@x.org', 'headers': [{'key': 'X-B', 'value': 'x\\ny'}]}", "headers[0].value",
+     "injection"},
+    {"{'to': 'r@x.org', 'headers': [{'key': 'X B', 'value': 'x'}]}", "headers[0].key", "name"},
+    {"{'to': 'r@x.org', 'headers': [{'value': 'x'}]}", "headers[0]", NULL},
+    {"{'to': 'r@x.org', 'headers': {'Bcc': 'x@y.org'}}", "headers.Bcc", NULL},
+    {"{'to': 'r@x.org', 'headers': {'content-type': 'text/html'}}", "headers.content-type", NULL},
+    {"{'to': 'r@x.org', 'headers': {'X-A': {'prepared': true}}}", "headers.X-A", NULL},
+    {"{'to': 'r@x.org', 'priority': 'high', 'headers': {'X-Priority': '3'}}", "headers.X-Priority",
+     "priority"},
+    {"{'to': 'r@x.org', 'priority': 'urgent'}", "priority", NULL},
+    {"{'to': 'r@x.org', 'messageId': 'a b@x.org'}", "messageId", NULL},
+    {"{'to': 'r@x.org', 'messageId': '<>'}", "messageId", "empty"},
+    {"{'to': 'r@x.org', 'inReplyTo': 'x\\r\\nBcc: y'}", "inReplyTo", NULL},
+    {"{'to': 'r@x.org', 'references': ['<a@x>', 5]}", "references[1]", NULL},
+    {"{'to': 'r@x.org', 'references': 5}", "references", NULL},
+    {"{'to': 'r@x.org', 'date': 'yesterday'}", "date", NULL},
+    {"{'to': 'r@x.org', 'date': 1700000000}", "date", NULL},
 };
 
 static void test_errors(void **state)
@@ -778,8 +770,8 @@ static void test_long_lines(void **state)
 		json_array_append_new(to, json_string(addr));
 	}
 	json_array_append_new(to, json_pack("{s:s, s:s}", "name", name->str, "address", "n@x.org"));
-	in = json_pack("{s:o, s:s, s:s, s:s, s:{s:s, s:s}, s:[{s:s, s:s, s:s}], s:[s,s,s]}", "to", to,
-		       "subject", subject->str, "text", line->str, "html", line->str, "headers",
+	in = json_pack("{s:o, s:s, s:s, s:s, s:{s:s, s:s}, s:[{s:s, s:s, s:s}], s:[s,s,s]}", "to",
+		       to, "subject", subject->str, "text", line->str, "html", line->str, "headers",
 		       "X-Long", token->str, "X-Spaced", subject->str, "attachments", "filename",
 		       name->str, "contentType", "text/plain", "content", line->str, "references",
 		       "<a@x.org>", "<b@x.org>", "<c@x.org>");
@@ -871,20 +863,20 @@ static void test_large_attachment(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_structure),
-		cmocka_unit_test(test_related_details),
-		cmocka_unit_test(test_bodies),
-		cmocka_unit_test(test_attachment_contents),
-		cmocka_unit_test(test_unicode_headers),
-		cmocka_unit_test(test_envelope),
-		cmocka_unit_test(test_custom_headers),
-		cmocka_unit_test(test_priority),
-		cmocka_unit_test(test_ids_and_dates),
-		cmocka_unit_test(test_errors),
-		cmocka_unit_test(test_subject_line_breaks),
-		cmocka_unit_test(test_long_lines),
-		cmocka_unit_test(test_threads),
-		cmocka_unit_test(test_large_attachment),
+	    cmocka_unit_test(test_structure),
+	    cmocka_unit_test(test_related_details),
+	    cmocka_unit_test(test_bodies),
+	    cmocka_unit_test(test_attachment_contents),
+	    cmocka_unit_test(test_unicode_headers),
+	    cmocka_unit_test(test_envelope),
+	    cmocka_unit_test(test_custom_headers),
+	    cmocka_unit_test(test_priority),
+	    cmocka_unit_test(test_ids_and_dates),
+	    cmocka_unit_test(test_errors),
+	    cmocka_unit_test(test_subject_line_breaks),
+	    cmocka_unit_test(test_long_lines),
+	    cmocka_unit_test(test_threads),
+	    cmocka_unit_test(test_large_attachment),
 	};
 
 	g_mime_init();

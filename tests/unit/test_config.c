@@ -24,12 +24,23 @@ static void test_durations(void **state)
 		bool ok;
 		uint64_t ms;
 	} cases[] = {
-		{"0", true, 0},          {"250", true, 250},        {"500 ms", true, 500},
-		{"10 s", true, 10000},   {"10s", true, 10000},      {"5 min", true, 300000},
-		{"2 h", true, 7200000},  {"3 days", true, 259200000}, {"1 DAY", true, 86400000},
-		{"", false, 0},          {"-5", false, 0},          {"5 parsecs", false, 0},
-		{"1.5 s", false, 0},     {" 5", false, 0},          {"s", false, 0},
-		{"99999999999999999999", false, 0}, {"999999999999999 days", false, 0},
+	    {"0", true, 0},
+	    {"250", true, 250},
+	    {"500 ms", true, 500},
+	    {"10 s", true, 10000},
+	    {"10s", true, 10000},
+	    {"5 min", true, 300000},
+	    {"2 h", true, 7200000},
+	    {"3 days", true, 259200000},
+	    {"1 DAY", true, 86400000},
+	    {"", false, 0},
+	    {"-5", false, 0},
+	    {"5 parsecs", false, 0},
+	    {"1.5 s", false, 0},
+	    {" 5", false, 0},
+	    {"s", false, 0},
+	    {"99999999999999999999", false, 0},
+	    {"999999999999999 days", false, 0},
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		uint64_t ms = 12345;
@@ -50,15 +61,16 @@ static void test_sizes(void **state)
 		bool ok;
 		uint64_t bytes;
 	} cases[] = {
-		{"1024", true, 1024},      {"512 KB", true, 524288},  {"30 MB", true, 31457280},
-		{"30MB", true, 31457280},  {"1 gb", true, 1073741824}, {"7 B", true, 7},
-		{"30 MiB", false, 0},      {"MB", false, 0},          {"-1", false, 0},
+	    {"1024", true, 1024},     {"512 KB", true, 524288},   {"30 MB", true, 31457280},
+	    {"30MB", true, 31457280}, {"1 gb", true, 1073741824}, {"7 B", true, 7},
+	    {"30 MiB", false, 0},     {"MB", false, 0},           {"-1", false, 0},
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		uint64_t b = 0;
 		bool ok = config_parse_size(cases[i].text, &b);
 		if (ok != cases[i].ok || (ok && b != cases[i].bytes))
-			fail_msg("\"%s\": ok=%d bytes=%llu", cases[i].text, ok, (unsigned long long)b);
+			fail_msg("\"%s\": ok=%d bytes=%llu", cases[i].text, ok,
+				 (unsigned long long)b);
 	}
 }
 
@@ -111,45 +123,46 @@ static const struct {
 	const char *yaml;
 	const char *error;
 } invalid[] = {
-	{"api:\n  prot: 1\n", "development.yaml:2: unknown option api.prot"},
-	{"nosuch: 1\n", "development.yaml:1: unknown option nosuch"},
-	{"api:\n  port: eighty\n",
-	 "development.yaml:2: option api.port must be an integer from 1 to 65535 (got 'eighty')"},
-	{"api:\n  port: 70000\n",
-	 "development.yaml:2: option api.port must be an integer from 1 to 65535 (got '70000')"},
-	{"api:\n  port: \"8080\"\n",
-	 "development.yaml:2: option api.port must be an integer from 1 to 65535 (got '8080')"},
-	{"api:\n  port: [1]\n", "development.yaml:2: option api.port must be an integer (got a list)"},
-	{"api:\n  port:\n", "development.yaml:2: option api.port must be an integer, not null"},
-	{"api:\n  enabled: yes\n",
-	 "development.yaml:2: option api.enabled must be true or false (got 'yes')"},
-	{"api: 8080\n", "development.yaml:1: option api must be a mapping (got a single value)"},
-	{"api: ~\n", "development.yaml:1: option api must be a mapping, not null"},
-	{"log:\n  level: verbose\n",
-	 "development.yaml:2: option log.level must be one of error, warn, info, debug (got 'verbose')"},
-	{"log:\n  file: {a: 1}\n", "development.yaml:2: option log.file must be a string (got a mapping)"},
-	{"api:\n  port: 1\n  port: 2\n", "development.yaml:3: duplicate key 'port'"},
-	{"api: [\n", "development.yaml:2: YAML syntax error"},
-	{"zones:\n  default:\n    throttling: fast\n",
-	 "development.yaml:3: option zones.default.throttling must be a rate such as 100 "
-	 "messages/second, /minute or /hour (got 'fast')"},
-	{"zones:\n  default:\n    pool: nowhere\n",
-	 "development.yaml:3: option zones.default.pool names no pool of `pools` (got 'nowhere')"},
-	{"pools:\n  default:\n    - {address: 127.0.0.2, ratio: 1.5}\n",
-	 "development.yaml:3: option pools.default[0].ratio must be a number from 0 to 1 "
-	 "(got '1.5')"},
-	{"pools:\n  default:\n    - 127.0.0.2\n    - not-an-ip\n",
-	 "development.yaml:4: pools.default[1]: 'not-an-ip' is not an IPv4 or IPv6 address"},
-	{"pools:\n  default:\n    - {address: 127.0.0.2, ratio: 0.7}\n"
-	 "    - {address: 127.0.0.3, ratio: 0.6}\n",
-	 "development.yaml:3: the ratios of pool default add up to more than 1"},
-	{"pools:\n  default:\n    - {address: 127.0.0.2, nmae: x}\n",
-	 "development.yaml:3: unknown option pools.default[0].nmae"},
-	{"queue:\n  deferTimes: [1 s, soon]\n",
-	 "development.yaml:2: option queue.deferTimes[1] must be a duration"},
-	{"domainConfig:\n  example.test:\n    maxConnections: 0\n",
-	 "development.yaml:3: option domainConfig.example.test.maxConnections must be an "
-	 "integer from 1 to 100000 (got '0')"},
+    {"api:\n  prot: 1\n", "development.yaml:2: unknown option api.prot"},
+    {"nosuch: 1\n", "development.yaml:1: unknown option nosuch"},
+    {"api:\n  port: eighty\n",
+     "development.yaml:2: option api.port must be an integer from 1 to 65535 (got 'eighty')"},
+    {"api:\n  port: 70000\n",
+     "development.yaml:2: option api.port must be an integer from 1 to 65535 (got '70000')"},
+    {"api:\n  port: \"8080\"\n",
+     "development.yaml:2: option api.port must be an integer from 1 to 65535 (got '8080')"},
+    {"api:\n  port: [1]\n", "development.yaml:2: option api.port must be an integer (got a list)"},
+    {"api:\n  port:\n", "development.yaml:2: option api.port must be an integer, not null"},
+    {"api:\n  enabled: yes\n",
+     "development.yaml:2: option api.enabled must be true or false (got 'yes')"},
+    {"api: 8080\n", "development.yaml:1: option api must be a mapping (got a single value)"},
+    {"api: ~\n", "development.yaml:1: option api must be a mapping, not null"},
+    {"log:\n  level: verbose\n", "development.yaml:2: option log.level must be one of error, warn, "
+				 "info, debug (got 'verbose')"},
+    {"log:\n  file: {a: 1}\n",
+     "development.yaml:2: option log.file must be a string (got a mapping)"},
+    {"api:\n  port: 1\n  port: 2\n", "development.yaml:3: duplicate key 'port'"},
+    {"api: [\n", "development.yaml:2: YAML syntax error"},
+    {"zones:\n  default:\n    throttling: fast\n",
+     "development.yaml:3: option zones.default.throttling must be a rate such as 100 "
+     "messages/second, /minute or /hour (got 'fast')"},
+    {"zones:\n  default:\n    pool: nowhere\n",
+     "development.yaml:3: option zones.default.pool names no pool of `pools` (got 'nowhere')"},
+    {"pools:\n  default:\n    - {address: 127.0.0.2, ratio: 1.5}\n",
+     "development.yaml:3: option pools.default[0].ratio must be a number from 0 to 1 "
+     "(got '1.5')"},
+    {"pools:\n  default:\n    - 127.0.0.2\n    - not-an-ip\n",
+     "development.yaml:4: pools.default[1]: 'not-an-ip' is not an IPv4 or IPv6 address"},
+    {"pools:\n  default:\n    - {address: 127.0.0.2, ratio: 0.7}\n"
+     "    - {address: 127.0.0.3, ratio: 0.6}\n",
+     "development.yaml:3: the ratios of pool default add up to more than 1"},
+    {"pools:\n  default:\n    - {address: 127.0.0.2, nmae: x}\n",
+     "development.yaml:3: unknown option pools.default[0].nmae"},
+    {"queue:\n  deferTimes: [1 s, soon]\n",
+     "development.yaml:2: option queue.deferTimes[1] must be a duration"},
+    {"domainConfig:\n  example.test:\n    maxConnections: 0\n",
+     "development.yaml:3: option domainConfig.example.test.maxConnections must be an "
+     "integer from 1 to 100000 (got '0')"},
 };
 
 static void test_invalid_configs(void **state)
@@ -182,7 +195,8 @@ static void test_every_problem_reported(void **state)
 	char *errors = NULL;
 	assert_null(config_load(&src, &errors));
 	assert_non_null(strstr(errors, "config/default.yaml:2: unknown option api.prot"));
-	assert_non_null(strstr(errors, "config/development.yaml:2: option log.level must be one of"));
+	assert_non_null(
+	    strstr(errors, "config/development.yaml:2: option log.level must be one of"));
 	assert_non_null(strstr(errors, "config/development.yaml:3: unknown option log.fiel"));
 	free(errors);
 	remove_app(dir);
@@ -192,7 +206,8 @@ static void test_merge_order_and_paths(void **state)
 {
 	(void)state;
 	char *dir = make_app();
-	write_file(dir, "default.yaml", "api:\n  port: 9001\n  host: 127.0.0.2\nlog:\n  level: warn\n");
+	write_file(dir, "default.yaml",
+		   "api:\n  port: 9001\n  host: 127.0.0.2\nlog:\n  level: warn\n");
 	write_file(dir, "development.yaml", "api:\n  port: 9002\n");
 	write_file(dir, "production.yaml", "api:\n  port: 9003\n");
 	char *extra = xasprintf("%s/extra.yaml", dir);
@@ -272,10 +287,12 @@ static void test_dict_entry_defaults(void **state)
 	assert_int_equal(z->n_sender_domains, 0);
 	config_free(cfg);
 
-	write_file(dir, "development.yaml", "queue:\n  defaultZone: nowhere\n"
-					      "smtpInterfaces:\n  second:\n    enabled: true\n");
+	write_file(dir, "development.yaml",
+		   "queue:\n  defaultZone: nowhere\n"
+		   "smtpInterfaces:\n  second:\n    enabled: true\n");
 	assert_null(config_load(&src, &errors));
-	assert_non_null(strstr(errors, "development.yaml:2: option queue.defaultZone names no zone"));
+	assert_non_null(
+	    strstr(errors, "development.yaml:2: option queue.defaultZone names no zone"));
 	assert_non_null(strstr(errors, "smtpInterfaces feeder and second both listen on "
 				       "127.0.0.1:2525"));
 	free(errors);
@@ -286,13 +303,14 @@ static void test_delivery_options(void **state)
 {
 	(void)state;
 	char *dir = make_app();
-	write_file(dir, "development.yaml",
-		   "pools:\n  out:\n    - 127.0.0.2\n    - {address: '::1', name: mx.test, ratio: 0.25}\n"
-		   "zones:\n  bulk:\n    pool: out\n    throttling: 30 messages/minute\n"
-		   "    connectionCache: {reuseCount: 7}\n"
-		   "domainConfig:\n  Example.TEST:\n    maxConnections: 2\n    throttling: 5/s\n"
-		   "queue:\n  deferTimes: [1 s, 2 s]\n"
-		   "dns:\n  nameservers: ['127.0.0.1@5353']\n");
+	write_file(
+	    dir, "development.yaml",
+	    "pools:\n  out:\n    - 127.0.0.2\n    - {address: '::1', name: mx.test, ratio: 0.25}\n"
+	    "zones:\n  bulk:\n    pool: out\n    throttling: 30 messages/minute\n"
+	    "    connectionCache: {reuseCount: 7}\n"
+	    "domainConfig:\n  Example.TEST:\n    maxConnections: 2\n    throttling: 5/s\n"
+	    "queue:\n  deferTimes: [1 s, 2 s]\n"
+	    "dns:\n  nameservers: ['127.0.0.1@5353']\n");
 	struct config_source src = {.app_dir = dir, .env = "development"};
 	char *errors = NULL;
 	struct config *cfg = config_load(&src, &errors);
@@ -367,8 +385,8 @@ static void check_covered(const struct cfg_schema *fields, const struct cfg_node
 	for (const struct cfg_schema *f = fields; f->key != NULL; f++) {
 		const struct cfg_node *n = cfg_map_get(map, f->key);
 		if (n == NULL)
-			fail_msg("option %s%s%s is not in config/default.yaml", path, *path ? "." : "",
-				 f->key);
+			fail_msg("option %s%s%s is not in config/default.yaml", path,
+				 *path ? "." : "", f->key);
 		char *sub = xasprintf("%s%s%s", path, *path ? "." : "", f->key);
 		if (f->type == CT_MAP) {
 			check_covered(f->sub, n, sub);
@@ -402,16 +420,16 @@ static void test_schema_matches_default_yaml(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_durations),
-		cmocka_unit_test(test_sizes),
-		cmocka_unit_test(test_bools_and_ints),
-		cmocka_unit_test(test_invalid_configs),
-		cmocka_unit_test(test_every_problem_reported),
-		cmocka_unit_test(test_merge_order_and_paths),
-		cmocka_unit_test(test_dict_entry_defaults),
-		cmocka_unit_test(test_delivery_options),
-		cmocka_unit_test(test_builtin_defaults),
-		cmocka_unit_test(test_schema_matches_default_yaml),
+	    cmocka_unit_test(test_durations),
+	    cmocka_unit_test(test_sizes),
+	    cmocka_unit_test(test_bools_and_ints),
+	    cmocka_unit_test(test_invalid_configs),
+	    cmocka_unit_test(test_every_problem_reported),
+	    cmocka_unit_test(test_merge_order_and_paths),
+	    cmocka_unit_test(test_dict_entry_defaults),
+	    cmocka_unit_test(test_delivery_options),
+	    cmocka_unit_test(test_builtin_defaults),
+	    cmocka_unit_test(test_schema_matches_default_yaml),
 	};
 	return cmocka_run_group_tests_name("config", tests, NULL, NULL);
 }

@@ -558,7 +558,8 @@ static void ref_body(struct buf *out, enum dkim_canon canon, const char *in, siz
 	size_t keep = 0; /* lines.len up to the last line with content */
 	for (size_t i = 0; i < len;) {
 		size_t e = i;
-		while (e < len && in[e] != '\n' && !(in[e] == '\r' && e + 1 < len && in[e + 1] == '\n'))
+		while (e < len && in[e] != '\n' &&
+		       !(in[e] == '\r' && e + 1 < len && in[e + 1] == '\n'))
 			e++;
 		struct buf line = {0};
 		buf_add(&line, "", 0);
@@ -639,7 +640,8 @@ static void test_body_random(void **state)
 				dkim_body_final(b, got);
 				dkim_body_free(b);
 				if (strcmp(got, expect) != 0)
-					fail_msg("round %d canon %d separator %d: hash differs for \"%s\"",
+					fail_msg("round %d canon %d separator %d: hash differs for "
+						 "\"%s\"",
 						 round, c, sep, in.s);
 				free(all.s);
 			}
@@ -662,7 +664,7 @@ static const char test_block[] = "Received: from a by b; Mon, 1 Jan 2024 00:00:0
 				 "Subject2:\r\n"
 				 "\tfolded only\r\n";
 static const char *const test_sign[] = {"from", "subject", "to",       "x-multi",
-					"date", "cc",	   "subject2", "reply-to"};
+					"date", "cc",      "subject2", "reply-to"};
 static const char *const test_over[] = {"from", "reply-to"};
 /* h=: absent names (cc, and reply-to before its oversigning) are left out;
  * repeated fields bottom up; oversigned names once more. */

@@ -52,8 +52,8 @@ static void *stub_main(void *arg)
 		unsigned char buf[1500];
 		struct sockaddr_in from;
 		socklen_t fromlen = sizeof(from);
-		ssize_t n =
-		    recvfrom(stub.fd, buf, sizeof(buf), 0, (struct sockaddr *)&from, &fromlen);
+		ssize_t n = recvfrom(stub.fd, buf, sizeof(buf), 0, (struct sockaddr *)&from,
+				     &fromlen);
 		if (n < 12)
 			continue;
 		size_t off = 12; /* the question: a name, type and class */
@@ -63,8 +63,8 @@ static void *stub_main(void *arg)
 		if (off > (size_t)n)
 			continue;
 		buf[2] = (unsigned char)(0x80 | (buf[2] & 0x79)); /* QR, opcode, RD */
-		buf[3] = 0x80 | 2;				  /* RA, SERVFAIL */
-		memset(buf + 6, 0, 6);				  /* no AN, NS, AR */
+		buf[3] = 0x80 | 2;                                /* RA, SERVFAIL */
+		memset(buf + 6, 0, 6);                            /* no AN, NS, AR */
 		sendto(stub.fd, buf, off, 0, (struct sockaddr *)&from, fromlen);
 	}
 	return NULL;

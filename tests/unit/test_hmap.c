@@ -108,9 +108,9 @@ static void test_u64map_random(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_strmap_basic),
-		cmocka_unit_test(test_strmap_random),
-		cmocka_unit_test(test_u64map_random),
+	    cmocka_unit_test(test_strmap_basic),
+	    cmocka_unit_test(test_strmap_random),
+	    cmocka_unit_test(test_u64map_random),
 	};
 	return cmocka_run_group_tests_name("hmap", tests, NULL, NULL);
 }

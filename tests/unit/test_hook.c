@@ -270,16 +270,16 @@ static void test_names(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_no_handler_is_immediate, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_order_and_short_circuit, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_all_continue, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_async_answer_resumes_chain, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_async_tempfail_reply, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_inline_answer_is_synchronous, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_cancel, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_shutdown_cancels_pending, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_deadline, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_names, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_no_handler_is_immediate, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_order_and_short_circuit, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_all_continue, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_async_answer_resumes_chain, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_async_tempfail_reply, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_inline_answer_is_synchronous, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_cancel, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_shutdown_cancels_pending, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_deadline, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_names, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -105,15 +105,15 @@ static void ingest(const char *msg, const char *from, char *const *rcpts, bool r
 	while (rcpts[nrcpts] != NULL)
 		nrcpts++;
 	struct ingest_envelope env = {
-		.interface = "feeder",
-		.origin = "192.0.2.1",
-		.transhost = "client.test",
-		.transtype = "ESMTP",
-		.from = from,
-		.rcpts = rcpts,
-		.nrcpts = nrcpts,
-		.allow_routing_headers = routing_headers,
-		.received_by = "mx.test",
+	    .interface = "feeder",
+	    .origin = "192.0.2.1",
+	    .transhost = "client.test",
+	    .transtype = "ESMTP",
+	    .from = from,
+	    .rcpts = rcpts,
+	    .nrcpts = nrcpts,
+	    .allow_routing_headers = routing_headers,
+	    .received_by = "mx.test",
 	};
 	ingest_finish(in, &env, on_done, r);
 	until(r);
@@ -154,7 +154,8 @@ static void test_headers_rewritten_and_content_detected(void **state)
 	assert_int_equal(r.rc, 0);
 	/* Received first, for no one (two recipients); Message-ID and Date added;
 	 * Bcc and X-Sending-Zone gone. */
-	assert_true(strncmp(r.header, "Received: from client.test ([192.0.2.1])\r\n\tby mx.test", 53) == 0);
+	assert_true(
+	    strncmp(r.header, "Received: from client.test ([192.0.2.1])\r\n\tby mx.test", 53) == 0);
 	assert_null(strstr(r.header, "\tfor <"));
 	assert_non_null(strstr(r.header, "\r\nMessage-ID: <"));
 	assert_non_null(strstr(r.header, "\r\nDate: "));
@@ -177,8 +178,8 @@ static void test_routing_header_when_allowed_utf8_and_long_lines(void **state)
 	char line[1200];
 	memset(line, 'x', sizeof(line) - 1);
 	line[sizeof(line) - 1] = '\0';
-	char *msg = xasprintf("Subject: =?utf-8?q?x?= \xc3\xa9\r\nX-Sending-Zone: chosen\r\n\r\n%s\r\n",
-			      line);
+	char *msg = xasprintf(
+	    "Subject: =?utf-8?q?x?= \xc3\xa9\r\nX-Sending-Zone: chosen\r\n\r\n%s\r\n", line);
 	char *rcpts[] = {"b@special.test", NULL};
 	struct result r = {0};
 	ingest(msg, "s@example.test", rcpts, true, &r);
@@ -256,9 +257,13 @@ static void test_a_late_refusal_stores_nothing(void **state)
 	struct ingest *in = ingest_new(q, cfg, NULL, NULL);
 	const char msg[] = "Subject: hi\r\n\r\nbody\r\n";
 	ingest_write(in, msg, sizeof(msg) - 1);
-	struct ingest_envelope env = {.interface = "api", .origin = "192.0.2.1",
-				      .transtype = "HTTP", .from = "s@example.test",
-				      .rcpts = rcpts, .nrcpts = 1, .received_by = "mx.test"};
+	struct ingest_envelope env = {.interface = "api",
+				      .origin = "192.0.2.1",
+				      .transtype = "HTTP",
+				      .from = "s@example.test",
+				      .rcpts = rcpts,
+				      .nrcpts = 1,
+				      .received_by = "mx.test"};
 	struct result r = {0};
 	ingest_finish(in, &env, on_done, &r);
 	/* The envelope was copied: the caller's may go while the hook waits. */
@@ -286,9 +291,13 @@ static void test_freeing_a_waiting_ingest_cancels_its_hook(void **state)
 	char *rcpts[] = {"a@example.test", NULL};
 	struct ingest *in = ingest_new(q, cfg, NULL, NULL);
 	ingest_write(in, "Subject: x\r\n\r\nb\r\n", 17);
-	struct ingest_envelope env = {.interface = "api", .origin = "192.0.2.1",
-				      .transtype = "HTTP", .from = "", .rcpts = rcpts,
-				      .nrcpts = 1, .received_by = "mx.test"};
+	struct ingest_envelope env = {.interface = "api",
+				      .origin = "192.0.2.1",
+				      .transtype = "HTTP",
+				      .from = "",
+				      .rcpts = rcpts,
+				      .nrcpts = 1,
+				      .received_by = "mx.test"};
 	struct result r = {0};
 	ingest_finish(in, &env, on_done, &r);
 	assert_non_null(held);
@@ -302,14 +311,14 @@ static void test_freeing_a_waiting_ingest_cancels_its_hook(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_headers_rewritten_and_content_detected, setup,
-						teardown),
-		cmocka_unit_test_setup_teardown(test_routing_header_when_allowed_utf8_and_long_lines,
-						setup, teardown),
-		cmocka_unit_test_setup_teardown(test_hooks_change_headers_and_zones, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_a_late_refusal_stores_nothing, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_freeing_a_waiting_ingest_cancels_its_hook, setup,
-						teardown),
+	    cmocka_unit_test_setup_teardown(test_headers_rewritten_and_content_detected, setup,
+					    teardown),
+	    cmocka_unit_test_setup_teardown(test_routing_header_when_allowed_utf8_and_long_lines,
+					    setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_hooks_change_headers_and_zones, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_a_late_refusal_stores_nothing, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_freeing_a_waiting_ingest_cancels_its_hook, setup,
+					    teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -12,11 +12,11 @@
 #include "core/log.h"
 #include "core/xmalloc.h"
 
-static size_t fmt(char *buf, size_t len, enum log_level level, const char *qid,
-		  const char *event, const char *f, ...) __attribute__((format(printf, 6, 7)));
+static size_t fmt(char *buf, size_t len, enum log_level level, const char *qid, const char *event,
+		  const char *f, ...) __attribute__((format(printf, 6, 7)));
 
-static size_t fmt(char *buf, size_t len, enum log_level level, const char *qid,
-		  const char *event, const char *f, ...)
+static size_t fmt(char *buf, size_t len, enum log_level level, const char *qid, const char *event,
+		  const char *f, ...)
 {
 	struct timespec ts = {.tv_sec = 1795000000, .tv_nsec = 123456789};
 	va_list ap;
@@ -144,12 +144,12 @@ static void test_level_names(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_format),
-		cmocka_unit_test(test_escaping_keeps_one_line),
-		cmocka_unit_test(test_long_lines_are_cut),
-		cmocka_unit_test(test_file_levels_and_reopen),
-		cmocka_unit_test(test_small_buffers_are_never_overrun),
-		cmocka_unit_test(test_level_names),
+	    cmocka_unit_test(test_format),
+	    cmocka_unit_test(test_escaping_keeps_one_line),
+	    cmocka_unit_test(test_long_lines_are_cut),
+	    cmocka_unit_test(test_file_levels_and_reopen),
+	    cmocka_unit_test(test_small_buffers_are_never_overrun),
+	    cmocka_unit_test(test_level_names),
 	};
 	return cmocka_run_group_tests_name("log", tests, NULL, NULL);
 }

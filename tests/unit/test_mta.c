@@ -89,8 +89,8 @@ static void *peer_run(void *arg)
 		} else if (s[0] == 'R') {
 			if (peer_readline(fd, line, sizeof(line)) < 0 ||
 			    strncmp(line, s + 2, strlen(s + 2)) != 0) {
-				snprintf(p->failure, sizeof(p->failure), "step %s: got \"%.100s\"", s,
-					 line);
+				snprintf(p->failure, sizeof(p->failure), "step %s: got \"%.100s\"",
+					 s, line);
 				break;
 			}
 		} else if (s[0] == 'D') {
@@ -280,8 +280,14 @@ static void submit(struct relay *r, char *const *rcpts, size_t n, size_t body_by
 		ingest_write(in, line, sizeof(line));
 	ingest_write(in, "end\r\n", 5);
 	struct ingest_envelope env = {
-		.interface = "test", .origin = "127.0.0.1", .transhost = "t", .transtype = "ESMTP",
-		.from = "a@origin.test", .rcpts = rcpts, .nrcpts = n, .received_by = "relay.test",
+	    .interface = "test",
+	    .origin = "127.0.0.1",
+	    .transhost = "t",
+	    .transtype = "ESMTP",
+	    .from = "a@origin.test",
+	    .rcpts = rcpts,
+	    .nrcpts = n,
+	    .received_by = "relay.test",
 	};
 	r->committed = false;
 	ingest_finish(in, &env, committed, r);
@@ -320,31 +326,49 @@ static void run_case(const char *const *script, bool small_buffer, char *const *
 static void test_multiline_replies_and_pipelining(void **state)
 {
 	(void)state;
-	static const char *const script[] = {
-		"S:220-mx.test hello", "S:220-more greeting", "S:220 ready",
-		"R:EHLO ", "S:250-mx.test", "S:250-PIPELINING", "S:250-SIZE 100000", "S:250 8BITMIME",
-		"R:MAIL FROM:<a@origin.test> SIZE=", "R:RCPT TO:<r1@x.test>", "R:DATA",
-		"S:250-2.1.0 sender", "S:250 2.1.0 ok", "S:250 2.1.5 ok", "S:354 go", "D",
-		"S:250-2.0.0 first line", "S:250 2.0.0 queued as 7", "R:QUIT", "S:221 bye", NULL};
+	static const char *const script[] = {"S:220-mx.test hello",
+					     "S:220-more greeting",
+					     "S:220 ready",
+					     "R:EHLO ",
+					     "S:250-mx.test",
+					     "S:250-PIPELINING",
+					     "S:250-SIZE 100000",
+					     "S:250 8BITMIME",
+					     "R:MAIL FROM:<a@origin.test> SIZE=",
+					     "R:RCPT TO:<r1@x.test>",
+					     "R:DATA",
+					     "S:250-2.1.0 sender",
+					     "S:250 2.1.0 ok",
+					     "S:250 2.1.5 ok",
+					     "S:354 go",
+					     "D",
+					     "S:250-2.0.0 first line",
+					     "S:250 2.0.0 queued as 7",
+					     "R:QUIT",
+					     "S:221 bye",
+					     NULL};
 	char *rcpts[] = {"r1@x.test"};
 	static const char *const want[] = {
-		"event=delivered seq=001 zone=default rcpt=<r1@x.test> attempts=1 status=2.0.0 "
-		"response=\"250-2.0.0 first line 2.0.0 queued as 7\"",
-		NULL};
+	    "event=delivered seq=001 zone=default rcpt=<r1@x.test> attempts=1 status=2.0.0 "
+	    "response=\"250-2.0.0 first line 2.0.0 queued as 7\"",
+	    NULL};
 	run_case(script, false, rcpts, 1, 100, want, NULL);
 }
 
 static void test_421_mid_session_defers(void **state)
 {
 	(void)state;
-	static const char *const script[] = {
-		"S:220 ready", "R:EHLO ", "S:250 mx.test", "R:MAIL FROM:<a@origin.test>",
-		"S:421 4.3.2 shutting down", "X", NULL};
+	static const char *const script[] = {"S:220 ready",
+					     "R:EHLO ",
+					     "S:250 mx.test",
+					     "R:MAIL FROM:<a@origin.test>",
+					     "S:421 4.3.2 shutting down",
+					     "X",
+					     NULL};
 	char *rcpts[] = {"r1@x.test", "r2@x.test"};
-	static const char *const want[] = {
-		"event=deferred seq=001 zone=default rcpt=<r1@x.test>",
-		"event=deferred seq=002 zone=default rcpt=<r2@x.test>",
-		"response=\"421 4.3.2 shutting down\"", NULL};
+	static const char *const want[] = {"event=deferred seq=001 zone=default rcpt=<r1@x.test>",
+					   "event=deferred seq=002 zone=default rcpt=<r2@x.test>",
+					   "response=\"421 4.3.2 shutting down\"", NULL};
 	run_case(script, false, rcpts, 2, 100, want, "event=delivered");
 }
 
@@ -352,20 +376,33 @@ static void test_rcpt_5xx_with_others_accepted(void **state)
 {
 	(void)state;
 	/* No PIPELINING: one command at a time. */
-	static const char *const script[] = {
-		"S:220 ready", "R:EHLO ", "S:250 mx.test", "R:MAIL FROM:<a@origin.test>",
-		"S:250 ok", "R:RCPT TO:<r1@x.test>", "S:250 ok", "R:RCPT TO:<r2@x.test>",
-		"S:550 5.1.1 <r2@x.test>: no such user", "R:RCPT TO:<r3@x.test>", "S:250 ok",
-		"R:DATA", "S:354 go", "D", "S:250 2.0.0 taken", "R:QUIT", "S:221 bye", NULL};
+	static const char *const script[] = {"S:220 ready",
+					     "R:EHLO ",
+					     "S:250 mx.test",
+					     "R:MAIL FROM:<a@origin.test>",
+					     "S:250 ok",
+					     "R:RCPT TO:<r1@x.test>",
+					     "S:250 ok",
+					     "R:RCPT TO:<r2@x.test>",
+					     "S:550 5.1.1 <r2@x.test>: no such user",
+					     "R:RCPT TO:<r3@x.test>",
+					     "S:250 ok",
+					     "R:DATA",
+					     "S:354 go",
+					     "D",
+					     "S:250 2.0.0 taken",
+					     "R:QUIT",
+					     "S:221 bye",
+					     NULL};
 	char *rcpts[] = {"r1@x.test", "r2@x.test", "r3@x.test"};
 	static const char *const want[] = {
-		"event=delivered seq=001 zone=default rcpt=<r1@x.test>",
-		"event=bounced seq=002 zone=default rcpt=<r2@x.test> category=",
-		"status=5.1.1 response=\"550 5.1.1 <r2@x.test>: no such user\"",
-		"event=delivered seq=003 zone=default rcpt=<r3@x.test>",
-		"event=attempt zone=default domain=x.test local=any mx=127.0.0.1 remote=127.0.0.1 "
-		"tls=no rcpts=3 accepted=2 response=\"250 2.0.0 taken\"",
-		NULL};
+	    "event=delivered seq=001 zone=default rcpt=<r1@x.test>",
+	    "event=bounced seq=002 zone=default rcpt=<r2@x.test> category=",
+	    "status=5.1.1 response=\"550 5.1.1 <r2@x.test>: no such user\"",
+	    "event=delivered seq=003 zone=default rcpt=<r3@x.test>",
+	    "event=attempt zone=default domain=x.test local=any mx=127.0.0.1 remote=127.0.0.1 "
+	    "tls=no rcpts=3 accepted=2 response=\"250 2.0.0 taken\"",
+	    NULL};
 	run_case(script, false, rcpts, 3, 100, want, NULL);
 }
 
@@ -373,14 +410,24 @@ static void test_early_reply_during_data(void **state)
 {
 	(void)state;
 	/* The server refuses while the (large) body is still being sent. */
-	static const char *const script[] = {
-		"S:220 ready", "R:EHLO ", "S:250-mx.test", "S:250 PIPELINING",
-		"R:MAIL", "R:RCPT", "R:DATA", "S:250 ok", "S:250 ok", "S:354 go", "L", "L",
-		"S:554 5.7.1 content rejected", "Z", NULL};
+	static const char *const script[] = {"S:220 ready",
+					     "R:EHLO ",
+					     "S:250-mx.test",
+					     "S:250 PIPELINING",
+					     "R:MAIL",
+					     "R:RCPT",
+					     "R:DATA",
+					     "S:250 ok",
+					     "S:250 ok",
+					     "S:354 go",
+					     "L",
+					     "L",
+					     "S:554 5.7.1 content rejected",
+					     "Z",
+					     NULL};
 	char *rcpts[] = {"r1@x.test"};
-	static const char *const want[] = {
-		"event=bounced seq=001 zone=default rcpt=<r1@x.test>",
-		"response=\"554 5.7.1 content rejected\"", NULL};
+	static const char *const want[] = {"event=bounced seq=001 zone=default rcpt=<r1@x.test>",
+					   "response=\"554 5.7.1 content rejected\"", NULL};
 	run_case(script, true, rcpts, 1, 16 * 1024 * 1024, want, "event=delivered");
 }
 
@@ -391,9 +438,8 @@ static void test_ehlo_421_does_not_fall_back_to_helo(void **state)
 					     NULL};
 	char *rcpts[] = {"r1@x.test"};
 	/* The deferral says what the server said, not "could not connect". */
-	static const char *const want[] = {
-		"event=deferred seq=001 zone=default rcpt=<r1@x.test>",
-		"response=\"421 4.7.0 go away\"", NULL};
+	static const char *const want[] = {"event=deferred seq=001 zone=default rcpt=<r1@x.test>",
+					   "response=\"421 4.7.0 go away\"", NULL};
 	run_case(script, false, rcpts, 1, 10, want, NULL);
 }
 
@@ -401,11 +447,11 @@ int main(void)
 {
 	evthread_use_pthreads();
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_multiline_replies_and_pipelining),
-		cmocka_unit_test(test_421_mid_session_defers),
-		cmocka_unit_test(test_rcpt_5xx_with_others_accepted),
-		cmocka_unit_test(test_early_reply_during_data),
-		cmocka_unit_test(test_ehlo_421_does_not_fall_back_to_helo),
+	    cmocka_unit_test(test_multiline_replies_and_pipelining),
+	    cmocka_unit_test(test_421_mid_session_defers),
+	    cmocka_unit_test(test_rcpt_5xx_with_others_accepted),
+	    cmocka_unit_test(test_early_reply_during_data),
+	    cmocka_unit_test(test_ehlo_421_does_not_fall_back_to_helo),
 	};
 	return cmocka_run_group_tests_name("mta", tests, NULL, NULL);
 }

@@ -119,10 +119,14 @@ static void test_commit_counts_and_finish(void **state)
 	assert_int_equal(one->queued, 2);
 
 	/* A deferral moves a count; finishing removes it. */
-	struct queue_delivery_row row = {.id = id, .seq = 1, .zone = "default",
-					 .recipient = "a@one.test", .domain = "one.test",
+	struct queue_delivery_row row = {.id = id,
+					 .seq = 1,
+					 .zone = "default",
+					 .recipient = "a@one.test",
+					 .domain = "one.test",
 					 .created = clock_wall_ms(),
-					 .next_attempt = clock_wall_ms() + 60000, .attempts = 1,
+					 .next_attempt = clock_wall_ms() + 60000,
+					 .attempts = 1,
 					 .deferred = true};
 	queue_delivery_defer(q, &row, false, clock_wall_ms(), "451 4.0.0 later");
 	c = queue_zone_counts(q, "default", &domains);
@@ -309,14 +313,11 @@ static void test_a_background_error_stops_writes(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_commit_counts_and_finish, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_hot_cache_answers_the_first_load, setup,
-						teardown),
-		cmocka_unit_test_setup_teardown(test_recovery, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_a_failed_write_breaks_the_store, setup,
-						teardown),
-		cmocka_unit_test_setup_teardown(test_a_background_error_stops_writes, setup,
-						teardown),
+	    cmocka_unit_test_setup_teardown(test_commit_counts_and_finish, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_hot_cache_answers_the_first_load, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_recovery, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_a_failed_write_breaks_the_store, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_a_background_error_stops_writes, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

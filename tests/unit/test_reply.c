@@ -37,8 +37,8 @@ static void test_single_and_multiline(void **state)
 	assert_string_equal(r.text, "250 2.0.0 Ok: queued");
 
 	keywords[0] = '\0';
-	const char *ehlo[] = {"250-mx.test Hello", "250-PIPELINING", "250-SIZE 1000", "250 8BITMIME",
-			      NULL};
+	const char *ehlo[] = {"250-mx.test Hello", "250-PIPELINING", "250-SIZE 1000",
+			      "250 8BITMIME", NULL};
 	assert_int_equal(reply_feed(&r, ehlo[0], strlen(ehlo[0]), collect, NULL), REPLY_MORE);
 	assert_int_equal(feed(&r, ehlo + 1), REPLY_DONE);
 	assert_int_equal(r.code, 250);
@@ -90,9 +90,9 @@ static void test_long_replies_are_cut(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_single_and_multiline),
-		cmocka_unit_test(test_bad_lines),
-		cmocka_unit_test(test_long_replies_are_cut),
+	    cmocka_unit_test(test_single_and_multiline),
+	    cmocka_unit_test(test_bad_lines),
+	    cmocka_unit_test(test_long_replies_are_cut),
 	};
 	return cmocka_run_group_tests_name("reply", tests, NULL, NULL);
 }

@@ -13,13 +13,13 @@
 #include "test_util.h"
 
 static const char CONFIG[] =
-	"queue: {defaultZone: fallback}\n"
-	"zones:\n"
-	"  fallback: {}\n"
-	"  byheader: {routingHeaders: {x-class: bulk}}\n"
-	"  bysender: {senderDomains: [news.test], recipientDomains: [rcpt.test]}\n"
-	"  bysender2: {senderDomains: [news.test]}\n"
-	"  byrcpt: {recipientDomains: [rcpt.test, other.test], routingHeaders: {x-class: bulk}}\n";
+    "queue: {defaultZone: fallback}\n"
+    "zones:\n"
+    "  fallback: {}\n"
+    "  byheader: {routingHeaders: {x-class: bulk}}\n"
+    "  bysender: {senderDomains: [news.test], recipientDomains: [rcpt.test]}\n"
+    "  bysender2: {senderDomains: [news.test]}\n"
+    "  byrcpt: {recipientDomains: [rcpt.test, other.test], routingHeaders: {x-class: bulk}}\n";
 
 static struct config *cfg;
 
@@ -95,16 +95,18 @@ static void test_header_value_must_match_exactly(void **state)
 {
 	(void)state;
 	const char *rule;
-	assert_string_equal(route(NULL, "X-Class: bulky\r\n\r\n", NULL, "x.test", &rule), "fallback");
-	assert_string_equal(route(NULL, "X-Other: bulk\r\n\r\n", NULL, "x.test", &rule), "fallback");
+	assert_string_equal(route(NULL, "X-Class: bulky\r\n\r\n", NULL, "x.test", &rule),
+			    "fallback");
+	assert_string_equal(route(NULL, "X-Other: bulk\r\n\r\n", NULL, "x.test", &rule),
+			    "fallback");
 }
 
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_precedence, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_unknown_header_zone_is_skipped, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_header_value_must_match_exactly, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_precedence, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_unknown_header_zone_is_skipped, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_header_value_must_match_exactly, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

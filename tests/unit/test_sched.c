@@ -134,8 +134,8 @@ static void test_pool_families(void **state)
 {
 	(void)state;
 	char v6a[] = "::1", v6b[] = "fd00::2";
-	struct pool_address addrs[] = {{a1, NULL, -1}, {v6a, NULL, -1}, {a2, NULL, -1},
-				       {v6b, NULL, -1}};
+	struct pool_address addrs[] = {
+	    {a1, NULL, -1}, {v6a, NULL, -1}, {a2, NULL, -1}, {v6b, NULL, -1}};
 	struct pool_config pool = {"p", addrs, 4};
 	struct pool_rr v4, v6;
 	pool_rr_init(&v4, &pool, POOL_IPV4);
@@ -180,8 +180,8 @@ static void test_backoff(void **state)
 {
 	(void)state;
 	uint64_t times[] = {5 * 60000, 7 * 60000, 8 * 60000};
-	struct queue_config qc = {.defer_ms = times, .n_defer = 3,
-				  .max_queue_time_ms = 3600 * 1000};
+	struct queue_config qc = {
+	    .defer_ms = times, .n_defer = 3, .max_queue_time_ms = 3600 * 1000};
 	int64_t next;
 	assert_true(backoff_next(&qc, 1, 0, 1000, &next));
 	assert_int_equal(next, 1000 + 5 * 60000);
@@ -196,13 +196,13 @@ static void test_backoff(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_unlimited),
-		cmocka_unit_test(test_spacing),
-		cmocka_unit_test(test_rate_over_window),
-		cmocka_unit_test(test_pool_ratios_are_exact),
-		cmocka_unit_test(test_pool_dealing_is_smooth),
-		cmocka_unit_test(test_pool_families),
-		cmocka_unit_test(test_backoff),
+	    cmocka_unit_test(test_unlimited),
+	    cmocka_unit_test(test_spacing),
+	    cmocka_unit_test(test_rate_over_window),
+	    cmocka_unit_test(test_pool_ratios_are_exact),
+	    cmocka_unit_test(test_pool_dealing_is_smooth),
+	    cmocka_unit_test(test_pool_families),
+	    cmocka_unit_test(test_backoff),
 	};
 	return cmocka_run_group_tests_name("sched", tests, NULL, NULL);
 }

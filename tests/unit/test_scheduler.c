@@ -92,13 +92,13 @@ static void run(void)
 static void add(const char *id, unsigned seq, const char *rcpt, int64_t in_ms)
 {
 	struct queue_delivery_row row = {
-		.id = id,
-		.seq = seq,
-		.zone = "default",
-		.recipient = rcpt,
-		.domain = strchr(rcpt, '@') + 1,
-		.created = clock_wall_ms(),
-		.next_attempt = clock_wall_ms() + in_ms,
+	    .id = id,
+	    .seq = seq,
+	    .zone = "default",
+	    .recipient = rcpt,
+	    .domain = strchr(rcpt, '@') + 1,
+	    .created = clock_wall_ms(),
+	    .next_attempt = clock_wall_ms() + in_ms,
 	};
 	sched_add(s, &row);
 }
@@ -146,8 +146,8 @@ static void test_one_message_one_domain_is_one_batch_in_envelope_order(void **st
 	run();
 	assert_int_equal(nstarts, 2);
 	struct sched_batch *wide = strcmp(starts[0].batch->domain, "wide.test") == 0
-					   ? starts[0].batch
-					   : starts[1].batch;
+				       ? starts[0].batch
+				       : starts[1].batch;
 	assert_int_equal(wide->n, 3);
 	assert_int_equal(wide->items[0]->seq, 1);
 	assert_int_equal(wide->items[1]->seq, 3);
@@ -267,9 +267,9 @@ static void test_cancel_waiting_due_and_in_flight(void **state)
 {
 	(void)state;
 	nremoved = 0;
-	add(ID(1), 1, "a@one.test", -1000);  /* starts: in flight */
-	add(ID(2), 1, "b@one.test", -1000);  /* due, behind the domain's limit */
-	add(ID(3), 1, "c@two.test", 60000);  /* waiting */
+	add(ID(1), 1, "a@one.test", -1000); /* starts: in flight */
+	add(ID(2), 1, "b@one.test", -1000); /* due, behind the domain's limit */
+	add(ID(3), 1, "c@two.test", 60000); /* waiting */
 	add(ID(3), 2, "d@two.test", 60000);
 	run();
 	assert_int_equal(nstarts, 1);
@@ -306,7 +306,8 @@ static char *list(const char *zone, bool deferred, const char *after, size_t lim
 	char *out = xstrdup("");
 	size_t i;
 	json_t *row;
-	json_array_foreach(listed, i, row) {
+	json_array_foreach(listed, i, row)
+	{
 		char *more = xasprintf("%s%s%s/%s", out, i ? " " : "",
 				       json_string_value(json_object_get(row, "id")) + 15,
 				       json_string_value(json_object_get(row, "seq")));
@@ -408,19 +409,18 @@ static void test_stop_starts_nothing(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_due_now_and_later, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_a_timer_makes_waiting_mail_due, setup, teardown),
-		cmocka_unit_test_setup_teardown(
-			test_one_message_one_domain_is_one_batch_in_envelope_order, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_limits_and_domain_turns, setup, teardown),
-		cmocka_unit_test_setup_teardown(
-			test_next_batch_reuses_a_connection_up_to_reuse_count, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_park_and_wake, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_cancel_waiting_due_and_in_flight, setup,
-						teardown),
-		cmocka_unit_test_setup_teardown(test_listing_in_queue_order_by_page, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_listing_deferred_and_many, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_stop_starts_nothing, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_due_now_and_later, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_a_timer_makes_waiting_mail_due, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+		test_one_message_one_domain_is_one_batch_in_envelope_order, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_limits_and_domain_turns, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_next_batch_reuses_a_connection_up_to_reuse_count,
+					    setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_park_and_wake, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_cancel_waiting_due_and_in_flight, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_listing_in_queue_order_by_page, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_listing_deferred_and_many, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_stop_starts_nothing, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -26,12 +26,13 @@ static void collect(void *arg, const char *data, size_t len)
 
 /* Runs a transform over header + body, feeding the body `step` bytes at a
  * time (0: at once); returns header and body out. */
-static void run(unsigned flags, const char *header, const char *body, size_t step,
-		char **hout, struct buf *out)
+static void run(unsigned flags, const char *header, const char *body, size_t step, char **hout,
+		struct buf *out)
 {
 	size_t hlen;
 	memset(out, 0, sizeof(*out));
-	struct transform *t = transform_new(flags, header, strlen(header), hout, &hlen, collect, out);
+	struct transform *t = transform_new(flags, header, strlen(header), hout, &hlen, collect,
+					    out);
 	size_t n = strlen(body);
 	if (step == 0)
 		step = n ? n : 1;
@@ -136,19 +137,19 @@ static void test_downgrade_single_part(void **state)
 }
 
 static const char multipart_header[] =
-	"MIME-Version: 1.0\r\nContent-Type: multipart/mixed;\r\n boundary=\"=_b1\"\r\n"
-	"Content-Transfer-Encoding: 8bit\r\n";
+    "MIME-Version: 1.0\r\nContent-Type: multipart/mixed;\r\n boundary=\"=_b1\"\r\n"
+    "Content-Transfer-Encoding: 8bit\r\n";
 static const char multipart_body[] =
-	"\r\npre\r\n--=_b1\r\nContent-Type: text/plain; charset=utf-8\r\n"
-	"Content-Transfer-Encoding: 8bit\r\n\r\n\xc3\xa9t\xc3\xa9\r\n"
-	"--=_b1\r\nContent-Type: multipart/alternative; boundary=inner\r\n\r\n"
-	"--inner\r\nContent-Type: text/html\r\nContent-Transfer-Encoding: binary\r\n\r\n"
-	"<p>\xc3\xa0</p>\r\n--inner--\r\n"
-	"--=_b1\r\nContent-Type: application/octet-stream\r\n"
-	"Content-Transfer-Encoding: base64\r\n\r\nAAEC\r\n"
-	"--=_b1\r\nContent-Type: message/rfc822\r\nContent-Transfer-Encoding: 8bit\r\n\r\n"
-	"Subject: inner\r\n\r\nna\xc3\xafve\r\n"
-	"--=_b1--\r\nepi\r\n";
+    "\r\npre\r\n--=_b1\r\nContent-Type: text/plain; charset=utf-8\r\n"
+    "Content-Transfer-Encoding: 8bit\r\n\r\n\xc3\xa9t\xc3\xa9\r\n"
+    "--=_b1\r\nContent-Type: multipart/alternative; boundary=inner\r\n\r\n"
+    "--inner\r\nContent-Type: text/html\r\nContent-Transfer-Encoding: binary\r\n\r\n"
+    "<p>\xc3\xa0</p>\r\n--inner--\r\n"
+    "--=_b1\r\nContent-Type: application/octet-stream\r\n"
+    "Content-Transfer-Encoding: base64\r\n\r\nAAEC\r\n"
+    "--=_b1\r\nContent-Type: message/rfc822\r\nContent-Transfer-Encoding: 8bit\r\n\r\n"
+    "Subject: inner\r\n\r\nna\xc3\xafve\r\n"
+    "--=_b1--\r\nepi\r\n";
 
 static void test_downgrade_multipart(void **state)
 {
@@ -160,17 +161,17 @@ static void test_downgrade_multipart(void **state)
 	assert_non_null(strstr(h, "Content-Transfer-Encoding: 7bit\r\n"));
 	assert_non_null(strstr(h, "boundary=\"=_b1\""));
 	const char *want_start =
-		"\r\npre\r\n--=_b1\r\nContent-Type: text/plain; charset=utf-8\r\n"
-		"Content-Transfer-Encoding: quoted-printable\r\n\r\n=C3=A9t=C3=A9\r\n"
-		"--=_b1\r\nContent-Type: multipart/alternative; boundary=inner\r\n\r\n"
-		"--inner\r\nContent-Type: text/html\r\nContent-Transfer-Encoding: quoted-printable"
-		"\r\n\r\n<p>=C3=A0</p>\r\n--inner--\r\n"
-		"--=_b1\r\nContent-Type: application/octet-stream\r\n"
-		"Content-Transfer-Encoding: base64\r\n\r\nAAEC\r\n"
-		"--=_b1\r\nContent-Type: message/rfc822\r\nContent-Transfer-Encoding: 7bit\r\n\r\n"
-		"Subject: inner\r\nMIME-Version: 1.0\r\n"
-		"Content-Transfer-Encoding: quoted-printable\r\n\r\nna=C3=AFve\r\n"
-		"--=_b1--\r\nepi\r\n";
+	    "\r\npre\r\n--=_b1\r\nContent-Type: text/plain; charset=utf-8\r\n"
+	    "Content-Transfer-Encoding: quoted-printable\r\n\r\n=C3=A9t=C3=A9\r\n"
+	    "--=_b1\r\nContent-Type: multipart/alternative; boundary=inner\r\n\r\n"
+	    "--inner\r\nContent-Type: text/html\r\nContent-Transfer-Encoding: quoted-printable"
+	    "\r\n\r\n<p>=C3=A0</p>\r\n--inner--\r\n"
+	    "--=_b1\r\nContent-Type: application/octet-stream\r\n"
+	    "Content-Transfer-Encoding: base64\r\n\r\nAAEC\r\n"
+	    "--=_b1\r\nContent-Type: message/rfc822\r\nContent-Transfer-Encoding: 7bit\r\n\r\n"
+	    "Subject: inner\r\nMIME-Version: 1.0\r\n"
+	    "Content-Transfer-Encoding: quoted-printable\r\n\r\nna=C3=AFve\r\n"
+	    "--=_b1--\r\nepi\r\n";
 	assert_string_equal(out.p, want_start);
 	assert_non_null(strstr(out.p, "Content-Transfer-Encoding: quoted-printable\r\n\r\n"
 				      "=C3=A9t=C3=A9\r\n--=_b1\r\n"));
@@ -196,7 +197,8 @@ static void test_downgrade_multipart(void **state)
 static void test_downgrade_leaves_7bit_parts(void **state)
 {
 	(void)state;
-	const char *header = "Content-Type: text/plain\r\nContent-Transfer-Encoding: quoted-printable\r\n";
+	const char *header =
+	    "Content-Type: text/plain\r\nContent-Transfer-Encoding: quoted-printable\r\n";
 	const char *body = "\r\nalready =3D encoded\r\n";
 	char *h;
 	struct buf out;
@@ -210,11 +212,11 @@ static void test_downgrade_leaves_7bit_parts(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_fold_long_lines),
-		cmocka_unit_test(test_fold_header),
-		cmocka_unit_test(test_downgrade_single_part),
-		cmocka_unit_test(test_downgrade_multipart),
-		cmocka_unit_test(test_downgrade_leaves_7bit_parts),
+	    cmocka_unit_test(test_fold_long_lines),
+	    cmocka_unit_test(test_fold_header),
+	    cmocka_unit_test(test_downgrade_single_part),
+	    cmocka_unit_test(test_downgrade_multipart),
+	    cmocka_unit_test(test_downgrade_leaves_7bit_parts),
 	};
 	return cmocka_run_group_tests_name("transform", tests, NULL, NULL);
 }

@@ -15,19 +15,21 @@ static const struct {
 	bool valid;
 	const char *sanitized;
 } cases[] = {
-	{"plain", 5, true, "plain"},
-	{"", 0, true, ""},
-	{"caf\xc3\xa9", 5, true, "caf\xc3\xa9"},
-	{"\xe2\x82\xac", 3, true, "\xe2\x82\xac"},          /* € */
-	{"\xf0\x9f\x98\x80", 4, true, "\xf0\x9f\x98\x80"},  /* 😀 */
-	{"\xc0\xaf", 2, false, "\xef\xbf\xbd\xef\xbf\xbd"}, /* overlong / */
-	{"\xe0\x80\xaf", 3, false, "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd"},
-	{"\xed\xa0\x80", 3, false, "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd"}, /* surrogate */
-	{"\xf4\x90\x80\x80", 4, false,
-	 "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd"}, /* > U+10FFFF */
-	{"a\xe9z", 3, false, "a\xef\xbf\xbdz"},            /* latin-1 é */
-	{"\xc3", 1, false, "\xef\xbf\xbd"},                 /* truncated */
-	{"a\0b", 3, false, "a\xef\xbf\xbd" "b"},            /* NUL */
+    {"plain", 5, true, "plain"},
+    {"", 0, true, ""},
+    {"caf\xc3\xa9", 5, true, "caf\xc3\xa9"},
+    {"\xe2\x82\xac", 3, true, "\xe2\x82\xac"},          /* € */
+    {"\xf0\x9f\x98\x80", 4, true, "\xf0\x9f\x98\x80"},  /* 😀 */
+    {"\xc0\xaf", 2, false, "\xef\xbf\xbd\xef\xbf\xbd"}, /* overlong / */
+    {"\xe0\x80\xaf", 3, false, "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd"},
+    {"\xed\xa0\x80", 3, false, "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd"}, /* surrogate */
+    {"\xf4\x90\x80\x80", 4, false,
+     "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd"}, /* > U+10FFFF */
+    {"a\xe9z", 3, false, "a\xef\xbf\xbdz"},               /* latin-1 é */
+    {"\xc3", 1, false, "\xef\xbf\xbd"},                   /* truncated */
+    {"a\0b", 3, false,
+     "a\xef\xbf\xbd"
+     "b"}, /* NUL */
 };
 
 /* Every position of a high byte, at every alignment, is found. */
@@ -64,8 +66,8 @@ static void test_utf8_table(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_utf8_table),
-		cmocka_unit_test(test_has_8bit),
+	    cmocka_unit_test(test_utf8_table),
+	    cmocka_unit_test(test_has_8bit),
 	};
 	return cmocka_run_group_tests_name("utf8", tests, NULL, NULL);
 }

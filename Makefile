@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: EUPL-1.2
 # The commands users type.  Each one installs missing dependencies first
 # (scripts/deps.sh: Debian packages, quick when all are present).
 #   make run     build, then run the relay on the built-in defaults

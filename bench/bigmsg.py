@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: EUPL-1.2
 """One very large message through an MTA (item 3): SMTP in, SMTP out.
 
     bigmsg.py --port P --size BYTES --sink-log FILE --label NAME \

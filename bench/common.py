@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: EUPL-1.2
 """Shared helpers of the benchmark scripts (bench/*.py).
 
 Everything here talks to loopback only: free ports on 127.0.0.1, the

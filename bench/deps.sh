@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: EUPL-1.2
 # Installs what the benchmarks need beyond scripts/deps.sh: Postfix (the
 # baseline MTA, which also brings smtp-source and smtp-sink) from Debian.
 # Idempotent and quick when everything is present.

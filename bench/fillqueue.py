@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: EUPL-1.2
 """Fills zone-mta's queue with many recipients (item 4), over SMTP.
 
     fillqueue.py --port P --messages M --rcpts R --label NAME --results FILE \

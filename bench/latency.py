@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: EUPL-1.2
 """Ingest latency at a fixed offered load (item 5).
 
     latency.py --port P --rate MSGS_PER_S --seconds S --label NAME \

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: EUPL-1.2
 # shellcheck shell=bash
 # Server management for bench/run.sh (sourced, not run): the DNS server
 # (dnsmasq), the SMTP sink (smtp-sink), zone-mta instances and private

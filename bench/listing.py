@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: EUPL-1.2
 """Listing a big queue while mail flows (item 4b): does GET /queued hold
 deliveries up?
 

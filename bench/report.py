@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: EUPL-1.2
 """Prints the benchmark's summary table from its results file.
 
     report.py RESULTS

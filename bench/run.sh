@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: EUPL-1.2
 # Benchmarks zone-mta against Postfix, side by side in one run (make bench;
 # issue 7).  Usage: bash bench/run.sh [BUILD_DIR]   (QUICK=1: smaller sizes)
 #

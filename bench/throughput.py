@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: EUPL-1.2
 """Relay throughput of one MTA (items 1 and 2): smtp-source in, smtp-sink out.
 
     throughput.py --port P --messages N --size BYTES --sessions S \

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: EUPL-1.2
 """Small command-line helpers for bench/run.sh.
 
     tools.py free-ports N               N ports free on 127.0.0.1 (TCP and UDP)

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: EUPL-1.2
 # Turns the file IN into a C source OUT defining
 #   const char NAME[]; const size_t NAME_len;
 # (NUL-terminated; NAME_len excludes the NUL).  NAME defaults to

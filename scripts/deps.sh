@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: EUPL-1.2
 # Installs every build and test dependency of zone-mta from Debian's packages.
 # Idempotent and quick when everything is present: it asks dpkg first and only
 # calls apt-get for what is missing.  Needs root (or sudo) only when something
@@ -10,7 +11,7 @@ build_pkgs=(
   build-essential cmake pkg-config clang
   libevent-dev libssl-dev libfyaml-dev libjansson-dev librocksdb-dev
   libunbound-dev libcmocka-dev libpcre2-dev libgmime-3.0-dev libidn2-dev
-  libcurl4-openssl-dev
+  libcurl4-openssl-dev clang-format
 )
 # Tests: real peers on loopback.  dnsmasq-base is the bare binary (the
 # dnsmasq package would start a system service on port 53).

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: EUPL-1.2
 # Runs the whole test suite against one build folder: cmocka unit tests
 # through ctest, then the pytest end-to-end tests against that build's
 # zone-mta binary.  Ends with one summary line of counts; exits non-zero when
@@ -15,6 +16,10 @@ mkdir -p "$results"
 # python3 earlier on PATH (pyenv, venv) may not.
 py=/usr/bin/python3
 
+echo "== sources (formatting, licence lines)"
+bash "$top/scripts/check-source.sh"
+source_rc=$?
+
 echo "== unit tests (cmocka via ctest)"
 CMOCKA_MESSAGE_OUTPUT=xml CMOCKA_XML_FILE="$results/unit-%g.xml" \
   ctest --test-dir "$build" --output-on-failure
@@ -29,9 +34,10 @@ ZMTA_SANITIZED=$sanitized ZMTA_BIN="$build/zone-mta" "$py" -m pytest "$top/tests
 e2e_rc=$?
 # pytest exits 5 when it collected nothing: that is a failure here.
 
-"$py" - "$results" "$unit_rc" "$e2e_rc" <<'PY'
+"$py" - "$results" "$unit_rc" "$e2e_rc" "$source_rc" <<'PY'
 import glob, sys, xml.etree.ElementTree as ET
-results, unit_rc, e2e_rc = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+results = sys.argv[1]
+unit_rc, e2e_rc, source_rc = (int(a) for a in sys.argv[2:5])
 passed = failed = skipped = 0
 for path in glob.glob(results + "/*.xml"):
     for case in ET.parse(path).getroot().iter("testcase"):
@@ -48,6 +54,11 @@ if unit_rc != 0 and failed == 0:
 if e2e_rc != 0 and failed == 0:
     failed += 1
 if passed == 0:
+    failed += 1
+# The source check (formatting, licence lines) counts as one test.
+if source_rc == 0:
+    passed += 1
+else:
     failed += 1
 print(f"total: {passed} passed, {failed} failed, {skipped} skipped")
 sys.exit(1 if failed else 0)

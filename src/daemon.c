@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: EUPL-1.2 */
 /* Process lifecycle: start-up order, signals, reload and stop; see daemon.h. */
 #include "daemon.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: EUPL-1.2 */
 /*
  * The relay process: one libevent loop, its listeners, signals and
  * lifecycle.  Order at start: listeners are bound, the pid file is written,

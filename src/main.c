@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: EUPL-1.2 */
 /*
  * The zone-mta command line: create, run, check-config.
  * Exit codes: 0 ok, 1 runtime failure, 2 usage or configuration error.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: EUPL-1.2 */
 /* HTTP API server: routing, JSON replies and the /health route; see api.h. */
 #include "api/api.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: EUPL-1.2 */
 /*
  * The HTTP API server (libevent evhttp, on the main loop).  Routes are a table
  * of {method, pattern, handler}; patterns are paths whose ":name" segments

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: EUPL-1.2 */
 /* Internals shared by the API's route files. */
 #ifndef ZMTA_API_INTERNAL_H
 #define ZMTA_API_INTERNAL_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: EUPL-1.2 */
 /*
  * Managing the queue over HTTP (ZoneMTA-compatible shapes): GET /zones,
  * GET /counter/:type/:zone, GET /queued/:type/:zone, DELETE /message/:id[/:seq],

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: EUPL-1.2 */
 /*
  * Queue routes of the HTTP API (ZoneMTA-compatible shapes):
  *   GET /queue/:zone   counters of a zone, by recipient domain

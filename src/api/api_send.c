@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: EUPL-1.2 */
 /*
  * Sending over HTTP: POST /send (a JSON message in Nodemailer's format,
  * composed with GMime) and POST /send-raw (an RFC 5322 message, envelope

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: EUPL-1.2 */
 /* Metrics for GET /metrics; see metrics.h. */
 #include "api/metrics.h"
 

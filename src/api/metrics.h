@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: EUPL-1.2 */
 /*
  * GET /metrics: renders the statistics registry (core/stats.h) and the
  * queue's counts in the Prometheus text format.  Renders only: nothing is

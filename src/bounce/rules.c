@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: EUPL-1.2 */
 /* Bounce rules: responses → defer or reject, and a category; see rules.h. */
 #include "bounce/rules.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: EUPL-1.2 */
 /*
  * Bounce rules: what a failed delivery attempt means.  The SMTP code alone
  * misleads (a 5xx "try again later", a 4xx "no such user"), so responses are

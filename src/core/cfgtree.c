@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: EUPL-1.2 */
 /* YAML → position-tracking tree, and deep merge; see cfgtree.h. */
 #include "core/cfgtree.h"
 

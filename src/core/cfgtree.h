@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: EUPL-1.2 */
 /*
  * A parsed YAML config file as a small tree that remembers, for every node,
  * the file and line it came from.  Deep merges keep that origin, so an error

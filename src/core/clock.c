@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: EUPL-1.2 */
 /* The monotonic and the wall clock; see clock.h. */
 #include "core/clock.h"
 

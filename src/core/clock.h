@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: EUPL-1.2 */
 /*
  * The two clocks.  Timers, throttles, backoff waits and phase deadlines use
  * the monotonic clock, which never jumps; times that are stored or shown

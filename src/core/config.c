@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: EUPL-1.2 */
 /* Config loading, merging, validation and typed access; see config.h. */
 #include "core/config.h"
 

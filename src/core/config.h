@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: EUPL-1.2 */
 /*
  * Configuration: the built-in defaults (config/default.yaml, compiled in),
  * then an app folder's config/default.yaml and config/<ZONEMTA_ENV>.yaml,

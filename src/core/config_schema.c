@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: EUPL-1.2 */
 /*
  * The configuration schema: every option zone-mta knows, its type and its
  * allowed range.  config/default.yaml documents each one and gives its

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: EUPL-1.2 */
 /*
  * Open addressing with linear probing and backward-shift deletion (no
  * tombstones), capacity a power of two, grown at 70% load.  See hmap.h.

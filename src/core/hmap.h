@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: EUPL-1.2 */
 /*
  * Two small open-addressing hash maps: string keys (copied, owned by the map)
  * and 64-bit integer keys.  Values are caller-owned pointers.  Used for zones

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: EUPL-1.2 */
 /* Line-per-event key=value logging to stderr, a file and/or syslog; see log.h. */
 #include "core/log.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: EUPL-1.2 */
 /*
  * Logging: one line per event, `key=value` pairs, the queue id first when
  * there is one:

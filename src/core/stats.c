@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: EUPL-1.2 */
 /* The statistics registry; see stats.h. */
 #include "core/stats.h"
 

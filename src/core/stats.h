@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: EUPL-1.2 */
 /*
  * The statistics registry: counters and histograms that any module updates
  * (without knowing who reads them) and the HTTP API renders for /metrics.

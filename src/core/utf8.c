@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: EUPL-1.2 */
 /* UTF-8 validation and repair; see utf8.h. */
 #include "core/utf8.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: EUPL-1.2 */
 /*
  * UTF-8 checks.  JSON (metadata, API answers) must be valid UTF-8, while
  * mail carries whatever bytes a client sent; these turn one into the other.

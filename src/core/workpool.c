@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: EUPL-1.2 */
 /* The worker pool; see workpool.h. */
 #include "core/workpool.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: EUPL-1.2 */
 /*
  * The worker pool: threads for work that must not run on the event loop
  * (store writes and reads, DKIM signatures, composing /send messages).  A

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: EUPL-1.2 */
 /* Allocation helpers that abort on exhaustion; see xmalloc.h. */
 #include "core/xmalloc.h"
 

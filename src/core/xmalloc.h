@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: EUPL-1.2 */
 /*
  * Allocation helpers that never return NULL: running out of memory is not a
  * condition a relay can handle gracefully mid-flight, so they abort with a

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: EUPL-1.2 */
 /*
  * DKIM signing (RFC 6376) with rsa-sha256 and ed25519-sha256 (RFC 8463).
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: EUPL-1.2 */
 /*
  * DKIM (RFC 6376, RFC 8463 for ed25519): the body hash computed while a
  * message streams in, and signatures made at delivery from the stored hash

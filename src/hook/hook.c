@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: EUPL-1.2 */
 /* The hook bus; see hook.h. */
 #include "hook/hook.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: EUPL-1.2 */
 /*
  * The hook bus: named points in the life of a session, a message and a
  * delivery, each with an ordered list of handlers that may answer at once

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: EUPL-1.2 */
 /* Composing a message from Nodemailer-style JSON with GMime; see compose.h. */
 #include "msg/compose.h"
 

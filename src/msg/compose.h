@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: EUPL-1.2 */
 /*
  * Composing a message from JSON in Nodemailer's format (POST /send) with
  * GMime: headers with RFC 2047 encoded words for non-ASCII names and

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: EUPL-1.2 */
 /* Message header block: end detection, fields as raw bytes, dates; see header.h. */
 #include "msg/header.h"
 

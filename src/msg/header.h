@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: EUPL-1.2 */
 /*
  * The header block of a message (RFC 5322 2.2, 3.6): finding its end while
  * the message streams in, splitting it into fields kept as raw bytes, and

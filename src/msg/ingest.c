@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: EUPL-1.2 */
 /* Streaming ingest: header block, body chunks, rewriting, routing, commit; see ingest.h. */
 #include "msg/ingest.h"
 

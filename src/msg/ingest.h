@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: EUPL-1.2 */
 /*
  * Ingest: turns a message arriving as a byte stream into a queued message.
  * The header block is collected (bounded by HEADER_BLOCK_MAX) and parsed;

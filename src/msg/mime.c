@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: EUPL-1.2 */
 /* GMime's one initialization; see mime.h. */
 #include "msg/mime.h"
 

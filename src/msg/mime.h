@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: EUPL-1.2 */
 /*
  * GMime, started once for the whole process: composition (/send) runs on
  * the worker pool, the delivery transform on the loop and the store

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: EUPL-1.2 */
 /* Streaming 8-bit downgrade and long-line folding; see transform.h. */
 #include "msg/transform.h"
 

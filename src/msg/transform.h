@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: EUPL-1.2 */
 /*
  * Rewrites a stored message on its way to a server that needs it in another
  * form, as a stream (a message is never held whole):

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: EUPL-1.2 */
 /*
  * Asynchronous MX → A/AAAA resolution with libunbound; see dns.h.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: EUPL-1.2 */
 /*
  * Asynchronous DNS for delivery, on the event loop (libunbound's fd is
  * watched by libevent; nothing blocks).  Resolves where mail for a domain

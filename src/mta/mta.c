@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: EUPL-1.2 */
 /* The delivery engine as a whole: its TLS context, start and stop; see mta.h. */
 #include "mta/mta_internal.h"
 

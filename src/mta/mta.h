@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: EUPL-1.2 */
 /*
  * The delivery engine: for each connection slot the scheduler grants, it
  * resolves the destination (MX, or the zone's smart host, or an address

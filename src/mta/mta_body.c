@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: EUPL-1.2 */
 /*
  * The message on the wire: the header block, then the body read chunk by
  * chunk from the store (never more than MTA_OUTPUT_HIGH waiting to be

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: EUPL-1.2 */
 /*
  * One delivery connection: where to connect (MX targets in order), from
  * which pool address (the one of the target's family: never an unbound

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: EUPL-1.2 */
 /*
  * DKIM at delivery: which keys sign (the From: domain's, or a parent's that
  * covers subdomains, and the zone's signing domain), the body hashes they

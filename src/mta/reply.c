@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: EUPL-1.2 */
 /* SMTP client reply assembly; see reply.h. */
 #include "mta/reply.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: EUPL-1.2 */
 /*
  * SMTP replies as a client reads them (RFC 5321 4.2): "CODE-text" lines
  * continue a reply, "CODE text" (or a bare "CODE") ends it.  The text is

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: EUPL-1.2 */
 /*
  * The HTTP client on libcurl multi; see http_client.h.  libcurl tells us
  * which sockets to watch (socket_cb) and when to call it back (timer_cb);

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: EUPL-1.2 */
 /*
  * The HTTP client: the one way the daemon makes HTTP requests (SMTP AUTH
  * against a service, webhooks, Rspamd, the config server).  libcurl's multi

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: EUPL-1.2 */
 /* The outcome stage: classify, persist, reschedule, log, count; see outcome.h. */
 #include "outcome/outcome.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: EUPL-1.2 */
 /*
  * The outcome stage: the one place where the result of a delivery attempt
  * becomes a decision.  The delivery engine reports, for each recipient it

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: EUPL-1.2 */
 /* The queue on the loop side: ids, bodies, commits, reads, counters; see queue.h. */
 #include "queue/queue.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: EUPL-1.2 */
 /*
  * The message queue, as seen from the event loop.  Every storage call runs
  * on a store worker thread (queue_worker.c) and answers through a callback

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: EUPL-1.2 */
 /* Store worker threads with group commit; see queue_worker.h. */
 #include "queue/queue_worker.h"
 

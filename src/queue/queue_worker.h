@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: EUPL-1.2 */
 /*
  * Store workers, on the worker pool (core/workpool.c): a job runs against
  * the store on the pool's thread and comes back to the event loop, which

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: EUPL-1.2 */
 /*
  * The queue's storage backend: a table of functions over three ordered
  * key/value column families (DESIGN.md "Storage").  Calls are synchronous

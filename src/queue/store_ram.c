@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: EUPL-1.2 */
 /*
  * The RAM store: the storage backend in memory, for unit tests (DESIGN.md:
  * "Unit tests may use the RAM queue backend").  Keys are kept sorted in an

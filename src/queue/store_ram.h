@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: EUPL-1.2 */
 /*
  * The RAM storage backend (store_ram.c), for unit tests: the queue without
  * RocksDB or a file system.  A store is named by the `dir` given to open()

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: EUPL-1.2 */
 /*
  * RocksDB backend of the queue store.  One database, three column families.
  * Durability comes from synced writes of the WAL (group-committed by the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: EUPL-1.2 */
 /* Retry schedule; see backoff.h. */
 #include "sched/backoff.h"
 

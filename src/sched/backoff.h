@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: EUPL-1.2 */
 /*
  * When to try a failed delivery again: queue.deferTimes gives the wait after
  * each temporary failure; past its end, or past queue.maxQueueTime since the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: EUPL-1.2 */
 /* The delivery scheduler; see sched.h. */
 #include "sched/sched.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: EUPL-1.2 */
 /*
  * The delivery scheduler.  It holds every pending delivery in memory: those
  * waiting for their next attempt in a min-heap by time, those due in a FIFO

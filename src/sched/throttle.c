@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: EUPL-1.2 */
 /* GCRA throttles; see throttle.h. */
 #include "sched/throttle.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: EUPL-1.2 */
 /*
  * Throttles: the generic cell rate algorithm (GCRA), one "theoretical
  * arrival time" per throttle.  A rate of N messages per period lets one

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: EUPL-1.2 */
 /*
  * Pure SMTP server-side parsing; see smtp_parse.h.  No I/O, no allocation,
  * no global state: every function reads its arguments and writes its

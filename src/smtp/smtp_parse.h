@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: EUPL-1.2 */
 /*
  * Pure SMTP server-side parsing (RFC 5321, RFC 6531 SMTPUTF8, RFC 1870 SIZE,
  * RFC 6152 8BITMIME): command lines, MAIL/RCPT arguments and the DATA

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: EUPL-1.2 */
 /* SMTP listeners: accepting, client limits, shutdown; see smtp_server.h. */
 #include "smtp/smtp_server.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: EUPL-1.2 */
 /*
  * SMTP submission listeners (smtpInterfaces.<name>) and their sessions.  A
  * session parses commands with smtp_parse.c, streams DATA into an ingest

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: EUPL-1.2 */
 /*
  * SMTP server session: connection states, the command table, the mail
  * transaction and DATA streaming.  Replies carry enhanced status codes

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: EUPL-1.2 */
 /*
  * One SMTP server session (RFC 5321) over a bufferevent: the connection
  * state machine and the transaction.  Internal to the SMTP server.

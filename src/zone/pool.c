@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: EUPL-1.2 */
 /* Weighted, stable choice of a pool address per family; see pool.h. */
 #include "zone/pool.h"
 

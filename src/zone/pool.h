@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: EUPL-1.2 */
 /*
  * Choosing the local address a delivery is sent from.  Messages are dealt
  * to the pool's addresses by smooth weighted round robin, in proportion to

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: EUPL-1.2 */
 /* Recipient routing to sending zones; see route.h. */
 #include "zone/route.h"
 

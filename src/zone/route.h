@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: EUPL-1.2 */
 /*
  * Routing: which sending zone each recipient goes through.  Rules, first
  * match wins: the X-Sending-Zone header (only where the interface allows

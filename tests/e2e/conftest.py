@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: EUPL-1.2
 """Fixtures for end-to-end tests: the real zone-mta binary in a temp app folder.
 
 `app` makes an app folder with `zone-mta create`; `zmta` starts the daemon on

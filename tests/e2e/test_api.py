@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: EUPL-1.2
 """The HTTP API: sending (POST /send, /send-raw), access control, queue
 management (/zones, /counter, /queued, DELETE and PUT /message) and /metrics.
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: EUPL-1.2
 """The zone-mta command line: create, check-config, run, exit codes."""
 import re
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: EUPL-1.2
 """The daemon's lifecycle: listeners, /health, signals, reload, pid file, privileges."""
 import os
 import pwd

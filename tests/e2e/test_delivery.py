@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: EUPL-1.2
 """Delivery: DNS, the SMTP client, zones and pools, limits, retries, bounces.
 
 Every test runs its own dnsmasq (MX/A records for .test names) and aiosmtpd

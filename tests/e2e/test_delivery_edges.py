@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: EUPL-1.2
 """Delivery at the edges: phase deadlines, hostile receivers, source
 addresses per family, ESMTP parameters and the 8-bit downgrade, folding,
 smuggling vectors, IDN, duplicates, a stop in mid-transaction.

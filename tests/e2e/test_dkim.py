@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: EUPL-1.2
 """DKIM: keys from `zone-mta dkim keygen`, signatures verified by dkimpy on
 what the sink received."""
 import os

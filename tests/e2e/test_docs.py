@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: EUPL-1.2
 """The documentation stays true to the code: options, commands."""
 import re
 

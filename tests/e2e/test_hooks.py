@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: EUPL-1.2
 """The hook bus, end to end: zone-mta-test-plugin (tests/plugins/test_plugin.c)
 registers a C handler on every point; what it does is keyed on addresses
 (see that file).  SMTP clients are raw sockets so that replies can be timed

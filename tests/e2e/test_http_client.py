@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: EUPL-1.2
 """The HTTP client (src/net/http_client.c) against a real HTTP server
 (peers/httpd.py) on loopback, through tests/net/http_driver.c: requests as
 JSON lines in, results as JSON lines out, all on one libevent loop.

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: EUPL-1.2
 """The source layout's rules (docs/architecture.md), checked on the tree."""
 import re
 from pathlib import Path

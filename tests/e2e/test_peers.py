@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: EUPL-1.2
 """Tests of the end-to-end test peers themselves: the SMTP sink and the
 dnsmasq wrapper, driven with smtplib and dnspython."""
 

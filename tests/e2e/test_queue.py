@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: EUPL-1.2
 """The durable queue: acknowledged means on disk, nothing else survives a crash."""
 import os
 import re

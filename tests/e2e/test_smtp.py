@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: EUPL-1.2
 """The SMTP feeder end to end: submission, routing, storage, pipelining,
 limits and replies, and DATA smuggling, against the real daemon.
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: EUPL-1.2 */
 /*
  * Fuzz harness for the header block module (src/msg/header.c): the block end
  * found on the whole input and on growing prefixes agree; the block parses

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: EUPL-1.2 */
 /*
  * libFuzzer harness for src/smtp/smtp_parse.c.  The first byte chooses the
  * mode (low 2 bits) and a split seed (the rest); the remaining bytes are the

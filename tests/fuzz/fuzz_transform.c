@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: EUPL-1.2 */
 /*
  * Fuzz harness for the downgrade and folding transform (src/msg/transform.c).
  * The input is a header block, then the body from its first empty line.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: EUPL-1.2 */
 /*
  * Runs a libFuzzer harness without libFuzzer: feeds it every file of the
  * folders (or files) given on the command line.  ctest uses it to replay

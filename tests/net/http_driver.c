@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: EUPL-1.2 */
 /*
  * Drives src/net/http_client.c for tests/e2e/test_http_client.py: reads
  * requests as JSON lines on stdin, starts them all on one libevent loop,

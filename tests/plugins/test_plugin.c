@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: EUPL-1.2 */
 /*
  * A C plugin for the end-to-end tests of the hook bus, compiled only into
  * zone-mta-test-plugin.  What it does is keyed on the addresses and names

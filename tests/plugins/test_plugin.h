@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: EUPL-1.2 */
 /* The end-to-end tests' C plugin (see test_plugin.c). */
 #ifndef ZMTA_TEST_PLUGIN_H
 #define ZMTA_TEST_PLUGIN_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: EUPL-1.2 */
 /* Unit tests: bounce rules (parsing, errors, the shipped rules on real replies). */
 #include <setjmp.h>
 #include <stdarg.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: EUPL-1.2 */
 /* Unit tests: YAML → position-tracking tree, and deep merge. */
 #include <setjmp.h>
 #include <stdarg.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: EUPL-1.2 */
 /* Unit tests: composing messages from JSON (msg/compose.c), read back with GMime. */
 #include <setjmp.h>
 #include <stdarg.h>

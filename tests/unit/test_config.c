@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: EUPL-1.2 */
 /* Unit tests: config scalars, strict validation, file merging, schema coverage. */
 #include <setjmp.h>
 #include <stdarg.h>

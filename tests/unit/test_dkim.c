@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: EUPL-1.2 */
 /* Unit tests: DKIM body hashes, header canonicalization, signing, keys. */
 #include <setjmp.h>
 #include <stdarg.h>

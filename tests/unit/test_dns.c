@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: EUPL-1.2 */
 /*
  * Unit tests: MX/A/AAAA resolution (src/mta/dns.c) against a real dnsmasq
  * started here on 127.0.0.1 and a free port, with a tiny in-process UDP

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: EUPL-1.2 */
 /* Unit tests: header block end, field parsing and rewriting, RFC 5322 dates. */
 #include <setjmp.h>
 #include <stdarg.h>

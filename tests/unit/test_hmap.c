@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: EUPL-1.2 */
 /* Unit tests: string and u64 hash maps against a brute-force reference. */
 #include <setjmp.h>
 #include <stdarg.h>

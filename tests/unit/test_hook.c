@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: EUPL-1.2 */
 /* Unit tests: the hook bus (order, verdicts, asynchronous answers, cancel, deadline). */
 #include <setjmp.h>
 #include <stdarg.h>

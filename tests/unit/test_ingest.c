@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: EUPL-1.2 */
 /* Unit tests: ingest (ingest.c) on the RAM queue: the header rewrite, what
  * the content needs (bodyType, smtputf8, longLines), duplicate recipients,
  * routing, and the hook points between the data and the commit. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: EUPL-1.2 */
 /* Unit tests: log line format, escaping, levels, files and reopening. */
 #include <setjmp.h>
 #include <stdarg.h>

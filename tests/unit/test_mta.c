@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: EUPL-1.2 */
 /*
  * Unit tests: the SMTP client state machine against scripted peers.  No
  * daemon: the queue (a RocksDB store in a temporary folder), scheduler,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: EUPL-1.2 */
 /* Unit tests: the queue (queue.c) on the RAM store: commits, counters,
  * finish and defer, the hot cache, recovery, a failing store. */
 #include <setjmp.h>

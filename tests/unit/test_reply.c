@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: EUPL-1.2 */
 /* Unit tests: assembling SMTP replies on the client side. */
 #include <setjmp.h>
 #include <stdarg.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: EUPL-1.2 */
 /* Unit tests: routing precedence (route.c): X-Sending-Zone (when allowed),
  * routingHeaders, senderDomains, recipientDomains, the default zone; within
  * a rule, configuration order. */

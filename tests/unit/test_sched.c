@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: EUPL-1.2 */
 /* Unit tests: throttle arithmetic (GCRA) and pool address choice. */
 #include <setjmp.h>
 #include <stdarg.h>

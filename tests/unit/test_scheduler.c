@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: EUPL-1.2 */
 /* Unit tests: the scheduler (sched.c): the heap of waiting deliveries, the
  * per-domain FIFOs taken in turn, the zone and domain connection limits,
  * batches, park and wake, cancel while waiting, due or in flight, stop. */

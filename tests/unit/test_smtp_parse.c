@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: EUPL-1.2 */
 /* Unit tests: SMTP command lines, MAIL/RCPT arguments and the DATA stream. */
 #include <setjmp.h>
 #include <stdarg.h>

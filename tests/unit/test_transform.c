@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: EUPL-1.2 */
 /* Unit tests: the 8-bit downgrade and long-line folding (msg/transform.c). */
 #include <setjmp.h>
 #include <stdarg.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: EUPL-1.2 */
 /* Unit tests: UTF-8 validation and repair. */
 #include <setjmp.h>
 #include <stdarg.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: EUPL-1.2 */
 /* Helpers shared by unit tests. */
 #ifndef ZMTA_TEST_UTIL_H
 #define ZMTA_TEST_UTIL_H

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: EUPL-1.2
 """Test peers for the end-to-end suite.
 
 - ``sink.py``: a scriptable SMTP sink, run as a subprocess.

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: EUPL-1.2
 """dnsmasq wrapper serving fixed DNS records to the end-to-end tests.
 
 ``DnsServer(workdir, records).start()`` runs ``/usr/sbin/dnsmasq -k

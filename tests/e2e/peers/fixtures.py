@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: EUPL-1.2
 """pytest fixtures for the end-to-end test peers.
 
 Load them with ``pytest_plugins = ["peers.fixtures"]`` (in conftest.py or a

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: EUPL-1.2
 """A real HTTP/1.1 server on loopback for the HTTP client's tests (python's
 http.server, one thread per connection, keep-alive).
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: EUPL-1.2
 """Hostile and odd receiving SMTP servers, scripted at the byte level.
 
 aiosmtpd (sink.py) is a well-behaved server; these are not.  Each

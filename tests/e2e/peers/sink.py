@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: EUPL-1.2
 """Scriptable SMTP sink for the end-to-end tests (built on aiosmtpd).
 
 Usage::

@@ -12,6 +12,7 @@
 #include <strings.h>
 
 #include "api/api_internal.h"
+#include "core/clock.h"
 #include "core/log.h"
 #include "core/xmalloc.h"
 #include "version.h"
@@ -135,9 +136,65 @@ static bool route_match(const char *pattern, char *scratch, struct api_params *p
 
 static bool authorized(const struct api *api, struct evhttp_request *req);
 
+/* --- connections: counted, capped at api.maxConnections --- */
+
+struct api_conn {
+	struct api *api;
+	struct evhttp_connection *conn;
+	void (*gone)(void *arg); /* the request in progress, if it cares */
+	void *gone_arg;
+};
+
+static void conn_closed(struct evhttp_connection *conn, void *arg)
+{
+	struct api_conn *c = arg;
+	u64map_remove(c->api->conns, (uintptr_t)conn);
+	if (c->gone != NULL)
+		c->gone(c->gone_arg);
+	free(c);
+}
+
+void api_on_gone(struct api *api, struct evhttp_connection *conn, void (*gone)(void *arg),
+		 void *arg)
+{
+	struct api_conn *c = u64map_get(api->conns, (uintptr_t)conn);
+	if (c == NULL)
+		return; /* not counted: refused */
+	c->gone = gone;
+	c->gone_arg = arg;
+}
+
+/* Counts a connection at its first request; false (after a 503 that
+ * closes it) when api.maxConnections are open already. */
+static bool conn_admit(struct api *api, struct evhttp_request *req)
+{
+	struct evhttp_connection *conn = evhttp_request_get_connection(req);
+	if (u64map_get(api->conns, (uintptr_t)conn) != NULL)
+		return true;
+	if (u64map_count(api->conns) >= (size_t)api->cfg->api.max_connections) {
+		int64_t now = clock_mono_ms();
+		if (now - api->refused_logged_ms >= 1000) {
+			api->refused_logged_ms = now;
+			log_warn("api_refused", "reason=\"too many connections\" max=%d",
+				 api->cfg->api.max_connections);
+		}
+		evhttp_add_header(evhttp_request_get_output_headers(req), "Connection", "close");
+		api_reply_error(req, HTTP_SERVUNAVAIL, "too many API connections, try again later");
+		return false;
+	}
+	struct api_conn *c = xcalloc(1, sizeof(*c));
+	c->api = api;
+	c->conn = conn;
+	u64map_put(api->conns, (uintptr_t)conn, c);
+	evhttp_connection_set_closecb(conn, conn_closed, c);
+	return true;
+}
+
 static void api_dispatch(struct evhttp_request *req, void *arg)
 {
 	struct api *api = arg;
+	if (!conn_admit(api, req))
+		return;
 	const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
 	const char *raw = uri ? evhttp_uri_get_path(uri) : NULL;
 	if (raw == NULL || raw[0] != '/') {
@@ -240,6 +297,7 @@ struct api *api_new(struct event_base *base, const struct config *config, char *
 	struct api *api = xcalloc(1, sizeof(*api));
 	api->cfg = config;
 	api->sendings = u64map_new();
+	api->conns = u64map_new();
 	clock_gettime(CLOCK_MONOTONIC, &api->started);
 	api->started_wall = time(NULL);
 	api->http = evhttp_new(base);
@@ -270,5 +328,6 @@ void api_free(struct api *api)
 	if (api->http != NULL)
 		evhttp_free(api->http); /* closing connections frees their sendings */
 	u64map_free(api->sendings);
+	u64map_free(api->conns);
 	free(api);
 }

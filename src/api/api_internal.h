@@ -21,9 +21,17 @@ struct api {
 	struct workpool *cpu;    /* composes /send messages off the loop */
 	struct u64map *sendings; /* id -> struct sending, while its client is there */
 	uint64_t next_sending;
+	struct u64map *conns;      /* evhttp_connection -> struct api_conn */
+	int64_t refused_logged_ms; /* the last "too many connections" line */
+
 	struct timespec started; /* CLOCK_MONOTONIC */
 	time_t started_wall;
 };
+
+/* A request's own reaction to its client going away (one per
+ * connection, while a request of it is in progress); NULL clears it. */
+void api_on_gone(struct api *api, struct evhttp_connection *conn, void (*gone)(void *arg),
+		 void *arg);
 
 /* Values captured from ":name" segments, in order. */
 struct api_params {

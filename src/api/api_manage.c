@@ -74,14 +74,13 @@ struct listing {
 
 static void listing_free(struct listing *l)
 {
-	evhttp_connection_set_closecb(l->conn, NULL, NULL);
+	api_on_gone(l->api, l->conn, NULL, NULL);
 	free(l->zone);
 	free(l);
 }
 
-static void listing_gone(struct evhttp_connection *conn, void *arg)
+static void listing_gone(void *arg)
 {
-	(void)conn;
 	struct listing *l = arg;
 	sched_list_cancel(l->api->sched, l->list_req);
 	listing_free(l);
@@ -127,7 +126,7 @@ void route_queued(struct api *api, struct evhttp_request *req, const struct api_
 	l->conn = evhttp_request_get_connection(req);
 	l->zone = xstrdup(z->name);
 	snprintf(l->type, sizeof(l->type), "%s", params->value[0]);
-	evhttp_connection_set_closecb(l->conn, listing_gone, l);
+	api_on_gone(api, l->conn, listing_gone, l);
 	/* From the scheduler's memory, never a scan of the store. */
 	l->list_req = sched_list(api->sched, z->name, deferred, start && *start ? start : NULL,
 				 (size_t)page, listed, l);

@@ -79,9 +79,8 @@ struct pending_read {
 	uint32_t nchunks; /* /fetch: body chunks stored, from bodySize; 0: unknown */
 };
 
-static void on_client_gone(struct evhttp_connection *conn, void *arg)
+static void on_client_gone(void *arg)
 {
-	(void)conn;
 	struct pending_read *p = arg;
 	queue_request_cancel(p->api->queue, p->queue_req);
 	free(p);
@@ -94,13 +93,13 @@ static struct pending_read *pending_new(struct api *api, struct evhttp_request *
 	p->req = req;
 	p->conn = evhttp_request_get_connection(req);
 	snprintf(p->id, sizeof(p->id), "%s", id);
-	evhttp_connection_set_closecb(p->conn, on_client_gone, p);
+	api_on_gone(api, p->conn, on_client_gone, p);
 	return p;
 }
 
 static void pending_free(struct pending_read *p)
 {
-	evhttp_connection_set_closecb(p->conn, NULL, NULL);
+	api_on_gone(p->api, p->conn, NULL, NULL);
 	free(p);
 }
 

@@ -45,16 +45,15 @@ struct sending {
 
 static void sending_free(struct sending *s)
 {
-	evhttp_connection_set_closecb(s->conn, NULL, NULL);
+	api_on_gone(s->api, s->conn, NULL, NULL);
 	u64map_remove(s->api->sendings, s->id);
 	ingest_free(s->ingest);
 	json_decref(s->answer);
 	free(s);
 }
 
-static void on_client_gone(struct evhttp_connection *conn, void *arg)
+static void on_client_gone(void *arg)
 {
-	(void)conn;
 	sending_free(arg); /* the commit goes on; its answer is dropped */
 }
 
@@ -66,7 +65,7 @@ static struct sending *sending_new(struct api *api, struct evhttp_request *req)
 	s->req = req;
 	s->conn = evhttp_request_get_connection(req);
 	u64map_put(api->sendings, s->id, s);
-	evhttp_connection_set_closecb(s->conn, on_client_gone, s);
+	api_on_gone(api, s->conn, on_client_gone, s);
 	return s;
 }
 
@@ -203,6 +202,15 @@ static void compose_run(struct workpool_job *job)
 	json_decref(msg);
 }
 
+static void composing_free(struct composing *c)
+{
+	if (c->rc == 0)
+		compose_result_clear(&c->out);
+	if (c->body != NULL)
+		evbuffer_free(c->body);
+	free(c);
+}
+
 /* Loop: the composed message goes to the queue, if its client is still there. */
 static void compose_done(struct workpool_job *job)
 {
@@ -231,11 +239,7 @@ static void compose_done(struct workpool_job *job)
 					   out->message_id);
 		submit(s, out->message, out->len, out->from, out->rcpts, out->nrcpts, answer);
 	}
-	if (c->rc == 0)
-		compose_result_clear(out);
-	if (c->body != NULL)
-		evbuffer_free(c->body);
-	free(c);
+	composing_free(c);
 }
 
 void route_send(struct api *api, struct evhttp_request *req, const struct api_params *params)

@@ -887,6 +887,7 @@ static void config_fill(struct config *cfg)
 	cfg->api.max_recipients = (int)get_int(t, "api.maxRecipients");
 	cfg->api.allow_routing_headers = get_bool(t, "api.allowRoutingHeaders");
 	cfg->api.trust_headers = get_bool(t, "api.trustHeaders");
+	cfg->api.max_connections = (int)get_int(t, "api.maxConnections");
 	cfg->api.api_key = get_str(t, "api.auth.apiKey");
 	cfg->api.user = get_str(t, "api.auth.user");
 	cfg->api.password = get_str(t, "api.auth.password");

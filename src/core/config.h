@@ -33,6 +33,7 @@ struct api_config {
 	int max_recipients;
 	bool allow_routing_headers; /* X-Sending-Zone in API messages */
 	bool trust_headers;         /* X-Originating-IP, X-Authenticated-User */
+	int max_connections;        /* open API connections at once */
 	char *api_key;              /* NULL: no key required */
 	char *user, *password;      /* HTTP Basic; NULL: none */
 };

@@ -43,6 +43,7 @@ static const struct cfg_schema api_schema[] = {
     {"maxRecipients", CT_INT, 0, 1, 4095, NULL, NULL, NULL},
     {"allowRoutingHeaders", CT_BOOL, 0, 0, 0, NULL, NULL, NULL},
     {"trustHeaders", CT_BOOL, 0, 0, 0, NULL, NULL, NULL},
+    {"maxConnections", CT_INT, 0, 1, 100000, NULL, NULL, NULL},
     {"auth", CT_MAP, 0, 0, 0, NULL, api_auth_schema, NULL},
     END,
 };

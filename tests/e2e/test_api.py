@@ -989,3 +989,37 @@ def test_composing_a_big_send_does_not_stall_smtp(zmta):
     print(f"HELO during a 30 MB /send: max {max(latencies) * 1000:.1f} ms, "
           f"{len(latencies)} pings")
     assert max(latencies) < 0.7
+
+
+def test_api_connections_are_capped(zmta):
+    d = zmta(extra_config={"api": {"maxConnections": 2}})
+    held = []
+    for _ in range(2):
+        c = http.client.HTTPConnection("127.0.0.1", d.api_port, timeout=10)
+        c.request("GET", "/zones")
+        r = c.getresponse()
+        assert r.status == 200
+        r.read()
+        held.append(c)  # kept open: keep-alive
+    extra = http.client.HTTPConnection("127.0.0.1", d.api_port, timeout=10)
+    extra.request("GET", "/zones")
+    r = extra.getresponse()
+    assert r.status == 503
+    assert r.getheader("Connection") == "close"
+    assert json.loads(r.read())["error"] == "too many API connections, try again later"
+    extra.close()
+    d.wait_log(r"warn event=api_refused reason=\"too many connections\" max=2")
+    # The held ones go on; once one closes, a new client gets in.
+    held[0].request("GET", "/zones")
+    assert held[0].getresponse().status == 200
+    held[1].close()
+
+    def admitted():
+        c = http.client.HTTPConnection("127.0.0.1", d.api_port, timeout=10)
+        try:
+            c.request("GET", "/zones")
+            return c.getresponse().status == 200
+        finally:
+            c.close()
+    wait_until(admitted, 10, what="a free API connection")
+    held[0].close()

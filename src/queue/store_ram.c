@@ -100,14 +100,30 @@ static void remove_range(struct table *t, size_t from, size_t to)
 	t->n -= to - from;
 }
 
+/* The store named `dir`, or NULL; the caller holds registry_lock. */
+static struct store *find(const char *dir)
+{
+	struct store *s = registry;
+	while (s != NULL && strcmp(s->dir, dir) != 0)
+		s = s->next;
+	return s;
+}
+
+/* The same, taking the lock. */
+static struct store *lookup(const char *dir)
+{
+	pthread_mutex_lock(&registry_lock);
+	struct store *s = find(dir);
+	pthread_mutex_unlock(&registry_lock);
+	return s;
+}
+
 static struct store *ram_open(const char *dir, bool *corrupt, char **err)
 {
 	(void)err;
 	*corrupt = false;
 	pthread_mutex_lock(&registry_lock);
-	struct store *s = registry;
-	while (s != NULL && strcmp(s->dir, dir) != 0)
-		s = s->next;
+	struct store *s = find(dir);
 	if (s == NULL) {
 		s = xcalloc(1, sizeof(*s));
 		s->dir = xstrdup(dir);
@@ -253,19 +269,9 @@ const struct store_backend store_ram = {
     .flush = ram_flush,
 };
 
-static struct store *find(const char *dir)
-{
-	struct store *s = registry;
-	while (s != NULL && strcmp(s->dir, dir) != 0)
-		s = s->next;
-	return s;
-}
-
 void store_ram_fail_writes(const char *dir, int n)
 {
-	pthread_mutex_lock(&registry_lock);
-	struct store *s = find(dir);
-	pthread_mutex_unlock(&registry_lock);
+	struct store *s = lookup(dir);
 	if (s == NULL)
 		return;
 	pthread_mutex_lock(&s->lock);
@@ -275,9 +281,7 @@ void store_ram_fail_writes(const char *dir, int n)
 
 void store_ram_background_error(const char *dir)
 {
-	pthread_mutex_lock(&registry_lock);
-	struct store *s = find(dir);
-	pthread_mutex_unlock(&registry_lock);
+	struct store *s = lookup(dir);
 	if (s == NULL)
 		return;
 	pthread_mutex_lock(&s->lock);
@@ -287,9 +291,7 @@ void store_ram_background_error(const char *dir)
 
 size_t store_ram_count(const char *dir, enum store_cf cf)
 {
-	pthread_mutex_lock(&registry_lock);
-	struct store *s = find(dir);
-	pthread_mutex_unlock(&registry_lock);
+	struct store *s = lookup(dir);
 	if (s == NULL)
 		return 0;
 	pthread_mutex_lock(&s->lock);

@@ -150,8 +150,7 @@ static void message_answer(void *arg, int rc, const struct queue_message *msg)
 	json_t *messages = json_array();
 	size_t i;
 	json_t *row;
-	json_array_foreach(msg->deliveries, i, row)
-	{
+	json_array_foreach (msg->deliveries, i, row) {
 		json_t *m = json_pack(
 		    "{s:s, s:O, s:O, s:O, s:O}", "id", p->id, "seq", json_object_get(row, "seq"),
 		    "zone", json_object_get(row, "zone"), "recipient",

@@ -327,8 +327,7 @@ void route_send_raw(struct api *api, struct evhttp_request *req, const struct ap
 	const char *qfrom = NULL, *qto[QUEUE_MAX_RCPTS];
 	size_t nqto = 0;
 	struct evkeyval *kv;
-	TAILQ_FOREACH(kv, &query, next)
-	{
+	TAILQ_FOREACH (kv, &query, next) {
 		if (strcmp(kv->key, "from") == 0)
 			qfrom = kv->value;
 		else if (strcmp(kv->key, "to") == 0 && nqto < QUEUE_MAX_RCPTS)

@@ -94,6 +94,8 @@ static void put(struct table *t, const char *key, size_t klen, const char *val, 
 /* Removes [from, to) by index. */
 static void remove_range(struct table *t, size_t from, size_t to)
 {
+	if (from == to)
+		return;
 	for (size_t i = from; i < to; i++)
 		entry_free(&t->e[i]);
 	memmove(&t->e[from], &t->e[to], (t->n - to) * sizeof(*t->e));

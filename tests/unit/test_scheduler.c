@@ -307,14 +307,15 @@ static char *list(const char *zone, bool deferred, const char *after, size_t lim
 	char *out = xstrdup("");
 	size_t i;
 	json_t *row;
-	json_array_foreach(listed, i, row)
-	{
+	json_array_foreach (listed, i, row) {
 		char *more = xasprintf("%s%s%s/%s", out, i ? " " : "",
 				       json_string_value(json_object_get(row, "id")) + 15,
 				       json_string_value(json_object_get(row, "seq")));
 		free(out);
 		out = more;
 	}
+	json_decref(listed);
+	listed = NULL;
 	return out;
 }
 

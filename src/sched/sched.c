@@ -29,6 +29,7 @@ struct sched_zone {
 	 * removed ones leave a NULL hole until the next compaction */
 	struct sched_item **index;
 	size_t n_index, index_cap, index_holes;
+	size_t index_deferred; /* indexed items that are deferred */
 };
 
 struct sched_domain {
@@ -88,6 +89,7 @@ static void index_add(struct sched_zone *z, struct sched_item *it)
 	it->index_pos = i;
 	it->indexed = true;
 	z->n_index++;
+	z->index_deferred += it->deferred;
 }
 
 static void index_compact(struct sched_zone *z)
@@ -112,6 +114,7 @@ static void index_remove(struct sched_item *it)
 	z->index[it->index_pos] = NULL;
 	it->indexed = false;
 	z->index_holes++;
+	z->index_deferred -= it->deferred;
 	/* No hole at the end, so that an append finds its place at once. */
 	while (z->n_index > 0 && z->index[z->n_index - 1] == NULL) {
 		z->n_index--;
@@ -690,6 +693,8 @@ void sched_item_retry(struct sched *s, struct sched_item *it, int64_t delay_ms,
 		item_free(it); /* deleted through the API meanwhile */
 		return;
 	}
+	if (!it->deferred && it->indexed)
+		it->dom->zone->index_deferred++;
 	it->deferred = true;
 	it->last_attempt = clock_wall_ms();
 	free(it->response);
@@ -753,8 +758,8 @@ bool sched_retry_now(struct sched *s, const char *id, unsigned seq)
 
 /* --- listings --- */
 
-/* Index entries a listing looks at per loop pass. */
-#define LIST_STEP 8192
+/* Index entries a listing looks at per loop pass (well under a ms). */
+#define LIST_STEP 2048
 
 struct sched_listing {
 	struct sched *s;
@@ -803,7 +808,9 @@ static void list_step(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	struct sched_listing *l = arg;
 	struct sched_zone *z = l->z;
-	size_t i = index_after(z, l->cursor, l->cursor_seq);
+	/* Nothing deferred in the zone: no walk for a list of none. */
+	size_t i = l->deferred && z->index_deferred == 0 ? z->n_index
+							 : index_after(z, l->cursor, l->cursor_seq);
 	size_t seen = 0;
 	bool full = false;
 	for (; i < z->n_index; i++) {

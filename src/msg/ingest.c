@@ -51,6 +51,7 @@ struct ingest {
 		INGEST_AT_ROUTE,
 		INGEST_AT_QUEUE,
 	} stage;
+	enum hook_point point; /* the one running */
 	struct hook_ctx hook_ctx;
 	uint64_t hook_id;
 	bool hook_sync; /* inside hook_run(): an answer now is synchronous */
@@ -527,10 +528,9 @@ static void on_point_done(void *arg, const struct hook_result *res);
 /* Runs the hook points one after another until one waits or all are done. */
 static void advance(struct ingest *in)
 {
-	enum hook_point point;
-	while (next_point(in, &point)) {
+	while (next_point(in, &in->point)) {
 		in->hook_sync = true;
-		uint64_t id = hook_run(point, &in->hook_ctx, on_point_done, in);
+		uint64_t id = hook_run(in->point, &in->hook_ctx, on_point_done, in);
 		in->hook_sync = false;
 		if (in->refusal_rc != 0) {
 			/* Refused at once: cb may free `in`. */
@@ -553,11 +553,8 @@ static void on_point_done(void *arg, const struct hook_result *res)
 		in->refusal_rc = res->verdict == HOOK_REJECT ? INGEST_REJECTED : INGEST_DEFERRED;
 		in->refusal = res->reply ? xstrdup(res->reply) : NULL;
 		log_msg(LOG_LEVEL_INFO, in->id, "refused", "hook=%s handler=%s reply=\"%s\"",
-			hook_point_name(in->stage == INGEST_AT_HEADERS ? HOOK_MESSAGE_HEADERS
-					: in->stage == INGEST_AT_STORE ? HOOK_MESSAGE_STORE
-					: in->stage == INGEST_AT_ROUTE ? HOOK_QUEUE_ROUTE
-								       : HOOK_MESSAGE_QUEUE),
-			res->handler ? res->handler : "?", in->refusal ? in->refusal : "");
+			hook_point_name(in->point), res->handler ? res->handler : "?",
+			in->refusal ? in->refusal : "");
 		if (!in->hook_sync)
 			in->cb(in->cb_arg, in->refusal_rc, in->refusal);
 		return;

@@ -8,7 +8,9 @@
  * evhttp reads a request body whole before calling us (bounded by
  * api.maxBodySize), so /send-raw is buffered, not streamed.  /send's JSON
  * is parsed and its message composed (up to 50 MB of base64) on the
- * worker pool, never on the loop.
+ * worker pool, never on the loop.  Either message then goes to the ingest
+ * in steps, with the same back-pressure as SMTP DATA (ingest_busy and
+ * on_drain), not all at once into write jobs.
  */
 #include <arpa/inet.h>
 #include <stdio.h>
@@ -41,6 +43,14 @@ struct sending {
 	struct evhttp_connection *conn;
 	struct ingest *ingest;
 	json_t *answer; /* {id, from, to, messageId} once queued */
+	/* the message being fed to the ingest, a step at a time as the store
+	 * takes it, and its envelope until ingest_finish copies it */
+	char *data;
+	size_t len, fed;
+	bool feeding, finished;
+	char *from, *origin, *user;
+	char **rcpts;
+	size_t nrcpts;
 };
 
 static void sending_free(struct sending *s)
@@ -49,6 +59,13 @@ static void sending_free(struct sending *s)
 	u64map_remove(s->api->sendings, s->id);
 	ingest_free(s->ingest);
 	json_decref(s->answer);
+	free(s->data);
+	free(s->from);
+	free(s->origin);
+	free(s->user);
+	for (size_t i = 0; i < s->nrcpts; i++)
+		free(s->rcpts[i]);
+	free(s->rcpts);
 	free(s);
 }
 
@@ -121,35 +138,75 @@ static const char *origin_of(struct api *api, struct evhttp_request *req)
 	return addr ? addr : "unknown";
 }
 
-/* Feeds a complete message to a new ingest and commits it. */
-static void submit(struct sending *s, const char *data, size_t len, const char *from,
-		   char *const *rcpts, size_t nrcpts, json_t *answer)
+/* Bytes fed to the ingest per step: the store takes a message at its pace,
+ * so a 50 MB one never sits whole in write jobs. */
+#define FEED_STEP (256 * 1024)
+
+/* Feeds the message while the store keeps up, then commits it. */
+static void feed(struct sending *s)
+{
+	if (s->feeding || s->finished)
+		return; /* a drain inside a write, or after the last one */
+	s->feeding = true;
+	while (s->fed < s->len && !ingest_busy(s->ingest)) {
+		size_t n = s->len - s->fed < FEED_STEP ? s->len - s->fed : FEED_STEP;
+		if (ingest_write(s->ingest, s->data + s->fed, n) != 0) {
+			struct evhttp_request *req = s->req;
+			sending_free(s);
+			stats_message_rejected("api");
+			api_reply_field_error(req, 413, "", "message header exceeds 1 MiB");
+			return;
+		}
+		s->fed += n;
+	}
+	s->feeding = false;
+	if (s->fed < s->len)
+		return; /* on_drain goes on */
+	free(s->data);
+	s->data = NULL;
+	s->finished = true;
+	struct ingest_envelope env = {
+	    .interface = "api",
+	    .origin = s->origin,
+	    .transhost = "",
+	    .transtype = "HTTP",
+	    .user = s->user,
+	    .from = s->from,
+	    .rcpts = s->rcpts,
+	    .nrcpts = s->nrcpts,
+	    .allow_routing_headers = s->api->cfg->api.allow_routing_headers,
+	    .received_by = s->api->cfg->hostname,
+	};
+	ingest_finish(s->ingest, &env, queued, s);
+}
+
+static void on_store_drain(void *arg)
+{
+	feed(arg);
+}
+
+/* Hands a complete message (`data`, taken over) to a new ingest. */
+static void submit(struct sending *s, char *data, size_t len, const char *from, char *const *rcpts,
+		   size_t nrcpts, json_t *answer)
 {
 	struct api *api = s->api;
 	struct evhttp_request *req = s->req;
 	s->answer = answer;
-	s->ingest = ingest_new(api->queue, api->cfg, NULL, NULL);
-	if (ingest_write(s->ingest, data, len) != 0) {
-		sending_free(s);
-		stats_message_rejected("api");
-		api_reply_field_error(req, 413, "", "message header exceeds 1 MiB");
-		return;
-	}
-	struct ingest_envelope env = {
-	    .interface = "api",
-	    .origin = origin_of(api, req),
-	    .transhost = "",
-	    .transtype = "HTTP",
-	    .user = trusts_headers(api) ? evhttp_find_header(evhttp_request_get_input_headers(req),
-							     "X-Authenticated-User")
-					: NULL,
-	    .from = from,
-	    .rcpts = rcpts,
-	    .nrcpts = nrcpts,
-	    .allow_routing_headers = api->cfg->api.allow_routing_headers,
-	    .received_by = api->cfg->hostname,
-	};
-	ingest_finish(s->ingest, &env, queued, s);
+	s->data = data;
+	s->len = len;
+	s->from = xstrdup(from);
+	s->origin = xstrdup(origin_of(api, req));
+	const char *user = trusts_headers(api)
+			       ? evhttp_find_header(evhttp_request_get_input_headers(req),
+						    "X-Authenticated-User")
+			       : NULL;
+	s->user = user ? xstrdup(user) : NULL;
+	s->rcpts = xcalloc(nrcpts ? nrcpts : 1, sizeof(char *));
+	for (size_t i = 0; i < nrcpts; i++)
+		s->rcpts[i] = xstrdup(rcpts[i]);
+	s->nrcpts = nrcpts;
+	s->ingest = ingest_new(api->queue, api->cfg, on_store_drain, s);
+	feed(s);
 }
 
 static bool maildrop_allowed(struct api *api, struct evhttp_request *req)
@@ -237,7 +294,10 @@ static void compose_done(struct workpool_job *job)
 		json_t *answer = json_pack("{s:s, s:o, s:s}", "from", out->from, "to",
 					   string_list(out->rcpts, out->nrcpts), "messageId",
 					   out->message_id);
-		submit(s, out->message, out->len, out->from, out->rcpts, out->nrcpts, answer);
+		char *message = out->message;
+		out->message = NULL; /* the sending's now: GLib memory, but g_free is
+				      * free() since GLib 2.46 */
+		submit(s, message, out->len, out->from, out->rcpts, out->nrcpts, answer);
 	}
 	composing_free(c);
 }
@@ -376,6 +436,7 @@ void route_send_raw(struct api *api, struct evhttp_request *req, const struct ap
 		if (mid >= 0)
 			json_object_set_new(answer, "messageId", json_string(h.items[mid].value));
 		submit(sending_new(api, req), data, len, sender, rcpts, nrcpts, answer);
+		data = NULL; /* the sending's now */
 	}
 	header_list_clear(&h);
 	free(data);

@@ -141,6 +141,41 @@ static unsigned parse_seq(const char *s)
 	return *end == '\0' && strlen(s) <= 3 && v >= 1 && v <= QUEUE_MAX_RCPTS ? (unsigned)v : 0;
 }
 
+/* A DELETE waiting for its deletion to be written. */
+struct deleting {
+	struct api *api;
+	struct evhttp_request *req;
+	struct evhttp_connection *conn;
+	uint64_t queue_req;
+	char id[QUEUE_ID_LEN + 1];
+	size_t deleted;
+};
+
+static void deleting_gone(void *arg)
+{
+	struct deleting *dl = arg;
+	queue_request_cancel(dl->api->queue, dl->queue_req);
+	free(dl);
+}
+
+static void deleted_written(void *arg, int rc, const char *error)
+{
+	struct deleting *dl = arg;
+	struct evhttp_request *req = dl->req;
+	api_on_gone(dl->api, dl->conn, NULL, NULL);
+	if (rc != 0) {
+		/* Gone from the schedule, not from the store: they come back
+		 * after a restart. */
+		api_reply_error(req, HTTP_SERVUNAVAIL,
+				error ? error : "the store could not record it");
+	} else {
+		api_reply_json(
+		    req, HTTP_OK,
+		    json_pack("{s:s, s:I}", "id", dl->id, "deleted", (json_int_t)dl->deleted));
+	}
+	free(dl);
+}
+
 void route_delete(struct api *api, struct evhttp_request *req, const struct api_params *params)
 {
 	const char *id = params->value[0];
@@ -154,7 +189,16 @@ void route_delete(struct api *api, struct evhttp_request *req, const struct api_
 		api_reply_error(req, HTTP_NOTFOUND, "no such delivery");
 		return;
 	}
-	api_reply_json(req, HTTP_OK, json_pack("{s:s, s:I}", "id", id, "deleted", (json_int_t)n));
+	/* The answer waits for the deletion to be written: a read that
+	 * follows it must not find the rows still there. */
+	struct deleting *dl = xcalloc(1, sizeof(*dl));
+	dl->api = api;
+	dl->req = req;
+	dl->conn = evhttp_request_get_connection(req);
+	snprintf(dl->id, sizeof(dl->id), "%s", id);
+	dl->deleted = n;
+	api_on_gone(api, dl->conn, deleting_gone, dl);
+	dl->queue_req = queue_after_writes(api->queue, deleted_written, dl);
 }
 
 void route_retry(struct api *api, struct evhttp_request *req, const struct api_params *params)

@@ -102,6 +102,7 @@ struct queue_body {
 struct pending {
 	queue_message_cb message_cb;
 	queue_chunk_cb chunk_cb;
+	queue_written_cb written_cb;
 	void *arg;
 };
 
@@ -647,6 +648,27 @@ static uint64_t request_new(struct queue *q, queue_message_cb mcb, queue_chunk_c
 	p->arg = arg;
 	uint64_t id = ++q->next_handle;
 	u64map_put(q->requests, id, p);
+	return id;
+}
+
+static void written_done(struct worker_job *job)
+{
+	struct queue *q = job->ctx;
+	struct pending *p = u64map_remove(q->requests, job->req);
+	if (p != NULL)
+		p->written_cb(p->arg, job->rc, job->err);
+	free(p);
+	write_job_free((struct write_job *)job);
+}
+
+uint64_t queue_after_writes(struct queue *q, queue_written_cb cb, void *arg)
+{
+	uint64_t id = request_new(q, NULL, NULL, arg);
+	((struct pending *)u64map_get(q->requests, id))->written_cb = cb;
+	/* No ops: the writer runs jobs in order, so this one is done once
+	 * every write submitted before it is. */
+	struct write_job *w = write_job_new(q, id, written_done);
+	worker_submit(q->writer, &w->job);
 	return id;
 }
 

@@ -169,6 +169,13 @@ void queue_delivery_finish(struct queue *q, const char *id, unsigned seq, const 
 void queue_delivery_defer(struct queue *q, const struct queue_delivery_row *row, bool was_deferred,
 			  int64_t last, const char *response);
 
+/* rc 0, or a QUEUE_ERR_* code and `error` when those writes failed. */
+typedef void (*queue_written_cb)(void *arg, int rc, const char *error);
+/* Calls cb once every write submitted so far is done (written, or failed):
+ * what a reply that follows a change must wait for.  Returns a request id
+ * (queue_request_cancel drops the answer). */
+uint64_t queue_after_writes(struct queue *q, queue_written_cb cb, void *arg);
+
 /* Drops the answer of a pending read request.  Unknown ids are ignored. */
 void queue_request_cancel(struct queue *q, uint64_t req);
 

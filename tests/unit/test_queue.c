@@ -139,9 +139,15 @@ static void test_commit_counts_and_finish(void **state)
 	assert_int_equal(c->queued, 1);
 	assert_int_equal(c->deferred, 0);
 	assert_int_equal(queue_processed(q), 2);
-	/* The last one takes the message with it. */
+	/* The last one takes the message with it; queue_after_writes answers
+	 * once that is written. */
 	queue_delivery_finish(q, id, 3, "default", "two.test", false);
-	queue_close(q); /* waits for the writes */
+	struct wait written = {0};
+	queue_after_writes(q, on_commit, &written);
+	until(&written);
+	assert_int_equal(written.rc, 0);
+	assert_int_equal(store_ram_count(DIR, STORE_CF_META), 0);
+	queue_close(q);
 	assert_int_equal(store_ram_count(DIR, STORE_CF_META), 0);
 	assert_int_equal(store_ram_count(DIR, STORE_CF_DLV), 0);
 	assert_int_equal(store_ram_count(DIR, STORE_CF_BODY), 0);

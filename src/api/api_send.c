@@ -47,7 +47,7 @@ struct sending {
 	 * takes it, and its envelope until ingest_finish copies it */
 	char *data;
 	size_t len, fed;
-	bool feeding, finished;
+	bool finished;
 	char *from, *origin, *user;
 	char **rcpts;
 	size_t nrcpts;
@@ -145,9 +145,8 @@ static const char *origin_of(struct api *api, struct evhttp_request *req)
 /* Feeds the message while the store keeps up, then commits it. */
 static void feed(struct sending *s)
 {
-	if (s->feeding || s->finished)
-		return; /* a drain inside a write, or after the last one */
-	s->feeding = true;
+	if (s->finished)
+		return; /* a drain after the last write */
 	while (s->fed < s->len && !ingest_busy(s->ingest)) {
 		size_t n = s->len - s->fed < FEED_STEP ? s->len - s->fed : FEED_STEP;
 		if (ingest_write(s->ingest, s->data + s->fed, n) != 0) {
@@ -159,7 +158,6 @@ static void feed(struct sending *s)
 		}
 		s->fed += n;
 	}
-	s->feeding = false;
 	if (s->fed < s->len)
 		return; /* on_drain goes on */
 	free(s->data);

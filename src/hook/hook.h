@@ -69,7 +69,7 @@ struct hook_ctx {
 	size_t nrcpts;
 	/* the message */
 	const char *queue_id;
-	struct header_list *headers; /* message:headers, sender:headers: may be changed */
+	struct header_list *headers; /* message:*, sender:headers: may be changed */
 	uint64_t size;
 	/* queue:route: the zone chosen so far; a handler may point it at another
 	 * zone's name (a string that outlives the run) */

@@ -464,6 +464,42 @@ static void commit(struct ingest *in)
 	free(block);
 }
 
+/* The rules that depend on the message alone, once the headers are as the
+ * hooks left them. */
+static void route_message(struct ingest *in)
+{
+	int xs = header_list_find(&in->headers, "x-sending-zone");
+	if (xs >= 0 && in->env.allow_routing_headers)
+		in->header_zone = lower_dup(in->headers.items[xs].value);
+	header_list_remove(&in->headers, "x-sending-zone");
+	const char *sender_domain = domain_of(in->env.from);
+	char *sender_lower = sender_domain ? lower_dup(sender_domain) : NULL;
+	struct route_message rm = {in->header_zone, &in->headers, sender_lower};
+	const char *unknown;
+	in->msg_zone = route_message_zone(in->cfg, &rm, &in->msg_rule, &unknown);
+	if (unknown != NULL)
+		log_msg(LOG_LEVEL_WARN, in->id, "route",
+			"x_sending_zone=%s action=ignored reason=\"no such zone\"", unknown);
+	free(sender_lower);
+}
+
+/* queue:route for the next recipient, or message:queue after the last. */
+static bool next_route(struct ingest *in, enum hook_point *point)
+{
+	struct hook_ctx *ctx = &in->hook_ctx;
+	if (route_one(in)) {
+		ctx->address = in->dlv[in->ndlv - 1].recipient;
+		ctx->zone = &in->route_zone;
+		*point = HOOK_QUEUE_ROUTE;
+		return true;
+	}
+	ctx->address = NULL;
+	ctx->zone = NULL;
+	in->stage = INGEST_AT_QUEUE;
+	*point = HOOK_MESSAGE_QUEUE;
+	return true;
+}
+
 /*
  * The hook points a message passes before its commit, in order:
  * message:headers, message:store, queue:route once per recipient,
@@ -472,7 +508,6 @@ static void commit(struct ingest *in)
  */
 static bool next_point(struct ingest *in, enum hook_point *point)
 {
-	struct hook_ctx *ctx = &in->hook_ctx;
 	switch (in->stage) {
 	case INGEST_AT_START:
 		in->stage = INGEST_AT_HEADERS;
@@ -480,43 +515,15 @@ static bool next_point(struct ingest *in, enum hook_point *point)
 		return true;
 	case INGEST_AT_HEADERS:
 		in->stage = INGEST_AT_STORE;
-		ctx->headers = NULL; /* read-only from here on */
 		*point = HOOK_MESSAGE_STORE;
 		return true;
 	case INGEST_AT_STORE:
+		route_message(in);
+		in->stage = INGEST_AT_ROUTE;
+		return next_route(in, point);
 	case INGEST_AT_ROUTE:
-		if (in->stage == INGEST_AT_STORE) {
-			/* Routing sees the headers as the hooks left them. */
-			int xs = header_list_find(&in->headers, "x-sending-zone");
-			if (xs >= 0 && in->env.allow_routing_headers)
-				in->header_zone = lower_dup(in->headers.items[xs].value);
-			header_list_remove(&in->headers, "x-sending-zone");
-			const char *sender_domain = domain_of(in->env.from);
-			char *sender_lower = sender_domain ? lower_dup(sender_domain) : NULL;
-			struct route_message rm = {in->header_zone, &in->headers, sender_lower};
-			const char *unknown;
-			in->msg_zone = route_message_zone(in->cfg, &rm, &in->msg_rule, &unknown);
-			if (unknown != NULL)
-				log_msg(LOG_LEVEL_WARN, in->id, "route",
-					"x_sending_zone=%s "
-					"action=ignored reason=\"no such zone\"",
-					unknown);
-			free(sender_lower);
-			in->stage = INGEST_AT_ROUTE;
-		} else {
-			route_take(in);
-		}
-		if (route_one(in)) {
-			ctx->address = in->dlv[in->ndlv - 1].recipient;
-			ctx->zone = &in->route_zone;
-			*point = HOOK_QUEUE_ROUTE;
-			return true;
-		}
-		ctx->address = NULL;
-		ctx->zone = NULL;
-		in->stage = INGEST_AT_QUEUE;
-		*point = HOOK_MESSAGE_QUEUE;
-		return true;
+		route_take(in);
+		return next_route(in, point);
 	case INGEST_AT_QUEUE:
 		return false;
 	}

@@ -358,8 +358,3 @@ void http_client_resume(struct http_client *hc, uint64_t id)
 	if (!hc->in_action)
 		check_multi(hc);
 }
-
-size_t http_client_pending(const struct http_client *hc)
-{
-	return u64map_count(hc->requests);
-}

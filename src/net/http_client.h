@@ -92,7 +92,5 @@ uint64_t http_client_request(struct http_client *hc, const struct http_request *
 void http_client_cancel(struct http_client *hc, uint64_t id);
 /* A body stream that said HTTPC_BODY_WAIT has more now. */
 void http_client_resume(struct http_client *hc, uint64_t id);
-/* Requests in flight or waiting for a connection. */
-size_t http_client_pending(const struct http_client *hc);
 
 #endif

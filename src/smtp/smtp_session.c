@@ -494,10 +494,11 @@ static void run_hook(struct smtp_session *s, enum hook_point point,
 	ctx->session = s->id;
 	ctx->interface = s->env.iface->name;
 	ctx->client = s->addr;
-	ctx->helo = def != NULL && def->verb != SMTP_VERB_HELO && def->verb != SMTP_VERB_EHLO
-			? s->helo
-			: (def != NULL ? s->cmd.arg : NULL);
-	ctx->from = s->state >= SMTP_STATE_MAIL ? s->mail.path.addr : NULL;
+	/* smtp:helo sees the name being given; the later points the one taken. */
+	bool helo = def != NULL && (def->verb == SMTP_VERB_HELO || def->verb == SMTP_VERB_EHLO);
+	ctx->helo = helo ? s->cmd.arg : s->helo;
+	bool in_txn = s->state == SMTP_STATE_MAIL || s->state == SMTP_STATE_RCPT;
+	ctx->from = in_txn ? s->mail.path.addr : NULL;
 	ctx->rcpts = s->rcpts;
 	ctx->nrcpts = s->nrcpts;
 	s->hooked = def;

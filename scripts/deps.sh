@@ -20,8 +20,24 @@ test_pkgs=(
   dnsmasq-base swaks curl procps iproute2 python3-dkim python3-prometheus-client
   openssl mount
 )
+# Node.js for the JavaScript test peers, unless one is on PATH already (a
+# Node.js from elsewhere conflicts with Debian's npm).
+command -v node >/dev/null && command -v npm >/dev/null || test_pkgs+=(nodejs npm)
+# Runtime: the media-types table (/etc/mime.types) names attachment types.
+run_pkgs=(media-types)
 
-pkgs=("${build_pkgs[@]}" "${test_pkgs[@]}")
+pkgs=("${build_pkgs[@]}" "${test_pkgs[@]}" "${run_pkgs[@]}")
+
+# JavaScript test peers (Nodemailer's MailComposer for POST /send), from
+# the npm registry at the versions package-lock.json pins.
+js_peers() {
+  local dir
+  dir="$(cd "$(dirname "$0")/.." && pwd)/tests/js"
+  if [ ! -d "$dir/node_modules/nodemailer" ]; then
+    echo "deps: npm ci in tests/js" >&2
+    (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+  fi
+}
 
 missing=()
 for p in "${pkgs[@]}"; do
@@ -32,7 +48,10 @@ for p in "${pkgs[@]}"; do
   esac
 done
 
-[ ${#missing[@]} -eq 0 ] && exit 0
+if [ ${#missing[@]} -eq 0 ]; then
+  js_peers
+  exit 0
+fi
 
 echo "deps: installing ${missing[*]}" >&2
 sudo=""
@@ -44,3 +63,5 @@ export DEBIAN_FRONTEND=noninteractive
 # An old or absent package list makes apt-get install fail; refresh it first.
 $sudo apt-get update -qq
 $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+
+js_peers

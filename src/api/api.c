@@ -8,6 +8,7 @@
 
 #include <event2/buffer.h>
 #include <event2/keyvalq_struct.h>
+#include <sys/queue.h>
 #include <openssl/evp.h>
 #include <strings.h>
 
@@ -88,6 +89,16 @@ static void route_health(struct api *api, struct evhttp_request *req,
 				 "uptime", uptime));
 }
 
+/* ZoneMTA's example and informational endpoints (below). */
+static void route_test_auth(struct api *api, struct evhttp_request *req,
+			    const struct api_params *params);
+static void route_report_bounce(struct api *api, struct evhttp_request *req,
+				const struct api_params *params);
+static void route_bounces(struct api *api, struct evhttp_request *req,
+			  const struct api_params *params);
+static void route_not_here(struct api *api, struct evhttp_request *req,
+			   const struct api_params *params);
+
 static const struct api_route routes[] = {
     {EVHTTP_REQ_GET, "/health", route_health},
     {EVHTTP_REQ_GET, "/queue/:zone", route_queue},
@@ -102,6 +113,12 @@ static const struct api_route routes[] = {
     {EVHTTP_REQ_DELETE, "/message/:id/:seq", route_delete},
     {EVHTTP_REQ_PUT, "/message/:id/:seq", route_retry},
     {EVHTTP_REQ_GET, "/metrics", route_metrics},
+    {EVHTTP_REQ_GET, "/test-auth", route_test_auth},
+    {EVHTTP_REQ_POST, "/report-bounce", route_report_bounce},
+    {EVHTTP_REQ_GET, "/bounces", route_bounces},
+    {EVHTTP_REQ_GET, "/blacklist", route_not_here},
+    {EVHTTP_REQ_GET, "/skipdomains/:zone", route_not_here},
+    {EVHTTP_REQ_GET, "/internals", route_not_here},
 };
 
 /*
@@ -135,6 +152,139 @@ static bool route_match(const char *pattern, char *scratch, struct api_params *p
 }
 
 static bool authorized(const struct api *api, struct evhttp_request *req);
+
+static bool secret_equal(const char *a, const char *b);
+
+/* HTTP Basic credentials equal to api.user and api.password. */
+static bool basic_matches(const struct api *api, struct evhttp_request *req)
+{
+	const struct api_config *c = &api->cfg->api;
+	const char *auth = evhttp_find_header(evhttp_request_get_input_headers(req),
+					      "Authorization");
+	if (c->user == NULL || auth == NULL || strncasecmp(auth, "Basic ", 6) != 0)
+		return false;
+	char *expect_plain = xasprintf("%s:%s", c->user, c->password ? c->password : "");
+	size_t n = strlen(expect_plain);
+	char *expect = xmalloc(4 * ((n + 2) / 3) + 1);
+	EVP_EncodeBlock((unsigned char *)expect, (const unsigned char *)expect_plain, (int)n);
+	bool ok = secret_equal(auth + 6, expect);
+	free(expect_plain);
+	free(expect);
+	return ok;
+}
+
+static json_t *now_iso(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	struct tm tm;
+	char buf[40];
+	gmtime_r(&ts.tv_sec, &tm);
+	size_t n = strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%S", &tm);
+	snprintf(buf + n, sizeof(buf) - n, ".%03ldZ", ts.tv_nsec / 1000000);
+	return json_string(buf);
+}
+
+/*
+ * ZoneMTA's example authentication backend (for an http-auth plugin's
+ * authUrl): Basic credentials that match api.user and api.password →
+ * 200 {user, time}, else 401.  Open to all: it is itself the check.
+ */
+static void route_test_auth(struct api *api, struct evhttp_request *req,
+			    const struct api_params *params)
+{
+	(void)params;
+	if (!basic_matches(api, req)) {
+		evhttp_add_header(evhttp_request_get_output_headers(req), "WWW-Authenticate",
+				  "Basic realm=\"Secure Area\"");
+		api_reply_json(
+		    req, 401,
+		    json_pack("{s:o, s:s}", "time", now_iso(), "error", "Authentication required"));
+		return;
+	}
+	api_reply_json(req, HTTP_OK,
+		       json_pack("{s:s, s:o}", "user", api->cfg->api.user, "time", now_iso()));
+}
+
+/* ZoneMTA's example bounce receiver (an http-bounce plugin's url): keeps
+ * the last REPORTED_KEEP reports in memory for GET /bounces. */
+#define REPORTED_KEEP 150
+
+static void route_report_bounce(struct api *api, struct evhttp_request *req,
+				const struct api_params *params)
+{
+	(void)params;
+	static const char *const fields[] = {"id",       "to",   "returnPath", "seq",
+					     "category", "time", "response",   "fbl"};
+	struct evbuffer *in = evhttp_request_get_input_buffer(req);
+	size_t len = evbuffer_get_length(in);
+	char *body = xstrndup((const char *)evbuffer_pullup(in, -1), len);
+	const char *type = evhttp_find_header(evhttp_request_get_input_headers(req),
+					      "Content-Type");
+	json_t *report = json_object(), *given = NULL;
+	if (type != NULL && strncasecmp(type, "application/json", 16) == 0) {
+		given = json_loads(body, 0, NULL);
+		if (!json_is_object(given)) {
+			json_decref(given);
+			json_decref(report);
+			free(body);
+			api_reply_field_error(req, HTTP_BADREQUEST, "", "invalid JSON object");
+			return;
+		}
+	} else {
+		struct evkeyvalq form;
+		TAILQ_INIT(&form);
+		evhttp_parse_query_str(body, &form);
+		given = json_object();
+		struct evkeyval *kv;
+		TAILQ_FOREACH (kv, &form, next)
+			json_object_set_new(given, kv->key, json_string(kv->value));
+		evhttp_clear_headers(&form);
+	}
+	free(body);
+	for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++) {
+		json_t *v = json_object_get(given, fields[i]);
+		if (v != NULL)
+			json_object_set(report, fields[i], v);
+	}
+	json_decref(given);
+	json_array_insert_new(api->reported_bounces, 0, report);
+	while (json_array_size(api->reported_bounces) > REPORTED_KEEP)
+		json_array_remove(api->reported_bounces, REPORTED_KEEP);
+	json_t *id = json_object_get(report, "id");
+	struct evbuffer *out = evbuffer_new();
+	evbuffer_add_printf(out, "\"%s\"", json_is_string(id) ? json_string_value(id) : "");
+	evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
+			  "application/json");
+	evhttp_send_reply(req, 202, "Accepted", out);
+	evbuffer_free(out);
+}
+
+static void route_bounces(struct api *api, struct evhttp_request *req,
+			  const struct api_params *params)
+{
+	(void)params;
+	api_reply_json(req, HTTP_OK, json_pack("{s:O}", "bounces", api->reported_bounces));
+}
+
+/* ZoneMTA endpoints whose subject does not exist here. */
+static void route_not_here(struct api *api, struct evhttp_request *req,
+			   const struct api_params *params)
+{
+	(void)api;
+	(void)params;
+	const char *path = evhttp_uri_get_path(evhttp_request_get_evhttp_uri(req));
+	const char *why =
+	    strncmp(path, "/internals", 10) == 0
+		? "/internals shows the Node.js process's caches and locks, which zone-mta "
+		  "does not have: see GET /metrics and GET /health"
+	    : strncmp(path, "/blacklist", 10) == 0
+		? "zone-mta keeps no blocklist back-off cache of local address and domain "
+		  "pairs (yet): a blocklist reply is classified and retried like any other"
+		: "zone-mta keeps no skip-domain locks: per-domain limits are "
+		  "domainConfig.*.maxConnections and the zone's throttling";
+	api_reply_json(req, 501, json_pack("{s:s}", "error", why));
+}
 
 /* --- connections: counted, capped at api.maxConnections --- */
 
@@ -213,7 +363,9 @@ static void api_dispatch(struct evhttp_request *req, void *arg)
 		if (route_match(routes[i].pattern, scratch, &params)) {
 			path_known = true;
 			if (routes[i].method == evhttp_request_get_command(req)) {
-				if (routes[i].handler != route_health && !authorized(api, req)) {
+				bool open = routes[i].handler == route_health ||
+					    routes[i].handler == route_test_auth;
+				if (!open && !authorized(api, req)) {
 					evhttp_add_header(evhttp_request_get_output_headers(req),
 							  "WWW-Authenticate",
 							  "Basic realm=\"zone-mta\"");
@@ -276,19 +428,7 @@ static bool authorized(const struct api *api, struct evhttp_request *req)
 		    secret_equal(auth + 7, c->api_key))
 			return true;
 	}
-	if (c->user != NULL && auth != NULL && strncasecmp(auth, "Basic ", 6) == 0) {
-		char *expect_plain = xasprintf("%s:%s", c->user, c->password ? c->password : "");
-		size_t n = strlen(expect_plain);
-		char *expect = xmalloc(4 * ((n + 2) / 3) + 1);
-		EVP_EncodeBlock((unsigned char *)expect, (const unsigned char *)expect_plain,
-				(int)n);
-		bool ok = secret_equal(auth + 6, expect);
-		free(expect_plain);
-		free(expect);
-		if (ok)
-			return true;
-	}
-	return false;
+	return basic_matches(api, req);
 }
 
 struct api *api_new(struct event_base *base, const struct config *config, char **err)
@@ -298,6 +438,7 @@ struct api *api_new(struct event_base *base, const struct config *config, char *
 	api->cfg = config;
 	api->sendings = u64map_new();
 	api->conns = u64map_new();
+	api->reported_bounces = json_array();
 	clock_gettime(CLOCK_MONOTONIC, &api->started);
 	api->started_wall = time(NULL);
 	api->http = evhttp_new(base);
@@ -329,5 +470,6 @@ void api_free(struct api *api)
 		evhttp_free(api->http); /* closing connections frees their sendings */
 	u64map_free(api->sendings);
 	u64map_free(api->conns);
+	json_decref(api->reported_bounces);
 	free(api);
 }

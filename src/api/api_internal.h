@@ -24,7 +24,8 @@ struct api {
 	struct u64map *conns;      /* evhttp_connection -> struct api_conn */
 	int64_t refused_logged_ms; /* the last "too many connections" line */
 
-	struct timespec started; /* CLOCK_MONOTONIC */
+	json_t *reported_bounces; /* POST /report-bounce, newest first */
+	struct timespec started;  /* CLOCK_MONOTONIC */
 	time_t started_wall;
 };
 

@@ -12,8 +12,12 @@
 
 #include <event2/buffer.h>
 #include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+#include <strings.h>
+#include <sys/queue.h>
 
 #include "api/api_internal.h"
+#include "core/clock.h"
 #include "core/log.h"
 #include "core/utf8.h"
 #include "core/xmalloc.h"
@@ -77,6 +81,8 @@ struct pending_read {
 	char id[QUEUE_ID_LEN + 1];
 	uint32_t next_chunk;
 	uint32_t nchunks; /* /fetch: body chunks stored, from bodySize; 0: unknown */
+	bool body_only;   /* /fetch?body=yes: without the header block */
+	bool skip_blank;  /* ... nor the empty line after it, at the body's start */
 };
 
 static void on_client_gone(void *arg)
@@ -150,6 +156,7 @@ static void message_answer(void *arg, int rc, const struct queue_message *msg)
 	json_t *messages = json_array();
 	size_t i;
 	json_t *row;
+	json_int_t now = (json_int_t)clock_wall_ms();
 	json_array_foreach (msg->deliveries, i, row) {
 		json_t *m = json_pack(
 		    "{s:s, s:O, s:O, s:O, s:O}", "id", p->id, "seq", json_object_get(row, "seq"),
@@ -158,8 +165,15 @@ static void message_answer(void *arg, int rc, const struct queue_message *msg)
 		if (m == NULL)
 			continue; /* a row missing fields: shown nowhere rather than wrong */
 		json_t *deferred = json_object_get(row, "deferred");
-		if (deferred != NULL)
+		json_t *next = json_object_get(row, "next");
+		if (deferred != NULL) {
 			json_object_set(m, "deferred", deferred);
+		} else if (json_is_integer(next) && json_integer_value(next) > now) {
+			/* due later (a Date in the future): deferred, as ZoneMTA shows it */
+			json_object_set_new(m, "status", json_string("DEFERRED"));
+			json_object_set_new(m, "deferred",
+					    json_pack("{s:i, s:O}", "count", 0, "next", next));
+		}
 		json_array_append_new(messages, m);
 	}
 	pending_free(p);
@@ -208,6 +222,10 @@ static void fetch_chunk(void *arg, int rc, const char *data, size_t len)
 		evhttp_send_reply_end(req);
 		return;
 	}
+	if (p->skip_blank && index == 0 && len >= 2 && memcmp(data, "\r\n", 2) == 0) {
+		data += 2;
+		len -= 2;
+	}
 	if (len == 0) {
 		/* An empty chunk (an empty body): nothing to write, so no write
 		 * callback would come; go on at once. */
@@ -233,6 +251,12 @@ static void fetch_answer(void *arg, int rc, const struct queue_message *msg)
 	}
 	evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", "message/rfc822");
 	evhttp_send_reply_start(req, HTTP_OK, "OK");
+	if (p->body_only) {
+		p->skip_blank = msg->header_len < 4 ||
+				memcmp(msg->header_block + msg->header_len - 4, "\r\n\r\n", 4) != 0;
+		chunk_written(NULL, p);
+		return;
+	}
 	struct evbuffer *buf = evbuffer_new();
 	evbuffer_add(buf, msg->header_block, msg->header_len);
 	evhttp_send_reply_chunk_with_cb(req, buf, chunk_written, p);
@@ -246,5 +270,13 @@ void route_fetch(struct api *api, struct evhttp_request *req, const struct api_p
 		return;
 	}
 	struct pending_read *p = pending_new(api, req, params->value[0]);
+	struct evkeyvalq query;
+	TAILQ_INIT(&query);
+	const char *q = evhttp_uri_get_query(evhttp_request_get_evhttp_uri(req));
+	if (q != NULL)
+		evhttp_parse_query_str(q, &query);
+	const char *body = evhttp_find_header(&query, "body");
+	p->body_only = body != NULL && strcasecmp(body, "yes") == 0;
+	evhttp_clear_headers(&query);
 	p->queue_req = queue_message_get(api->queue, p->id, fetch_answer, p);
 }

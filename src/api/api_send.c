@@ -93,6 +93,9 @@ static void queued(void *arg, int rc, const char *error)
 	if (rc == 0) {
 		stats_message_accepted("api");
 		json_object_set_new(s->answer, "id", json_string(ingest_id(s->ingest)));
+		/* ZoneMTA's answer, word for word */
+		json_object_set_new(s->answer, "response",
+				    json_sprintf("Message queued as %s", ingest_id(s->ingest)));
 		if (json_object_get(s->answer, "messageId") == NULL)
 			json_object_set_new(s->answer, "messageId",
 					    json_string(ingest_message_id(s->ingest)));
@@ -289,9 +292,10 @@ static void compose_done(struct workpool_job *job)
 		stats_message_rejected("api");
 		api_reply_field_error(req, HTTP_BADREQUEST, "to", what);
 	} else {
-		json_t *answer = json_pack("{s:s, s:o, s:s}", "from", out->from, "to",
-					   string_list(out->rcpts, out->nrcpts), "messageId",
-					   out->message_id);
+		json_t *answer = json_pack("{s:s, s:o}", "from", out->from, "to",
+					   string_list(out->rcpts, out->nrcpts));
+		if (out->message_id != NULL) /* else the ingest's own, once queued */
+			json_object_set_new(answer, "messageId", json_string(out->message_id));
 		char *message = out->message;
 		out->message = NULL; /* the sending's now: GLib memory, but g_free is
 				      * free() since GLib 2.46 */
@@ -316,44 +320,6 @@ void route_send(struct api *api, struct evhttp_request *req, const struct api_pa
 	workpool_submit(api->cpu, &c->job);
 }
 
-/* All values of header fields named `key` in the block. */
-static size_t header_values(const struct header_list *h, const char *key, const char **out,
-			    size_t max)
-{
-	size_t n = 0;
-	for (size_t i = 0; i < h->count && n < max; i++)
-		if (strcmp(h->items[i].key, key) == 0)
-			out[n++] = h->items[i].value;
-	return n;
-}
-
-/* A copy with every bare LF and every bare CR made CRLF: mail travels with
- * CRLF line ends (RFC 5322 2.3), whatever an HTTP client sent, and a lone
- * CR must never reach a receiver that ends lines at CR (SMTP smuggling). */
-static char *crlf_lines(const char *s, size_t len, size_t *out_len)
-{
-	size_t extra = 0;
-	for (size_t i = 0; i < len; i++)
-		extra += (s[i] == '\n' && (i == 0 || s[i - 1] != '\r')) ||
-			 (s[i] == '\r' && (i + 1 == len || s[i + 1] != '\n'));
-	char *out = xmalloc(len + extra + 1);
-	size_t o = 0;
-	for (size_t i = 0; i < len; i++) {
-		if (s[i] == '\n' && (i == 0 || s[i - 1] != '\r')) {
-			out[o++] = '\r';
-			out[o++] = '\n';
-		} else if (s[i] == '\r' && (i + 1 == len || s[i + 1] != '\n')) {
-			out[o++] = '\r';
-			out[o++] = '\n';
-		} else {
-			out[o++] = s[i];
-		}
-	}
-	out[o] = '\0';
-	*out_len = o;
-	return out;
-}
-
 void route_send_raw(struct api *api, struct evhttp_request *req, const struct api_params *params)
 {
 	(void)params;
@@ -370,7 +336,7 @@ void route_send_raw(struct api *api, struct evhttp_request *req, const struct ap
 		return;
 	}
 	size_t len;
-	char *data = crlf_lines(raw ? raw : "", rawlen, &len);
+	char *data = compose_crlf_lines(raw ? raw : "", rawlen, &len);
 	size_t scan = 0, end = 0;
 	header_block_end(data, len, true, &scan, &end);
 	struct header_list h = {0};
@@ -392,25 +358,20 @@ void route_send_raw(struct api *api, struct evhttp_request *req, const struct ap
 			qto[nqto++] = kv->value;
 	}
 	struct compose_error cerr;
-	char **from = NULL, **rcpts = NULL;
+	char **from = NULL, **rcpts = NULL, *header_from = NULL;
 	size_t nfrom = 0, nrcpts = 0;
-	const char *values[64];
-	int rc = 0;
-	if (qfrom != NULL) {
+	/* The headers only where the query does not say. */
+	int rc = qfrom != NULL && nqto > 0
+		     ? 0
+		     : compose_headers_envelope(&h, &header_from, &rcpts, &nrcpts, &cerr);
+	if (rc == 0 && qfrom != NULL)
 		rc = compose_envelope_addresses(&qfrom, 1, "from", &from, &nfrom, &cerr);
-	} else {
-		size_t n = header_values(&h, "sender", values, 1);
-		if (n == 0)
-			n = header_values(&h, "from", values, 1);
-		rc = compose_envelope_addresses(values, n, "from", &from, &nfrom, &cerr);
-	}
 	if (rc == 0 && nqto > 0) {
+		for (size_t i = 0; i < nrcpts; i++)
+			free(rcpts[i]);
+		free(rcpts);
+		rcpts = NULL;
 		rc = compose_envelope_addresses(qto, nqto, "to", &rcpts, &nrcpts, &cerr);
-	} else if (rc == 0) {
-		size_t n = header_values(&h, "to", values, 20);
-		n += header_values(&h, "cc", values + n, 20);
-		n += header_values(&h, "bcc", values + n, 20);
-		rc = compose_envelope_addresses(values, n, "to", &rcpts, &nrcpts, &cerr);
 	}
 	evhttp_clear_headers(&query);
 	if (rc == 0 && nrcpts == 0) {
@@ -427,7 +388,9 @@ void route_send_raw(struct api *api, struct evhttp_request *req, const struct ap
 		stats_message_rejected("api");
 		api_reply_field_error(req, HTTP_BADREQUEST, cerr.field, cerr.message);
 	} else {
-		const char *sender = nfrom > 0 ? from[0] : "";
+		const char *sender = qfrom != NULL         ? (nfrom > 0 ? from[0] : "")
+				     : header_from != NULL ? header_from
+							   : "";
 		int mid = header_list_find(&h, "message-id");
 		json_t *answer = json_pack("{s:s, s:o}", "from", sender, "to",
 					   string_list(rcpts, nrcpts));
@@ -437,6 +400,7 @@ void route_send_raw(struct api *api, struct evhttp_request *req, const struct ap
 		data = NULL; /* the sending's now */
 	}
 	header_list_clear(&h);
+	free(header_from);
 	free(data);
 	for (size_t i = 0; i < nfrom; i++)
 		free(from[i]);

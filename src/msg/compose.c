@@ -11,7 +11,9 @@
 #include <string.h>
 #include <strings.h>
 
+#include "core/utf8.h"
 #include "core/xmalloc.h"
+#include "msg/header.h"
 #include "msg/mime.h"
 
 /* RFC 5322: a line is at most 998 octets before its CRLF. */
@@ -22,11 +24,14 @@
 /* The state of one compose_message() call. */
 struct compose {
 	struct compose_error *err;
+	const json_t *msg; /* as given (the fields are a copy with header stand-ins) */
 	GMimeParserOptions *popts;
 	unsigned warnings;    /* parser warnings since the last reset */
 	char warn_item[100];  /* the text the first of them was about */
 	size_t content_bytes; /* body and attachment input, to size the output */
 	bool priority_set;
+	const char *text_cte; /* mail.encoding for text parts: base64 or quoted-printable */
+	char text_encoding;   /* textEncoding: 'Q' or 'B' for text that needs encoding */
 };
 
 /* Address lists as parsed: headers (all but bcc) and the envelope. */
@@ -51,26 +56,6 @@ static const struct {
     [A_BCC] = {"bcc", GMIME_ADDRESS_TYPE_BCC},
     [A_REPLY_TO] = {"replyTo", GMIME_ADDRESS_TYPE_REPLY_TO},
 };
-
-/* A growable array of GMime objects, each holding one reference. */
-struct objvec {
-	GMimeObject **v;
-	size_t n, cap;
-};
-
-static void objvec_push(struct objvec *ov, GMimeObject *o)
-{
-	ov->v = xreallocarray_grow(ov->v, &ov->cap, ov->n + 1, sizeof *ov->v);
-	ov->v[ov->n++] = o;
-}
-
-static void objvec_clear(struct objvec *ov)
-{
-	for (size_t i = 0; i < ov->n; i++)
-		g_object_unref(ov->v[i]);
-	free(ov->v);
-	memset(ov, 0, sizeof *ov);
-}
 
 /* A field name for compose_error.field, cut to fit (vsnprintf: cutting is fine). */
 static void fieldf(char *dst, size_t size, const char *fmt, ...)
@@ -134,21 +119,6 @@ static bool has_line_break(const char *s)
 	return strpbrk(s, "\r\n") != NULL;
 }
 
-/* Refuses `path` and `href`: content comes in the JSON or not at all. */
-static int refuse_file_access(struct compose *c, const json_t *o, const char *base)
-{
-	static const char *const keys[] = {"path", "href"};
-	char field[sizeof c->err->field];
-
-	for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
-		if (member(o, keys[i])) {
-			fieldf(field, sizeof field, "%s.%s", base, keys[i]);
-			return fail(c, field, "file and URL access is disabled");
-		}
-	}
-	return 0;
-}
-
 /* ---- addresses ---- */
 
 /* GMime accepts "user" (no domain) even in strict mode: check each mailbox. */
@@ -187,15 +157,107 @@ static int check_list(struct compose *c, InternetAddressList *l, const char *fie
 	return 0;
 }
 
+/*
+ * Addresses without angle brackets, as Nodemailer's addressparser reads
+ * them: in each comma-separated entry the last word that looks like
+ * user@domain is the address and the other words are the name
+ * ("Name user@example.com").  NULL when an entry has no such word, or
+ * holds what only the strict grammar may read (<, >, quotes, groups).
+ */
+static InternetAddressList *parse_bare_list(const char *s)
+{
+	if (strpbrk(s, "<>\"():;\\"))
+		return NULL;
+	InternetAddressList *l = internet_address_list_new();
+	char **entries = g_strsplit(s, ",", -1);
+	bool ok = true;
+
+	for (char **entry = entries; ok && *entry; entry++) {
+		char **words = g_strsplit_set(*entry, " \t\r\n", -1);
+		GString *name = g_string_new(NULL);
+		const char *addr = NULL;
+		int at = -1;
+
+		for (int i = (int)g_strv_length(words) - 1; i >= 0 && at < 0; i--) {
+			const char *w = words[i], *sign = strchr(w, '@');
+			if (sign && sign != w && sign[1] && !strchr(sign + 1, '@'))
+				at = i;
+		}
+		for (int i = 0; words[i]; i++) {
+			if (i == at || !*words[i])
+				continue;
+			if (name->len)
+				g_string_append_c(name, ' ');
+			g_string_append(name, words[i]);
+		}
+		if (at >= 0) {
+			addr = words[at];
+			InternetAddress *ia = internet_address_mailbox_new(
+			    name->len ? name->str : NULL, addr);
+			internet_address_list_add(l, ia);
+			g_object_unref(ia);
+		} else if (name->len) {
+			ok = false;
+		}
+		g_string_free(name, TRUE);
+		g_strfreev(words);
+	}
+	g_strfreev(entries);
+	if (!ok || internet_address_list_length(l) == 0) {
+		g_object_unref(l);
+		return NULL;
+	}
+	return l;
+}
+
+/*
+ * What GMime's address parser must never see: control characters (a
+ * header value has no line breaks left once unfolded) and unbalanced angle
+ * brackets outside quoted strings.  Besides being invalid, both make
+ * GMime 3.2 leak on its error path.
+ */
+static bool plausible_list(const char *s)
+{
+	bool quoted = false;
+	int depth = 0;
+
+	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+		if ((*p < 0x20 && *p != '\t') || *p == 0x7f)
+			return false;
+		if (quoted) {
+			if (*p == '\\' && p[1])
+				p++;
+			else if (*p == '"')
+				quoted = false;
+		} else if (*p == '"') {
+			quoted = true;
+		} else if (*p == '<') {
+			if (depth++)
+				return false;
+		} else if (*p == '>') {
+			if (!depth--)
+				return false;
+		}
+	}
+	return !quoted && depth == 0;
+}
+
 /* Parses a string holding an address list; NULL when it is not one. */
 static InternetAddressList *parse_list(struct compose *c, const char *s, const char *field)
 {
+	if (!plausible_list(s)) {
+		fail(c, field, "invalid address \"%.100s\"", s);
+		return NULL;
+	}
 	c->warnings = 0;
 	InternetAddressList *l = internet_address_list_parse(c->popts, s);
 
 	if (!l || c->warnings || internet_address_list_length(l) == 0) {
 		if (l)
 			g_object_unref(l);
+		l = parse_bare_list(s);
+	}
+	if (!l) {
 		fail(c, field, "invalid address \"%.100s\"", c->warnings ? c->warn_item : s);
 		return NULL;
 	}
@@ -349,7 +411,6 @@ static int make_envelope(struct compose *c, const json_t *msg, InternetAddressLi
 {
 	const json_t *env = member(msg, "envelope");
 	const json_t *efrom = env ? member(env, "from") : NULL;
-	const json_t *eto = env ? member(env, "to") : NULL;
 	size_t cap = 0;
 
 	if (env && !json_is_object(env))
@@ -377,22 +438,35 @@ static int make_envelope(struct compose *c, const json_t *msg, InternetAddressLi
 			g_object_unref(l);
 		}
 	} else {
-		const char *s = first_mailbox(lists[A_SENDER]);
+		/* Nodemailer's order: From, else Sender, else Reply-To. */
+		const char *s = first_mailbox(lists[A_FROM]);
 
 		if (!s)
-			s = first_mailbox(lists[A_FROM]);
+			s = first_mailbox(lists[A_SENDER]);
+		if (!s)
+			s = first_mailbox(lists[A_REPLY_TO]);
 		out->from = xstrdup(s ? s : "");
 	}
 
-	if (eto) {
-		InternetAddressList *l = internet_address_list_new();
+	static const char *const env_keys[] = {"to", "cc", "bcc"};
+	bool env_rcpts = false;
+	for (size_t i = 0; env && i < 3; i++) {
+		const json_t *v = member(env, env_keys[i]);
+		char f[sizeof c->err->field];
 
-		if (add_addresses(c, eto, "envelope.to", l) < 0) {
+		if (!v)
+			continue;
+		env_rcpts = true;
+		fieldf(f, sizeof f, "envelope.%s", env_keys[i]);
+		InternetAddressList *l = internet_address_list_new();
+		if (add_addresses(c, v, f, l) < 0) {
 			g_object_unref(l);
 			return -1;
 		}
 		add_rcpts(out, &cap, l);
 		g_object_unref(l);
+	}
+	if (env_rcpts) {
 		if (out->nrcpts == 0)
 			return fail(c, "envelope.to", "no recipients");
 		return 0;
@@ -492,12 +566,20 @@ static int set_references(struct compose *c, const json_t *v, GMimeObject *m)
 	return rc;
 }
 
-/* "date": ISO 8601 first (strict), then RFC 5322 (GMime's lenient parser); else now. */
+/* "date": a number (ms since the epoch), ISO 8601 (strict), then RFC 5322
+ * (GMime's lenient parser); else now. */
 static int set_date(struct compose *c, const json_t *v, GMimeMessage *m)
 {
 	GDateTime *dt;
 
-	if (v) {
+	if (v && json_is_number(v)) {
+		/* JavaScript's Date.now(): milliseconds since the epoch. */
+		double ms = json_number_value(v);
+
+		if (ms < 0 || ms > 253402300799000.0)
+			return fail(c, "date", "out of range");
+		dt = g_date_time_new_from_unix_utc((gint64)(ms / 1000));
+	} else if (v) {
 		const char *s;
 
 		if (header_string(c, v, "date", &s) < 0)
@@ -518,18 +600,48 @@ static int set_date(struct compose *c, const json_t *v, GMimeMessage *m)
 	return 0;
 }
 
-/* Header names the composer writes itself; custom headers may not set them. */
-static bool managed_header(const char *name)
+/*
+ * Header fields the composer writes from the message's own fields.  A
+ * custom header of one of these names stands for its field when the field
+ * is absent, and is dropped when it is present: Nodemailer adds custom
+ * headers first and its fields override them.
+ */
+static const struct {
+	const char *header, *field;
+} field_headers[] = {
+    {"From", "from"},
+    {"Sender", "sender"},
+    {"To", "to"},
+    {"Cc", "cc"},
+    {"Bcc", "bcc"},
+    {"Reply-To", "replyTo"},
+    {"In-Reply-To", "inReplyTo"},
+    {"References", "references"},
+    {"Subject", "subject"},
+    {"Message-ID", "messageId"},
+    {"Date", "date"},
+};
+
+static const char *field_of_header(const char *name)
+{
+	for (size_t i = 0; i < sizeof field_headers / sizeof field_headers[0]; i++)
+		if (strcasecmp(name, field_headers[i].header) == 0)
+			return field_headers[i].field;
+	return NULL;
+}
+
+/* The fields that make the MIME structure: never from custom headers at the top. */
+static bool structure_header(const char *name)
 {
 	static const char *const names[] = {
-	    "From",        "Sender",     "To",      "Cc",   "Bcc",        "Reply-To",
-	    "In-Reply-To", "References", "Subject", "Date", "Message-ID", "MIME-Version",
+	    "MIME-Version",        "Content-Type", "Content-Transfer-Encoding",
+	    "Content-Disposition", "Content-ID",
 	};
 
 	for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
 		if (strcasecmp(name, names[i]) == 0)
 			return true;
-	return strncasecmp(name, "Content-", 8) == 0;
+	return false;
 }
 
 static bool priority_header(const char *name)
@@ -589,30 +701,80 @@ static int check_header_name(struct compose *c, const char *name, const char *fi
 {
 	if (!header_name_ok(name))
 		return fail(c, field, "invalid header name");
-	if (managed_header(name))
-		return fail(c, field, "%s is set by the composer from its own field", name);
+	if (structure_header(name))
+		return fail(c, field, "%s is set by the composer from the message's parts", name);
 	if (c->priority_set && priority_header(name))
 		return fail(c, field, "conflicts with priority");
 	return 0;
 }
 
+/*
+ * A header value as given: a string, a number or a boolean, or {value,
+ * prepared}.  *s is NULL for an empty value, which adds no header.
+ */
+static int custom_value(struct compose *c, const json_t *v, const char *field, char *num,
+			size_t numsize, const char **s, bool *prepared)
+{
+	*s = NULL;
+	*prepared = false;
+	if (json_is_object(v)) {
+		*prepared = json_is_true(member(v, "prepared"));
+		v = member(v, "value");
+		if (!v)
+			return 0;
+	}
+	if (json_is_integer(v)) {
+		snprintf(num, numsize, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+		*s = num;
+	} else if (json_is_real(v)) {
+		snprintf(num, numsize, "%.17g", json_real_value(v));
+		*s = num;
+	} else if (json_is_boolean(v)) {
+		*s = json_is_true(v) ? "true" : "false";
+	} else if (header_string(c, v, field, s) < 0) {
+		return -1;
+	}
+	if ((*s)[strspn(*s, " \t\r\n")] == '\0')
+		*s = NULL;
+	return 0;
+}
+
+/*
+ * One custom header.  A prepared value ({prepared: true, value}) goes out
+ * as it is, folding included, as in Nodemailer; any other is encoded (RFC
+ * 2047) and folded by GMime.  Either way a line break that is not folding
+ * is refused: a value can never start a header of its own.
+ */
 static int add_custom_header(struct compose *c, GMimeObject *m, const char *name, const json_t *v,
 			     const char *field)
 {
-	char *value, num[32];
+	char *value, num[64];
 	const char *s;
+	bool prepared;
 
-	if (json_is_integer(v)) {
-		snprintf(num, sizeof num, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
-		s = num;
-	} else if (header_string(c, v, field, &s) < 0) {
+	if (custom_value(c, v, field, num, sizeof num, &s, &prepared) < 0)
 		return -1;
-	}
+	if (!s)
+		return 0;
 	value = unfold_value(c, s, field);
 	if (!value)
 		return -1;
-	g_mime_object_append_header(m, name, value, "UTF-8");
+	if (!prepared) {
+		g_mime_object_append_header(m, name, value, "UTF-8");
+		free(value);
+		return 0;
+	}
 	free(value);
+	GString *raw = g_string_new(" ");
+	for (const char *p = s; *p; p++)
+		if (!(p[0] == '\r' && p[1] == '\n'))
+			g_string_append_c(raw, *p == '\r' ? '\n' : *p);
+	g_string_append_c(raw, '\n');
+	GMimeHeaderList *hl = g_mime_object_get_header_list(m);
+	g_mime_header_list_append(hl, name, "", NULL);
+	g_mime_header_set_raw_value(
+	    g_mime_header_list_get_header_at(hl, g_mime_header_list_get_count(hl) - 1), raw->str);
+	g_string_free(raw, TRUE);
 	return 0;
 }
 
@@ -629,7 +791,7 @@ static int add_custom_headers(struct compose *c, const json_t *v, GMimeObject *m
 			json_t *val = json_object_iter_value(it);
 
 			fieldf(f, sizeof f, "headers.%s", name);
-			if (json_is_null(val))
+			if (json_is_null(val) || field_of_header(name))
 				continue;
 			if (check_header_name(c, name, f) < 0)
 				return -1;
@@ -658,7 +820,11 @@ static int add_custom_headers(struct compose *c, const json_t *v, GMimeObject *m
 		if (!key || !val)
 			return fail(c, f, "must be a {key, value} object");
 		fieldf(f, sizeof f, "headers[%zu].key", i);
-		if (header_string(c, key, f, &name) < 0 || check_header_name(c, name, f) < 0)
+		if (header_string(c, key, f, &name) < 0)
+			return -1;
+		if (field_of_header(name))
+			continue;
+		if (check_header_name(c, name, f) < 0)
 			return -1;
 		fieldf(f, sizeof f, "headers[%zu].value", i);
 		if (add_custom_header(c, m, name, val, f) < 0)
@@ -690,7 +856,7 @@ static int set_priority(struct compose *c, const json_t *v, GMimeObject *m)
 	return 0;
 }
 
-/* Subject: line breaks become a space, as Nodemailer does; GMime encodes. */
+/* Subject: each line break becomes a space, as Nodemailer does; GMime encodes. */
 static int set_subject(struct compose *c, const json_t *v, GMimeMessage *m)
 {
 	const char *s;
@@ -700,9 +866,8 @@ static int set_subject(struct compose *c, const json_t *v, GMimeMessage *m)
 	char *copy = xmalloc(strlen(s) + 1), *o = copy;
 	for (; *s; s++) {
 		if (*s == '\r' || *s == '\n') {
-			if (o == copy || o[-1] != ' ')
-				*o++ = ' ';
-			s += strspn(s + 1, "\r\n");
+			*o++ = ' ';
+			s += s[0] == '\r' && s[1] == '\n';
 			continue;
 		}
 		*o++ = *s;
@@ -721,7 +886,7 @@ static GByteArray *byte_array_take(guint8 *buf, size_t len)
 }
 
 /* Text with every line break (CRLF, CR or LF) as LF; GMime writes CRLF. */
-static GByteArray *text_lf(const char *s, size_t len)
+static GByteArray *text_lf(const guint8 *s, size_t len)
 {
 	guint8 *buf = g_malloc(len + 1);
 	size_t n = 0;
@@ -732,7 +897,7 @@ static GByteArray *text_lf(const char *s, size_t len)
 			if (i + 1 < len && s[i + 1] == '\n')
 				i++;
 		} else {
-			buf[n++] = (guint8)s[i];
+			buf[n++] = s[i];
 		}
 	}
 	return byte_array_take(buf, n);
@@ -840,86 +1005,293 @@ static GByteArray *hex_decode(const char *s, size_t len)
 	return byte_array_take(buf, len / 2);
 }
 
-/*
- * A leaf part over `data` (taken).  `text`: line breaks are text line
- * breaks (normalized to LF already, written as CRLF); otherwise the bytes
- * are binary and must come back exactly, so anything holding a CR or LF
- * goes out as base64 (7bit and quoted-printable would turn LF into CRLF).
- */
-static GMimePart *leaf_part(GMimeContentType *ct, GByteArray *data, bool text)
+/* Node's "latin1" (alias "binary"): each character's low byte. */
+static GByteArray *latin1_bytes(const char *s, size_t len)
 {
-	GMimePart *p = g_mime_part_new();
-	GMimeStream *s;
-	GMimeDataWrapper *w;
-	GMimeContentEncoding enc;
+	guint8 *buf = g_malloc(len + 1);
+	size_t n = 0;
 
-	g_mime_object_set_content_type(GMIME_OBJECT(p), ct);
-	s = g_mime_stream_mem_new_with_byte_array(data);
-	w = g_mime_data_wrapper_new_with_stream(s, GMIME_CONTENT_ENCODING_DEFAULT);
-	g_mime_part_set_content(p, w);
-	enc = g_mime_part_get_best_content_encoding(p, GMIME_ENCODING_CONSTRAINT_7BIT);
-	if (enc == GMIME_CONTENT_ENCODING_BASE64 && text) {
-		/* Canonical CRLF inside base64 (setting the array frees the LF copy). */
-		g_mime_stream_mem_set_byte_array(GMIME_STREAM_MEM(s), text_crlf(data));
-		g_mime_stream_mem_set_owner(GMIME_STREAM_MEM(s), TRUE);
-	} else if (!text && enc != GMIME_CONTENT_ENCODING_BASE64 &&
-		   (memchr(data->data, '\n', data->len) || memchr(data->data, '\r', data->len))) {
-		enc = GMIME_CONTENT_ENCODING_BASE64;
+	for (const char *p = s; p < s + len; p = g_utf8_next_char(p))
+		buf[n++] = (guint8)g_utf8_get_char(p);
+	return byte_array_take(buf, n);
+}
+
+/* Node's "utf16le" (alias "ucs2"). */
+static GByteArray *utf16le_bytes(const char *s, size_t len)
+{
+	guint8 *buf = g_malloc(len * 4 + 1);
+	size_t n = 0;
+
+	for (const char *p = s; p < s + len; p = g_utf8_next_char(p)) {
+		gunichar ch = g_utf8_get_char(p);
+		guint16 units[2] = {(guint16)ch, 0};
+		int count = 1;
+
+		if (ch >= 0x10000) {
+			units[0] = (guint16)(0xd800 + ((ch - 0x10000) >> 10));
+			units[1] = (guint16)(0xdc00 + ((ch - 0x10000) & 0x3ff));
+			count = 2;
+		}
+		for (int i = 0; i < count; i++) {
+			buf[n++] = (guint8)(units[i] & 0xff);
+			buf[n++] = (guint8)(units[i] >> 8);
+		}
 	}
-	if (enc == GMIME_CONTENT_ENCODING_DEFAULT)
-		enc = GMIME_CONTENT_ENCODING_7BIT;
-	g_mime_part_set_content_encoding(p, enc);
-	g_object_unref(w);
-	g_object_unref(s);
-	return p;
+	return byte_array_take(buf, n);
 }
 
-static GMimePart *text_part(const char *subtype, const json_t *v)
+/*
+ * Percent-decoding as JavaScript's decodeURIComponent: when an escape is
+ * malformed or the bytes are not UTF-8, the data stays as it is (which is
+ * what Nodemailer falls back to).
+ */
+static GByteArray *percent_decode(const char *s, size_t len)
 {
-	GMimeContentType *ct = g_mime_content_type_new("text", subtype);
-	GMimePart *p;
+	guint8 *buf = g_malloc(len + 1);
+	size_t n = 0;
 
-	g_mime_content_type_set_parameter(ct, "charset", "utf-8");
-	p = leaf_part(ct, text_lf(json_string_value(v), json_string_length(v)), true);
-	g_object_unref(ct);
-	return p;
+	for (size_t i = 0; i < len; i++) {
+		if (s[i] != '%') {
+			buf[n++] = (guint8)s[i];
+			continue;
+		}
+		if (i + 2 >= len)
+			goto as_is;
+		int hi = hex_value((unsigned char)s[i + 1]),
+		    lo = hex_value((unsigned char)s[i + 2]);
+		if (hi < 0 || lo < 0)
+			goto as_is;
+		buf[n++] = (guint8)(hi << 4 | lo);
+		i += 2;
+	}
+	if (!utf8_valid((const char *)buf, n))
+		goto as_is;
+	return byte_array_take(buf, n);
+as_is:
+	g_free(buf);
+	return byte_array_take(g_memdup2(s, len), len);
 }
 
-/* text or html: a string; "" counts as absent, as in Nodemailer. */
-static int body_text(struct compose *c, const json_t *msg, const char *key, const char *subtype,
-		     GMimePart **out)
-{
-	const json_t *v = member(msg, key);
+/*
+ * One leaf of the message, as Nodemailer's MailComposer describes it before
+ * building its node: text, html, an alternative, an attachment.
+ */
+struct element {
+	GMimeContentType *ct;
+	char *filename;        /* NULL: none */
+	char *cid;             /* without brackets; NULL: none */
+	char *disposition;     /* NULL: by the rule */
+	char *cte;             /* the requested transfer encoding, lower case; NULL: by content */
+	GByteArray *data;      /* the content */
+	bool string;           /* given as a (UTF-8) string rather than as bytes */
+	GByteArray *raw;       /* a whole prepared part, headers and body; or NULL */
+	const json_t *headers; /* extra part headers, or NULL */
+	char field[sizeof((struct compose_error *)0)->field];
+};
 
-	*out = NULL;
-	if (!v)
-		return 0;
-	if (json_is_object(v) && refuse_file_access(c, v, key) < 0)
-		return -1;
-	if (!json_is_string(v))
-		return fail(c, key, "must be a string");
-	if (json_string_length(v) == 0)
-		return 0;
-	c->content_bytes += json_string_length(v);
-	*out = text_part(subtype, v);
+static void element_clear(struct element *e)
+{
+	if (e->ct)
+		g_object_unref(e->ct);
+	free(e->filename);
+	free(e->cid);
+	free(e->disposition);
+	free(e->cte);
+	if (e->data)
+		g_byte_array_unref(e->data);
+	if (e->raw)
+		g_byte_array_unref(e->raw);
+	memset(e, 0, sizeof *e);
+}
+
+struct elements {
+	struct element *v;
+	size_t n, cap;
+};
+
+static struct element *elements_add(struct elements *l)
+{
+	l->v = xreallocarray_grow(l->v, &l->cap, l->n + 1, sizeof *l->v);
+	memset(&l->v[l->n], 0, sizeof l->v[0]);
+	return &l->v[l->n++];
+}
+
+static void elements_clear(struct elements *l)
+{
+	for (size_t i = 0; i < l->n; i++)
+		element_clear(&l->v[i]);
+	free(l->v);
+	memset(l, 0, sizeof *l);
+}
+
+/*
+ * The bytes of a string per Nodemailer's `encoding` (a Node Buffer
+ * encoding, compared without case, '-', '_' or spaces): utf8, ascii and
+ * us-ascii keep the string as text; base64 (and base64url), hex, latin1
+ * (binary) and utf16le (ucs2) make bytes.
+ */
+static int decode_content(struct compose *c, const json_t *content, const json_t *jenc,
+			  const char *base, struct element *e)
+{
+	char f[sizeof c->err->field], enc[32] = "";
+	const char *s = json_string_value(content);
+	size_t len = json_string_length(content);
+
+	if (len > G_MAXUINT / 4) {
+		fieldf(f, sizeof f, "%s.content", base);
+		return fail(c, f, "too large");
+	}
+	c->content_bytes += len;
+	if (jenc) {
+		const char *name;
+		size_t n = 0;
+
+		fieldf(f, sizeof f, "%s.encoding", base);
+		if (header_string(c, jenc, f, &name) < 0)
+			return -1;
+		for (const char *p = name; *p && n + 1 < sizeof enc; p++)
+			if (*p != '-' && *p != '_' && *p != ' ' && *p != '\t')
+				enc[n++] = (char)g_ascii_tolower(*p);
+		enc[n] = '\0';
+	}
+	e->string = false;
+	if (!*enc || !strcmp(enc, "utf8") || !strcmp(enc, "ascii") || !strcmp(enc, "usascii")) {
+		e->string = true;
+		e->data = byte_array_take(g_memdup2(s, len), len);
+	} else if (!strcmp(enc, "base64") || !strcmp(enc, "base64url")) {
+		e->data = base64_decode(s, len);
+	} else if (!strcmp(enc, "hex")) {
+		e->data = hex_decode(s, len);
+	} else if (!strcmp(enc, "latin1") || !strcmp(enc, "binary")) {
+		e->data = latin1_bytes(s, len);
+	} else if (!strcmp(enc, "utf16le") || !strcmp(enc, "ucs2")) {
+		e->data = utf16le_bytes(s, len);
+	} else {
+		fieldf(f, sizeof f, "%s.encoding", base);
+		return fail(c, f,
+			    "unknown encoding (utf-8, ascii, base64, base64url, hex, latin1, "
+			    "binary or utf16le)");
+	}
+	if (!e->data) {
+		fieldf(f, sizeof f, "%s.content", base);
+		return fail(c, f, "invalid %s", enc);
+	}
 	return 0;
 }
 
-/* A content type given as a string; multipart types are not for leaves. */
-static GMimeContentType *parse_content_type(struct compose *c, const json_t *v, const char *field)
+/*
+ * A data: URI (RFC 2397), as Nodemailer reads one: the media type without
+ * its parameters (application/octet-stream when absent), then base64 or
+ * percent-encoded bytes.  *type gets the media type.
+ */
+static int data_uri(struct compose *c, const char *uri, size_t len, const char *field,
+		    struct element *e, char **type)
 {
-	const char *s;
+	const char *comma = memchr(uri, ',', len);
+
+	if (!comma)
+		return fail(c, field, "a data: URI needs a comma before its data");
+	char *meta = xstrndup(uri + 5, (size_t)(comma - uri - 5));
+	char **entries = g_strsplit(meta, ";", -1);
+	guint n = g_strv_length(entries);
+	bool b64 = false;
+	free(meta);
+	if (n > 0) {
+		char *last = g_strstrip(g_ascii_strdown(entries[n - 1], -1));
+
+		if (!strcmp(last, "base64") || !strcmp(last, "utf8") || !strcmp(last, "utf-8")) {
+			b64 = !strcmp(last, "base64");
+			n--;
+		}
+		g_free(last);
+	}
+	char *t = n > 0 ? g_strstrip(xstrdup(entries[0])) : xstrdup("");
+	g_strfreev(entries);
+	if (!*t) {
+		free(t);
+		t = xstrdup("application/octet-stream");
+	}
+	const char *data = comma + 1;
+	size_t dlen = len - (size_t)(data - uri);
+	c->content_bytes += dlen;
+	e->string = false;
+	e->data = b64 ? base64_decode(data, dlen) : percent_decode(data, dlen);
+	if (!e->data) {
+		free(t);
+		return fail(c, field, "invalid base64 in the data: URI");
+	}
+	*type = t;
+	return 0;
+}
+
+/*
+ * The content of `v`: a string, or an object with `content` (and
+ * `encoding`), `raw` (a prepared part) or a data: URI in `path` or `href`.
+ * Any other path or URL is refused: no file or URL access.  *dtype gets a
+ * data URI's media type.  `v` absent is an empty string.
+ */
+static int element_content(struct compose *c, const json_t *v, const char *base, struct element *e,
+			   char **dtype)
+{
+	char f[sizeof c->err->field];
+
+	*dtype = NULL;
+	if (!v || json_is_string(v)) {
+		if (!v) {
+			e->string = true;
+			e->data = g_byte_array_new();
+			return 0;
+		}
+		return decode_content(c, v, NULL, base, e);
+	}
+	if (!json_is_object(v))
+		return fail(c, base, "must be a string or an object with content, raw or path");
+	const json_t *raw = member(v, "raw");
+	if (raw) {
+		fieldf(f, sizeof f, "%s.raw", base);
+		if (!json_is_string(raw))
+			return fail(c, f, "must be a string");
+		c->content_bytes += json_string_length(raw);
+		e->raw = text_lf((const guint8 *)json_string_value(raw), json_string_length(raw));
+		return 0;
+	}
+	static const char *const refs[] = {"path", "href"};
+	for (size_t i = 0; i < 2; i++) {
+		const json_t *r = member(v, refs[i]);
+		if (!r || json_is_false(r))
+			continue;
+		fieldf(f, sizeof f, "%s.%s", base, refs[i]);
+		if (!json_is_string(r))
+			return fail(c, f, "must be a string");
+		if (g_ascii_strncasecmp(json_string_value(r), "data:", 5) != 0)
+			return fail(c, f, "file and URL access is disabled");
+		return data_uri(c, json_string_value(r), json_string_length(r), f, e, dtype);
+	}
+	const json_t *content = member(v, "content");
+	if (!content) {
+		e->string = true;
+		e->data = g_byte_array_new();
+		return 0;
+	}
+	if (!json_is_string(content)) {
+		fieldf(f, sizeof f, "%s.content", base);
+		return fail(c, f, "must be a string");
+	}
+	return decode_content(c, content, member(v, "encoding"), base, e);
+}
+
+/* A content type given as a string; multipart types are not for leaves. */
+static GMimeContentType *parse_content_type(struct compose *c, const char *s, const char *field)
+{
 	GMimeContentType *ct;
 
-	if (header_string(c, v, field, &s) < 0)
-		return NULL;
 	if (has_line_break(s)) {
 		fail(c, field, "must not contain line breaks");
 		return NULL;
 	}
 	c->warnings = 0;
 	ct = g_mime_content_type_parse(c->popts, s);
-	if (c->warnings) {
+	if (c->warnings || !strchr(s, '/')) {
 		g_object_unref(ct);
 		fail(c, field, "invalid content type \"%.100s\"", s);
 		return NULL;
@@ -932,94 +1304,10 @@ static GMimeContentType *parse_content_type(struct compose *c, const json_t *v, 
 	return ct;
 }
 
-/*
- * The content of an attachment or alternative, with its type: a string, as
- * UTF-8 text or as base64 or hex per `encoding`.
- */
-static GMimePart *content_part(struct compose *c, const json_t *o, const char *base,
-			       const char *default_type)
+static int element_type(struct compose *c, struct element *e, const char *type, const char *field)
 {
-	char f[sizeof c->err->field];
-	const json_t *content = member(o, "content"), *jenc = member(o, "encoding");
-	const json_t *jtype = member(o, "contentType");
-	GMimeContentType *ct;
-	GByteArray *data = NULL;
-	bool text = true;
-
-	fieldf(f, sizeof f, "%s.content", base);
-	if (!content) {
-		fail(c, f, "missing");
-		return NULL;
-	}
-	if (!json_is_string(content)) {
-		fail(c, f, "must be a string");
-		return NULL;
-	}
-	const char *s = json_string_value(content);
-	size_t len = json_string_length(content);
-	if (len > G_MAXUINT / 2) {
-		fail(c, f, "too large");
-		return NULL;
-	}
-	c->content_bytes += len;
-	if (jtype) {
-		fieldf(f, sizeof f, "%s.contentType", base);
-		ct = parse_content_type(c, jtype, f);
-		if (!ct)
-			return NULL;
-	} else {
-		ct = g_mime_content_type_parse(c->popts, default_type);
-	}
-	if (jenc) {
-		const char *enc;
-
-		fieldf(f, sizeof f, "%s.encoding", base);
-		if (header_string(c, jenc, f, &enc) < 0)
-			goto bad;
-		bool b64 = strcasecmp(enc, "base64") == 0;
-		if (!b64 && strcasecmp(enc, "hex") != 0) {
-			if (strcasecmp(enc, "utf-8") != 0 && strcasecmp(enc, "utf8") != 0) {
-				fail(c, f, "must be \"base64\", \"hex\" or \"utf-8\"");
-				goto bad;
-			}
-		} else {
-			text = false;
-			data = b64 ? base64_decode(s, len) : hex_decode(s, len);
-			if (!data) {
-				fieldf(f, sizeof f, "%s.content", base);
-				fail(c, f, "invalid %s", b64 ? "base64" : "hex");
-				goto bad;
-			}
-		}
-	}
-	/* Text given as a string is UTF-8; binary text types keep their bytes. */
-	bool is_text = g_mime_content_type_is_type(ct, "text", "*");
-	if (text && is_text && !g_mime_content_type_get_parameter(ct, "charset"))
-		g_mime_content_type_set_parameter(ct, "charset", "utf-8");
-	if (text)
-		data = is_text ? text_lf(s, len) : byte_array_take(g_memdup2(s, len), len);
-	GMimePart *p = leaf_part(ct, data, text && is_text);
-	g_object_unref(ct);
-	return p;
-bad:
-	g_object_unref(ct);
-	return NULL;
-}
-
-static int check_cid(struct compose *c, const json_t *v, const char *field, char **cid)
-{
-	const char *s;
-	char *bracketed;
-	int n;
-
-	if (header_string(c, v, field, &s) < 0)
-		return -1;
-	n = make_id(c, s, s + strlen(s), field, &bracketed);
-	if (n < 0)
-		return -1;
-	*cid = xstrndup(bracketed + 1, (size_t)n);
-	free(bracketed);
-	return 0;
+	e->ct = parse_content_type(c, type, field);
+	return e->ct ? 0 : -1;
 }
 
 static bool filename_ok(const char *s)
@@ -1030,179 +1318,573 @@ static bool filename_ok(const char *s)
 	return true;
 }
 
-/* One attachment part; *has_cid tells whether it may go in multipart/related. */
-static GMimePart *attachment(struct compose *c, const json_t *a, size_t i, bool *has_cid)
+/* A string member, or NULL when absent (or false); -1 when of another type. */
+static int optional_string(struct compose *c, const json_t *o, const char *key, const char *base,
+			   const char **out)
 {
-	char base[sizeof c->err->field], f[sizeof c->err->field];
-	const json_t *jname, *jcid, *jdisp;
-	const char *filename = NULL, *disp = NULL;
-	char *cid = NULL;
-	GMimePart *p;
+	char f[sizeof c->err->field];
+	const json_t *v = json_is_object(o) ? member(o, key) : NULL;
 
-	fieldf(base, sizeof base, "attachments[%zu]", i);
-	if (!json_is_object(a)) {
-		fail(c, base, "must be an object");
-		return NULL;
-	}
-	if (refuse_file_access(c, a, base) < 0)
-		return NULL;
-	jname = member(a, "filename");
-	jcid = member(a, "cid");
-	jdisp = member(a, "contentDisposition");
-	if (jname && !json_is_false(jname)) {
-		fieldf(f, sizeof f, "%s.filename", base);
-		if (header_string(c, jname, f, &filename) < 0)
-			return NULL;
-		if (!filename_ok(filename)) {
-			fail(c, f, "must not contain control characters");
-			return NULL;
-		}
-		if (!*filename)
-			filename = NULL;
-	}
-	if (jdisp) {
-		fieldf(f, sizeof f, "%s.contentDisposition", base);
-		if (header_string(c, jdisp, f, &disp) < 0)
-			return NULL;
-		if (strcasecmp(disp, "attachment") != 0 && strcasecmp(disp, "inline") != 0) {
-			fail(c, f, "must be \"attachment\" or \"inline\"");
-			return NULL;
-		}
-	}
-	if (jcid) {
-		fieldf(f, sizeof f, "%s.cid", base);
-		if (check_cid(c, jcid, f, &cid) < 0)
-			return NULL;
-	}
-	p = content_part(c, a, base, "application/octet-stream");
-	if (!p) {
-		free(cid);
-		return NULL;
-	}
-	if (!disp)
-		disp = cid ? "inline" : "attachment";
-	g_mime_object_set_disposition(GMIME_OBJECT(p), strcasecmp(disp, "inline") == 0
-							   ? GMIME_DISPOSITION_INLINE
-							   : GMIME_DISPOSITION_ATTACHMENT);
-	if (filename)
-		g_mime_part_set_filename(p, filename);
-	if (cid)
-		g_mime_object_set_content_id(GMIME_OBJECT(p), cid);
-	*has_cid = cid != NULL;
-	free(cid);
-	return p;
+	*out = NULL;
+	if (!v || json_is_false(v))
+		return 0;
+	fieldf(f, sizeof f, "%s.%s", base, key);
+	if (header_string(c, v, f, out) < 0)
+		return -1;
+	if (!**out)
+		*out = NULL;
+	return 0;
 }
 
-static GMimeObject *multipart(const char *subtype, struct objvec *parts)
+/* filename, cid, contentDisposition, contentTransferEncoding, headers. */
+static int element_options(struct compose *c, struct element *e, const json_t *o, const char *base,
+			   bool attachment)
 {
-	GMimeMultipart *mp = g_mime_multipart_new_with_subtype(subtype);
+	char f[sizeof c->err->field];
+	const char *filename, *cid, *disp, *cte;
 
-	for (size_t i = 0; i < parts->n; i++)
-		g_mime_multipart_add(mp, parts->v[i]);
-	objvec_clear(parts);
-	return GMIME_OBJECT(mp);
+	if (!json_is_object(o))
+		return 0;
+	if (optional_string(c, o, "filename", base, &filename) < 0 ||
+	    optional_string(c, o, "cid", base, &cid) < 0 ||
+	    optional_string(c, o, "contentDisposition", base, &disp) < 0 ||
+	    optional_string(c, o, "contentTransferEncoding", base, &cte) < 0)
+		return -1;
+	if (filename) {
+		fieldf(f, sizeof f, "%s.filename", base);
+		if (!filename_ok(filename))
+			return fail(c, f, "must not contain control characters");
+		e->filename = xstrdup(filename);
+	}
+	if (cid && attachment) { /* alternatives have no Content-ID or disposition */
+		char *bracketed;
+		int n;
+
+		fieldf(f, sizeof f, "%s.cid", base);
+		n = make_id(c, cid, cid + strlen(cid), f, &bracketed);
+		if (n < 0)
+			return -1;
+		e->cid = xstrndup(bracketed + 1, (size_t)n);
+		free(bracketed);
+	}
+	if (disp && attachment) {
+		fieldf(f, sizeof f, "%s.contentDisposition", base);
+		if (g_ascii_strcasecmp(disp, "attachment") != 0 &&
+		    g_ascii_strcasecmp(disp, "inline") != 0)
+			return fail(c, f, "must be \"attachment\" or \"inline\"");
+		e->disposition = g_ascii_strdown(disp, -1);
+	}
+	if (cte)
+		e->cte = g_ascii_strdown(cte, -1);
+	e->headers = member(o, "headers");
+	if (e->headers && !json_is_object(e->headers) && !json_is_array(e->headers)) {
+		fieldf(f, sizeof f, "%s.headers", base);
+		return fail(c, f, "must be an object or a list of {key, value}");
+	}
+	return 0;
+}
+
+/* The name Nodemailer gives an unnamed attachment: attachment-N.ext. */
+static char *default_filename(const GMimeContentType *ct, size_t index)
+{
+	char *type = g_mime_content_type_get_mime_type((GMimeContentType *)ct);
+	char *name = xasprintf("attachment-%zu.%s", index + 1, mime_extension_for_type(type));
+
+	g_free(type);
+	return name;
+}
+
+/* attachments[i] as MailComposer's getAttachments() sees it. */
+static int attachment_element(struct compose *c, const json_t *a, size_t i, struct element *e)
+{
+	char f[sizeof c->err->field];
+	char *dtype = NULL;
+	const char *type;
+
+	fieldf(e->field, sizeof e->field, "attachments[%zu]", i);
+	if (!json_is_object(a))
+		return fail(c, e->field, "must be an object");
+	if (element_content(c, a, e->field, e, &dtype) < 0 ||
+	    element_options(c, e, a, e->field, true) < 0 ||
+	    optional_string(c, a, "contentType", e->field, &type) < 0)
+		goto bad;
+	fieldf(f, sizeof f, "%s.contentType", e->field);
+	if (!type)
+		type = dtype ? dtype : mime_type_for_name(e->filename ? e->filename : "bin");
+	if (element_type(c, e, type, f) < 0)
+		goto bad;
+	free(dtype);
+	bool message = g_mime_content_type_is_type(e->ct, "message", "*");
+	bool image = g_mime_content_type_is_type(e->ct, "image", "*");
+	if (!e->disposition)
+		e->disposition = xstrdup(message || (image && e->cid) ? "inline" : "attachment");
+	if (!e->cte && !message)
+		e->cte = xstrdup("base64");
+	const json_t *jname = member(a, "filename");
+	if (!e->filename && !message && !json_is_false(jname))
+		e->filename = default_filename(e->ct, i);
+	return 0;
+bad:
+	free(dtype);
+	return -1;
+}
+
+/* text, html, watchHtml, amp: a string or an object; the type is fixed. */
+static int body_element(struct compose *c, const json_t *msg, const char *key, const char *type,
+			struct elements *alts)
+{
+	const json_t *v = member(msg, key);
+	char *dtype = NULL;
+
+	if (!v || json_is_false(v) || (json_is_string(v) && json_string_length(v) == 0))
+		return 0;
+	struct element *e = elements_add(alts);
+	fieldf(e->field, sizeof e->field, "%s", key);
+	int rc = element_content(c, v, key, e, &dtype);
+	free(dtype);
+	if (rc == 0)
+		rc = element_options(c, e, v, key, false);
+	if (rc == 0)
+		rc = element_type(c, e, type, key);
+	return rc;
+}
+
+/* alternatives[i]: its contentType, else one guessed from its file name, else text/plain. */
+static int alternative_element(struct compose *c, const json_t *a, size_t i, struct elements *alts)
+{
+	char f[sizeof c->err->field];
+	struct element *e = elements_add(alts);
+	char *dtype = NULL;
+	const char *type;
+	int rc;
+
+	fieldf(e->field, sizeof e->field, "alternatives[%zu]", i);
+	if (!json_is_object(a))
+		return fail(c, e->field, "must be an object");
+	rc = element_content(c, a, e->field, e, &dtype);
+	if (rc == 0)
+		rc = element_options(c, e, a, e->field, false);
+	if (rc == 0)
+		rc = optional_string(c, a, "contentType", e->field, &type);
+	if (rc == 0) {
+		fieldf(f, sizeof f, "%s.contentType", e->field);
+		if (!type)
+			type = dtype ? dtype
+				     : mime_type_for_name(e->filename ? e->filename : "txt");
+		rc = element_type(c, e, type, f);
+	}
+	free(dtype);
+	return rc;
 }
 
 /*
- * The body, as Nodemailer builds it:
- *   mixed [ alternative [ text, related [ html, cid parts ], alternatives ], attachments ]
- * where each multipart appears only when it has more than one child (mixed:
- * when there are attachments; related: when there are cid parts and html).
- * Nothing at all is an empty text/plain part.
+ * icalEvent: one text/calendar alternative (method=, no file name) and the
+ * same content again as an application/ics attachment (invite.ics), as
+ * Nodemailer sends calendar invitations.
+ */
+static int ical_elements(struct compose *c, const json_t *msg, struct elements *alts,
+			 struct elements *attached)
+{
+	const json_t *v = member(msg, "icalEvent");
+	const char *method = "PUBLISH", *filename = NULL;
+	char *dtype = NULL, *type;
+
+	if (!v || json_is_false(v))
+		return 0;
+	if (optional_string(c, v, "method", "icalEvent", &method) < 0 ||
+	    optional_string(c, v, "filename", "icalEvent", &filename) < 0)
+		return -1;
+	if (!method)
+		method = "PUBLISH";
+	for (const char *p = method; *p; p++)
+		if (!g_ascii_isalnum(*p) && *p != '-')
+			return fail(c, "icalEvent.method", "must be a word such as REQUEST");
+	struct element *alt = elements_add(alts);
+	fieldf(alt->field, sizeof alt->field, "icalEvent");
+	if (element_content(c, v, "icalEvent", alt, &dtype) < 0)
+		return -1;
+	free(dtype);
+	char *upper = g_ascii_strup(method, -1);
+	type = xasprintf("text/calendar; charset=utf-8; method=%s", upper);
+	g_free(upper);
+	int rc = element_type(c, alt, type, "icalEvent");
+	free(type);
+	if (rc < 0)
+		return -1;
+
+	struct element *att = elements_add(attached);
+	fieldf(att->field, sizeof att->field, "icalEvent");
+	att->ct = g_mime_content_type_parse(c->popts, "application/ics");
+	att->filename = xstrdup(filename ? filename : "invite.ics");
+	att->disposition = xstrdup("attachment");
+	att->cte = xstrdup("base64");
+	att->string = alt->string;
+	if (alt->data) /* a copy: a node's stream takes its element's bytes */
+		att->data = g_byte_array_append(g_byte_array_new(), alt->data->data,
+						alt->data->len);
+	if (alt->raw)
+		att->raw = g_byte_array_ref(alt->raw);
+	return 0;
+}
+
+/* A prepared part (`raw`), parsed so that it nests like any other. */
+static GMimeObject *raw_part(struct compose *c, const struct element *e)
+{
+	GByteArray *crlf = text_crlf(e->raw);
+	GMimeStream *s = g_mime_stream_mem_new_with_byte_array(crlf);
+	GMimeParser *p = g_mime_parser_new_with_stream(s);
+	GMimeObject *o = g_mime_parser_construct_part(p, NULL);
+	char f[sizeof c->err->field];
+
+	g_object_unref(p);
+	g_object_unref(s);
+	if (!o) {
+		fieldf(f, sizeof f, "%s.raw", e->field);
+		fail(c, f, "not a MIME part");
+	}
+	return o;
+}
+
+static bool data_has_line_break(const GByteArray *d)
+{
+	return memchr(d->data, '\n', d->len) || memchr(d->data, '\r', d->len);
+}
+
+/* Custom part headers: Content-Transfer-Encoding, -Disposition and -ID are
+ * used where the part has none of its own; Content-Type is refused. */
+static int part_header(struct compose *c, GMimeObject *o, struct element *e, const char *name,
+		       const json_t *v, const char *field)
+{
+	if (!g_ascii_strcasecmp(name, "Content-Type") || !g_ascii_strcasecmp(name, "MIME-Version"))
+		return fail(c, field, "%s is set from the part's own fields", name);
+	bool cte = !g_ascii_strcasecmp(name, "Content-Transfer-Encoding");
+	bool disp = !g_ascii_strcasecmp(name, "Content-Disposition");
+	bool cid = !g_ascii_strcasecmp(name, "Content-ID");
+	if (!cte && !disp && !cid)
+		return add_custom_header(c, o, name, v, field);
+	const char *s;
+	if (header_string(c, json_is_object(v) ? member(v, "value") : v, field, &s) < 0)
+		return -1;
+	char **slot = cte ? &e->cte : disp ? &e->disposition : &e->cid;
+	if (*slot)
+		return 0;
+	if (cid) {
+		char *bracketed;
+		int n = make_id(c, s, s + strlen(s), field, &bracketed);
+
+		if (n < 0)
+			return -1;
+		e->cid = xstrndup(bracketed + 1, (size_t)n);
+		free(bracketed);
+		return 0;
+	}
+	char *word = g_ascii_strdown(s, (gssize)strcspn(s, "; \t"));
+	if (disp && strcmp(word, "attachment") != 0 && strcmp(word, "inline") != 0) {
+		g_free(word);
+		return fail(c, field, "must be \"attachment\" or \"inline\"");
+	}
+	*slot = xstrdup(word);
+	g_free(word);
+	return 0;
+}
+
+static int part_headers(struct compose *c, GMimeObject *o, struct element *e)
+{
+	char f[sizeof c->err->field];
+
+	if (json_is_object(e->headers)) {
+		const char *name;
+		json_t *val;
+
+		json_object_foreach ((json_t *)e->headers, name, val) {
+			fieldf(f, sizeof f, "%s.headers.%s", e->field, name);
+			if (json_is_null(val))
+				continue;
+			if (!header_name_ok(name))
+				return fail(c, f, "invalid header name");
+			size_t n = json_is_array(val) ? json_array_size(val) : 1;
+			for (size_t i = 0; i < n; i++)
+				if (part_header(c, o, e, name,
+						json_is_array(val) ? json_array_get(val, i) : val,
+						f) < 0)
+					return -1;
+		}
+	} else if (json_is_array(e->headers)) {
+		for (size_t i = 0; i < json_array_size(e->headers); i++) {
+			const json_t *h = json_array_get(e->headers, i);
+			const char *name;
+
+			fieldf(f, sizeof f, "%s.headers[%zu]", e->field, i);
+			if (!json_is_object(h) || !member(h, "key") || !member(h, "value"))
+				return fail(c, f, "must be a {key, value} object");
+			if (header_string(c, member(h, "key"), f, &name) < 0)
+				return -1;
+			if (!header_name_ok(name))
+				return fail(c, f, "invalid header name");
+			if (part_header(c, o, e, name, member(h, "value"), f) < 0)
+				return -1;
+		}
+	}
+	return 0;
+}
+
+/*
+ * The transfer encoding of a leaf.  Asked-for base64 and quoted-printable
+ * are used; text otherwise goes 7bit when it can, else as the message's
+ * textEncoding says, else what fits best; message parts are 7bit or 8bit
+ * (RFC 2046 5.2.1 allows nothing else); other types go base64 unless 7bit
+ * or 8bit was asked for and the bytes allow it.
+ */
+static GMimeContentEncoding leaf_encoding(struct compose *c, GMimePart *p, const struct element *e,
+					  bool text, bool message)
+{
+	const char *cte = e->cte ? e->cte : (text ? c->text_cte : NULL); /* mail.encoding */
+	GMimeContentEncoding best7 = g_mime_part_get_best_content_encoding(
+	    p, GMIME_ENCODING_CONSTRAINT_7BIT);
+
+	if (message) /* long lines are refused on output */
+		return utf8_has_8bit((const char *)e->data->data, e->data->len)
+			   ? GMIME_CONTENT_ENCODING_8BIT
+			   : GMIME_CONTENT_ENCODING_7BIT;
+	if (cte && !strcmp(cte, "base64"))
+		return GMIME_CONTENT_ENCODING_BASE64;
+	if (cte && !strcmp(cte, "quoted-printable") && (text || !data_has_line_break(e->data)))
+		return GMIME_CONTENT_ENCODING_QUOTEDPRINTABLE;
+	bool exact = !text || !e->string; /* bytes that must come back as they are */
+	if (exact && data_has_line_break(e->data))
+		return GMIME_CONTENT_ENCODING_BASE64;
+	if (best7 == GMIME_CONTENT_ENCODING_DEFAULT || best7 == GMIME_CONTENT_ENCODING_7BIT) {
+		if (text || (cte && (!strcmp(cte, "7bit") || !strcmp(cte, "8bit"))))
+			return GMIME_CONTENT_ENCODING_7BIT;
+		return GMIME_CONTENT_ENCODING_BASE64;
+	}
+	if (!text)
+		return GMIME_CONTENT_ENCODING_BASE64;
+	if (c->text_encoding) /* textEncoding: for text that needs encoding */
+		return c->text_encoding == 'B' ? GMIME_CONTENT_ENCODING_BASE64
+					       : GMIME_CONTENT_ENCODING_QUOTEDPRINTABLE;
+	return best7;
+}
+
+/* The node of one element: a prepared part, or a leaf with its headers. */
+static GMimeObject *element_node(struct compose *c, struct element *e)
+{
+	if (e->raw)
+		return raw_part(c, e);
+
+	GMimePart *p = g_mime_part_new();
+	GMimeObject *o = GMIME_OBJECT(p);
+	bool text = g_mime_content_type_is_type(e->ct, "text", "*");
+	bool message = g_mime_content_type_is_type(e->ct, "message", "*");
+
+	if (part_headers(c, o, e) < 0) {
+		g_object_unref(p);
+		return NULL;
+	}
+	/* Text given as a string, and any message, is lines; other content is bytes. */
+	GByteArray *data;
+	if (message) {
+		/* GMime writes a message part's lines as they are: CRLF already. */
+		GByteArray *lf = text_lf(e->data->data, e->data->len);
+		data = text_crlf(lf);
+		g_byte_array_unref(lf);
+	} else if (text && e->string) {
+		data = text_lf(e->data->data, e->data->len);
+	} else {
+		data = e->data; /* the stream's now: each element makes one node */
+		e->data = g_byte_array_new();
+	}
+	if (text && e->string && !g_mime_content_type_get_parameter(e->ct, "charset") &&
+	    utf8_has_8bit((const char *)data->data, data->len))
+		g_mime_content_type_set_parameter(e->ct, "charset", "utf-8");
+	g_mime_object_set_content_type(o, e->ct);
+
+	GMimeStream *s = g_mime_stream_mem_new_with_byte_array(data);
+	GMimeDataWrapper *w = g_mime_data_wrapper_new_with_stream(s,
+								  GMIME_CONTENT_ENCODING_DEFAULT);
+	g_mime_part_set_content(p, w);
+	GMimeContentEncoding enc = leaf_encoding(c, p, e, text, message);
+	if (enc == GMIME_CONTENT_ENCODING_BASE64 && text && e->string)
+		/* Canonical CRLF inside base64 (setting the array frees the LF copy). */
+		g_mime_stream_mem_set_byte_array(GMIME_STREAM_MEM(s), text_crlf(data));
+	g_mime_stream_mem_set_owner(GMIME_STREAM_MEM(s), TRUE);
+	g_mime_part_set_content_encoding(p, enc);
+	g_object_unref(w);
+	g_object_unref(s);
+
+	const char *disp = e->disposition;
+	if (!disp && (!text || e->filename))
+		disp = e->cid && g_mime_content_type_is_type(e->ct, "image", "*") ? "inline"
+										  : "attachment";
+	if (disp)
+		g_mime_object_set_disposition(o, disp);
+	if (e->filename)
+		g_mime_part_set_filename(p, e->filename);
+	if (e->cid)
+		g_mime_object_set_content_id(o, e->cid);
+	return o;
+}
+
+/* A multipart over `children` (references taken); NULL children fail it. */
+static GMimeObject *multipart(const char *subtype, GMimeObject **children, size_t n)
+{
+	GMimeMultipart *mp = g_mime_multipart_new_with_subtype(subtype);
+	bool ok = true;
+
+	for (size_t i = 0; i < n; i++) {
+		if (!children[i]) {
+			ok = false;
+			continue;
+		}
+		g_mime_multipart_add(mp, children[i]);
+		g_object_unref(children[i]);
+	}
+	if (!ok) {
+		g_object_unref(mp);
+		return NULL;
+	}
+	return GMIME_OBJECT(mp);
+}
+
+/* The tree MailComposer builds, over the elements it lists. */
+struct tree {
+	struct compose *c;
+	struct elements alts, attached, related;
+	struct element *html; /* the last text/html alternative, or NULL */
+	bool use_related, use_alternative, use_mixed;
+};
+
+static GMimeObject *related_node(struct tree *t)
+{
+	size_t n = t->related.n + 1;
+	GMimeObject **v = xcalloc(n, sizeof *v);
+
+	v[0] = element_node(t->c, t->html);
+	for (size_t i = 0; v[0] && i < t->related.n; i++)
+		v[i + 1] = element_node(t->c, &t->related.v[i]);
+	GMimeObject *o = v[0] ? multipart("related", v, n) : NULL;
+	free(v);
+	if (o)
+		g_mime_object_set_content_type_parameter(o, "type", "text/html");
+	return o;
+}
+
+static GMimeObject *alternative_node(struct tree *t)
+{
+	GMimeObject **v = xcalloc(t->alts.n, sizeof *v);
+	size_t n = 0;
+
+	for (size_t i = 0; i < t->alts.n; i++) {
+		struct element *e = &t->alts.v[i];
+
+		v[n] = t->use_related && e == t->html ? related_node(t) : element_node(t->c, e);
+		if (!v[n++])
+			break;
+	}
+	GMimeObject *o = multipart("alternative", v, n);
+	free(v);
+	return o;
+}
+
+static GMimeObject *mixed_node(struct tree *t)
+{
+	GMimeObject **v = xcalloc(t->alts.n + t->attached.n + 1, sizeof *v);
+	size_t n = 0;
+	bool ok = true;
+
+	if (t->use_alternative)
+		ok = (v[n++] = alternative_node(t)) != NULL;
+	else if (t->use_related)
+		ok = (v[n++] = related_node(t)) != NULL;
+	for (size_t i = 0; ok && !t->use_alternative && i < t->alts.n; i++)
+		if (!t->use_related || &t->alts.v[i] != t->html)
+			ok = (v[n++] = element_node(t->c, &t->alts.v[i])) != NULL;
+	for (size_t i = 0; ok && i < t->attached.n; i++)
+		ok = (v[n++] = element_node(t->c, &t->attached.v[i])) != NULL;
+	GMimeObject *o = multipart("mixed", v, n);
+	free(v);
+	return o;
+}
+
+/* The elements, from the message's fields, in MailComposer's order. */
+static int list_elements(struct compose *c, const json_t *msg, struct tree *t)
+{
+	const json_t *jatt = member(msg, "attachments"), *jalt = member(msg, "alternatives");
+	struct elements ical = {0};
+	int rc = -1;
+
+	if (jatt && !json_is_array(jatt))
+		return fail(c, "attachments", "must be a list");
+	if (jalt && !json_is_array(jalt))
+		return fail(c, "alternatives", "must be a list");
+	if (body_element(c, msg, "text", "text/plain; charset=utf-8", &t->alts) < 0 ||
+	    body_element(c, msg, "watchHtml", "text/watch-html; charset=utf-8", &t->alts) < 0 ||
+	    body_element(c, msg, "amp", "text/x-amp-html; charset=utf-8", &t->alts) < 0 ||
+	    body_element(c, msg, "html", "text/html; charset=utf-8", &t->alts) < 0 ||
+	    ical_elements(c, msg, &t->alts, &ical) < 0)
+		goto out;
+	for (size_t i = 0; jalt && i < json_array_size(jalt); i++)
+		if (alternative_element(c, json_array_get(jalt, i), i, &t->alts) < 0)
+			goto out;
+	for (size_t i = 0; i < t->alts.n; i++)
+		if (g_mime_content_type_is_type(t->alts.v[i].ct, "text", "html"))
+			t->html = &t->alts.v[i];
+	for (size_t i = 0; jatt && i < json_array_size(jatt); i++) {
+		struct element e = {0};
+
+		if (attachment_element(c, json_array_get(jatt, i), i, &e) < 0) {
+			element_clear(&e);
+			goto out;
+		}
+		*elements_add(t->html && e.cid ? &t->related : &t->attached) = e;
+	}
+	for (size_t i = 0; i < ical.n; i++)
+		*elements_add(&t->attached) = ical.v[i];
+	ical.n = 0;
+	t->use_related = t->html && t->related.n;
+	t->use_alternative = t->alts.n > 1;
+	t->use_mixed = t->attached.n > 1 || (t->alts.n && t->attached.n == 1);
+	rc = 0;
+out:
+	elements_clear(&ical);
+	return rc;
+}
+
+/*
+ * The body, as MailComposer builds it: mixed when there is more than one
+ * part beside the text, alternative when there is more than one view,
+ * related for html with cid attachments; else the one part there is, or
+ * an empty text/plain one.
  */
 static GMimeObject *make_body(struct compose *c, const json_t *msg)
 {
-	struct objvec alts = {0}, related = {0}, attached = {0};
-	const json_t *jatt = member(msg, "attachments"), *jalt = member(msg, "alternatives");
-	GMimePart *text = NULL, *html = NULL;
+	struct tree t = {.c = c};
 	GMimeObject *root = NULL;
-	char f[sizeof c->err->field];
 
-	if (body_text(c, msg, "text", "plain", &text) < 0 ||
-	    body_text(c, msg, "html", "html", &html) < 0)
+	if (list_elements(c, msg, &t) < 0)
 		goto out;
-	if (jatt && !json_is_array(jatt)) {
-		fail(c, "attachments", "must be a list");
-		goto out;
-	}
-	if (jalt && !json_is_array(jalt)) {
-		fail(c, "alternatives", "must be a list");
-		goto out;
-	}
-	for (size_t i = 0; jatt && i < json_array_size(jatt); i++) {
-		bool has_cid = false;
-		GMimePart *p = attachment(c, json_array_get(jatt, i), i, &has_cid);
+	if (t.use_mixed) {
+		root = mixed_node(&t);
+	} else if (t.use_alternative) {
+		root = alternative_node(&t);
+	} else if (t.use_related) {
+		root = related_node(&t);
+	} else if (t.alts.n || t.attached.n) {
+		root = element_node(c, t.alts.n ? &t.alts.v[0] : &t.attached.v[0]);
+	} else {
+		struct element e = {.string = true, .data = g_byte_array_new()};
 
-		if (!p)
-			goto out;
-		objvec_push(has_cid && html ? &related : &attached, GMIME_OBJECT(p));
+		snprintf(e.field, sizeof e.field, "text");
+		e.ct = g_mime_content_type_parse(c->popts, "text/plain");
+		root = element_node(c, &e);
+		element_clear(&e);
 	}
-
-	if (text)
-		objvec_push(&alts, GMIME_OBJECT(g_steal_pointer(&text)));
-	if (html) {
-		GMimeObject *h = GMIME_OBJECT(g_steal_pointer(&html));
-
-		if (related.n) {
-			struct objvec rel = {0};
-
-			objvec_push(&rel, h);
-			for (size_t i = 0; i < related.n; i++)
-				objvec_push(&rel, related.v[i]);
-			related.n = 0;
-			h = multipart("related", &rel);
-			g_mime_object_set_content_type_parameter(h, "type", "text/html");
-		}
-		objvec_push(&alts, h);
-	}
-	for (size_t i = 0; jalt && i < json_array_size(jalt); i++) {
-		const json_t *a = json_array_get(jalt, i);
-		GMimePart *p;
-
-		fieldf(f, sizeof f, "alternatives[%zu]", i);
-		if (!json_is_object(a)) {
-			fail(c, f, "must be an object");
-			goto out;
-		}
-		if (refuse_file_access(c, a, f) < 0)
-			goto out;
-		p = content_part(c, a, f, "text/plain");
-		if (!p)
-			goto out;
-		objvec_push(&alts, GMIME_OBJECT(p));
-	}
-
-	if (alts.n > 1) {
-		root = multipart("alternative", &alts);
-	} else if (alts.n == 1) {
-		root = alts.v[0];
-		alts.n = 0;
-	}
-	if (attached.n) {
-		struct objvec mixed = {0};
-
-		if (root)
-			objvec_push(&mixed, root);
-		for (size_t i = 0; i < attached.n; i++)
-			objvec_push(&mixed, attached.v[i]);
-		attached.n = 0;
-		root = multipart("mixed", &mixed);
-	}
-	if (!root) {
-		GMimeContentType *ct = g_mime_content_type_new("text", "plain");
-
-		g_mime_content_type_set_parameter(ct, "charset", "utf-8");
-		root = GMIME_OBJECT(leaf_part(ct, g_byte_array_new(), true));
-		g_object_unref(ct);
-	}
+	if (!root && !c->err->message[0])
+		fail(c, "", "could not build the message");
 out:
-	if (text)
-		g_object_unref(text);
-	if (html)
-		g_object_unref(html);
-	objvec_clear(&alts);
-	objvec_clear(&related);
-	objvec_clear(&attached);
+	elements_clear(&t.alts);
+	elements_clear(&t.attached);
+	elements_clear(&t.related);
 	return root;
 }
 
@@ -1261,6 +1943,100 @@ static int write_message(struct compose *c, GMimeMessage *m, struct compose_resu
 
 /* ---- the whole message ---- */
 
+/*
+ * The message's fields with custom headers standing in for absent ones
+ * (headers: {"Subject": ...} works as subject does).  A new reference.
+ */
+static json_t *fields_with_headers(const json_t *msg)
+{
+	json_t *fields = json_copy((json_t *)msg);
+	const json_t *h = member(msg, "headers");
+	size_t n = json_is_array(h) ? json_array_size(h) : 0;
+	const char *name;
+	json_t *val;
+
+	if (json_is_object(h)) {
+		json_object_foreach ((json_t *)h, name, val) {
+			const char *key = field_of_header(name);
+
+			if (key && !member(fields, key) && !json_is_null(val))
+				json_object_set(fields, key,
+						json_is_object(val) ? member(val, "value") : val);
+		}
+	}
+	for (size_t i = 0; i < n; i++) {
+		const json_t *e = json_array_get(h, i);
+		const json_t *k = json_is_object(e) ? member(e, "key") : NULL;
+		const char *key = json_is_string(k) ? field_of_header(json_string_value(k)) : NULL;
+
+		val = json_is_object(e) ? member(e, "value") : NULL;
+		if (key && val && !member(fields, key))
+			json_object_set(fields, key,
+					json_is_object(val) ? member(val, "value") : val);
+	}
+	json_object_del(fields, "headers"); /* read from msg */
+	return fields;
+}
+
+static int text_options(struct compose *c, const json_t *msg)
+{
+	const char *s;
+	const json_t *v;
+
+	if ((v = member(msg, "textEncoding"))) {
+		if (header_string(c, v, "textEncoding", &s) < 0)
+			return -1;
+		char first = (char)g_ascii_toupper(*s);
+		if (first != 'Q' && first != 'B')
+			return fail(c, "textEncoding",
+				    "must be \"quoted-printable\" or \"base64\"");
+		c->text_encoding = first;
+	}
+	if ((v = member(msg, "encoding"))) {
+		if (header_string(c, v, "encoding", &s) < 0)
+			return -1;
+		if (!g_ascii_strcasecmp(s, "base64"))
+			c->text_cte = "base64";
+		else if (!g_ascii_strcasecmp(s, "quoted-printable"))
+			c->text_cte = "quoted-printable";
+	}
+	return 0;
+}
+
+/*
+ * `raw`: the message is given whole and goes out as it is (line ends made
+ * CRLF).  Its envelope: `envelope`, else the address fields, else (an
+ * extension: Nodemailer would have none) the message's own headers, as for
+ * /send-raw.
+ */
+static int compose_raw(struct compose *c, const json_t *msg, const json_t *raw,
+		       InternetAddressList **lists, struct compose_result *out)
+{
+	bool fields = member(msg, "envelope") != NULL;
+
+	if (!json_is_string(raw))
+		return fail(c, "raw", "must be a string");
+	if (memchr(json_string_value(raw), '\0', json_string_length(raw)))
+		return fail(c, "raw", "contains a NUL byte");
+	out->message = compose_crlf_lines(json_string_value(raw), json_string_length(raw),
+					  &out->len);
+	for (int i = 0; i < A_COUNT; i++)
+		fields = fields || internet_address_list_length(lists[i]) > 0;
+
+	struct header_list h = {0};
+	size_t scan = 0, end = 0;
+	header_block_end(out->message, out->len, true, &scan, &end);
+	header_list_parse(&h, out->message, end);
+	int mid = header_list_find(&h, "message-id");
+	if (mid >= 0)
+		out->message_id = xstrdup(h.items[mid].value);
+	int rc = fields
+		     ? make_envelope(c, msg, lists, out)
+		     : compose_headers_envelope(&h, &out->from, &out->rcpts, &out->nrcpts, c->err);
+	header_list_clear(&h);
+	return rc;
+}
+
 static int compose(struct compose *c, const json_t *msg, const char *hostname,
 		   InternetAddressList **lists, struct compose_result *out)
 {
@@ -1274,9 +2050,10 @@ static int compose(struct compose *c, const json_t *msg, const char *hostname,
 		if (v && add_addresses(c, v, address_fields[i].key, lists[i]) < 0)
 			return -1;
 	}
-	if (make_envelope(c, msg, lists, out) < 0)
+	if ((v = member(msg, "raw")))
+		return compose_raw(c, msg, v, lists, out);
+	if (text_options(c, msg) < 0 || make_envelope(c, msg, lists, out) < 0)
 		return -1;
-
 	GMimeMessage *m = g_mime_message_new(FALSE);
 	mo = GMIME_OBJECT(m);
 	for (int i = 0; i < A_COUNT; i++) {
@@ -1297,10 +2074,14 @@ static int compose(struct compose *c, const json_t *msg, const char *hostname,
 		    make_id(c, s, s + strlen(s), "messageId", &out->message_id) < 0)
 			goto out;
 	} else {
+		/* Nodemailer's: the envelope sender's domain, else the host name. */
 		char *uuid = g_uuid_string_random();
+		const char *at = strrchr(out->from, '@');
+		const char *domain = at && at[1]             ? at + 1
+				     : hostname && *hostname ? hostname
+							     : "localhost";
 
-		out->message_id = xasprintf("<%s@%s>", uuid,
-					    hostname && *hostname ? hostname : "localhost");
+		out->message_id = xasprintf("<%s@%s>", uuid, domain);
 		g_free(uuid);
 	}
 	g_mime_object_set_header(mo, "Message-ID", out->message_id, NULL);
@@ -1317,7 +2098,7 @@ static int compose(struct compose *c, const json_t *msg, const char *hostname,
 		goto out;
 	if ((v = member(msg, "priority")) && set_priority(c, v, mo) < 0)
 		goto out;
-	if ((v = member(msg, "headers")) && add_custom_headers(c, v, mo) < 0)
+	if ((v = member(c->msg, "headers")) && add_custom_headers(c, v, mo) < 0)
 		goto out;
 	g_mime_object_set_header(mo, "MIME-Version", "1.0", NULL);
 
@@ -1355,7 +2136,10 @@ int compose_message(const json_t *msg, const char *hostname, struct compose_resu
 	for (int i = 0; i < A_COUNT; i++)
 		lists[i] = internet_address_list_new();
 
-	rc = compose(&c, msg, hostname, lists, out);
+	c.msg = msg;
+	json_t *fields = fields_with_headers(msg);
+	rc = compose(&c, fields, hostname, lists, out);
+	json_decref(fields);
 
 	for (int i = 0; i < A_COUNT; i++)
 		g_object_unref(lists[i]);
@@ -1401,6 +2185,68 @@ int compose_envelope_addresses(const char *const *values, size_t nvalues, const 
 	*addrs = acc.rcpts;
 	*naddrs = acc.nrcpts;
 	return 0;
+}
+
+/* All values of header fields named `key` (lower case) in the block. */
+static size_t header_values(const struct header_list *h, const char *key, const char **out,
+			    size_t max)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < h->count && n < max; i++)
+		if (strcmp(h->items[i].key, key) == 0)
+			out[n++] = h->items[i].value;
+	return n;
+}
+
+int compose_headers_envelope(const struct header_list *h, char **from, char ***rcpts,
+			     size_t *nrcpts, struct compose_error *err)
+{
+	const char *values[64];
+	char **senders = NULL;
+	size_t nsenders = 0, n = header_values(h, "from", values, 1);
+
+	*from = NULL;
+	*rcpts = NULL;
+	*nrcpts = 0;
+	if (n == 0)
+		n = header_values(h, "sender", values, 1);
+	if (compose_envelope_addresses(values, n, "from", &senders, &nsenders, err) < 0)
+		return -1;
+	*from = xstrdup(nsenders ? senders[0] : "");
+	for (size_t i = 0; i < nsenders; i++)
+		free(senders[i]);
+	free(senders);
+	n = header_values(h, "to", values, 20);
+	n += header_values(h, "cc", values + n, 20);
+	n += header_values(h, "bcc", values + n, 20);
+	return compose_envelope_addresses(values, n, "to", rcpts, nrcpts, err);
+}
+
+char *compose_crlf_lines(const char *s, size_t len, size_t *out_len)
+{
+	size_t extra = 0;
+
+	for (size_t i = 0; i < len; i++)
+		extra += (s[i] == '\n' && (i == 0 || s[i - 1] != '\r')) ||
+			 (s[i] == '\r' && (i + 1 == len || s[i + 1] != '\n'));
+	char *out = xmalloc(len + extra + 1);
+	size_t o = 0;
+
+	for (size_t i = 0; i < len; i++) {
+		bool bare_lf = s[i] == '\n' && (i == 0 || s[i - 1] != '\r');
+		bool bare_cr = s[i] == '\r' && (i + 1 == len || s[i + 1] != '\n');
+
+		if (bare_lf || bare_cr) {
+			out[o++] = '\r';
+			out[o++] = '\n';
+		} else {
+			out[o++] = s[i];
+		}
+	}
+	out[o] = '\0';
+	*out_len = o;
+	return out;
 }
 
 void compose_result_clear(struct compose_result *r)

@@ -16,8 +16,9 @@
 struct compose_result {
 	char *message; /* the complete message (headers, empty line, body), CRLF line ends */
 	size_t len;
-	char *from;   /* envelope sender: envelope.from, else sender, else from ("" allowed) */
-	char **rcpts; /* envelope recipients: envelope.to, else to + cc + bcc (deduplicated) */
+	char *from; /* envelope sender: envelope.from, else from, sender, replyTo ("" allowed) */
+	char **
+	    rcpts; /* envelope recipients: envelope to + cc + bcc, else to + cc + bcc (deduplicated) */
 	size_t nrcpts;
 	char *message_id; /* the Message-ID header value, <...> */
 };
@@ -29,20 +30,19 @@ struct compose_error {
 };
 
 /*
- * Builds the message.  Supported fields: from, sender, to, cc, bcc, replyTo,
- * inReplyTo, references (string or list), subject, text, html, attachments
- * [{filename, content (string; base64 when encoding is "base64"), encoding,
- * contentType, cid, contentDisposition}], alternatives [{content,
- * contentType, encoding}], headers (object {name: value or [values]} or list
- * [{key, value}]), messageId, date (RFC 5322 string or ISO 8601), envelope
- * {from, to}, priority ("high", "normal", "low").  Addresses are strings
- * ("Name <a@b>", comma-separated lists), {name, address} objects, or lists
- * of either.  Bcc never appears in the headers.  An attachment or
- * alternative with `path` or `href` is refused (no file or URL access).
- * `hostname` makes Message-IDs (<random@hostname>) when none is given.
- * Returns 0 and fills `out`, or -1 and fills `err` (unknown top-level keys
- * are ignored, as Nodemailer does; wrong types, bad addresses, no
- * recipients and bad base64 are errors).
+ * Builds the message as Nodemailer's MailComposer does (ZoneMTA's /send),
+ * with file and URL access off: the same envelope, MIME tree, types,
+ * dispositions, file names, Content-IDs and header values.  Fields: from,
+ * sender, to, cc, bcc, replyTo, inReplyTo, references, subject, messageId,
+ * date (a string or ms since the epoch), text, html, watchHtml, amp,
+ * icalEvent, alternatives, attachments, headers, envelope {from, to, cc,
+ * bcc}, raw, textEncoding, encoding, and priority (Nodemailer's sendMail
+ * option, which MailComposer leaves out).  Content is a string or {content
+ * (+ encoding), raw, path or href holding a data: URI}; any other path or
+ * URL is refused.  docs/api.md lists where we differ, and why.
+ * `hostname` makes Message-IDs when the sender has no domain.  Returns 0
+ * and fills `out` (message_id may be NULL for `raw` without one), or -1
+ * and fills `err`.
  */
 int compose_message(const json_t *msg, const char *hostname, struct compose_result *out,
 		    struct compose_error *err);
@@ -56,5 +56,20 @@ void compose_result_clear(struct compose_result *r);
  */
 int compose_envelope_addresses(const char *const *values, size_t nvalues, const char *field,
 			       char ***addrs, size_t *naddrs, struct compose_error *err);
+
+struct header_list;
+
+/*
+ * The envelope of a prepared message from its headers, as ZoneMTA's
+ * /send-raw takes it: From (else Sender), and To, Cc and Bcc.  0, or -1
+ * with `err`; *from is "" when neither header names one.
+ */
+int compose_headers_envelope(const struct header_list *h, char **from, char ***rcpts,
+			     size_t *nrcpts, struct compose_error *err);
+
+/* A copy with every bare LF and every bare CR made CRLF (mail travels with
+ * CRLF line ends, RFC 5322 2.3, and a lone CR must never reach a receiver
+ * that ends lines at CR: SMTP smuggling).  NUL-terminated. */
+char *compose_crlf_lines(const char *s, size_t len, size_t *out_len);
 
 #endif

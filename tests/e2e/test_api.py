@@ -9,6 +9,7 @@ at it through /message and /fetch.
 import base64
 import email
 import email.policy
+import email.utils
 import http.client
 import json
 import os
@@ -225,7 +226,8 @@ def _check_priority(m, meta, reply):
 def _check_sender(m, meta, reply):
     assert m["Sender"].addresses[0].addr_spec == "bulk@bulk.test"
     assert [a.addr_spec for a in m["From"].addresses] == ["sender@origin.test"]
-    assert meta["from"] == reply["from"] == "bulk@bulk.test"
+    # the envelope sender is From's, as in Nodemailer and ZoneMTA
+    assert meta["from"] == reply["from"] == "sender@origin.test"
 
 
 def _check_envelope(m, meta, reply):
@@ -474,13 +476,13 @@ SEND_ERRORS = [
     ("/send", _json({**BASE, "attachments": [
         {"filename": "a.bin", "content": "!!!not base64!!!", "encoding": "base64"}]}),
      400, "attachments[0].content", r"(?i)base64"),
-    ("/send", _json({**BASE, "to": _many(101)}), 400, "to", r"."),
-    ("/send", _json({**BASE, "to": _many(60),
-                     "cc": ", ".join(f"c{i}@example.test" for i in range(41))}),
+    ("/send", _json({**BASE, "to": _many(4096)}), 400, "to", r"4095"),
+    ("/send", _json({**BASE, "to": _many(2100),
+                     "cc": ", ".join(f"c{i}@example.test" for i in range(2000))}),
      400, "to", r"."),
     ("/send-raw", b"Subject: nobody\r\n\r\nx\r\n", 400, "to", r"."),
     ("/send-raw?to=not-an-address", b"Subject: x\r\n\r\nx\r\n", 400, "to", r"."),
-    ("/send-raw", b"To: " + _many(101).encode() + b"\r\nSubject: x\r\n\r\nx\r\n", 400, "to",
+    ("/send-raw", b"To: " + _many(4096).encode() + b"\r\nSubject: x\r\n\r\nx\r\n", 400, "to",
      r"."),
     ("/send-raw", b"", 400, None, r"."),
 ]
@@ -632,12 +634,12 @@ def test_delete_removes_deliveries_for_good(dns_server, smtp_sink, zmta):
     assert queue_counts(d, "held") == (4, 0)
 
     # The whole message.
-    assert call(d, "DELETE", f"/message/{a}") == (200, {"id": a, "deleted": 2})
+    assert call(d, "DELETE", f"/message/{a}") == (200, {"success": True, "id": a, "deleted": 2})
     assert d.get(f"/message/{a}")[0] == 404
     assert call(d, "GET", f"/fetch/{a}")[0] == 404
     assert call(d, "DELETE", f"/message/{a}")[0] == 404
     # One delivery.
-    assert call(d, "DELETE", f"/message/{b}/001") == (200, {"id": b, "deleted": 1})
+    assert call(d, "DELETE", f"/message/{b}/001") == (200, {"success": True, "id": b, "deleted": 1})
     assert [(r["seq"], r["recipient"]) for r in d.get(f"/message/{b}")[1]["messages"]] == [
         ("002", "b2@held.test")]
     assert call(d, "DELETE", f"/message/{b}/001")[0] == 404
@@ -647,7 +649,7 @@ def test_delete_removes_deliveries_for_good(dns_server, smtp_sink, zmta):
     assert queue_counts(d, "held") == (1, 0)
     # A deferred one, waiting for its retry: the retry must not happen.
     nxt = d.get(f"/message/{c}")[1]["messages"][0]["deferred"]["next"]
-    assert call(d, "DELETE", f"/message/{c}") == (200, {"id": c, "deleted": 1})
+    assert call(d, "DELETE", f"/message/{c}") == (200, {"success": True, "id": c, "deleted": 1})
     sink.set_script({})
     assert queue_counts(d) == (0, 0)
     wait_until(lambda: time.time() * 1000 > nxt + 1500, 10, what="C's retry time")
@@ -679,7 +681,7 @@ def test_delete_during_delivery_stops_retries(dns_server, smtp_sink, zmta):
                                        queue={"deferTimes": ["1 s"] * 5}))
     qid = send(d, {**BASE, "subject": "doomed"})["id"]
     wait_until(lambda: any(e["event"] == "rcpt" for e in sink.events()), 10, what="RCPT")
-    assert call(d, "DELETE", f"/message/{qid}") == (200, {"id": qid, "deleted": 1})
+    assert call(d, "DELETE", f"/message/{qid}") == (200, {"success": True, "id": qid, "deleted": 1})
     wait_until(lambda: any(e["event"] == "data" for e in sink.events()), 10, what="DATA reply")
     sink.set_script({})
     answered = time.monotonic()
@@ -707,15 +709,17 @@ def test_put_retries_a_deferred_delivery_now(dns_server, smtp_sink, zmta):
     assert status == 200
     [row] = listing["list"]
     assert (row["id"], row["seq"], row["recipient"]) == (qid, "001", "rcpt@example.test")
-    assert row["deferred"]["count"] == 1
-    assert row["deferred"]["response"].startswith("451 4.7.1")
+    assert row["deferred"] == 1  # ZoneMTA's: the count of failed attempts
+    assert row["lastResponse"].startswith("451 4.7.1")
+    due = datetime.fromisoformat(row["queued"].replace("Z", "+00:00")).timestamp()
+    assert 3000 < due - time.time() <= 3600  # the next attempt, an hour out
     assert call(d, "GET", "/queued/queued/default")[1]["list"] == []
 
     assert call(d, "PUT", f"/message/{qid}/002")[0] == 404
     assert call(d, "PUT", "/message/0123456789abcdef01/001")[0] == 404
     started = time.monotonic()
     status, reply = call(d, "PUT", f"/message/{qid}/001")
-    assert status == 200, reply
+    assert (status, reply["success"]) == (200, True), reply
     got = sink.wait_for(1, timeout=10)
     assert time.monotonic() - started < 5
     assert got[0]["rcpt_tos"] == ["rcpt@example.test"]
@@ -728,56 +732,64 @@ def test_put_retries_a_deferred_delivery_now(dns_server, smtp_sink, zmta):
 def test_zones_counter_and_queued_paging(zmta):
     d = zmta(extra_config={"zones": {
         "alpha": {"disabled": True, "recipientDomains": ["alpha.test"]},
-        "beta": {"disabled": True, "recipientDomains": ["beta.test"]}}})
-    status, zones = call(d, "GET", "/zones")
+        "beta": {"disabled": True, "recipientDomains": ["beta.test"]},
+        "Gamma": {"disabled": False, "recipientDomains": ["gamma.test"]}}})
+    # ZoneMTA's: enabled zones only, unless includeDisabled; by name
+    assert call(d, "GET", "/zones") == (200, [{"name": "Gamma"}])
+    status, zones = call(d, "GET", "/zones?includeDisabled=true")
     assert status == 200
-    assert [z["name"] for z in zones] == ["default", "bounces", "alpha", "beta"]
+    assert [z["name"] for z in zones] == ["alpha", "beta", "bounces", "default", "Gamma"]
 
     ids = submit_many(d, [f"r{i}@example.test" for i in range(105)])
     ids += submit_many(d, ["x@alpha.test"])
     assert call(d, "GET", "/counter/queued/default") == (
-        200, {"zone": "default", "type": "queued", "count": 105})
+        200, {"zone": "default", "type": "queued", "count": 105, "active": 105, "deferred": 0})
     assert call(d, "GET", "/counter/deferred/default") == (
-        200, {"zone": "default", "type": "deferred", "count": 0})
+        200, {"zone": "default", "type": "deferred", "count": 0, "active": 105, "deferred": 0})
     assert call(d, "GET", "/counter/queued/alpha")[1]["count"] == 1
     assert call(d, "GET", "/counter/queued/beta")[1]["count"] == 0
     assert call(d, "GET", "/counter/queued/nosuchzone")[0] == 404
 
-    # Default page: 100 rows in id order, then the rest after the last one.
+    # ZoneMTA's paging: 1000 rows by default, newest id first, created and
+    # queued as ISO times, deferred a count
     status, page = call(d, "GET", "/queued/queued/default")
     assert status == 200 and (page["zone"], page["type"]) == ("default", "queued")
     rows = page["list"]
-    assert [r["id"] for r in rows] == sorted(ids[:105])[:100]
-    now = time.time() * 1000
+    assert [r["id"] for r in rows] == sorted(ids[:105], reverse=True)
+    now = time.time()
     for r in rows:
-        assert (r["seq"], r["zone"]) == ("001", "default")
-        assert "deferred" not in r
-        assert now - 60_000 < r["created"] <= now + 1000
+        assert (r["seq"], r["zone"], r["deferred"]) == ("001", "default", 0)
+        created = datetime.fromisoformat(r["created"].replace("Z", "+00:00")).timestamp()
+        assert now - 60 < created <= now + 1
+        assert r["queued"] == r["created"]  # due since it was queued
     expected = {i: f"r{n}@example.test" for n, i in enumerate(ids[:105])}
     assert all(r["recipient"] == expected[r["id"]] for r in rows)
-    rest = call(d, "GET", f"/queued/queued/default?start={rows[-1]['id']}")[1]["list"]
-    assert [r["id"] for r in rest] == sorted(ids[:105])[100:]
+    asc = call(d, "GET", "/queued/queued/default?order=asc&sort=created&start=100&pageSize=10")
+    assert [r["id"] for r in asc[1]["list"]] == sorted(ids[:105])[100:]
+    offset = call(d, "GET", "/queued/queued/default?start=7&pageSize=3")[1]["list"]
+    assert [r["id"] for r in offset] == sorted(ids[:105], reverse=True)[7:10]
+    for query, n in [("?pageSize=1001", 105), ("?pageSize=-1", 1), ("?pageSize=0", 105),
+                     ("?pageSize=ten", 105), ("?start=-5&pageSize=2", 2)]:
+        assert len(call(d, "GET", f"/queued/queued/default{query}")[1]["list"]) == n, query
 
-    # Small pages cover every row once.
-    seen, start = [], ""
+    # Ours: after=<id> pages in id order at the same cost however long the queue.
+    seen, after = [], ""
     for _ in range(50):
-        q = f"?pageSize=7&start={start}" if start else "?pageSize=7"
-        page = call(d, "GET", f"/queued/queued/default{q}")[1]["list"]
+        page = call(d, "GET", f"/queued/queued/default?pageSize=7&after={after}")[1]["list"]
         assert len(page) <= 7
         if not page:
             break
         seen += [r["id"] for r in page]
-        start = page[-1]["id"]
+        after = page[-1]["id"]
     assert seen == sorted(ids[:105])
-    assert len(call(d, "GET", "/queued/queued/default?pageSize=1000")[1]["list"]) == 105
+    rest = call(d, "GET", f"/queued/queued/default?start={sorted(ids)[99]}")[1]["list"]
+    assert [r["id"] for r in rest] == sorted(ids[:105])[100:]
     assert [r["recipient"] for r in call(d, "GET", "/queued/queued/alpha")[1]["list"]] == [
         "x@alpha.test"]
     assert call(d, "GET", "/queued/deferred/default")[1]["list"] == []
 
-    for query, status in [("?pageSize=1001", 400), ("?pageSize=0", 400), ("?pageSize=-1", 400),
-                          ("?pageSize=ten", 400), ("?start=not-an-id", 400)]:
-        got, body = call(d, "GET", f"/queued/queued/default{query}")
-        assert (got, isinstance(body, dict) and "error" in body) == (status, True), (query, body)
+    got, body = call(d, "GET", "/queued/queued/default?after=not-an-id")
+    assert (got, body["field"]) == (400, "after"), body
     assert call(d, "GET", "/queued/queued/nosuchzone")[0] == 404
     for path in ("/queued/bogus/default", "/counter/bogus/default"):
         status, body = call(d, "GET", path)
@@ -795,7 +807,7 @@ def test_queued_paging_keeps_every_delivery_of_multi_recipient_messages(zmta):
         rows += [(qid, f"{j + 1:03d}") for j in range(3)]
     seen, start = [], ""
     for _ in range(20):
-        page = call(d, "GET", f"/queued/queued/default?pageSize=2&start={start}")[1]["list"]
+        page = call(d, "GET", f"/queued/queued/default?pageSize=2&after={start}")[1]["list"]
         if not page:
             break
         seen += [(r["id"], r["seq"]) for r in page]
@@ -1028,3 +1040,74 @@ def test_api_connections_are_capped(zmta):
             c.close()
     wait_until(admitted, 10, what="a free API connection")
     held[0].close()
+
+
+# ---- 7. ZoneMTA's other endpoints and shapes -------------------------------
+
+def test_zonemta_shapes_of_send_raw_fetch_and_message(zmta):
+    d = zmta()
+    due = int(time.time()) + 2 * 86400
+    date = email.utils.formatdate(due).encode()
+    raw = (b"From: Author <author@origin.test>\r\nSender: agent@agents.test\r\n"
+           b"To: rcpt@example.test\r\nDate: " + date + b"\r\n"
+           b"Subject: later\r\n\r\nthe body\r\n")
+    reply = send_raw(d, raw)
+    # the envelope sender is From's (ZoneMTA, Nodemailer), not Sender's
+    assert (reply["from"], reply["to"]) == ("author@origin.test", ["rcpt@example.test"])
+    assert reply["response"] == f"Message queued as {reply['id']}"
+    status, body = call(d, "GET", f"/fetch/{reply['id']}?body=yes")
+    assert (status, body) == (200, b"the body\r\n")
+    status, whole = call(d, "GET", f"/fetch/{reply['id']}")
+    assert whole.endswith(b"\r\n\r\nthe body\r\n") and b"Subject: later" in whole
+    # dated in the future: waiting, shown DEFERRED with its due time
+    status, info = call(d, "GET", f"/message/{reply['id']}")
+    [row] = info["messages"]
+    assert row["status"] == "DEFERRED", row
+    assert row["deferred"]["count"] == 0
+    assert row["deferred"]["next"] == due * 1000  # the Date, in ms
+
+
+def test_zonemta_example_endpoints(zmta):
+    d = zmta(extra_config={"api": {"auth": {"user": "admin", "password": "s3cret"}}})
+    good = {"Authorization": "Basic " + base64.b64encode(b"admin:s3cret").decode()}
+    bad = {"Authorization": "Basic " + base64.b64encode(b"admin:wrong").decode()}
+    # /test-auth is an authentication backend: open, and it checks Basic
+    status, body = call(d, "GET", "/test-auth", headers=good)
+    assert (status, body["user"]) == (200, "admin")
+    datetime.fromisoformat(body["time"].replace("Z", "+00:00"))
+    status, body = call(d, "GET", "/test-auth", headers=bad)
+    assert (status, body["error"]) == (401, "Authentication required")
+    assert call(d, "GET", "/test-auth")[0] == 401
+
+    # /report-bounce keeps what http-bounce posts; /bounces lists it, newest first
+    for i in range(3):
+        report = {"id": f"q{i}", "to": f"r{i}@example.test", "seq": "001",
+                  "returnPath": "s@origin.test", "category": "recipient",
+                  "time": 1700000000000 + i, "response": "550 5.1.1 no such user"}
+        status, body = call(d, "POST", "/report-bounce", report, headers=good)
+        assert (status, body) == (202, f"q{i}")
+    status, body = call(d, "POST", "/report-bounce", b"id=q9&to=x%40example.test",
+                        {**good, "Content-Type": "application/x-www-form-urlencoded"})
+    assert (status, body) == (202, "q9")
+    assert call(d, "POST", "/report-bounce", b"{broken",
+                {**good, "Content-Type": "application/json"})[0] == 400
+    assert call(d, "GET", "/bounces")[0] == 401  # the API's own auth applies
+    status, body = call(d, "GET", "/bounces", headers=good)
+    assert [b["id"] for b in body["bounces"]] == ["q9", "q2", "q1", "q0"]
+    assert body["bounces"][1]["response"] == "550 5.1.1 no such user"
+    assert body["bounces"][0]["to"] == "x@example.test"
+
+    # what zone-mta has no subject for says why, not "no such endpoint"
+    for path in ("/blacklist", "/skipdomains/default", "/internals"):
+        status, body = call(d, "GET", path, headers=good)
+        assert status == 501 and len(body["error"]) > 40, (path, body)
+
+
+def test_send_takes_as_many_recipients_as_zonemta(zmta):
+    d = zmta()
+    many = [f"r{i}@example.test" for i in range(150)]  # over the old 100
+    assert len(send(d, {**BASE, "to": many})["to"]) == 150
+    status, body = call(d, "POST", "/send", {**BASE, "to": [f"r{i}@example.test"
+                                                           for i in range(4096)]})
+    assert (status, body["field"]) == (400, "to"), body
+    assert "4095" in body["error"]

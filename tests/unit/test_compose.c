@@ -294,8 +294,10 @@ static const struct {
      "multipart/alternative[text/plain,text/x-web-markdown]"},
     {"{'to': 'r@x.org', 'html': '<p>x</p>', 'alternatives': [{'content': 'plain'}]}",
      "multipart/alternative[text/html,text/plain]"},
-    {"{'to': 'r@x.org', 'attachments': [{'content': 'data'}]}",
-     "multipart/mixed[application/octet-stream]"},
+    /* one attachment and nothing else is the whole message, as in MailComposer */
+    {"{'to': 'r@x.org', 'attachments': [{'content': 'data'}]}", "application/octet-stream"},
+    {"{'to': 'r@x.org', 'attachments': [{'content': 'a'}, {'content': 'b'}]}",
+     "multipart/mixed[application/octet-stream,application/octet-stream]"},
     /* a cid with no html to relate to is an ordinary (inline) attachment */
     {"{'to': 'r@x.org', 'text': 'hi', 'attachments': [{'cid': 'logo', " PNG "}]}",
      "multipart/mixed[text/plain,image/png]"},
@@ -403,7 +405,7 @@ static void test_attachment_contents(void **state)
 	/* binary with CR and LF bytes: exact, as base64 */
 	compose_ok(J("{'to': 'r@x.org', 'text': 'x', 'attachments': ["
 		     "{'filename': 'bin', 'encoding': 'base64', 'content': 'AA0KDQoKDf8='},"
-		     "{'filename': 'h', 'encoding': 'hex', 'content': '0d0a00FF'},"
+		     "{'filename': 'h.bin', 'encoding': 'hex', 'content': '0d0a00FF'},"
 		     "{'filename': 'notes.txt', 'contentType': 'text/plain', "
 		     "'content': 'a\\nb\\n'},"
 		     "{'filename': 'a.csv', 'contentType': 'text/csv; charset=iso-8859-1', "
@@ -421,7 +423,8 @@ static void test_attachment_contents(void **state)
 	assert_memory_equal(a->data, "\r\n\0\xff", 4);
 	g_byte_array_unref(a);
 	GMimeObject *notes = part_of(&c, "text/plain", 1);
-	assert_string_equal(g_mime_object_get_content_type_parameter(notes, "charset"), "utf-8");
+	/* ASCII: no charset, as MailComposer */
+	assert_null(g_mime_object_get_content_type_parameter(notes, "charset"));
 	assert_text(notes, "a\nb\n", false);
 	GMimeObject *csv = part_of(&c, "text/csv", 0);
 	assert_string_equal(g_mime_object_get_content_type_parameter(csv, "charset"), "iso-8859-1");
@@ -476,7 +479,7 @@ static void test_unicode_headers(void **state)
 	InternetAddressList *cc = g_mime_message_get_cc(c.msg);
 	assert_string_equal(internet_address_get_name(internet_address_list_get_address(cc, 0)),
 			    "Doe, Jane");
-	GMimeObject *att = part_of(&c, "application/octet-stream", 0);
+	GMimeObject *att = part_of(&c, "application/pdf", 0); /* by the name */
 	assert_string_equal(g_mime_part_get_filename(GMIME_PART(att)), "résumé – 履歴書.pdf");
 	assert_non_null(strstr(c.r.message, "filename*"));
 	assert_string_equal(c.r.from, "j@x.org");
@@ -514,10 +517,10 @@ static void test_envelope(void **state)
 	assert_true(has_header(c.headers, "To"));
 	composed_free(&c);
 
-	/* sender before from; null sender; groups; IDN domains */
+	/* from before sender (Nodemailer's order); null sender; groups; IDN domains */
 	compose_ok(J("{'from': 'a@x.org', 'sender': 's@x.org', 'to': 'team: m1@y.org, m2@y.org;'}"),
 		   &c);
-	assert_string_equal(c.r.from, "s@x.org");
+	assert_string_equal(c.r.from, "a@x.org");
 	assert_int_equal(c.r.nrcpts, 2);
 	assert_string_equal(c.r.rcpts[1], "m2@y.org");
 	assert_true(has_header(c.headers, "Sender"));
@@ -558,6 +561,21 @@ static void test_custom_headers(void **state)
 	assert_non_null(strstr(c.headers, "X-A: 1\r\nX-A: 2\r\n"));
 	assert_string_equal(g_mime_object_get_header(GMIME_OBJECT(c.msg), "List-Unsubscribe"),
 			    "<mailto:u@x.org>");
+	composed_free(&c);
+
+	/* a header named like a field stands in for the absent field (Bcc stays
+	 * out of the headers), and gives way to a present one; a prepared value
+	 * goes out as it is; an empty value adds nothing */
+	compose_ok(J("{'to': 'r@x.org', 'subject': 'field', 'headers': {'Bcc': 'b@y.org', "
+		     "'Subject': 'header', 'X-Raw': {'prepared': true, 'value': '=?x?q?as_is?='}, "
+		     "'X-Empty': {'prepared': true}}}"),
+		   &c);
+	assert_int_equal(c.r.nrcpts, 2);
+	assert_string_equal(c.r.rcpts[1], "b@y.org");
+	assert_false(has_header(c.headers, "Bcc"));
+	assert_header(&c, "Subject", "field");
+	assert_non_null(strstr(c.headers, "\r\nX-Raw: =?x?q?as_is?=\r\n"));
+	assert_false(has_header(c.headers, "X-Empty"));
 	composed_free(&c);
 }
 
@@ -626,6 +644,10 @@ static void test_ids_and_dates(void **state)
 	compose_ok(J("{'to': 'r@x.org', 'date': '2024-02-03T04:05:06.250'}"), &c);
 	assert_int_equal(g_date_time_to_unix(g_mime_message_get_date(c.msg)), 1706933106);
 	composed_free(&c);
+	/* Date.now(): milliseconds */
+	compose_ok(J("{'to': 'r@x.org', 'date': 1706933106250}"), &c);
+	assert_int_equal(g_date_time_to_unix(g_mime_message_get_date(c.msg)), 1706933106);
+	composed_free(&c);
 
 	/* generated: <random@hostname>, different each time; Date now */
 	compose_ok(J("{'to': 'r@x.org'}"), &c);
@@ -667,9 +689,8 @@ static const struct {
      "attachments[0].content", "base64"},
     {"{'to': 'r@x.org', 'attachments': [{'encoding': 'hex', 'content': 'abc'}]}",
      "attachments[0].content", "hex"},
-    {"{'to': 'r@x.org', 'attachments': [{'encoding': 'latin1', 'content': 'x'}]}",
-     "attachments[0].encoding", NULL},
-    {"{'to': 'r@x.org', 'attachments': [{'filename': 'a'}]}", "attachments[0].content", "missing"},
+    {"{'to': 'r@x.org', 'attachments': [{'encoding': 'rot13', 'content': 'x'}]}",
+     "attachments[0].encoding", "unknown encoding"},
     {"{'to': 'r@x.org', 'attachments': [{'content': 5}]}", "attachments[0].content", NULL},
     {"{'to': 'r@x.org', 'attachments': [{'content': 'x', 'contentType': 'garbage'}]}",
      "attachments[0].contentType", NULL},
@@ -686,6 +707,11 @@ static const struct {
     {"{'to': 'r@x.org', 'alternatives': 'x'}", "alternatives", "list"},
     {"{'to': 'not an address'}", "to", "invalid address"},
     {"{'to': 'user'}", "to", "invalid address"},
+    /* refused before GMime's parser, which leaks on these (ASan build) */
+    {"{'to': 'r@x.org', 'envelope': {'from': 'x>\\r\\n@e.org'}}", "envelope.from",
+     "invalid address"},
+    {"{'to': 'r@x.org', 'envelope': {'from': 'x>@e.org'}}", "envelope.from", "invalid address"},
+    {"{'to': 'a\\r\\nb@x.org'}", "to", "invalid address"},
     {"{'to': 'a@b.org, broken@'}", "to", "invalid address"},
     {"{'to': ['ok@x.org', '<unclosed@x.org']}", "to[1]", "invalid address"},
     {"{'to': 'r@x.org', 'cc': {'name': 'N', 'address': 'nope'}}", "cc.address", NULL},
@@ -713,9 +739,9 @@ static const struct {
      "injection"},
     {"{'to': 'r@x.org', 'headers': [{'key': 'X B', 'value': 'x'}]}", "headers[0].key", "name"},
     {"{'to': 'r@x.org', 'headers': [{'value': 'x'}]}", "headers[0]", NULL},
-    {"{'to': 'r@x.org', 'headers': {'Bcc': 'x@y.org'}}", "headers.Bcc", NULL},
     {"{'to': 'r@x.org', 'headers': {'content-type': 'text/html'}}", "headers.content-type", NULL},
-    {"{'to': 'r@x.org', 'headers': {'X-A': {'prepared': true}}}", "headers.X-A", NULL},
+    {"{'to': 'r@x.org', 'headers': {'X-A': {'prepared': true, 'value': 'a\\r\\nB: c'}}}",
+     "headers.X-A", "injection"},
     {"{'to': 'r@x.org', 'priority': 'high', 'headers': {'X-Priority': '3'}}", "headers.X-Priority",
      "priority"},
     {"{'to': 'r@x.org', 'priority': 'urgent'}", "priority", NULL},
@@ -725,7 +751,7 @@ static const struct {
     {"{'to': 'r@x.org', 'references': ['<a@x>', 5]}", "references[1]", NULL},
     {"{'to': 'r@x.org', 'references': 5}", "references", NULL},
     {"{'to': 'r@x.org', 'date': 'yesterday'}", "date", NULL},
-    {"{'to': 'r@x.org', 'date': 1700000000}", "date", NULL},
+    {"{'to': 'r@x.org', 'date': -1}", "date", "range"},
 };
 
 static void test_errors(void **state)

@@ -304,6 +304,17 @@ static void reload_bounce_rules(struct daemon *d, const struct config *cfg)
 		 cfg->bounce_rules ? cfg->bounce_rules : "built-in", bounce_rules_count(rules));
 }
 
+/* One log line per configuration warning (ZoneMTA options ignored, units assumed). */
+static void log_config_warnings(const char *event, const struct config *cfg)
+{
+	if (cfg->warnings == NULL)
+		return;
+	char *copy = xstrdup(cfg->warnings), *save = NULL;
+	for (char *line = strtok_r(copy, "\n", &save); line; line = strtok_r(NULL, "\n", &save))
+		log_warn(event, "warning=\"%s\"", line);
+	free(copy);
+}
+
 static void on_reload_signal(evutil_socket_t sig, short what, void *arg)
 {
 	(void)sig;
@@ -325,6 +336,7 @@ static void on_reload_signal(evutil_socket_t sig, short what, void *arg)
 		log_error("reload", "status=partial error=\"%s\"", err);
 		free(err);
 	}
+	log_config_warnings("reload", cfg);
 	note_restart_needed(d->cfg, cfg);
 	reload_bounce_rules(d, cfg);
 	log_info("reload", "status=ok level=%s", log_level_name(cfg->log.level));
@@ -461,6 +473,7 @@ int daemon_run(const struct config_source *src, struct config *cfg)
 		free(err);
 		code = 1;
 	} else {
+		log_config_warnings("config", cfg);
 		log_info("ready", "version=%s pid=%ld config=%s%s", ZMTA_VERSION, (long)getpid(),
 			 cfg->app_dir ? cfg->app_dir : CONFIG_BUILTIN_NAME,
 			 cfg->app_dir ? "/config" : "");

@@ -108,16 +108,25 @@ static struct config *load_or_report(const struct config_source *src)
 
 static int cmd_check_config(int argc, char **argv)
 {
-	struct config_source src = {0};
+	struct config_source src = {.all_problems = true};
 	int rc = parse_source(argc, argv, &src);
 	if (rc != 0)
 		return rc;
 	struct config *cfg = load_or_report(&src);
 	if (cfg == NULL)
 		return EXIT_USAGE;
+	size_t nwarnings = 0;
+	if (cfg->warnings != NULL) {
+		fprintf(stderr, "%s\n", cfg->warnings);
+		nwarnings = 1;
+		for (const char *p = cfg->warnings; *p; p++)
+			nwarnings += *p == '\n';
+	}
 	printf("configuration ok: %s", CONFIG_BUILTIN_NAME);
 	for (int i = 0; i < cfg->nfiles; i++)
 		printf(" + %s", cfg->files[i]);
+	if (nwarnings > 0)
+		printf(" (%zu warning%s)", nwarnings, nwarnings == 1 ? "" : "s");
 	printf("\n");
 	config_free(cfg);
 	return 0;

@@ -32,6 +32,7 @@ struct problems {
 		char *text;
 	} * list;
 	size_t count, cap;
+	struct problems *warnings; /* where validation puts its warnings */
 };
 
 static void problem_add(struct problems *p, const struct cfg_node *at, const char *fmt, ...)
@@ -56,11 +57,12 @@ static int problem_cmp(const void *a, const void *b)
 	return c ? c : (x->line > y->line) - (x->line < y->line);
 }
 
-/* Joins the sorted problems, one per line, into a new string. */
-static char *problems_join(struct problems *p)
+/* Joins the sorted problems, one per line, into a new string: at most
+ * `max` of them (0: all). */
+static char *problems_join(struct problems *p, size_t max)
 {
 	qsort(p->list, p->count, sizeof(*p->list), problem_cmp);
-	size_t shown = p->count < CONFIG_MAX_ERRORS ? p->count : CONFIG_MAX_ERRORS;
+	size_t shown = max == 0 || p->count < max ? p->count : max;
 	char *out = xstrdup("");
 	for (size_t i = 0; i < shown; i++) {
 		char *next = xasprintf("%s%s%s", out, i ? "\n" : "", p->list[i].text);
@@ -68,7 +70,9 @@ static char *problems_join(struct problems *p)
 		out = next;
 	}
 	if (p->count > shown) {
-		char *next = xasprintf("%s\n(%zu more problems not shown)", out, p->count - shown);
+		char *next = xasprintf("%s\n(%zu more problems not shown: zone-mta check-config "
+				       "lists them all)",
+				       out, p->count - shown);
 		free(out);
 		out = next;
 	}
@@ -238,6 +242,38 @@ static void describe(const struct cfg_node *n, char *buf, size_t len)
 static void validate_node(const struct cfg_node *n, const struct cfg_schema *s, const char *path,
 			  struct problems *errors);
 
+/* Whether a value asks for nothing: false, null, an empty string, list or mapping. */
+static bool unset_value(const struct cfg_node *n)
+{
+	bool b;
+	return n->kind == CFG_NULL ||
+	       (n->kind == CFG_SCALAR &&
+		(n->value[0] == '\0' || (config_parse_bool(n->value, &b) && !b))) ||
+	       (n->kind != CFG_SCALAR && n->nchild == 0);
+}
+
+/* Not in the schema: one of ZoneMTA's (a warning, or an error where
+ * ignoring it would weaken what was asked), else an error. */
+static void unknown_option(const struct cfg_node *c, const char *path, struct problems *errors)
+{
+	const struct config_compat *z = config_compat_lookup(path);
+	if (z == NULL)
+		problem_add(errors, c, "unknown option %s", path);
+	else if (z->kind == COMPAT_IGNORED)
+		problem_add(errors->warnings, c, "ignored: %s is not needed in zone-mta (%s)", path,
+			    z->reason);
+	else if (unset_value(c))
+		; /* asks for nothing: nothing is lost */
+	else if (z->kind == COMPAT_NOT_YET)
+		problem_add(errors->warnings, c, "ignored: %s is not yet supported (%s)", path,
+			    z->reason);
+	else
+		problem_add(errors, c,
+			    "%s is not yet supported (%s): remove it or set it to false to run "
+			    "without it",
+			    path, z->reason);
+}
+
 static void validate_map(const struct cfg_node *n, const struct cfg_schema *fields,
 			 const char *path, struct problems *errors)
 {
@@ -248,11 +284,33 @@ static void validate_map(const struct cfg_node *n, const struct cfg_schema *fiel
 		while (f->key != NULL && strcmp(f->key, c->key) != 0)
 			f++;
 		if (f->key == NULL)
-			problem_add(errors, c, "unknown option %s", cpath);
+			unknown_option(c, cpath, errors);
 		else
 			validate_node(c, f, cpath, errors);
 		free(cpath);
 	}
+}
+
+/*
+ * A duration given as a bare number: ZoneMTA's unit for that option (ms,
+ * or seconds for CF_BARE_SECONDS), made explicit in the tree, with a
+ * warning that a unit is clearer (once per option, not per list item).
+ */
+static void bare_duration(struct cfg_node *n, const struct cfg_schema *s, const char *path,
+			  struct problems *errors)
+{
+	bool seconds = s->flags & CF_BARE_SECONDS;
+	char *value = xasprintf("%s %s", n->value, seconds ? "s" : "ms");
+	size_t base = strcspn(path, "[");
+	struct problems *w = errors->warnings;
+	bool first = path[base] == '\0' || strcmp(path + base, "[0]") == 0;
+	if (first)
+		problem_add(w, n,
+			    "option %.*s: the bare number %s is read as %s (ZoneMTA's unit for "
+			    "it); write \"%s\" to say so",
+			    (int)base, path, n->value, value, value);
+	free(n->value);
+	n->value = value;
 }
 
 static void validate_scalar(const struct cfg_node *n, const struct cfg_schema *s, const char *path,
@@ -277,6 +335,9 @@ static void validate_scalar(const struct cfg_node *n, const struct cfg_schema *s
 				    s->min, s->max, got);
 		break;
 	case CT_DURATION:
+		if (!n->quoted && n->value[0] != '\0' &&
+		    strspn(n->value, "0123456789") == strlen(n->value))
+			bare_duration((struct cfg_node *)n, s, path, errors);
 		if (!config_parse_duration(n->value, &u))
 			problem_add(errors, n,
 				    "option %s must be a duration such as 500 ms, 10 s, 5 min, 2 "
@@ -390,14 +451,26 @@ static void validate_node(const struct cfg_node *n, const struct cfg_schema *s, 
 	}
 }
 
-int config_validate(const struct cfg_node *root, char **errors)
+int config_validate(struct cfg_node *root, size_t max_errors, char **errors, char **warnings)
 {
-	struct problems found = {0};
+	struct problems found = {0}, warned = {0};
+	found.warnings = &warned;
 	validate_map(root, config_schema, "", &found);
 	int count = (int)found.count;
 	if (count > 0) {
 		free(*errors);
-		*errors = problems_join(&found);
+		*errors = problems_join(&found, max_errors);
+	} else {
+		free(found.list);
+	}
+	if (warned.count > 0) {
+		char *joined = problems_join(&warned, 0);
+		char *all = *warnings ? xasprintf("%s\n%s", *warnings, joined) : xstrdup(joined);
+		free(joined);
+		free(*warnings);
+		*warnings = all;
+	} else {
+		free(warned.list);
 	}
 	return count;
 }
@@ -854,7 +927,7 @@ static int check_references(struct config *cfg, char **errors)
 	}
 	if (found.count == 0)
 		return 0;
-	*errors = problems_join(&found);
+	*errors = problems_join(&found, CONFIG_MAX_ERRORS);
 	return -1;
 }
 
@@ -975,29 +1048,57 @@ struct config *config_load(const struct config_source *src, char **errors)
 		cfg->app_dir = xstrdup(src->app_dir);
 		const char *env = src->env ? src->env : getenv("ZONEMTA_ENV");
 		if (env == NULL || *env == '\0')
+			env = getenv("NODE_ENV"); /* as ZoneMTA reads it */
+		if (env == NULL || *env == '\0')
 			env = "development";
 		if (!env_name_ok(env)) {
 			*errors = xasprintf(
 			    "ZONEMTA_ENV=%s: must be a plain name such as production", env);
 			goto fail;
 		}
-		char *files[2] = {
+		/* ZoneMTA's app-folder config.json, then each layer as YAML, then
+		 * as JSON (a subset of YAML: the same parser, the same lines). */
+		char *files[] = {
+		    xasprintf("%s/config.json", src->app_dir),
 		    xasprintf("%s/config/default.yaml", src->app_dir),
+		    xasprintf("%s/config/default.json", src->app_dir),
 		    xasprintf("%s/config/%s.yaml", src->app_dir, env),
+		    xasprintf("%s/config/%s.json", src->app_dir, env),
 		};
 		int rc = 0;
-		for (int i = 0; i < 2; i++) {
+		for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
 			if (rc == 0 && file_exists(files[i]))
 				rc = merge_file(cfg, files[i], errors);
 			free(files[i]);
 		}
 		if (rc != 0)
 			goto fail;
+		for (int i = 0; i < 2; i++) {
+			char *js = xasprintf("%s/config/%s.js", src->app_dir, i ? env : "default");
+			if (file_exists(js)) {
+				char *w = xasprintf(
+				    "%s: ignored: JavaScript configuration cannot be read; make it "
+				    "JSON "
+				    "with: node -e 'console.log(JSON.stringify(require(\"%s\"), "
+				    "null, "
+				    "2))' > %.*sjson",
+				    js, js, (int)(strlen(js) - 2), js);
+				char *all = cfg->warnings ? xasprintf("%s\n%s", cfg->warnings, w)
+							  : w;
+				if (all != w) {
+					free(w);
+					free(cfg->warnings);
+				}
+				cfg->warnings = all;
+			}
+			free(js);
+		}
 	}
 	if (src->extra_file != NULL && merge_file(cfg, src->extra_file, errors) != 0)
 		goto fail;
 
-	if (config_validate(cfg->tree, errors) != 0)
+	if (config_validate(cfg->tree, src->all_problems ? 0 : CONFIG_MAX_ERRORS, errors,
+			    &cfg->warnings) != 0)
 		goto fail;
 	config_fill(cfg);
 	if (check_references(cfg, errors) != 0)
@@ -1013,6 +1114,7 @@ void config_free(struct config *cfg)
 	if (cfg == NULL)
 		return;
 	free(cfg->app_dir);
+	free(cfg->warnings);
 	free(cfg->ident);
 	free(cfg->user);
 	free(cfg->group);

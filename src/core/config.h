@@ -175,14 +175,16 @@ struct config {
 
 	char **files; /* files merged over the built-in defaults, in order */
 	int nfiles;
+	char *warnings;        /* "FILE:LINE: ..." lines, or NULL: options ignored, units assumed */
 	struct cfg_node *tree; /* the merged, validated tree */
 };
 
 /* Where to read configuration from. */
 struct config_source {
 	const char *app_dir;    /* NULL: built-in defaults only (plus extra_file) */
-	const char *env;        /* NULL: $ZONEMTA_ENV, else "development" */
+	const char *env;        /* NULL: $ZONEMTA_ENV, else $NODE_ENV, else "development" */
 	const char *extra_file; /* NULL or a file merged last (run -c FILE) */
+	bool all_problems;      /* report every problem, not the first 20 */
 };
 
 /*
@@ -233,6 +235,8 @@ enum cfg_type {
 
 #define CF_NULLABLE 0x1  /* null is a valid value ("not set") */
 #define CF_SHORTHAND 0x2 /* CT_MAP: a single value stands for its first field */
+#define CF_BARE_SECONDS                                                                            \
+	0x4 /* CT_DURATION: a bare number is seconds (ZoneMTA's unit for it), not ms */
 
 struct cfg_schema {
 	const char *key;
@@ -247,13 +251,32 @@ struct cfg_schema {
 	const char *def;
 };
 
+/* ZoneMTA options zone-mta does not have (config_compat.c). */
+enum compat_kind {
+	COMPAT_IGNORED,        /* not needed here: a warning */
+	COMPAT_NOT_YET,        /* not supported yet, ignored: a warning */
+	COMPAT_NOT_YET_IF_SET, /* not supported yet: an error unless false, null or empty */
+};
+
+struct config_compat {
+	const char *path; /* '*' for a name: "zones.*.auth" */
+	enum compat_kind kind;
+	const char *reason;
+};
+
+/* What to say of ZoneMTA's option at `path`, or NULL when it is not one. */
+const struct config_compat *config_compat_lookup(const char *path);
+
 /* The top level of the schema: a key==NULL terminated array. */
 extern const struct cfg_schema config_schema[];
 
 /*
  * Validates `root` against the schema; appends one line per problem to
- * *errors (a malloc'ed string, may start NULL).  Returns the problem count.
+ * *errors (a malloc'ed string, may start NULL), at most `max_errors` of
+ * them (0: all), and one per warning to *warnings.  A bare number given for
+ * a duration is rewritten with its unit (ms, or s for CF_BARE_SECONDS) and
+ * warned about.  Returns the problem count.
  */
-int config_validate(const struct cfg_node *root, char **errors);
+int config_validate(struct cfg_node *root, size_t max_errors, char **errors, char **warnings);
 
 #endif

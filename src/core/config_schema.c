@@ -88,7 +88,7 @@ static const struct cfg_schema string_item[] = {
 };
 
 static const struct cfg_schema connection_cache_fields[] = {
-    {"ttl", CT_DURATION, 0, 0, DAY, NULL, NULL, "5 s"},
+    {"ttl", CT_DURATION, CF_BARE_SECONDS, 0, DAY, NULL, NULL, "5 s"},
     {"reuseCount", CT_INT, 0, 1, 1000000, NULL, NULL, "100"},
     END,
 };

@@ -44,6 +44,7 @@ def run_cli(*args, env=None, cwd=None, timeout=30):
     """Runs `zone-mta ARGS` to completion; returns the CompletedProcess."""
     full_env = dict(os.environ)
     full_env.pop("ZONEMTA_ENV", None)
+    full_env.pop("NODE_ENV", None)
     full_env.update(env or {})
     return subprocess.run([ZMTA_BIN, *args], capture_output=True, text=True,
                           env=full_env, cwd=cwd, timeout=timeout)
@@ -94,6 +95,7 @@ class Daemon:
         self.smtp_port = smtp_port
         full_env = dict(os.environ)
         full_env.pop("ZONEMTA_ENV", None)
+        full_env.pop("NODE_ENV", None)
         full_env.update(env or {})
         self.logfile = open(self.log_path, "ab")
         self.proc = subprocess.Popen(argv, stdout=self.logfile, stderr=subprocess.STDOUT,

@@ -1,5 +1,6 @@
 # SPDX-License-Identifier: EUPL-1.2
 """The zone-mta command line: create, check-config, run, exit codes."""
+import json
 import re
 
 import pytest
@@ -163,3 +164,78 @@ def test_check_config_reads_the_bounce_rules_file(app):
     rules.write_text("defer greylist greylist\n")
     res = run_cli("check-config", "-d", str(app.path), env={"ZONEMTA_ENV": "production"})
     assert res.returncode == 0, res.stderr
+
+
+# A ZoneMTA app folder's config.json with the common options of its
+# config/default.js, as a migrating user brings it.
+ZONEMTA_CONFIG = {
+    "name": "ZoneMTA",
+    "ident": "zone-mta",
+    "dbs": {"mongo": "mongodb://127.0.0.1:27017/zone-mta",
+            "redis": {"host": "127.0.0.1", "port": 6379, "db": 3}},
+    "queue": {"instanceId": "default", "gfs": "mail", "collection": "zone-queue",
+              "defaultZone": "default", "maxQueueTime": 2592000000, "disableGC": False},
+    "queueServer": {"enabled": True, "port": 12081, "host": "127.0.0.1"},
+    "log": {"level": "info", "queue": False, "remote": False},
+    "plugins": {"core/default-headers": {"enabled": ["*"], "addMissing": ["message-id", "date"],
+                                          "xOriginatingIP": True}},
+    "smtpInterfaces": {"feeder": {
+        "enabled": True, "useProxy": False, "port": 0, "processes": 2, "maxSize": 31457280,
+        "host": "127.0.0.1", "authentication": False, "starttls": False, "secure": False,
+        "socketTimeout": 600000, "maxRecipients": 1000, "logger": False}},
+    "dns": {"caching": True, "cacheTTL": 600, "blockLocalAddresses": False},
+    "api": {"port": 0, "host": "127.0.0.1", "hostname": "localhost", "maildrop": True,
+            "user": "zone", "pass": "test"},
+    "dkim": {"enabled": True, "hashAlgo": "sha256"},
+    "pools": {"default": [{"address": "127.0.0.1", "name": "mta.example.test"}]},
+    "zones": {
+        "default": {"preferIPv6": False, "ignoreIPv6": True, "processes": 1, "connections": 10,
+                    "pool": "default", "connectionCache": {"ttl": 5, "reuseCount": 100}},
+        "bounces": {"preferIPv6": False, "ignoreIPv6": True, "connections": 1, "processes": 1,
+                    "pool": "default"}},
+    "blacklist": {"ttl": 3600000},
+    "domainConfig": {"default": {"maxConnections": 5, "disabledAddresses": []}},
+}
+
+
+def test_zonemta_config_json_passes_check_config_with_warnings(app):
+    cfg = json.loads(json.dumps(ZONEMTA_CONFIG))
+    cfg["smtpInterfaces"]["feeder"]["port"] = app.smtp_port
+    cfg["api"]["port"] = app.api_port
+    (app.path / "config.json").write_text(json.dumps(cfg, indent=4))
+    (app.path / "config" / "production.json").write_text(
+        json.dumps({"log": {"level": "warn"}}, indent="\t"))
+    res = run_cli("check-config", "-d", str(app.path), env={"NODE_ENV": "production"})
+    assert res.returncode == 0, res.stderr
+    assert "config.json" in res.stdout and "config/production.json" in res.stdout
+    warnings = res.stderr.splitlines()
+    assert re.search(r"\((\d+) warnings\)", res.stdout).group(1) == str(len(warnings))
+    path = f"{app.path}/config.json"
+    for line in warnings:
+        assert re.match(re.escape(path) + r":\d+: ", line), line
+    text = res.stderr
+    assert "ignored: dbs is not needed in zone-mta (the queue is RocksDB" in text
+    assert "ignored: plugins is not yet supported" in text
+    assert "zones.default.connectionCache.ttl: the bare number 5 is read as 5 s" in text
+    assert "queue.maxQueueTime: the bare number 2592000000 is read as 2592000000 ms" in text
+    assert "unknown option" not in text
+    assert "authentication" not in text  # false: nothing asked, nothing to say
+
+    # what is asked for and not there yet stops it, with file and line
+    cfg["smtpInterfaces"]["feeder"]["secure"] = True
+    (app.path / "config.json").write_text(json.dumps(cfg, indent=4))
+    res = run_cli("check-config", "-d", str(app.path))
+    assert res.returncode == 2
+    assert re.search(re.escape(path) + r":\d+: smtpInterfaces.feeder.secure is not yet "
+                     r"supported", res.stderr), res.stderr
+
+
+def test_check_config_lists_all_problems_run_says_how_to_see_them(app):
+    app.write_config("development", "\n".join(f"bogus{i}: 1" for i in range(25)) + "\n")
+    res = app.check_config()
+    assert res.returncode == 2
+    assert len([l for l in res.stderr.splitlines() if "unknown option bogus" in l]) == 25
+    res = run_cli("run", "-d", str(app.path))
+    assert res.returncode == 2
+    assert len([l for l in res.stderr.splitlines() if "unknown option bogus" in l]) == 20
+    assert "(5 more problems not shown: zone-mta check-config lists them all)" in res.stderr

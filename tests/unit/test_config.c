@@ -404,6 +404,59 @@ static void check_covered(const struct cfg_schema *fields, const struct cfg_node
 	}
 }
 
+/* ZoneMTA's configuration: JSON files, NODE_ENV, its units, its option names. */
+static void test_zonemta_config(void **state)
+{
+	(void)state;
+	char *dir = make_app();
+	char *root_json = xasprintf("%s/config.json", dir);
+	FILE *f = fopen(root_json, "w");
+	assert_non_null(f);
+	fputs("{\"dbs\": {\"mongo\": \"mongodb://x\"}, \"queue\": {\"maxQueueTime\": 86400000},\n"
+	      " \"zones\": {\"default\": {\"processes\": 2, \"connectionCache\": {\"ttl\": 5}}}}\n",
+	      f);
+	fclose(f);
+	write_file(dir, "staging.json",
+		   "{\"smtpInterfaces\": {\"feeder\": {\"socketTimeout\": 600000,\n"
+		   "  \"starttls\": false, \"secure\": false, \"key\": \"k.pem\"}}}\n");
+	setenv("NODE_ENV", "staging", 1);
+	unsetenv("ZONEMTA_ENV");
+	struct config_source src = {.app_dir = dir};
+	char *errors = NULL;
+	struct config *cfg = config_load(&src, &errors);
+	unsetenv("NODE_ENV");
+	if (cfg == NULL)
+		fail_msg("ZoneMTA's config refused: %s", errors);
+	assert_int_equal(cfg->nfiles, 2); /* config.json, then config/staging.json */
+	/* bare numbers in ZoneMTA's units: ttl in seconds, the others in ms */
+	assert_int_equal(config_zone(cfg, "default")->cache_ttl_ms, 5000);
+	assert_int_equal(cfg->queue.max_queue_time_ms, 86400000);
+	assert_int_equal(cfg->smtp[0].socket_timeout_ms, 600000);
+	/* each with file:line; false options that are not supported say nothing */
+	const char *w = cfg->warnings;
+	assert_non_null(w);
+	assert_non_null(strstr(w, "config.json:1: ignored: dbs is not needed in zone-mta"));
+	assert_non_null(strstr(w, "zones.default.processes is not needed"));
+	assert_non_null(strstr(w, "the bare number 5 is read as 5 s"));
+	assert_non_null(strstr(w, "staging.json:1: option smtpInterfaces.feeder.socketTimeout: "
+				  "the bare number 600000 is read as 600000 ms"));
+	assert_non_null(strstr(w, "staging.json:2: ignored: smtpInterfaces.feeder.key is not yet "
+				  "supported"));
+	assert_null(strstr(w, "starttls"));
+	config_free(cfg);
+
+	/* asked for and not there yet: refused, not run without it */
+	write_file(dir, "staging.json", "{\"smtpInterfaces\": {\"feeder\": {\"secure\": true}}}\n");
+	src.env = "staging";
+	cfg = config_load(&src, &errors);
+	assert_null(cfg);
+	assert_non_null(strstr(errors, "staging.json:1: smtpInterfaces.feeder.secure is not yet "
+				       "supported"));
+	free(errors);
+	free(root_json);
+	remove_app(dir);
+}
+
 static void test_schema_matches_default_yaml(void **state)
 {
 	(void)state;
@@ -411,9 +464,12 @@ static void test_schema_matches_default_yaml(void **state)
 	struct cfg_node *root = cfg_parse_string("default.yaml", zmta_default_config,
 						 zmta_default_config_len, &err);
 	assert_non_null(root);
-	char *errors = NULL;
-	if (config_validate(root, &errors) != 0)
+	char *errors = NULL, *warnings = NULL;
+	if (config_validate(root, 0, &errors, &warnings) != 0)
 		fail_msg("default.yaml does not validate: %s", errors);
+	/* the shipped file gives every duration a unit and no ZoneMTA-only option */
+	if (warnings != NULL)
+		fail_msg("default.yaml has warnings: %s", warnings);
 	check_covered(config_schema, root, "");
 	cfg_node_free(root);
 }
@@ -430,6 +486,7 @@ int main(void)
 	    cmocka_unit_test(test_dict_entry_defaults),
 	    cmocka_unit_test(test_delivery_options),
 	    cmocka_unit_test(test_builtin_defaults),
+	    cmocka_unit_test(test_zonemta_config),
 	    cmocka_unit_test(test_schema_matches_default_yaml),
 	};
 	return cmocka_run_group_tests_name("config", tests, NULL, NULL);

@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,6 +35,8 @@ static const char usage_text[] =
     "  zone-mta run [-d DIR] [-c FILE]     run the relay\n"
     "  zone-mta check-config [-d DIR] [-c FILE]\n"
     "                                      validate the configuration and exit\n"
+    "  zone-mta check-bounce [-d DIR] [-c FILE] < REPLY\n"
+    "                                      classify an SMTP reply by the bounce rules\n"
     "  zone-mta dkim keygen --domain D --selector S [--type rsa|ed25519] [--bits N]\n"
     "                   [--out FILE]       make a DKIM key; print its DNS record\n"
     "  zone-mta --version | --help\n"
@@ -128,6 +131,91 @@ static int cmd_check_config(int argc, char **argv)
 	if (nwarnings > 0)
 		printf(" (%zu warning%s)", nwarnings, nwarnings == 1 ? "" : "s");
 	printf("\n");
+	config_free(cfg);
+	return 0;
+}
+
+/*
+ * A reply's lines as the rules see them: one line, joined by spaces, the
+ * continuation lines' "NNN-" / "NNN " prefixes dropped, "NNN-" made "NNN ".
+ */
+static char *reply_line(const char *text, int *code)
+{
+	size_t n = strlen(text), o = 0;
+	char *out = xmalloc(n + 1);
+	bool first = true;
+	*code = 0;
+	for (const char *p = text; *p;) {
+		const char *eol = p + strcspn(p, "\r\n");
+		const char *q = p;
+		bool coded = eol - p >= 3 && p[0] >= '2' && p[0] <= '5' && p[1] >= '0' &&
+			     p[1] <= '9' && p[2] >= '0' && p[2] <= '9' &&
+			     (eol - p == 3 || p[3] == ' ' || p[3] == '-');
+		if (coded && first)
+			*code = (p[0] - '0') * 100 + (p[1] - '0') * 10 + (p[2] - '0');
+		if (coded && !first)
+			q = p + (eol - p > 3 ? 4 : 3);
+		if (q < eol) {
+			if (o > 0)
+				out[o++] = ' ';
+			memcpy(out + o, q, (size_t)(eol - q));
+			if (coded && first && eol - p > 3)
+				out[o + 3] = ' ';
+			o += (size_t)(eol - q);
+			first = false;
+		}
+		p = eol + strspn(eol, "\r\n");
+	}
+	out[o] = '\0';
+	return out;
+}
+
+/* ZoneMTA's bin/check-bounce: reads a reply on stdin, prints its verdict. */
+static int cmd_check_bounce(int argc, char **argv)
+{
+	struct config_source src = {0};
+	int rc = parse_source(argc, argv, &src);
+	if (rc != 0)
+		return rc;
+	struct config *cfg = load_or_report(&src);
+	if (cfg == NULL)
+		return EXIT_USAGE;
+	char *err = NULL;
+	struct bounce_rules *rules = cfg->bounce_rules != NULL
+					 ? bounce_rules_load(cfg->bounce_rules, &err)
+					 : bounce_rules_builtin();
+	const char *file = cfg->bounce_rules ? cfg->bounce_rules : "config/bounces.txt (built in)";
+	size_t len = 0, cap = 0;
+	char *in = NULL;
+	for (;;) {
+		in = xreallocarray_grow(in, &cap, len + 4097, 1);
+		size_t got = fread(in + len, 1, cap - len - 1, stdin);
+		len += got;
+		if (got == 0)
+			break;
+	}
+	in[len] = '\0';
+	int code;
+	char *line = reply_line(in, &code);
+	struct bounce_verdict v;
+	bounce_rules_classify(rules, code, line, &v);
+	printf("data     : %s\n", line);
+	printf("action   : %s\n", v.slowdown                  ? "slowdown"
+				  : v.action == BOUNCE_REJECT ? "reject"
+							      : "defer");
+	printf("category : %s\n", v.category);
+	if (v.message != NULL)
+		printf("message  : %s\n", v.message);
+	printf("code     : %d\n", code);
+	if (v.rule_line > 0)
+		printf("rule     : %s:%d\n", file, v.rule_line);
+	else
+		printf("rule     : none matched: the default for %s\n",
+		       code == 0 ? "a failure without a reply" : "the reply code");
+	free(line);
+	free(in);
+	free(err);
+	bounce_rules_free(rules);
 	config_free(cfg);
 	return 0;
 }
@@ -307,6 +395,8 @@ int main(int argc, char **argv)
 		return cmd_run(argc - 1, argv + 1);
 	if (strcmp(cmd, "check-config") == 0)
 		return cmd_check_config(argc - 1, argv + 1);
+	if (strcmp(cmd, "check-bounce") == 0)
+		return cmd_check_bounce(argc - 1, argv + 1);
 	if (strcmp(cmd, "dkim") == 0)
 		return cmd_dkim(argc - 1, argv + 1);
 	return usage_error("unknown command %s", cmd);

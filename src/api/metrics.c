@@ -71,6 +71,49 @@ static void emit_histogram(struct out *o, const char *name, const char *help,
 	     (unsigned long long)h->count, name, h->sum, name, (unsigned long long)h->count);
 }
 
+static int64_t counter_sum(enum stats_counter c)
+{
+	size_t pos = 0;
+	const char *key;
+	int64_t v, sum = 0;
+	while (stats_next(c, &pos, &key, &v))
+		sum += v;
+	return sum;
+}
+
+/* ZoneMTA's metric names, so that its dashboards work unchanged. */
+static void emit_zonemta_aliases(struct out *o)
+{
+	emit(o, "# HELP zonemta_delivery_status Delivery outcomes per zone (ZoneMTA's name: "
+		"delivered, deferred, rejected).\n"
+		"# TYPE zonemta_delivery_status counter\n");
+	size_t pos = 0;
+	const char *key;
+	int64_t v;
+	while (stats_next(STATS_DELIVERIES, &pos, &key, &v)) {
+		const char *tab = strchr(key, '\t');
+		char *zone = xstrndup(key, (size_t)(tab - key));
+		emit(o, "zonemta_delivery_status{status=\"%s\",zone=",
+		     strcmp(tab + 1, "bounced") == 0 ? "rejected" : tab + 1);
+		emit_label_value(o, zone);
+		emit(o, "} %lld\n", (long long)v);
+		free(zone);
+	}
+	emit(o,
+	     "# HELP zonemta_message_push Messages taken into the queue, or refused (ZoneMTA's "
+	     "name).\n"
+	     "# TYPE zonemta_message_push counter\n"
+	     "zonemta_message_push{result=\"success\"} %lld\n"
+	     "zonemta_message_push{result=\"fail\"} %lld\n",
+	     (long long)counter_sum(STATS_MESSAGES_ACCEPTED),
+	     (long long)counter_sum(STATS_MESSAGES_REJECTED));
+	emit(o,
+	     "# HELP zonemta_connection_pool_size Open delivery connections (ZoneMTA's name).\n"
+	     "# TYPE zonemta_connection_pool_size gauge\n"
+	     "zonemta_connection_pool_size %lld\n",
+	     (long long)counter_sum(STATS_CONNECTIONS));
+}
+
 char *metrics_render(const struct config *cfg, const struct queue *q)
 {
 	struct out o = {0};
@@ -103,7 +146,9 @@ char *metrics_render(const struct config *cfg, const struct queue *q)
 		for (int state = 0; state < 2; state++) {
 			emit(&o, "zonemta_queue_size{zone=");
 			emit_label_value(&o, cfg->zones[i].name);
-			emit(&o, ",state=\"%s\"} %llu\n", state ? "deferred" : "queued",
+			/* type: ZoneMTA's label for the same */
+			emit(&o, ",state=\"%s\",type=\"%s\"} %llu\n", state ? "deferred" : "queued",
+			     state ? "deferred" : "queued",
 			     (unsigned long long)(c ? (state ? c->deferred : c->queued) : 0));
 		}
 	}
@@ -114,6 +159,17 @@ char *metrics_render(const struct config *cfg, const struct queue *q)
 		emit_label_value(&o, cfg->zones[i].name);
 		emit(&o, "} %lld\n", (long long)stats_get(STATS_CONNECTIONS, cfg->zones[i].name));
 	}
+	emit(&o, "# HELP zonemta_connection_reuses Messages sent on a connection used before "
+		 "(ZoneMTA's name).\n"
+		 "# TYPE zonemta_connection_reuses counter\n");
+	for (size_t i = 0; i < cfg->n_zones; i++) {
+		emit(&o, "zonemta_connection_reuses{zone=");
+		emit_label_value(&o, cfg->zones[i].name);
+		emit(&o, "} %lld\n",
+		     (long long)stats_get(STATS_CONNECTION_REUSES, cfg->zones[i].name));
+	}
+	emit_zonemta_aliases(&o);
+
 	struct queue_memory_stats ms;
 	queue_memory_stats(q, &ms);
 	emit(&o,

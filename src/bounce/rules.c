@@ -6,6 +6,7 @@
 #include <pcre2.h>
 
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,7 +40,9 @@ extern const size_t zmta_bounce_rules_len;
 
 struct rule {
 	enum bounce_action action;
+	bool slowdown; /* ZoneMTA's action name (a defer) */
 	char *category;
+	char *message; /* ZoneMTA's fourth field, or NULL */
 	int line;
 	pcre2_code *re;
 };
@@ -66,6 +69,105 @@ static int quote_len(size_t n)
 	return (int)(n > QUOTE_MAX ? QUOTE_MAX : n);
 }
 
+static bool parse_action(const char *action, size_t len, enum bounce_action *act, bool *slowdown)
+{
+	*slowdown = false;
+	if (len == 5 && strncasecmp(action, "defer", 5) == 0) {
+		*act = BOUNCE_DEFER;
+	} else if (len == 6 && strncasecmp(action, "reject", 6) == 0) {
+		*act = BOUNCE_REJECT;
+	} else if (len == 8 && strncasecmp(action, "slowdown", 8) == 0) {
+		*act = BOUNCE_DEFER; /* ZoneMTA: a defer */
+		*slowdown = true;
+	} else {
+		return false;
+	}
+	return true;
+}
+
+/* Compiles and appends a rule; false and *err on a bad one. */
+static bool add_rule(struct bounce_rules *r, const char *name, int lineno, const char *action,
+		     size_t action_len, const char *category, size_t category_len,
+		     const char *regex, size_t regex_len, const char *message, size_t message_len,
+		     uint32_t options, char **err)
+{
+	enum bounce_action act;
+	bool slowdown;
+	if (!parse_action(action, action_len, &act, &slowdown)) {
+		*err = xasprintf("%s:%d: unknown action '%.*s' (defer, reject or slowdown)", name,
+				 lineno, quote_len(action_len), action);
+		return false;
+	}
+	for (size_t i = 0; i < category_len; i++) {
+		if (!is_category_char(category[i])) {
+			*err = xasprintf("%s:%d: bad category '%.*s' (letters, digits, '-', '_')",
+					 name, lineno, quote_len(category_len), category);
+			return false;
+		}
+	}
+	if (category_len == 0 || regex_len == 0) {
+		*err = xasprintf("%s:%d: empty %s", name, lineno, regex_len ? "category" : "regex");
+		return false;
+	}
+
+	int errcode;
+	PCRE2_SIZE erroff;
+	pcre2_code *re = pcre2_compile((PCRE2_SPTR)regex, regex_len, COMPILE_OPTIONS | options,
+				       &errcode, &erroff, NULL);
+	if (re == NULL) {
+		PCRE2_UCHAR msg[256];
+		if (pcre2_get_error_message(errcode, msg, sizeof(msg)) < 0)
+			snprintf((char *)msg, sizeof(msg), "error %d", errcode);
+		*err = xasprintf("%s:%d: bad regex: %s at offset %zu", name, lineno, (char *)msg,
+				 (size_t)erroff);
+		return false;
+	}
+	/* JIT where the library and the CPU have it; the interpreter otherwise. */
+	(void)pcre2_jit_compile(re, PCRE2_JIT_COMPLETE);
+
+	r->rules = xreallocarray_grow(r->rules, &r->cap, r->n + 1, sizeof(*r->rules));
+	struct rule *rule = &r->rules[r->n++];
+	rule->action = act;
+	rule->slowdown = slowdown;
+	rule->category = xstrndup(category, category_len);
+	rule->message = message_len ? xstrndup(message, message_len) : NULL;
+	rule->line = lineno;
+	rule->re = re;
+	return true;
+}
+
+/*
+ * ZoneMTA's line, `regex,action,category,message`, split as ZoneMTA splits
+ * it: at the first three commas (so its regexes hold no comma).  The regex
+ * is a JavaScript one with flags "im": case-insensitive, ^ and $ at line
+ * breaks.  False when the line is not of this form.
+ */
+static bool parse_zonemta_line(struct bounce_rules *r, const char *name, int lineno, const char *p,
+			       const char *end, char **err, bool *handled)
+{
+	const char *c1 = memchr(p, ',', (size_t)(end - p));
+	const char *c2 = c1 ? memchr(c1 + 1, ',', (size_t)(end - c1 - 1)) : NULL;
+	*handled = false;
+	if (c2 == NULL)
+		return true;
+	const char *c3 = memchr(c2 + 1, ',', (size_t)(end - c2 - 1));
+	const char *action = c1 + 1, *category = c2 + 1;
+	size_t action_len = (size_t)(c2 - action);
+	size_t category_len = (size_t)((c3 ? c3 : end) - category);
+	*handled = true;
+	enum bounce_action act;
+	bool slowdown;
+	if (!parse_action(action, action_len, &act, &slowdown)) {
+		*err = xasprintf("%s:%d: unknown action '%.*s' in ZoneMTA's "
+				 "regex,action,category,message (defer, reject or slowdown)",
+				 name, lineno, quote_len(action_len), action);
+		return false;
+	}
+	const char *message = c3 ? c3 + 1 : end;
+	return add_rule(r, name, lineno, action, action_len, category, category_len, p,
+			(size_t)(c1 - p), message, (size_t)(end - message), PCRE2_MULTILINE, err);
+}
+
 /* Parses one line (without its '\n'); false and *err on a bad one. */
 static bool parse_line(struct bounce_rules *r, const char *name, int lineno, const char *p,
 		       const char *end, char **err)
@@ -81,6 +183,18 @@ static bool parse_line(struct bounce_rules *r, const char *name, int lineno, con
 	while (p < end && !is_space(*p))
 		p++;
 	size_t action_len = (size_t)(p - action);
+	enum bounce_action act;
+	bool slowdown;
+	if (!parse_action(action, action_len, &act, &slowdown)) {
+		bool handled;
+		if (!parse_zonemta_line(r, name, lineno, action, end, err, &handled))
+			return false;
+		if (handled)
+			return true;
+		*err = xasprintf("%s:%d: unknown action '%.*s' (defer, reject or slowdown)", name,
+				 lineno, quote_len(action_len), action);
+		return false;
+	}
 	while (p < end && is_space(*p))
 		p++;
 	const char *category = p;
@@ -89,54 +203,12 @@ static bool parse_line(struct bounce_rules *r, const char *name, int lineno, con
 	size_t category_len = (size_t)(p - category);
 	while (p < end && is_space(*p))
 		p++;
-	const char *regex = p;
-	size_t regex_len = (size_t)(end - p);
-	if (category_len == 0 || regex_len == 0) {
+	if (category_len == 0 || p == end) {
 		*err = xasprintf("%s:%d: expected ACTION CATEGORY REGEX", name, lineno);
 		return false;
 	}
-
-	enum bounce_action act;
-	if (action_len == 5 && strncasecmp(action, "defer", 5) == 0) {
-		act = BOUNCE_DEFER;
-	} else if (action_len == 6 && strncasecmp(action, "reject", 6) == 0) {
-		act = BOUNCE_REJECT;
-	} else {
-		*err = xasprintf("%s:%d: unknown action '%.*s' (defer or reject)", name, lineno,
-				 quote_len(action_len), action);
-		return false;
-	}
-
-	for (size_t i = 0; i < category_len; i++) {
-		if (!is_category_char(category[i])) {
-			*err = xasprintf("%s:%d: bad category '%.*s' (letters, digits, '-', '_')",
-					 name, lineno, quote_len(category_len), category);
-			return false;
-		}
-	}
-
-	int errcode;
-	PCRE2_SIZE erroff;
-	pcre2_code *re = pcre2_compile((PCRE2_SPTR)regex, regex_len, COMPILE_OPTIONS, &errcode,
-				       &erroff, NULL);
-	if (re == NULL) {
-		PCRE2_UCHAR msg[256];
-		if (pcre2_get_error_message(errcode, msg, sizeof(msg)) < 0)
-			snprintf((char *)msg, sizeof(msg), "error %d", errcode);
-		*err = xasprintf("%s:%d: bad regex: %s at offset %zu", name, lineno, (char *)msg,
-				 (size_t)erroff);
-		return false;
-	}
-	/* JIT where the library and the CPU have it; the interpreter otherwise. */
-	(void)pcre2_jit_compile(re, PCRE2_JIT_COMPLETE);
-
-	r->rules = xreallocarray_grow(r->rules, &r->cap, r->n + 1, sizeof(*r->rules));
-	struct rule *rule = &r->rules[r->n++];
-	rule->action = act;
-	rule->category = xstrndup(category, category_len);
-	rule->line = lineno;
-	rule->re = re;
-	return true;
+	return add_rule(r, name, lineno, action, action_len, category, category_len, p,
+			(size_t)(end - p), NULL, 0, 0, err);
 }
 
 struct bounce_rules *bounce_rules_parse(const char *name, const char *text, size_t len, char **err)
@@ -209,6 +281,7 @@ void bounce_rules_free(struct bounce_rules *r)
 		return;
 	for (size_t i = 0; i < r->n; i++) {
 		free(r->rules[i].category);
+		free(r->rules[i].message);
 		pcre2_code_free(r->rules[i].re);
 	}
 	free(r->rules);
@@ -256,6 +329,8 @@ static char *subject(int code, const char *response, const char **subj)
 static void default_verdict(int code, struct bounce_verdict *out)
 {
 	out->rule_line = 0;
+	out->message = NULL;
+	out->slowdown = false;
 	if (code == 0) {
 		out->action = BOUNCE_DEFER;
 		out->category = "network";
@@ -293,7 +368,9 @@ void bounce_rules_classify(const struct bounce_rules *r, int code, const char *r
 		/* Errors (a match limit hit) count as no match. */
 		if (pcre2_match(rule->re, (PCRE2_SPTR)subj, len, 0, 0, md, r->mctx) >= 0) {
 			out->action = rule->action;
+			out->slowdown = rule->slowdown;
 			out->category = rule->category;
+			out->message = rule->message;
 			out->rule_line = rule->line;
 			break;
 		}

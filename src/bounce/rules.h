@@ -9,7 +9,9 @@
  * "protocol").
  *
  * Rules file format (config/bounces.txt is shipped and compiled in): one rule
- * per line, `ACTION CATEGORY REGEX`, where ACTION is defer or reject,
+ * per line, `ACTION CATEGORY REGEX`, or ZoneMTA's `REGEX,ACTION,CATEGORY,
+ * MESSAGE` (its regex with flags "im" and no comma, as ZoneMTA splits the
+ * line at commas; slowdown is a defer), where ACTION is defer or reject,
  * CATEGORY a word (blocklist, greylist, mailbox, quota, rate, policy, spam,
  * network, dns, protocol, other, ...: letters, digits, '-', '_') and REGEX
  * the rest of the line, its trailing blanks removed.  Blank lines and lines
@@ -34,7 +36,9 @@ enum bounce_action {
 
 struct bounce_verdict {
 	enum bounce_action action;
+	bool slowdown;        /* the rule said ZoneMTA's "slowdown" (a defer) */
 	const char *category; /* borrowed from the rules */
+	const char *message;  /* the rule's description (ZoneMTA's format), or NULL */
 	int rule_line;        /* line of the rule that matched, 0 for the default */
 };
 

@@ -49,6 +49,11 @@ void stats_connection(const char *zone, int delta)
 	add(STATS_CONNECTIONS, zone, delta);
 }
 
+void stats_connection_reuse(const char *zone)
+{
+	add(STATS_CONNECTION_REUSES, zone, 1);
+}
+
 void stats_observe(enum stats_histogram h, double seconds)
 {
 	struct stats_histogram_data *d = &histograms[h];

@@ -16,6 +16,7 @@ enum stats_counter {
 	STATS_MESSAGES_REJECTED, /* label: interface */
 	STATS_DELIVERIES,        /* label: zone TAB result (delivered, deferred, bounced) */
 	STATS_CONNECTIONS,       /* label: zone; a gauge (+1 open, -1 closed) */
+	STATS_CONNECTION_REUSES, /* label: zone; a transaction on a connection used before */
 	STATS_NCOUNTERS,
 };
 
@@ -42,6 +43,8 @@ void stats_message_rejected(const char *interface);
 void stats_delivery(const char *zone, const char *result);
 /* An outbound connection of `zone` opened (+1) or closed (-1). */
 void stats_connection(const char *zone, int delta);
+/* A delivery connection of `zone` carries another message. */
+void stats_connection_reuse(const char *zone);
 void stats_observe(enum stats_histogram h, double seconds);
 
 /* Reading.  Iterates a counter's labels: start *pos at 0. */

@@ -3,6 +3,7 @@
 #include "msg/ingest.h"
 
 #include <ctype.h>
+#include <arpa/inet.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -225,7 +226,20 @@ static char *lower_dup(const char *s)
 	return d;
 }
 
-/* Adds Received: at the top and Message-ID/Date at the end when missing. */
+/* An address of this host (127.0.0.0/8, ::1), or not an address at all. */
+static bool is_loopback(const char *origin)
+{
+	struct in_addr a4;
+	struct in6_addr a6;
+	if (origin == NULL || inet_pton(AF_INET, origin, &a4) == 1)
+		return origin == NULL || (ntohl(a4.s_addr) >> 24) == 127;
+	if (inet_pton(AF_INET6, origin, &a6) == 1)
+		return IN6_IS_ADDR_LOOPBACK(&a6);
+	return true;
+}
+
+/* Adds X-Originating-IP and Received: at the top, Message-ID/Date at the
+ * end when missing. */
 static void rewrite_headers(struct ingest *in, const struct ingest_envelope *env, char **message_id,
 			    char **date)
 {
@@ -247,6 +261,15 @@ static void rewrite_headers(struct ingest *in, const struct ingest_envelope *env
 		dh = (int)in->headers.count - 1;
 	}
 	*date = xstrdup(in->headers.items[dh].value);
+
+	/* ZoneMTA's default-headers: the client's address for a message that
+	 * did not come from this host, replacing any the client wrote. */
+	if (!is_loopback(env->origin)) {
+		header_list_remove(&in->headers, "x-originating-ip");
+		char *value = xasprintf("[%s]", env->origin);
+		header_list_insert(&in->headers, 0, "X-Originating-IP", value);
+		free(value);
+	}
 
 	/* RFC 5321 4.4: a trace field at the top.  "for" only with one
 	 * recipient, so a message does not disclose its other recipients. */

@@ -18,6 +18,7 @@
 #include <event2/bufferevent_ssl.h>
 #include <openssl/err.h>
 
+#include "core/stats.h"
 #include "core/clock.h"
 #include "core/log.h"
 #include "core/utf8.h"
@@ -127,6 +128,8 @@ void mta_transaction_start(struct mta_conn *c, struct sched_batch *batch)
 	memset(x, 0, sizeof(*x));
 	x->batch = batch;
 	x->item = xcalloc(batch->n, sizeof(*x->item));
+	if (c->slot->messages > 1) /* the scheduler counts this one already */
+		stats_connection_reuse(c->zone->name);
 	x->started_ms = clock_mono_ms();
 	c->in_txn = true;
 	memcpy(c->msg_id, batch->items[0]->id, sizeof(c->msg_id));

@@ -3,6 +3,8 @@
 #include "zone/route.h"
 
 #include <string.h>
+#include <strings.h>
+#include <ctype.h>
 
 static bool domain_listed(char *const *list, size_t n, const char *domain)
 {
@@ -13,12 +15,29 @@ static bool domain_listed(char *const *list, size_t n, const char *domain)
 }
 
 /* Does some field `name` (lower case) carry exactly `value`? */
+/* As ZoneMTA compares them: the value trimmed, case ignored. */
 static bool has_header_value(const struct header_list *headers, const char *name, const char *value)
 {
-	for (size_t i = 0; i < headers->count; i++)
-		if (strcmp(headers->items[i].key, name) == 0 &&
-		    strcmp(headers->items[i].value, value) == 0)
+	size_t vlen = strlen(value);
+	while (vlen > 0 && isspace((unsigned char)value[vlen - 1]))
+		vlen--;
+	while (vlen > 0 && isspace((unsigned char)*value)) {
+		value++;
+		vlen--;
+	}
+	for (size_t i = 0; i < headers->count; i++) {
+		const char *v = headers->items[i].value;
+		size_t n = strlen(v);
+		while (n > 0 && isspace((unsigned char)v[n - 1]))
+			n--;
+		while (n > 0 && isspace((unsigned char)*v)) {
+			v++;
+			n--;
+		}
+		if (strcmp(headers->items[i].key, name) == 0 && n == vlen &&
+		    strncasecmp(v, value, n) == 0)
 			return true;
+	}
 	return false;
 }
 

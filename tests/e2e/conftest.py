@@ -40,14 +40,14 @@ def free_port(host="127.0.0.1"):
         return s.getsockname()[1]
 
 
-def run_cli(*args, env=None, cwd=None, timeout=30):
+def run_cli(*args, env=None, cwd=None, timeout=30, input=None):
     """Runs `zone-mta ARGS` to completion; returns the CompletedProcess."""
     full_env = dict(os.environ)
     full_env.pop("ZONEMTA_ENV", None)
     full_env.pop("NODE_ENV", None)
     full_env.update(env or {})
     return subprocess.run([ZMTA_BIN, *args], capture_output=True, text=True,
-                          env=full_env, cwd=cwd, timeout=timeout)
+                          env=full_env, cwd=cwd, timeout=timeout, input=input)
 
 
 def wait_until(predicate, timeout, interval=0.05, what="condition"):

@@ -301,10 +301,14 @@ def test_send_fields(zmta, extra, check):
 def test_send_records_user_and_origin_only_when_trusted(zmta):
     claims = {"X-Authenticated-User": "alice@origin.test", "X-Originating-IP": "192.0.2.7"}
     d = zmta()
-    reply = send(d, BASE, claims)
+    spoofed = {**BASE, "headers": {"X-Originating-IP": "[203.0.113.9]"}}
+    reply = send(d, spoofed, claims)
     meta = d.get(f"/message/{reply['id']}")[1]["meta"]
     # Anyone may send these headers: without trust they are not believed.
     assert "user" not in meta and meta["origin"] == "127.0.0.1"
+    # from this host: no X-Originating-IP of ours (ZoneMTA's default-headers)
+    stored = call(d, "GET", f"/fetch/{reply['id']}")[1]
+    assert stored.count(b"X-Originating-IP:") == 1  # the client's own, kept
     d.stop()
     d = zmta(extra_config={"api": {"trustHeaders": True}})
     reply = send(d, BASE, claims)
@@ -312,6 +316,10 @@ def test_send_records_user_and_origin_only_when_trusted(zmta):
     assert meta["user"] == "alice@origin.test"
     assert meta["origin"] == "192.0.2.7"
     assert meta["interface"] == "api" and meta["transtype"] == "HTTP"
+    reply = send(d, spoofed, claims)
+    stored = call(d, "GET", f"/fetch/{reply['id']}")[1]
+    # from elsewhere: the client's address, replacing what the client wrote
+    assert re.findall(rb"X-Originating-IP: (.*)\r\n", stored) == [b"[192.0.2.7]"]
 
 
 def test_endless_header_line_is_refused_before_it_costs_memory(zmta):
@@ -889,8 +897,9 @@ def test_metrics_follow_sends_and_deliveries(dns_server, smtp_sink, zmta):
                        ("zonemta_message_load_seconds", "histogram")]:
         assert name in families and families[name].type == kind, name
     for zone in ("default", "bounces", "held"):
-        assert sample(samples, "zonemta_queue_size", zone=zone, state="queued") == 0
-        assert sample(samples, "zonemta_queue_size", zone=zone, state="deferred") == 0
+        for state in ("queued", "deferred"):
+            assert sample(samples, "zonemta_queue_size", zone=zone, state=state,
+                          type=state) == 0
         assert sample(samples, "zonemta_outbound_connections", zone=zone) == 0
 
     # SMTP: two accepted, one refused as too big.
@@ -918,11 +927,27 @@ def test_metrics_follow_sends_and_deliveries(dns_server, smtp_sink, zmta):
     attempts = {r: sample(samples, "zonemta_delivery_attempts_total", zone="default", result=r)
                 for r in ("delivered", "deferred", "bounced")}
     assert attempts == {"delivered": 4, "deferred": 1, "bounced": 1}
-    assert sample(samples, "zonemta_queue_size", zone="held", state="queued") == 1
-    assert sample(samples, "zonemta_queue_size", zone="default", state="queued") == 0
-    assert sample(samples, "zonemta_queue_size", zone="default", state="deferred") == 0
+    assert sample(samples, "zonemta_queue_size", zone="held", state="queued", type="queued") == 1
+    assert sample(samples, "zonemta_queue_size", zone="default", state="queued",
+                  type="queued") == 0
+    assert sample(samples, "zonemta_queue_size", zone="default", state="deferred",
+                  type="deferred") == 0
+    # ZoneMTA's names for the same, so its dashboards work (exposed without
+    # _total, as ZoneMTA's prom-client does; the parser adds it)
+    text = call(d, "GET", "/metrics")[1].decode()
+    for name in ("zonemta_delivery_status", "zonemta_message_push", "zonemta_connection_reuses"):
+        assert re.search(rf"^{name}{{", text, re.M), name
+    status = {r: sample(samples, "zonemta_delivery_status_total", zone="default", status=r)
+              for r in ("delivered", "deferred", "rejected")}
+    assert status == {"delivered": 4, "deferred": 1, "rejected": 1}
+    assert sample(samples, "zonemta_message_push_total", result="success") == 5
+    assert sample(samples, "zonemta_message_push_total", result="fail") == 2
     opened = len(sink.sessions())
     assert 0 <= sample(samples, "zonemta_outbound_connections", zone="default") <= opened
+    assert 0 <= sample(samples, "zonemta_connection_pool_size") <= opened
+    transactions = len(re.findall(r"event=attempt ", d.log()))
+    assert sample(samples, "zonemta_connection_reuses_total", zone="default") == \
+        transactions - opened
     for hist, least in (("zonemta_store_commit_seconds", 5), ("zonemta_dns_lookup_seconds", 1),
                         ("zonemta_message_load_seconds", 4)):
         count = sample(samples, f"{hist}_count")

@@ -23,7 +23,7 @@ def test_version():
 def test_help_lists_every_command():
     res = run_cli("--help")
     assert res.returncode == 0
-    for cmd in ("create DIR", "run [-d DIR] [-c FILE]", "check-config", "--version"):
+    for cmd in ("create DIR", "run [-d DIR] [-c FILE]", "check-config", "check-bounce", "--version"):
         assert cmd in res.stdout
 
 

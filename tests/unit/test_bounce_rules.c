@@ -29,102 +29,102 @@ static const struct {
     {550,
      "550 5.1.1 <nobody@example.com>: Recipient address rejected: User unknown in virtual "
      "mailbox table",
-     R, "mailbox"},
+     R, "recipient"},
     {550,
      "550-5.1.1 The email account that you tried to reach does not exist. Please try "
      "double-checking the recipient's email address for typos or unnecessary spaces. "
      "Learn more at https://support.google.com/mail/?p=NoSuchUser a1si2 - gsmtp",
-     R, "mailbox"},
+     R, "recipient"},
     {550, "550 5.1.10 RESOLVER.ADR.RecipientNotFound; Recipient not found by SMTP address lookup",
-     R, "mailbox"},
+     R, "recipient"},
     {554,
      "554 delivery error: dd This user doesn't have a yahoo.com account (nobody@yahoo.com) "
      "[0] - mta1234.mail.bf1.yahoo.com",
-     R, "mailbox"},
+     R, "recipient"},
     {450,
      "450 4.1.1 <nobody@example.org>: Recipient address rejected: User unknown in local "
      "recipient table",
-     R, "mailbox"},
-    {450, "450 4.1.1 nobody@example.org: no such user here", R, "mailbox"},
-    {550, "550 5.1.1 user unknown", R, "mailbox"},
-    {550, "550 Unrouteable address", R, "mailbox"},
-    {511, "511 sorry, no mailbox here by that name (#5.1.1)", R, "mailbox"},
-    {550, "550 5.5.0 Requested action not taken: mailbox unavailable", R, "mailbox"},
+     R, "recipient"},
+    {450, "450 4.1.1 nobody@example.org: no such user here", R, "recipient"},
+    {550, "550 5.1.1 user unknown", R, "recipient"},
+    {550, "550 Unrouteable address", R, "recipient"},
+    {511, "511 sorry, no mailbox here by that name (#5.1.1)", R, "recipient"},
+    {550, "550 5.5.0 Requested action not taken: mailbox unavailable", R, "recipient"},
     {550, "550 5.4.1 Recipient address rejected: Access denied. AS(201806281) [AM1EUR02FT003]", R,
-     "mailbox"},
+     "recipient"},
     {550,
      "550-5.2.1 The email account that you tried to reach is disabled. Learn more at "
      "https://support.google.com/mail/?p=DisabledUser - gsmtp",
-     R, "mailbox"},
-    {450, "450 Requested mail action not taken: mailbox unavailable", D, "mailbox"},
+     R, "recipient"},
+    {450, "450 Requested mail action not taken: mailbox unavailable", D, "recipient"},
     {450,
      "450 4.1.1 <a@example.org>: Recipient address rejected: unverified address: Address "
      "verification in progress",
-     D, "mailbox"},
+     D, "recipient"},
     {450,
      "450 4.1.1 <a@example.org>: Recipient address rejected: unverified address: host "
      "mx.example.org[192.0.2.7] said: 550 5.1.1 <a@example.org>: Recipient address "
      "rejected: User unknown (in reply to RCPT TO command)",
-     R, "mailbox"},
+     R, "recipient"},
     {550,
      "550 Message was not accepted -- invalid mailbox. Local mailbox a@example.ru is "
      "unavailable: user not found",
-     R, "mailbox"},
+     R, "recipient"},
     {550,
      "550 5.2.1 <a@example.org>: Recipient address rejected: this mailbox is inactive and "
      "has been disabled",
-     R, "mailbox"},
-    {450, "450 4.2.0 Mailbox busy", D, "mailbox"},
-    {550, "550 Mailbox does not exist", R, "mailbox"},
+     R, "recipient"},
+    {450, "450 4.2.0 Mailbox busy", D, "recipient"},
+    {550, "550 Mailbox does not exist", R, "recipient"},
     {554,
      "554 delivery error: dd Sorry your message to a@yahoo.com cannot be delivered. This "
      "mailbox is disabled (554.30). - mta1234.mail.bf1.yahoo.com",
-     R, "mailbox"},
-    {553, "553 5.3.0 <a@example.org>... Address no longer valid", R, "mailbox"},
+     R, "recipient"},
+    {553, "553 5.3.0 <a@example.org>... Address no longer valid", R, "recipient"},
     /* Mailbox full: defers, even as 552 5.2.2, unless it is abandoned. */
-    {452, "452 4.2.2 <a@example.com>: mailbox full", D, "quota"},
-    {552, "552 5.2.2 Mailbox size limit exceeded", D, "quota"},
-    {552, "552 5.2.2 <a@example.com>... Mailbox over quota", D, "quota"},
-    {552, "552 5.2.2 <a@example.com>: Quota exceeded (mailbox for user is full)", D, "quota"},
+    {452, "452 4.2.2 <a@example.com>: mailbox full", D, "capacity"},
+    {552, "552 5.2.2 Mailbox size limit exceeded", D, "capacity"},
+    {552, "552 5.2.2 <a@example.com>... Mailbox over quota", D, "capacity"},
+    {552, "552 5.2.2 <a@example.com>: Quota exceeded (mailbox for user is full)", D, "capacity"},
     {554,
      "554 5.2.2 mailbox full; STOREDRV.Deliver.Exception:QuotaExceededException."
      "MapiExceptionShutoffQuotaExceeded",
-     D, "quota"},
+     D, "capacity"},
     {452,
      "452-4.2.2 The recipient's inbox is out of storage space. Please direct the recipient "
      "to https://support.google.com/mail/?p=OverQuotaTemp - gsmtp",
-     D, "quota"},
+     D, "capacity"},
     {552,
      "552-5.2.2 The email account that you tried to reach is over quota and inactive. "
      "https://support.google.com/mail/?p=OverQuotaPerm - gsmtp",
-     R, "quota"},
-    {552, "552 Requested mail action aborted: exceeded storage allocation", D, "quota"},
+     R, "capacity"},
+    {552, "552 Requested mail action aborted: exceeded storage allocation", D, "capacity"},
     /* Blocklists defer, even after 5xx. */
     {554,
      "554 5.7.1 Service unavailable; Client host [192.0.2.1] blocked using "
      "zen.spamhaus.org; https://www.spamhaus.org/query/ip/192.0.2.1",
-     D, "blocklist"},
+     D, "blacklist"},
     {550,
      "550 5.7.1 Unfortunately, messages from [192.0.2.1] weren't sent. Please contact your "
      "Internet service provider since part of their network is on our block list (S3150).",
-     D, "blocklist"},
+     D, "blacklist"},
     {550,
      "550 5.7.606 Access denied, banned sending IP [192.0.2.1]. To request removal from this "
      "list please visit https://sender.office.com/",
-     D, "blocklist"},
+     D, "blacklist"},
     {553,
      "553 5.7.1 [BL21] Connections will not be accepted from 192.0.2.1, because the ip is "
      "in Spamhaus's list; see https://postmaster.yahooinc.com/error-codes",
-     D, "blocklist"},
-    {554, "554 rejected because 192.0.2.1 is listed at b.barracudacentral.org", D, "blocklist"},
+     D, "blacklist"},
+    {554, "554 rejected because 192.0.2.1 is listed at b.barracudacentral.org", D, "blacklist"},
     {550, "550 5.7.708 Service unavailable. Access denied, traffic not accepted from this IP.", D,
-     "blocklist"},
-    {550, "550 5.7.1 Your IP address 192.0.2.1 has been blocked", D, "blocklist"},
-    {554, "554 5.7.1 Blocked - see https://ipcheck.proofpoint.com/?ip=192.0.2.1", D, "blocklist"},
+     "blacklist"},
+    {550, "550 5.7.1 Your IP address 192.0.2.1 has been blocked", D, "blacklist"},
+    {554, "554 5.7.1 Blocked - see https://ipcheck.proofpoint.com/?ip=192.0.2.1", D, "blacklist"},
     {421,
      "421 4.7.1 [TSS09] All messages from 192.0.2.1 will be permanently deferred; Retrying "
      "will NOT succeed. See https://postmaster.yahooinc.com/error-codes",
-     R, "blocklist"},
+     R, "blacklist"},
     /* Greylisting. */
     {451, "451 4.7.1 Greylisted", D, "greylist"},
     {450,
@@ -136,7 +136,8 @@ static const struct {
     /* Rate limits. */
     {421, "421-4.7.0 Try again later, closing connection. (EHLO) a1si2 - gsmtp", D, "rate"},
     {421, "421 4.7.0 Try again later", D, "rate"},
-    {421, "421 4.7.0 mx.example.org Error: too many connections from 192.0.2.1", D, "rate"},
+    {421, "421 4.7.0 mx.example.org Error: too many connections from 192.0.2.1", D,
+     "capacity"}, /* ZoneMTA's category */
     {421,
      "421 4.7.0 [TSS04] Messages from 192.0.2.1 temporarily deferred due to unexpected "
      "volume or user complaints - 4.16.55.1",
@@ -196,7 +197,8 @@ static const struct {
     /* Policy. */
     {554, "554 5.7.1 <a@example.org>: Relay access denied", R, "policy"},
     {454, "454 4.7.1 <a@example.org>: Relay access denied", D, "policy"},
-    {553, "553 sorry, that domain isn't in my list of allowed rcpthosts (#5.7.1)", R, "policy"},
+    {553, "553 sorry, that domain isn't in my list of allowed rcpthosts (#5.7.1)", R,
+     "recipient"}, /* as ZoneMTA */
     {550,
      "550 5.7.1 <bounce@example.com>: Sender address rejected: User unknown in local "
      "recipient table",
@@ -218,14 +220,14 @@ static const struct {
      "https://postmaster.yahooinc.com/error-codes",
      R, "policy"},
     /* Size. */
-    {552, "552 5.3.4 Message size exceeds fixed limit", R, "size"},
+    {552, "552 5.3.4 Message size exceeds fixed limit", R, "message"},
     {552,
      "552-5.2.3 Your message exceeded Google's message size limits. Please visit "
      "https://support.google.com/mail/?p=MaxSizeError - gsmtp",
-     R, "size"},
-    {452, "452 4.3.4 Message too big for system", R, "size"},
-    {552, "552 Requested mail action aborted: exceeded mailsize limit", R, "size"},
-    {552, "552 Message exceeds the maximum allowed size", R, "size"},
+     R, "message"},
+    {452, "452 4.3.4 Message too big for system", R, "message"},
+    {552, "552 Requested mail action aborted: exceeded mailsize limit", R, "message"},
+    {552, "552 Message exceeds the maximum allowed size", R, "message"},
     {452, "452 4.3.1 Insufficient system storage", D, "other"},
     {552, "552 4.4.5 Insufficient disk space; try again later", D, "other"},
     /* TLS. */
@@ -258,7 +260,7 @@ static const struct {
     {553,
      "553 5.3.0 flph840 DNSBL:RBL 521< 192.0.2.1 >_is_blocked.For assistance forward this "
      "error to abuse_rbl@abuse-att.net",
-     D, "blocklist"},
+     D, "blacklist"},
     /* Loops. */
     {554, "554 5.4.6 Too many hops", R, "other"},
 };
@@ -423,9 +425,13 @@ static void test_parse_errors(void **state)
 	    {"defer spam\n", "t.txt:1: expected ACTION CATEGORY REGEX"},
 	    {"defer\n", "t.txt:1: expected ACTION CATEGORY REGEX"},
 	    {"# ok\ndefer spam   \t\r\n", "t.txt:2: expected ACTION CATEGORY REGEX"},
-	    {"# ok\n\nbounce spam foo\n", "t.txt:3: unknown action 'bounce' (defer or reject)"},
-	    {"defer,spam,foo\n", "t.txt:1: expected ACTION CATEGORY REGEX"},
-	    {"rejected spam foo\n", "t.txt:1: unknown action 'rejected' (defer or reject)"},
+	    {"# ok\n\nbounce spam foo\n",
+	     "t.txt:3: unknown action 'bounce' (defer, reject or slowdown)"},
+	    {"defer,spam,foo\n", "t.txt:1: unknown action 'spam' in ZoneMTA's "
+				 "regex,action,category,message (defer, reject or slowdown)"},
+	    {"^550 x,reject,,oops\n", "t.txt:1: empty category"},
+	    {"rejected spam foo\n",
+	     "t.txt:1: unknown action 'rejected' (defer, reject or slowdown)"},
 	    {"defer a x\nreject spam (foo\n",
 	     "t.txt:2: bad regex: missing closing parenthesis at offset 4"},
 	    {"reject spam foo[\n",
@@ -458,10 +464,10 @@ static void test_invalid_utf8(void **state)
 	bounce_rules_classify(r, 550, "550 5.1.1 Benutzer \xfc\xff\xfe unbekannt: user unknown",
 			      &v);
 	assert_int_equal(v.action, R);
-	assert_string_equal(v.category, "mailbox");
+	assert_string_equal(v.category, "recipient");
 	bounce_rules_classify(r, 452, "452 4.2.2 Bo\xeete pleine \xc3 (mailbox full)", &v);
 	assert_int_equal(v.action, D);
-	assert_string_equal(v.category, "quota");
+	assert_string_equal(v.category, "capacity");
 	bounce_rules_classify(r, 451, "451 \xc0\xaf\xed\xa0\x80\xf4\x90\x80\x80", &v);
 	assert_int_equal(v.action, D);
 	assert_string_equal(v.category, "other");
@@ -498,7 +504,7 @@ static void test_long_response(void **state)
 	strcpy(s + 10 + LEN, " user unknown");
 	bounce_rules_classify(r, 550, s, &v);
 	assert_int_equal(v.action, R);
-	assert_string_equal(v.category, "mailbox");
+	assert_string_equal(v.category, "recipient");
 
 	/* Nothing to find, with repeated near-misses and invalid bytes. */
 	size_t n = 0;

@@ -14,6 +14,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -55,6 +56,7 @@ struct peer {
 	pthread_t thread;
 	char failure[300]; /* the first step that went wrong, or "" */
 	size_t data_bytes;
+	atomic_bool done; /* the script has run to its end (or failed) */
 };
 
 static int peer_readline(int fd, char *buf, size_t cap)
@@ -78,6 +80,7 @@ static void *peer_run(void *arg)
 	int fd = accept(p->listen_fd, NULL, NULL);
 	if (fd < 0) {
 		snprintf(p->failure, sizeof(p->failure), "accept failed");
+		atomic_store(&p->done, true);
 		return NULL;
 	}
 	char line[8192];
@@ -122,6 +125,7 @@ static void *peer_run(void *arg)
 		}
 	}
 	close(fd);
+	atomic_store(&p->done, true);
 	return NULL;
 }
 
@@ -247,7 +251,8 @@ static char *read_log(const struct relay *r)
 	return s;
 }
 
-/* Runs the loop until every needle is in the log (or 15 s pass). */
+/* Runs the loop until every needle is in the log and the peer's script has
+ * ended (or 15 s pass): the relay may still owe the peer its QUIT. */
 static void run_until(struct relay *r, const struct peer *p, const char *const *needles)
 {
 	int64_t end = clock_mono_ms() + 15000;
@@ -260,7 +265,7 @@ static void run_until(struct relay *r, const struct peer *p, const char *const *
 		for (const char *const *n = needles; *n && all; n++)
 			all = strstr(log, *n) != NULL;
 		free(log);
-		if (all)
+		if (all && atomic_load(&p->done))
 			return;
 	}
 	char *log = read_log(r);

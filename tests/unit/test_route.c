@@ -64,6 +64,12 @@ static void test_precedence(void **state)
 	/* routingHeaders beat senderDomains; the first zone in order wins. */
 	assert_string_equal(route(NULL, bulk, "news.test", "rcpt.test", &rule), "byheader");
 	assert_string_equal(rule, "routingHeaders");
+	/* values compare as ZoneMTA compares them: trimmed, case ignored */
+	assert_string_equal(
+	    route(NULL, "x-class:   BULK  \r\nSubject: s\r\n\r\n", "news.test", "rcpt.test", &rule),
+	    "byheader");
+	assert_string_not_equal(
+	    route(NULL, "X-Class: bulkier\r\n\r\n", "news.test", "rcpt.test", &rule), "byheader");
 	/* senderDomains beat recipientDomains, first zone in order. */
 	assert_string_equal(route(NULL, plain, "news.test", "rcpt.test", &rule), "bysender");
 	assert_string_equal(rule, "senderDomains");

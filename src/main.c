@@ -366,8 +366,15 @@ static int cmd_dkim(int argc, char **argv)
 	} else if (write(fd, pem, strlen(pem)) != (ssize_t)strlen(pem) || close(fd) != 0) {
 		fprintf(stderr, "zone-mta: cannot write %s: %s\n", path, strerror(errno));
 	} else {
+		/* RFC 1035 3.3.14: a TXT record is strings of at most 255 octets
+		 * each; the verifier joins them (RFC 6376 3.6.2.2). */
 		printf("private key: %s\n", path);
-		printf("DNS record:  %s._domainkey.%s. IN TXT \"%s\"\n", selector, domain, txt);
+		printf("DNS record:  %s._domainkey.%s. IN TXT", selector, domain);
+		for (size_t off = 0, n = strlen(txt); off < n; off += 255)
+			printf(" \"%.*s\"", (int)(n - off < 255 ? n - off : 255), txt + off);
+		printf("\n\nAdd to the configuration:\n"
+		       "dkim:\n  keys:\n    - domain: %s\n      selector: %s\n      privateKey: %s\n",
+		       domain, selector, path);
 		rc = 0;
 	}
 	free(path);

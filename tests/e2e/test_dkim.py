@@ -23,9 +23,18 @@ def keygen(tmp_path, domain, selector, kind="rsa", bits=2048):
     res = run_cli(*args)
     assert res.returncode == 0, res.stderr
     assert oct(os.stat(out).st_mode & 0o777) == "0o600"
-    m = re.search(r'^DNS record:  (\S+)\._domainkey\.(\S+)\. IN TXT "(.*)"$', res.stdout, re.M)
+    m = re.search(r'^DNS record:  (\S+)\._domainkey\.(\S+)\. IN TXT((?: "[^"]*")+)$', res.stdout,
+                  re.M)
     assert m and m.group(1) == selector and m.group(2) == domain
-    return out, m.group(3)
+    # strings of at most 255 octets (RFC 1035 3.3.14), joined by the verifier
+    strings = re.findall(r'"([^"]*)"', m.group(3))
+    assert all(len(s) <= 255 for s in strings) and len(strings[-1]) > 0
+    if bits >= 2048 and kind == "rsa":
+        assert len(strings) >= 2
+    # the configuration entry to add, with this key's file
+    assert f"    - domain: {domain}\n      selector: {selector}\n      privateKey: {out}\n" \
+        in res.stdout
+    return out, "".join(strings)
 
 
 def verify_all(message, records):

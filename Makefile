@@ -7,6 +7,7 @@
 #   make bench   benchmarks against Postfix
 #   make fuzz    run each libFuzzer harness for FUZZ_SECONDS (clang)
 #   make builds  Release (-O3) and clang builds, warnings as errors, unit tests
+#   make install install the binary, man pages, systemd unit (PREFIX, DESTDIR)
 #   make clean   remove build output
 
 BUILD      ?= build
@@ -18,8 +19,10 @@ FUZZ_BUILD   ?= build-fuzz
 RELEASE_BUILD ?= build-release
 CLANG_BUILD   ?= build-clang
 FUZZ_SECONDS ?= 60
+PREFIX       ?= /usr/local
+DESTDIR      ?=
 
-.PHONY: all deps build run test asan bench fuzz builds clean
+.PHONY: all deps build run test asan bench fuzz builds install clean
 
 all: build
 
@@ -63,6 +66,13 @@ builds: deps
 	@CC=clang cmake -S . -B $(CLANG_BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DZMTA_WERROR=ON >/dev/null
 	@cmake --build $(CLANG_BUILD) -j $(JOBS)
 	@cd $(CLANG_BUILD) && ctest --output-on-failure
+
+# The unit names the installed paths: configured for PREFIX (the build's
+# other settings stay as they are).
+install: deps
+	@cmake -S . -B $(BUILD) -DCMAKE_INSTALL_PREFIX=$(PREFIX) $(CMAKE_ARGS) >/dev/null
+	@cmake --build $(BUILD) -j $(JOBS)
+	@DESTDIR=$(DESTDIR) cmake --install $(BUILD)
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD) $(RELEASE_BUILD) $(CLANG_BUILD)

@@ -12,6 +12,7 @@ build_pkgs=(
   libevent-dev libssl-dev libfyaml-dev libjansson-dev librocksdb-dev
   libunbound-dev libcmocka-dev libpcre2-dev libgmime-3.0-dev libidn2-dev
   libcurl4-openssl-dev clang-format
+  libsystemd-dev scdoc
 )
 # Tests: real peers on loopback.  dnsmasq-base is the bare binary (the
 # dnsmasq package would start a system service on port 53).
@@ -19,6 +20,7 @@ test_pkgs=(
   python3 python3-pytest python3-aiosmtpd python3-dnspython python3-yaml
   dnsmasq-base swaks curl procps iproute2 python3-dkim python3-prometheus-client
   openssl mount
+  systemd man-db
 )
 # Node.js for the JavaScript test peers, unless one is on PATH already (a
 # Node.js from elsewhere conflicts with Debian's npm).

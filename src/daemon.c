@@ -12,6 +12,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <systemd/sd-daemon.h>
 #include <unistd.h>
 
 #include <event2/event.h>
@@ -19,6 +20,7 @@
 
 #include "api/api.h"
 #include "bounce/rules.h"
+#include "core/clock.h"
 #include "hook/hook.h"
 #include "net/http_client.h"
 #include "mta/dns.h"
@@ -232,6 +234,7 @@ static void on_stop_signal(evutil_socket_t sig, short what, void *arg)
 		return;
 	}
 	d->stopping = true;
+	sd_notify(0, "STOPPING=1");
 	log_info("stopping", "signal=%s", sig == SIGTERM ? "TERM" : "INT");
 	/* Close listeners first so nothing new arrives while we wind down. */
 	api_free(d->api);
@@ -321,8 +324,12 @@ static void on_reload_signal(evutil_socket_t sig, short what, void *arg)
 	(void)what;
 	struct daemon *d = arg;
 	char *errors = NULL;
+	/* systemd's Type=notify: reloading until READY=1 again. */
+	sd_notifyf(0, "RELOADING=1\nMONOTONIC_USEC=%llu",
+		   (unsigned long long)clock_mono_ms() * 1000ULL);
 	struct config *cfg = config_load(d->src, &errors);
 	if (cfg == NULL) {
+		sd_notify(0, "READY=1\nSTATUS=reload rejected: the running configuration is kept");
 		/* One line per problem, each naming file:line. */
 		for (char *line = strtok(errors, "\n"); line; line = strtok(NULL, "\n"))
 			log_error("reload", "status=rejected problem=\"%s\"", line);
@@ -340,6 +347,7 @@ static void on_reload_signal(evutil_socket_t sig, short what, void *arg)
 	note_restart_needed(d->cfg, cfg);
 	reload_bounce_rules(d, cfg);
 	log_info("reload", "status=ok level=%s", log_level_name(cfg->log.level));
+	sd_notify(0, "READY=1\nSTATUS=running");
 	config_free(cfg);
 }
 
@@ -477,6 +485,8 @@ int daemon_run(const struct config_source *src, struct config *cfg)
 		log_info("ready", "version=%s pid=%ld config=%s%s", ZMTA_VERSION, (long)getpid(),
 			 cfg->app_dir ? cfg->app_dir : CONFIG_BUILTIN_NAME,
 			 cfg->app_dir ? "/config" : "");
+		/* systemd's Type=notify: listeners bound, the queue open. */
+		sd_notifyf(0, "READY=1\nSTATUS=running\nMAINPID=%ld", (long)getpid());
 		if (event_base_dispatch(d.base) < 0) {
 			log_error("loop", "status=failed");
 			code = 1;

@@ -372,9 +372,10 @@ static int cmd_dkim(int argc, char **argv)
 		printf("DNS record:  %s._domainkey.%s. IN TXT", selector, domain);
 		for (size_t off = 0, n = strlen(txt); off < n; off += 255)
 			printf(" \"%.*s\"", (int)(n - off < 255 ? n - off : 255), txt + off);
-		printf("\n\nAdd to the configuration:\n"
-		       "dkim:\n  keys:\n    - domain: %s\n      selector: %s\n      privateKey: %s\n",
-		       domain, selector, path);
+		printf(
+		    "\n\nAdd to the configuration:\n"
+		    "dkim:\n  keys:\n    - domain: %s\n      selector: %s\n      privateKey: %s\n",
+		    domain, selector, path);
 		rc = 0;
 	}
 	free(path);

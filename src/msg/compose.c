@@ -1547,7 +1547,7 @@ static GMimeObject *raw_part(struct compose *c, const struct element *e)
 
 static bool data_has_line_break(const GByteArray *d)
 {
-	return memchr(d->data, '\n', d->len) || memchr(d->data, '\r', d->len);
+	return d->len > 0 && (memchr(d->data, '\n', d->len) || memchr(d->data, '\r', d->len));
 }
 
 /* Custom part headers: Content-Transfer-Encoding, -Disposition and -ID are

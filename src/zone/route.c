@@ -15,25 +15,26 @@ static bool domain_listed(char *const *list, size_t n, const char *domain)
 }
 
 /* Does some field `name` (lower case) carry exactly `value`? */
+/* `s` without leading and trailing white space: its start, and *n its length. */
+static const char *trimmed(const char *s, size_t *n)
+{
+	*n = strlen(s);
+	while (*n > 0 && isspace((unsigned char)s[*n - 1]))
+		(*n)--;
+	while (*n > 0 && isspace((unsigned char)*s)) {
+		s++;
+		(*n)--;
+	}
+	return s;
+}
+
 /* As ZoneMTA compares them: the value trimmed, case ignored. */
 static bool has_header_value(const struct header_list *headers, const char *name, const char *value)
 {
-	size_t vlen = strlen(value);
-	while (vlen > 0 && isspace((unsigned char)value[vlen - 1]))
-		vlen--;
-	while (vlen > 0 && isspace((unsigned char)*value)) {
-		value++;
-		vlen--;
-	}
+	size_t vlen, n;
+	value = trimmed(value, &vlen);
 	for (size_t i = 0; i < headers->count; i++) {
-		const char *v = headers->items[i].value;
-		size_t n = strlen(v);
-		while (n > 0 && isspace((unsigned char)v[n - 1]))
-			n--;
-		while (n > 0 && isspace((unsigned char)*v)) {
-			v++;
-			n--;
-		}
+		const char *v = trimmed(headers->items[i].value, &n);
 		if (strcmp(headers->items[i].key, name) == 0 && n == vlen &&
 		    strncasecmp(v, value, n) == 0)
 			return true;

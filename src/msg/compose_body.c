@@ -306,9 +306,10 @@ static int decode_content(struct compose *c, const json_t *content, const json_t
 		e->data = utf16le_bytes(s, len);
 	} else {
 		compose_fieldf(f, sizeof f, "%s.encoding", base);
-		return compose_fail(c, f,
-			    "unknown encoding (utf-8, ascii, base64, base64url, hex, latin1, "
-			    "binary or utf16le)");
+		return compose_fail(
+		    c, f,
+		    "unknown encoding (utf-8, ascii, base64, base64url, hex, latin1, "
+		    "binary or utf16le)");
 	}
 	if (!e->data) {
 		compose_fieldf(f, sizeof f, "%s.content", base);
@@ -383,7 +384,8 @@ static int element_content(struct compose *c, const json_t *v, const char *base,
 		return decode_content(c, v, NULL, base, e);
 	}
 	if (!json_is_object(v))
-		return compose_fail(c, base, "must be a string or an object with content, raw or path");
+		return compose_fail(c, base,
+				    "must be a string or an object with content, raw or path");
 	const json_t *raw = compose_member(v, "raw");
 	if (raw) {
 		compose_fieldf(f, sizeof f, "%s.raw", base);
@@ -636,7 +638,8 @@ static int ical_elements(struct compose *c, const json_t *msg, struct elements *
 		method = "PUBLISH";
 	for (const char *p = method; *p; p++)
 		if (!g_ascii_isalnum(*p) && *p != '-')
-			return compose_fail(c, "icalEvent.method", "must be a word such as REQUEST");
+			return compose_fail(c, "icalEvent.method",
+					    "must be a word such as REQUEST");
 	struct element *alt = elements_add(alts);
 	compose_fieldf(alt->field, sizeof alt->field, "icalEvent");
 	if (element_content(c, v, "icalEvent", alt, &dtype) < 0)
@@ -701,7 +704,8 @@ static int part_header(struct compose *c, GMimeObject *o, struct element *e, con
 	if (!cte && !disp && !cid)
 		return compose_add_custom_header(c, o, name, v, field);
 	const char *s;
-	if (compose_header_string(c, json_is_object(v) ? compose_member(v, "value") : v, field, &s) < 0)
+	if (compose_header_string(c, json_is_object(v) ? compose_member(v, "value") : v, field,
+				  &s) < 0)
 		return -1;
 	char **slot = cte ? &e->cte : disp ? &e->disposition : &e->cid;
 	if (*slot)
@@ -753,7 +757,8 @@ static int part_headers(struct compose *c, GMimeObject *o, struct element *e)
 			const char *name;
 
 			compose_fieldf(f, sizeof f, "%s.headers[%zu]", e->field, i);
-			if (!json_is_object(h) || !compose_member(h, "key") || !compose_member(h, "value"))
+			if (!json_is_object(h) || !compose_member(h, "key") ||
+			    !compose_member(h, "value"))
 				return compose_fail(c, f, "must be a {key, value} object");
 			if (compose_header_string(c, compose_member(h, "key"), f, &name) < 0)
 				return -1;
@@ -947,7 +952,8 @@ static GMimeObject *mixed_node(struct tree *t)
 /* The elements, from the message's fields, in MailComposer's order. */
 static int list_elements(struct compose *c, const json_t *msg, struct tree *t)
 {
-	const json_t *jatt = compose_member(msg, "attachments"), *jalt = compose_member(msg, "alternatives");
+	const json_t *jatt = compose_member(msg, "attachments"),
+		     *jalt = compose_member(msg, "alternatives");
 	struct elements ical = {0};
 	int rc = -1;
 
@@ -1025,4 +1031,3 @@ out:
 	elements_clear(&t.related);
 	return root;
 }
-

@@ -43,8 +43,8 @@ int compose_make_id(struct compose *c, const char *s, const char *end, const cha
 		    char **out);
 bool compose_header_name_ok(const char *name);
 /* One custom header (a string, number, boolean or {value, prepared}) on `m`. */
-int compose_add_custom_header(struct compose *c, GMimeObject *m, const char *name,
-			      const json_t *v, const char *field);
+int compose_add_custom_header(struct compose *c, GMimeObject *m, const char *name, const json_t *v,
+			      const char *field);
 
 /* compose_body.c: the body MailComposer builds from the message's fields. */
 GMimeObject *compose_make_body(struct compose *c, const json_t *msg);

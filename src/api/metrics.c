@@ -4,6 +4,7 @@
 
 #include <stdarg.h>
 #include <stdint.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -81,24 +82,38 @@ static int64_t counter_sum(enum stats_counter c)
 	return sum;
 }
 
-/* ZoneMTA's metric names, so that its dashboards work unchanged. */
-static void emit_zonemta_aliases(struct out *o)
+/*
+ * The delivery outcomes, one series per zone and result: ours
+ * (zonemta_delivery_attempts_total{zone, result}) or, `zonemta`, under
+ * ZoneMTA's name and labels (zonemta_delivery_status{status, zone}, where
+ * a bounce is "rejected").
+ */
+static void emit_deliveries(struct out *o, bool zonemta)
 {
-	emit(o, "# HELP zonemta_delivery_status Delivery outcomes per zone (ZoneMTA's name: "
-		"delivered, deferred, rejected).\n"
-		"# TYPE zonemta_delivery_status counter\n");
+	const char *name = zonemta ? "zonemta_delivery_status" : "zonemta_delivery_attempts_total";
+	emit(o, "# HELP %s Delivery outcomes per zone%s.\n# TYPE %s counter\n", name,
+	     zonemta ? " (ZoneMTA's name: delivered, deferred, rejected)" : "", name);
 	size_t pos = 0;
 	const char *key;
 	int64_t v;
 	while (stats_next(STATS_DELIVERIES, &pos, &key, &v)) {
-		const char *tab = strchr(key, '\t');
+		const char *tab = strchr(key, '\t'), *result = tab + 1;
 		char *zone = xstrndup(key, (size_t)(tab - key));
-		emit(o, "zonemta_delivery_status{status=\"%s\",zone=",
-		     strcmp(tab + 1, "bounced") == 0 ? "rejected" : tab + 1);
+		if (zonemta)
+			result = strcmp(result, "bounced") == 0 ? "rejected" : result;
+		emit(o, "%s{%s=", name, zonemta ? "status" : "result");
+		emit_label_value(o, result);
+		emit(o, ",zone=");
 		emit_label_value(o, zone);
 		emit(o, "} %lld\n", (long long)v);
 		free(zone);
 	}
+}
+
+/* ZoneMTA's metric names, so that its dashboards work unchanged. */
+static void emit_zonemta_aliases(struct out *o)
+{
+	emit_deliveries(o, true);
 	emit(o,
 	     "# HELP zonemta_message_push Messages taken into the queue, or refused (ZoneMTA's "
 	     "name).\n"
@@ -122,21 +137,7 @@ char *metrics_render(const struct config *cfg, const struct queue *q)
 	emit_counter(&o, "zonemta_messages_rejected_total", "Messages refused or failed at intake.",
 		     "counter", STATS_MESSAGES_REJECTED, "interface");
 
-	emit(&o, "# HELP zonemta_delivery_attempts_total Delivery outcomes per zone.\n"
-		 "# TYPE zonemta_delivery_attempts_total counter\n");
-	size_t pos = 0;
-	const char *key;
-	int64_t v;
-	while (stats_next(STATS_DELIVERIES, &pos, &key, &v)) {
-		const char *tab = strchr(key, '\t');
-		char *zone = xstrndup(key, (size_t)(tab - key));
-		emit(&o, "zonemta_delivery_attempts_total{zone=");
-		emit_label_value(&o, zone);
-		emit(&o, ",result=");
-		emit_label_value(&o, tab + 1);
-		emit(&o, "} %lld\n", (long long)v);
-		free(zone);
-	}
+	emit_deliveries(&o, false);
 
 	emit(&o, "# HELP zonemta_queue_size Deliveries waiting, per zone and state.\n"
 		 "# TYPE zonemta_queue_size gauge\n");

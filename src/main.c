@@ -109,15 +109,24 @@ static struct config *load_or_report(const struct config_source *src)
 	return cfg;
 }
 
+/* -d/-c parsed into *src and the configuration loaded into *cfg: 0, or
+ * the exit code after the problems were printed. */
+static int load_from_args(int argc, char **argv, struct config_source *src, struct config **cfg)
+{
+	int rc = parse_source(argc, argv, src);
+	if (rc != 0)
+		return rc;
+	*cfg = load_or_report(src);
+	return *cfg != NULL ? 0 : EXIT_USAGE;
+}
+
 static int cmd_check_config(int argc, char **argv)
 {
 	struct config_source src = {.all_problems = true};
-	int rc = parse_source(argc, argv, &src);
+	struct config *cfg;
+	int rc = load_from_args(argc, argv, &src, &cfg);
 	if (rc != 0)
 		return rc;
-	struct config *cfg = load_or_report(&src);
-	if (cfg == NULL)
-		return EXIT_USAGE;
 	size_t nwarnings = 0;
 	if (cfg->warnings != NULL) {
 		fprintf(stderr, "%s\n", cfg->warnings);
@@ -174,12 +183,10 @@ static char *reply_line(const char *text, int *code)
 static int cmd_check_bounce(int argc, char **argv)
 {
 	struct config_source src = {0};
-	int rc = parse_source(argc, argv, &src);
+	struct config *cfg;
+	int rc = load_from_args(argc, argv, &src, &cfg);
 	if (rc != 0)
 		return rc;
-	struct config *cfg = load_or_report(&src);
-	if (cfg == NULL)
-		return EXIT_USAGE;
 	char *err = NULL;
 	struct bounce_rules *rules = cfg->bounce_rules != NULL
 					 ? bounce_rules_load(cfg->bounce_rules, &err)
@@ -223,12 +230,10 @@ static int cmd_check_bounce(int argc, char **argv)
 static int cmd_run(int argc, char **argv)
 {
 	struct config_source src = {0};
-	int rc = parse_source(argc, argv, &src);
+	struct config *cfg;
+	int rc = load_from_args(argc, argv, &src, &cfg);
 	if (rc != 0)
 		return rc;
-	struct config *cfg = load_or_report(&src);
-	if (cfg == NULL)
-		return EXIT_USAGE;
 #ifdef ZMTA_TEST_PLUGIN
 	daemon_set_plugin(test_plugin_start);
 #endif

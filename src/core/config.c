@@ -451,6 +451,18 @@ static void validate_node(const struct cfg_node *n, const struct cfg_schema *s, 
 	}
 }
 
+/* Appends `lines` (taken) to the newline-separated *warnings. */
+static void warnings_append(char **warnings, char *lines)
+{
+	if (*warnings != NULL) {
+		char *all = xasprintf("%s\n%s", *warnings, lines);
+		free(lines);
+		free(*warnings);
+		lines = all;
+	}
+	*warnings = lines;
+}
+
 int config_validate(struct cfg_node *root, size_t max_errors, char **errors, char **warnings)
 {
 	struct problems found = {0}, warned = {0};
@@ -464,11 +476,7 @@ int config_validate(struct cfg_node *root, size_t max_errors, char **errors, cha
 		free(found.list);
 	}
 	if (warned.count > 0) {
-		char *joined = problems_join(&warned, 0);
-		char *all = *warnings ? xasprintf("%s\n%s", *warnings, joined) : xstrdup(joined);
-		free(joined);
-		free(*warnings);
-		*warnings = all;
+		warnings_append(warnings, problems_join(&warned, 0));
 	} else {
 		free(warned.list);
 	}
@@ -1076,20 +1084,14 @@ struct config *config_load(const struct config_source *src, char **errors)
 		for (int i = 0; i < 2; i++) {
 			char *js = xasprintf("%s/config/%s.js", src->app_dir, i ? env : "default");
 			if (file_exists(js)) {
-				char *w = xasprintf(
-				    "%s: ignored: JavaScript configuration cannot be read; make it "
-				    "JSON "
-				    "with: node -e 'console.log(JSON.stringify(require(\"%s\"), "
-				    "null, "
-				    "2))' > %.*sjson",
-				    js, js, (int)(strlen(js) - 2), js);
-				char *all = cfg->warnings ? xasprintf("%s\n%s", cfg->warnings, w)
-							  : w;
-				if (all != w) {
-					free(w);
-					free(cfg->warnings);
-				}
-				cfg->warnings = all;
+				warnings_append(
+				    &cfg->warnings,
+				    xasprintf(
+					"%s: ignored: JavaScript configuration cannot be read; "
+					"make it JSON with: node -e "
+					"'console.log(JSON.stringify(require(\"%s\"), null, 2))' "
+					"> %.*sjson",
+					js, js, (int)(strlen(js) - 2), js));
 			}
 			free(js);
 		}

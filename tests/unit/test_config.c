@@ -419,6 +419,7 @@ static void test_zonemta_config(void **state)
 	write_file(dir, "staging.json",
 		   "{\"smtpInterfaces\": {\"feeder\": {\"socketTimeout\": 600000,\n"
 		   "  \"starttls\": false, \"secure\": false, \"key\": \"k.pem\"}}}\n");
+	write_file(dir, "staging.js", "module.exports = {};\n");
 	setenv("NODE_ENV", "staging", 1);
 	unsetenv("ZONEMTA_ENV");
 	struct config_source src = {.app_dir = dir};
@@ -443,6 +444,10 @@ static void test_zonemta_config(void **state)
 	assert_non_null(strstr(w, "staging.json:2: ignored: smtpInterfaces.feeder.key is not yet "
 				  "supported"));
 	assert_null(strstr(w, "starttls"));
+	/* ZoneMTA's JavaScript layer: not read, and the way to convert it said */
+	assert_non_null(strstr(w, "staging.js: ignored: JavaScript configuration cannot be read; "
+				  "make it JSON with: node -e"));
+	assert_non_null(strstr(w, "/config/staging.json"));
 	config_free(cfg);
 
 	/* asked for and not there yet: refused, not run without it */

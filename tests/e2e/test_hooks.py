@@ -90,7 +90,7 @@ def test_async_rcpt_hook_delays_only_its_session(plugin_zmta):
     # The handler answers 50 ms later: only this session waits for it.
     took, r = slow.timed("RCPT TO:<hook-delay-50@example.test>")
     assert r.startswith("250 2.1.5"), r
-    assert took >= 0.05
+    assert took >= 0.04  # timers run from libevent's cached clock: a few ms early
 
     # Baseline latency of the other session, with no hook pending anywhere.
     baseline = [fast.timed(f"RCPT TO:<b{i}@example.test>")[0] for i in range(20)]
@@ -110,7 +110,7 @@ def test_async_rcpt_hook_delays_only_its_session(plugin_zmta):
     r = slow.reply()
     slow_done = time.monotonic() - start
     assert r.startswith("250 2.1.5"), r
-    assert slow_done >= 3.0
+    assert slow_done >= 2.9
     assert fast_done < slow_done
     print(f"fast session RCPT p50: {statistics.median(baseline) * 1000:.2f} ms alone, "
           f"{statistics.median(during) * 1000:.2f} ms while the other waits 3 s; "
@@ -136,7 +136,7 @@ def test_a_hook_asking_an_http_server(http_server, plugin_zmta):
         assert fast.cmd("RCPT TO:<hook-http-ok@example.test>").startswith("250 2.1.5")
     fast_done = time.monotonic() - start
     assert slow.reply().startswith("250 2.1.5")
-    assert time.monotonic() - start >= 2.0 > fast_done
+    assert time.monotonic() - start >= 1.9 > fast_done
     assert fast.cmd("RCPT TO:<hook-http-status-403@example.test>") == \
         "550 5.7.1 http status 403"
     assert fast.cmd("RCPT TO:<hook-http-status-503@example.test>") == \
@@ -194,7 +194,9 @@ def test_connect_helo_mail_and_data_points(plugin_zmta):
 
     start = time.monotonic()
     late = Client(d.smtp_port, source="127.0.0.78")
-    assert time.monotonic() - start >= 0.2  # the greeting waited for the handler
+    # The handler answers after 200 ms; libevent arms timers from the loop's
+    # cached clock, which can be a few ms old, so allow for that.
+    assert time.monotonic() - start >= 0.15  # the greeting waited for the handler
     late.close()
 
     c = Client(d.smtp_port)

@@ -12,14 +12,14 @@ build_pkgs=(
   libevent-dev libssl-dev libfyaml-dev libjansson-dev librocksdb-dev
   libunbound-dev libcmocka-dev libpcre2-dev libgmime-3.0-dev libidn2-dev
   libcurl4-openssl-dev clang-format
-  libsystemd-dev scdoc
+  libsystemd-dev scdoc libcrypt-dev
 )
 # Tests: real peers on loopback.  dnsmasq-base is the bare binary (the
 # dnsmasq package would start a system service on port 53).
 test_pkgs=(
   python3 python3-pytest python3-aiosmtpd python3-dnspython python3-yaml
-  dnsmasq-base swaks curl procps iproute2 python3-dkim python3-prometheus-client
-  openssl mount
+  dnsmasq-base swaks libnet-ssleay-perl curl procps iproute2 python3-dkim python3-prometheus-client
+  openssl mount whois
   systemd man-db
 )
 # Node.js for the JavaScript test peers, unless one is on PATH already (a

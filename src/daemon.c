@@ -346,6 +346,15 @@ static void on_reload_signal(evutil_socket_t sig, short what, void *arg)
 	log_config_warnings("reload", cfg);
 	note_restart_needed(d->cfg, cfg);
 	reload_bounce_rules(d, cfg);
+	for (size_t i = 0; i < d->n_smtp; i++) {
+		if (smtp_server_reload(d->smtp[i], &err) != 0) {
+			log_error("reload",
+				  "status=partial error=\"%s\" action=\"keeping the "
+				  "running certificates and users\"",
+				  err);
+			free(err);
+		}
+	}
 	log_info("reload", "status=ok level=%s", log_level_name(cfg->log.level));
 	sd_notify(0, "READY=1\nSTATUS=running");
 	config_free(cfg);
@@ -454,7 +463,8 @@ static int daemon_start(struct daemon *d, char **err)
 	outcome_attach(d->outcome, d->sched, d->queue);
 	mta_attach(d->mta, d->sched, d->queue);
 	for (size_t i = 0; i < d->n_smtp; i++)
-		smtp_server_start(d->smtp[i], d->queue);
+		if (smtp_server_start(d->smtp[i], d->queue, d->http, d->cpu, err) != 0)
+			return -1;
 	if (d->api != NULL)
 		api_set_queue(d->api, d->queue, d->sched, d->outcome, d->cpu);
 

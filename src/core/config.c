@@ -14,8 +14,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "core/passwd.h"
 #include "core/xmalloc.h"
 #include "dkim/dkim.h"
+#include "net/tls.h"
 
 extern const char zmta_default_config[];
 extern const size_t zmta_default_config_len;
@@ -423,6 +425,13 @@ static void validate_node(const struct cfg_node *n, const struct cfg_schema *s, 
 				    wanted[s->type]);
 		return;
 	}
+	if ((s->flags & CF_OR_BOOL) && n->kind == CFG_SCALAR) {
+		bool b;
+		if (n->quoted || !config_parse_bool(n->value, &b))
+			problem_add(errors, n, "option %s must be true, false or a list (got %s)",
+				    path, n->value);
+		return;
+	}
 	if (n->kind != want_kind) {
 		problem_add(errors, n, "option %s must be %s (got %s)", path, wanted[s->type],
 			    kind_name(n->kind));
@@ -568,15 +577,20 @@ static struct rate get_rate_in(const struct cfg_node *root, const char *path,
 #define get_duration(root, path) get_duration_in(root, path, NULL)
 
 /* Relative paths in the config are relative to the app folder. */
-static char *get_path(const struct config *cfg, const char *path)
+/* A path relative to the app folder made absolute; takes `p`. */
+static char *path_in_app(const struct config *cfg, char *p)
 {
-	char *p = get_str(cfg->tree, path);
 	if (p != NULL && p[0] != '/' && cfg->app_dir != NULL) {
 		char *abs = xasprintf("%s/%s", cfg->app_dir, p);
 		free(p);
 		p = abs;
 	}
 	return p;
+}
+
+static char *get_path(const struct config *cfg, const char *path)
+{
+	return path_in_app(cfg, get_str(cfg->tree, path));
 }
 
 static char *lowercase(char *s)
@@ -587,6 +601,18 @@ static char *lowercase(char *s)
 }
 
 /* A list of strings (absent: empty), lower-cased, trimmed of a leading '@'. */
+static char **get_string_list(const struct cfg_node *list, size_t *n, bool lower)
+{
+	*n = list ? list->nchild : 0;
+	char **out = xcalloc(*n ? *n : 1, sizeof(char *));
+	for (size_t i = 0; i < *n; i++) {
+		out[i] = xstrdup(list->child[i]->value);
+		if (lower)
+			lowercase(out[i]);
+	}
+	return out;
+}
+
 static char **get_domains(const struct cfg_node *list, size_t *n)
 {
 	*n = list ? list->nchild : 0;
@@ -604,6 +630,44 @@ static const struct cfg_schema *schema_field(const struct cfg_schema *fields, co
 		if (strcmp(fields->key, key) == 0)
 			return fields;
 	fatal("config: no schema for %s", key);
+}
+
+/* A list of address ranges; entries that do not parse are left out here
+ * (check_listeners reports them). */
+static struct cidr *get_cidrs(const struct cfg_node *list, size_t *n)
+{
+	size_t count = list != NULL && list->kind == CFG_SEQ ? list->nchild : 0;
+	struct cidr *out = xcalloc(count ? count : 1, sizeof(*out));
+	*n = 0;
+	for (size_t i = 0; i < count; i++)
+		if (cidr_parse(list->child[i]->value, &out[*n]) == 0)
+			(*n)++;
+	return out;
+}
+
+/* key, cert, ca and tls.* of a listener. */
+static void fill_listener_tls(const struct config *cfg, const struct cfg_node *n,
+			      const struct cfg_schema *f, struct tls_config *t)
+{
+	t->key = path_in_app(cfg, get_str_in(n, "key", f));
+	t->cert = path_in_app(cfg, get_str_in(n, "cert", f));
+	t->ca = path_in_app(cfg, get_str_in(n, "ca", f));
+	t->min_version = tls_version_parse(raw_value(n, "tls.minVersion", f));
+	t->ciphers = get_str_in(n, "tls.ciphers", f);
+	t->ciphersuites = get_str_in(n, "tls.ciphersuites", f);
+	t->session_tickets = get_bool_in(n, "tls.sessionTickets", f);
+	const struct cfg_node *sni = cfg_lookup(n, "tls.sni");
+	t->n_sni = sni != NULL ? sni->nchild : 0;
+	t->sni = xcalloc(t->n_sni ? t->n_sni : 1, sizeof(*t->sni));
+	for (size_t i = 0; i < t->n_sni; i++) {
+		const struct cfg_node *e = sni->child[i];
+		t->sni[i].name = xstrdup(e->key);
+		/* check_listeners says when one is missing */
+		const struct cfg_node *key = cfg_map_get(e, "key"), *cert = cfg_map_get(e, "cert");
+		t->sni[i].key = key && key->value ? path_in_app(cfg, xstrdup(key->value)) : NULL;
+		t->sni[i].cert = cert && cert->value ? path_in_app(cfg, xstrdup(cert->value))
+						     : NULL;
+	}
 }
 
 static void fill_smtp(struct config *cfg)
@@ -629,6 +693,30 @@ static void fill_smtp(struct config *cfg)
 		s->disable_version_string = get_bool_in(n, "disableVersionString", f);
 		s->socket_timeout_ms = get_duration_in(n, "socketTimeout", f);
 		s->allow_routing_headers = get_bool_in(n, "allowRoutingHeaders", f);
+		fill_listener_tls(cfg, n, f, &s->tls);
+		s->starttls = get_bool_in(n, "starttls", f);
+		s->secure = get_bool_in(n, "secure", f);
+		s->require_tls = get_bool_in(n, "requireTLS", f);
+		s->authentication = get_bool_in(n, "authentication", f);
+		s->allow_insecure_auth = get_bool_in(n, "allowInsecureAuth", f);
+		s->auth_url = get_str_in(n, "authUrl", f);
+		s->auth_users_file = path_in_app(cfg, get_str_in(n, "authUsersFile", f));
+		s->auth_cache_ttl_ms = get_duration_in(n, "authCacheTTL", f);
+		s->auth_max_failures = (int)get_int_in(n, "authMaxFailures", f);
+		s->auth_failure_window_ms = get_duration_in(n, "authFailureWindow", f);
+		s->allow = get_cidrs(cfg_map_get(n, "allow"), &s->n_allow);
+		s->deny = get_cidrs(cfg_map_get(n, "deny"), &s->n_deny);
+		s->max_clients_per_address = (int)get_int_in(n, "maxClientsPerAddress", f);
+		s->max_session_ms = get_duration_in(n, "maxSessionTime", f);
+		s->max_data_ms = get_duration_in(n, "maxDataTime", f);
+		s->open_relay = get_bool_in(n, "openRelay", f);
+		const struct cfg_node *proxy = cfg_map_get(n, "useProxy");
+		if (proxy != NULL && proxy->kind == CFG_SEQ) {
+			s->use_proxy = proxy->nchild > 0;
+			s->proxy_from = get_cidrs(proxy, &s->n_proxy_from);
+		} else {
+			s->use_proxy = get_bool_in(n, "useProxy", f);
+		}
 	}
 }
 
@@ -670,6 +758,8 @@ static void fill_zones(struct config *cfg)
 			lowercase(z->signing_domain);
 		z->sender_domains = get_domains(cfg_map_get(n, "senderDomains"),
 						&z->n_sender_domains);
+		z->authenticated_users = get_string_list(cfg_map_get(n, "authenticatedUsers"),
+							 &z->n_authenticated_users, false);
 		z->recipient_domains = get_domains(cfg_map_get(n, "recipientDomains"),
 						   &z->n_recipient_domains);
 		const struct cfg_node *rh = cfg_map_get(n, "routingHeaders");
@@ -711,18 +801,6 @@ static void fill_pools(struct config *cfg)
 				parse_ratio(v->value, &a->ratio);
 		}
 	}
-}
-
-static char **get_string_list(const struct cfg_node *list, size_t *n, bool lower)
-{
-	*n = list ? list->nchild : 0;
-	char **out = xcalloc(*n ? *n : 1, sizeof(char *));
-	for (size_t i = 0; i < *n; i++) {
-		out[i] = xstrdup(list->child[i]->value);
-		if (lower)
-			lowercase(out[i]);
-	}
-	return out;
 }
 
 /* Reads a key given inline (PEM text) or as a file (relative to the app
@@ -860,9 +938,126 @@ const struct zone_config *config_zone(const struct config *cfg, const char *name
 }
 
 /* Checks that need more than one option at a time. */
+/* Where smtpInterfaces.<name>.<option> is set, or the listener itself. */
+static const struct cfg_node *listener_node(const struct config *cfg,
+					    const struct smtp_iface_config *s, const char *option)
+{
+	char *path = xasprintf("smtpInterfaces.%s.%s", s->name, option);
+	const struct cfg_node *at = cfg_lookup(cfg->tree, path);
+	free(path);
+	if (at == NULL) {
+		path = xasprintf("smtpInterfaces.%s", s->name);
+		at = cfg_lookup(cfg->tree, path);
+		free(path);
+	}
+	return at;
+}
+
+/* Each entry of an address range list must parse. */
+static void check_cidrs(const struct config *cfg, const struct smtp_iface_config *s,
+			const char *option, struct problems *found)
+{
+	const struct cfg_node *list = listener_node(cfg, s, option);
+	if (list == NULL || list->kind != CFG_SEQ)
+		return;
+	struct cidr c;
+	for (size_t i = 0; i < list->nchild; i++)
+		if (cidr_parse(list->child[i]->value, &c) != 0)
+			problem_add(found, list->child[i],
+				    "option smtpInterfaces.%s.%s[%zu]: '%s' is not an address "
+				    "or a range such as 10.0.0.0/8 or 2001:db8::/32",
+				    s->name, option, i, list->child[i]->value);
+}
+
+/* TLS, AUTH and access of the listeners: what would fail at start, and
+ * what would silently expose more than was asked. */
+static void check_listeners(const struct config *cfg, struct problems *found)
+{
+	for (size_t i = 0; i < cfg->n_smtp; i++) {
+		const struct smtp_iface_config *s = &cfg->smtp[i];
+		check_cidrs(cfg, s, "allow", found);
+		check_cidrs(cfg, s, "deny", found);
+		check_cidrs(cfg, s, "useProxy", found);
+		bool tls = s->starttls || s->secure;
+		bool sni_complete = true;
+		for (size_t j = 0; j < s->tls.n_sni; j++) {
+			if (s->tls.sni[j].key == NULL || s->tls.sni[j].cert == NULL) {
+				char *opt = xasprintf("tls.sni.%s", s->tls.sni[j].name);
+				problem_add(found, listener_node(cfg, s, opt),
+					    "smtpInterfaces.%s.%s needs key and cert", s->name,
+					    opt);
+				free(opt);
+				sni_complete = false;
+			}
+		}
+		if (!sni_complete)
+			;
+		else if (tls && (s->tls.key == NULL || s->tls.cert == NULL)) {
+			problem_add(found, listener_node(cfg, s, s->secure ? "secure" : "starttls"),
+				    "smtpInterfaces.%s: TLS needs key and cert (PEM files)",
+				    s->name);
+		} else if (tls) {
+			char *err = NULL;
+			struct tls_server *t = tls_server_new(&s->tls, &err);
+			if (t == NULL) {
+				problem_add(found, listener_node(cfg, s, "cert"),
+					    "smtpInterfaces.%s: %s", s->name, err);
+				free(err);
+			}
+			tls_server_unref(t);
+		}
+		if (s->require_tls && !s->starttls && !s->secure)
+			problem_add(found, listener_node(cfg, s, "requireTLS"),
+				    "smtpInterfaces.%s: requireTLS needs starttls: true", s->name);
+		if (s->authentication) {
+			if (!tls && !s->allow_insecure_auth)
+				problem_add(found, listener_node(cfg, s, "authentication"),
+					    "smtpInterfaces.%s: AUTH is offered only over TLS: set "
+					    "starttls or secure (or allowInsecureAuth: true)",
+					    s->name);
+			if (s->auth_url == NULL && s->auth_users_file == NULL)
+				problem_add(found, listener_node(cfg, s, "authentication"),
+					    "smtpInterfaces.%s: authentication needs authUrl or "
+					    "authUsersFile to check the passwords against",
+					    s->name);
+		}
+		if (s->auth_url != NULL && s->auth_users_file != NULL)
+			problem_add(found, listener_node(cfg, s, "authUsersFile"),
+				    "smtpInterfaces.%s: authUrl and authUsersFile are two ways to "
+				    "check passwords: choose one",
+				    s->name);
+		if (s->auth_users_file != NULL) {
+			char *err = NULL;
+			struct passwd_file *pf = passwd_file_load(s->auth_users_file, &err);
+			if (pf == NULL) {
+				problem_add(found, listener_node(cfg, s, "authUsersFile"),
+					    "smtpInterfaces.%s.authUsersFile: %s", s->name, err);
+				free(err);
+			}
+			passwd_file_free(pf);
+		}
+		if (s->auth_url != NULL && strncmp(s->auth_url, "http://", 7) != 0 &&
+		    strncmp(s->auth_url, "https://", 8) != 0)
+			problem_add(found, listener_node(cfg, s, "authUrl"),
+				    "option smtpInterfaces.%s.authUrl must be an http:// or "
+				    "https:// URL (got '%s')",
+				    s->name, s->auth_url);
+		if (s->enabled && !cidr_is_loopback(s->host) && !s->authentication &&
+		    s->n_allow == 0 && !s->open_relay)
+			problem_add(
+			    found, listener_node(cfg, s, "host"),
+			    "smtpInterfaces.%s listens on %s, beyond loopback, with neither "
+			    "authentication nor an allow list: anyone who reaches it could "
+			    "relay mail.  Set authentication: true, list the clients in "
+			    "allow, or set openRelay: true if that is what you want",
+			    s->name, s->host);
+	}
+}
+
 static int check_references(struct config *cfg, char **errors)
 {
 	struct problems found = {0};
+	check_listeners(cfg, &found);
 	for (size_t i = 0; i < cfg->n_zones; i++) {
 		if (config_pool(cfg, cfg->zones[i].pool) == NULL) {
 			char *path = xasprintf("zones.%s.pool", cfg->zones[i].name);
@@ -1111,6 +1306,21 @@ fail:
 	return NULL;
 }
 
+static void tls_config_clear(struct tls_config *t)
+{
+	free(t->key);
+	free(t->cert);
+	free(t->ca);
+	free(t->ciphers);
+	free(t->ciphersuites);
+	for (size_t i = 0; i < t->n_sni; i++) {
+		free(t->sni[i].name);
+		free(t->sni[i].key);
+		free(t->sni[i].cert);
+	}
+	free(t->sni);
+}
+
 void config_free(struct config *cfg)
 {
 	if (cfg == NULL)
@@ -1134,6 +1344,12 @@ void config_free(struct config *cfg)
 		free(cfg->smtp[i].host);
 		free(cfg->smtp[i].hostname);
 		free(cfg->smtp[i].banner);
+		tls_config_clear(&cfg->smtp[i].tls);
+		free(cfg->smtp[i].auth_url);
+		free(cfg->smtp[i].auth_users_file);
+		free(cfg->smtp[i].allow);
+		free(cfg->smtp[i].deny);
+		free(cfg->smtp[i].proxy_from);
 	}
 	free(cfg->smtp);
 	for (size_t i = 0; i < cfg->n_zones; i++) {
@@ -1142,6 +1358,9 @@ void config_free(struct config *cfg)
 		for (size_t j = 0; j < z->n_sender_domains; j++)
 			free(z->sender_domains[j]);
 		free(z->sender_domains);
+		for (size_t j = 0; j < z->n_authenticated_users; j++)
+			free(z->authenticated_users[j]);
+		free(z->authenticated_users);
 		for (size_t j = 0; j < z->n_recipient_domains; j++)
 			free(z->recipient_domains[j]);
 		free(z->recipient_domains);

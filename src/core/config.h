@@ -12,6 +12,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "core/cidr.h"
+
 #include "core/cfgtree.h"
 #include "core/log.h"
 
@@ -76,7 +78,24 @@ struct domain_config {
 	struct rate throttle;
 };
 
-/* One SMTP listener: smtpInterfaces.<name>. */
+/* A certificate for the host names in its certificate, chosen by SNI. */
+struct tls_sni_config {
+	char *name; /* the entry's name, for errors */
+	char *key, *cert;
+};
+
+/* What a listener's TLS is made of; paths are absolute. */
+struct tls_config {
+	char *key, *cert;   /* PEM: private key, certificate chain */
+	char *ca;           /* PEM: extra CA certificates sent in the chain; NULL: none */
+	int min_version;    /* OpenSSL's TLS1_2_VERSION, ... */
+	char *ciphers;      /* TLS 1.2 and older, OpenSSL's syntax; NULL: OpenSSL's default */
+	char *ciphersuites; /* TLS 1.3; NULL: OpenSSL's default */
+	bool session_tickets;
+	struct tls_sni_config *sni;
+	size_t n_sni;
+};
+
 struct smtp_iface_config {
 	char *name;
 	bool enabled;
@@ -90,6 +109,33 @@ struct smtp_iface_config {
 	bool disable_version_string;
 	uint64_t socket_timeout_ms;
 	bool allow_routing_headers; /* X-Sending-Zone may pick the zone */
+
+	/* TLS: tls.key == NULL for none */
+	struct tls_config tls;
+	bool starttls;    /* offer STARTTLS (RFC 3207) */
+	bool secure;      /* TLS from the first byte (RFC 8314) */
+	bool require_tls; /* MAIL and AUTH only after STARTTLS */
+
+	/* SMTP AUTH (RFC 4954) */
+	bool authentication;      /* required before MAIL */
+	bool allow_insecure_auth; /* offered without TLS too */
+	char *auth_url;           /* HTTP backend (ZoneMTA's http-auth) */
+	char *auth_users_file;    /* "user:crypt-hash" lines */
+	uint64_t auth_cache_ttl_ms;
+	int auth_max_failures; /* per client address within the window */
+	uint64_t auth_failure_window_ms;
+
+	/* access */
+	struct cidr *allow, *deny; /* allow empty: anyone not denied */
+	size_t n_allow, n_deny;
+	int max_clients_per_address;
+	uint64_t max_session_ms, max_data_ms;
+	bool open_relay; /* a public listener without auth or allow list */
+
+	/* PROXY protocol: from any address (no list), or only from these */
+	bool use_proxy;
+	struct cidr *proxy_from;
+	size_t n_proxy_from;
 };
 
 struct routing_header {
@@ -130,6 +176,8 @@ struct zone_config {
 	char *signing_domain;  /* also sign with the dkim.keys entry of this domain */
 	char **sender_domains; /* lower case */
 	size_t n_sender_domains;
+	char **authenticated_users; /* as given: user names compare exactly */
+	size_t n_authenticated_users;
 	char **recipient_domains; /* lower case */
 	size_t n_recipient_domains;
 	struct routing_header *routing_headers;
@@ -235,6 +283,8 @@ enum cfg_type {
 
 #define CF_NULLABLE 0x1  /* null is a valid value ("not set") */
 #define CF_SHORTHAND 0x2 /* CT_MAP: a single value stands for its first field */
+#define CF_REQUIRED 0x10 /* a field of a dict entry without a default: the entry must set it */
+#define CF_OR_BOOL 0x8   /* CT_LIST: true or false stand for "any" and "none" */
 #define CF_BARE_SECONDS                                                                            \
 	0x4 /* CT_DURATION: a bare number is seconds (ZoneMTA's unit for it), not ms */
 

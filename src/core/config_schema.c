@@ -64,6 +64,32 @@ static const struct cfg_schema queue_schema[] = {
     END,
 };
 
+static const struct cfg_schema string_item[] = {
+    {"<item>", CT_STRING, 0, 0, 0, NULL, NULL, NULL},
+};
+
+static const char *const tls_versions[] = {"TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3", NULL};
+
+static const struct cfg_schema sni_fields[] = {
+    {"key", CT_STRING, CF_REQUIRED, 0, 0, NULL, NULL, NULL},
+    {"cert", CT_STRING, CF_REQUIRED, 0, 0, NULL, NULL, NULL},
+    END,
+};
+
+static const struct cfg_schema sni_schema[] = {
+    {"<name>", CT_MAP, 0, 0, 0, NULL, sni_fields, NULL},
+};
+
+/* A listener's TLS settings besides its key and certificate. */
+static const struct cfg_schema listener_tls_fields[] = {
+    {"minVersion", CT_ENUM, 0, 0, 0, tls_versions, NULL, "TLSv1.2"},
+    {"ciphers", CT_STRING, CF_NULLABLE, 0, 0, NULL, NULL, "~"},
+    {"ciphersuites", CT_STRING, CF_NULLABLE, 0, 0, NULL, NULL, "~"},
+    {"sessionTickets", CT_BOOL, 0, 0, 0, NULL, NULL, "true"},
+    {"sni", CT_DICT, 0, 0, 0, NULL, sni_schema, NULL},
+    END,
+};
+
 static const struct cfg_schema smtp_iface_fields[] = {
     {"enabled", CT_BOOL, 0, 0, 0, NULL, NULL, "true"},
     {"host", CT_STRING, 0, 0, 0, NULL, NULL, "127.0.0.1"},
@@ -76,15 +102,32 @@ static const struct cfg_schema smtp_iface_fields[] = {
     {"disableVersionString", CT_BOOL, 0, 0, 0, NULL, NULL, "false"},
     {"socketTimeout", CT_DURATION, 0, 100, DAY, NULL, NULL, "10 min"},
     {"allowRoutingHeaders", CT_BOOL, 0, 0, 0, NULL, NULL, "false"},
+    {"starttls", CT_BOOL, 0, 0, 0, NULL, NULL, "false"},
+    {"secure", CT_BOOL, 0, 0, 0, NULL, NULL, "false"},
+    {"requireTLS", CT_BOOL, 0, 0, 0, NULL, NULL, "false"},
+    {"key", CT_STRING, CF_NULLABLE, 0, 0, NULL, NULL, "~"},
+    {"cert", CT_STRING, CF_NULLABLE, 0, 0, NULL, NULL, "~"},
+    {"ca", CT_STRING, CF_NULLABLE, 0, 0, NULL, NULL, "~"},
+    {"tls", CT_MAP, 0, 0, 0, NULL, listener_tls_fields, NULL},
+    {"authentication", CT_BOOL, 0, 0, 0, NULL, NULL, "false"},
+    {"allowInsecureAuth", CT_BOOL, 0, 0, 0, NULL, NULL, "false"},
+    {"authUrl", CT_STRING, CF_NULLABLE, 0, 0, NULL, NULL, "~"},
+    {"authUsersFile", CT_STRING, CF_NULLABLE, 0, 0, NULL, NULL, "~"},
+    {"authCacheTTL", CT_DURATION, 0, 0, DAY, NULL, NULL, "1 min"},
+    {"authMaxFailures", CT_INT, 0, 1, 1000000, NULL, NULL, "5"},
+    {"authFailureWindow", CT_DURATION, 0, SECOND, DAY, NULL, NULL, "10 min"},
+    {"allow", CT_LIST, 0, 0, 0, NULL, string_item, NULL},
+    {"deny", CT_LIST, 0, 0, 0, NULL, string_item, NULL},
+    {"maxClientsPerAddress", CT_INT, 0, 1, 1000000, NULL, NULL, "100"},
+    {"maxSessionTime", CT_DURATION, 0, SECOND, 30 * DAY, NULL, NULL, "1 h"},
+    {"maxDataTime", CT_DURATION, 0, SECOND, DAY, NULL, NULL, "10 min"},
+    {"openRelay", CT_BOOL, 0, 0, 0, NULL, NULL, "false"},
+    {"useProxy", CT_LIST, CF_OR_BOOL, 0, 0, NULL, string_item, "false"},
     END,
 };
 
 static const struct cfg_schema smtp_iface_schema[] = {
     {"<interface>", CT_MAP, 0, 0, 0, NULL, smtp_iface_fields, NULL},
-};
-
-static const struct cfg_schema string_item[] = {
-    {"<item>", CT_STRING, 0, 0, 0, NULL, NULL, NULL},
 };
 
 static const struct cfg_schema connection_cache_fields[] = {
@@ -125,6 +168,7 @@ static const struct cfg_schema zone_fields[] = {
     {"disabled", CT_BOOL, 0, 0, 0, NULL, NULL, "false"},
     {"signingDomain", CT_STRING, CF_NULLABLE, 0, 0, NULL, NULL, "~"},
     {"senderDomains", CT_LIST, 0, 0, 0, NULL, string_item, NULL},
+    {"authenticatedUsers", CT_LIST, 0, 0, 0, NULL, string_item, NULL},
     {"recipientDomains", CT_LIST, 0, 0, 0, NULL, string_item, NULL},
     {"routingHeaders", CT_DICT, 0, 0, 0, NULL, string_item, NULL},
     END,

@@ -274,10 +274,12 @@ static void rewrite_headers(struct ingest *in, const struct ingest_envelope *env
 	/* RFC 5321 4.4: a trace field at the top.  "for" only with one
 	 * recipient, so a message does not disclose its other recipients. */
 	char *forpart = env->nrcpts == 1 ? xasprintf("\r\n\tfor <%s>", env->rcpts[0]) : xstrdup("");
-	char *received = xasprintf("from %s ([%s])\r\n\tby %s (zone-mta) with %s id %s%s;\r\n\t%s",
-				   env->transhost && *env->transhost ? env->transhost : "unknown",
-				   env->origin, env->received_by, env->transtype, in->id, forpart,
-				   now);
+	char *tls = env->tls ? xasprintf("\r\n\t(using %s)", env->tls) : xstrdup("");
+	char *received = xasprintf(
+	    "from %s ([%s])%s\r\n\tby %s (zone-mta) with %s id %s%s;\r\n\t%s",
+	    env->transhost && *env->transhost ? env->transhost : "unknown", env->origin, tls,
+	    env->received_by, env->transtype, in->id, forpart, now);
+	free(tls);
 	header_list_insert(&in->headers, 0, "Received", received);
 	free(received);
 	free(forpart);
@@ -353,6 +355,7 @@ static void envelope_copy(struct ingest_envelope *dst, const struct ingest_envel
 	dst->transhost = src->transhost ? xstrdup(src->transhost) : NULL;
 	dst->transtype = xstrdup(src->transtype);
 	dst->user = src->user ? xstrdup(src->user) : NULL;
+	dst->tls = src->tls ? xstrdup(src->tls) : NULL;
 	dst->from = xstrdup(src->from);
 	dst->received_by = xstrdup(src->received_by);
 	char **rcpts = xcalloc(src->nrcpts ? src->nrcpts : 1, sizeof(char *));
@@ -368,6 +371,7 @@ static void envelope_free(struct ingest_envelope *env)
 	free((char *)env->transhost);
 	free((char *)env->transtype);
 	free((char *)env->user);
+	free((char *)env->tls);
 	free((char *)env->from);
 	free((char *)env->received_by);
 	for (size_t i = 0; i < env->nrcpts; i++)
@@ -497,7 +501,7 @@ static void route_message(struct ingest *in)
 	header_list_remove(&in->headers, "x-sending-zone");
 	const char *sender_domain = domain_of(in->env.from);
 	char *sender_lower = sender_domain ? lower_dup(sender_domain) : NULL;
-	struct route_message rm = {in->header_zone, &in->headers, sender_lower};
+	struct route_message rm = {in->header_zone, &in->headers, sender_lower, in->env.user};
 	const char *unknown;
 	in->msg_zone = route_message_zone(in->cfg, &rm, &in->msg_rule, &unknown);
 	if (unknown != NULL)

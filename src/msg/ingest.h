@@ -31,6 +31,7 @@ struct ingest_envelope {
 	const char *transhost; /* the name the client gave (HELO/EHLO) */
 	const char *transtype; /* "ESMTP", "SMTP", "HTTP" */
 	const char *user;      /* authenticated user or NULL */
+	const char *tls;       /* "TLSv1.3 with cipher ..." or NULL */
 	const char *from;      /* envelope sender; "" for the null sender */
 	char *const *rcpts;    /* envelope recipients, each with a domain */
 	size_t nrcpts;

@@ -10,6 +10,8 @@
 #include <event2/event.h>
 
 #include "core/config.h"
+#include "core/workpool.h"
+#include "net/http_client.h"
 #include "queue/queue.h"
 
 struct smtp_server;
@@ -20,10 +22,16 @@ struct smtp_server;
  */
 struct smtp_server *smtp_server_new(struct event_base *base, const struct config *cfg,
 				    const struct smtp_iface_config *iface, char **err);
-/* Starts accepting; messages go to `q`, which must outlive the server.
- * Binding and starting are apart so that the queue can be opened after
- * privileges are dropped. */
-void smtp_server_start(struct smtp_server *srv, struct queue *q);
+/* Starts accepting; messages go to `q`, AUTH asks over `http` or checks
+ * password hashes on `cpu`; all three must outlive the server.  Binding
+ * and starting are apart so that the queue can be opened after privileges
+ * are dropped.  -1 and *err when the users file cannot be read. */
+int smtp_server_start(struct smtp_server *srv, struct queue *q, struct http_client *http,
+		      struct workpool *cpu, char **err);
+
+/* SIGHUP: reads the certificates and the users file again.  New sessions
+ * get them; open ones keep theirs.  On error the running ones stay. */
+int smtp_server_reload(struct smtp_server *srv, char **err);
 
 /*
  * Stops accepting.  Idle sessions get 421 and are closed; a session in the

@@ -22,6 +22,8 @@
 #include <strings.h>
 
 #include <event2/buffer.h>
+#include <event2/bufferevent_ssl.h>
+#include <openssl/err.h>
 
 #include "core/stats.h"
 #include "core/log.h"
@@ -54,7 +56,9 @@ enum smtp_state {
 	SMTP_STATE_RCPT,    /* at least one RCPT accepted */
 	SMTP_STATE_DATA,    /* reading the message */
 	SMTP_STATE_COMMIT,  /* message read, waiting for the store */
-	SMTP_STATE_WAIT,    /* a command waits for its hook's answer */
+	SMTP_STATE_WAIT,    /* a command waits for its hook's (or AUTH's) answer */
+	SMTP_STATE_AUTH,    /* AUTH: waiting for the client's next response line */
+	SMTP_STATE_TLS,     /* STARTTLS answered: upgrade once the reply is out */
 	SMTP_STATE_CLOSING, /* last reply sent or being sent, then close */
 };
 
@@ -64,8 +68,22 @@ struct smtp_session {
 	uint64_t id;
 	struct smtp_session_env env;
 	struct bufferevent *bev;
+	evutil_socket_t fd;
 	struct event *close_ev;
+	struct event *tls_ev;        /* STARTTLS: the upgrade, after the 220 is out */
+	struct event *session_timer; /* maxSessionTime */
+	struct event *data_timer;    /* maxDataTime */
 	char addr[INET6_ADDRSTRLEN];
+	struct tls_server *tls_ctx; /* a reference; NULL without TLS */
+	bool tls;                   /* this connection is encrypted */
+	char tls_info[128];         /* "TLSv1.3 with cipher ...", once negotiated */
+	char *user;                 /* authenticated user */
+
+	/* AUTH in progress: the mechanism, LOGIN's user name, the check */
+	const char *auth_method;
+	char *auth_login_user;
+	uint64_t auth_id;
+	bool auth_sync;
 	enum smtp_state state;
 	char *helo;
 	bool esmtp;
@@ -119,6 +137,10 @@ static const char *smtp_strstate(enum smtp_state st)
 		return "commit";
 	case SMTP_STATE_WAIT:
 		return "wait";
+	case SMTP_STATE_AUTH:
+		return "auth";
+	case SMTP_STATE_TLS:
+		return "tls";
 	case SMTP_STATE_CLOSING:
 		return "closing";
 	}
@@ -212,6 +234,15 @@ static bool check_helo(struct smtp_session *s, const struct smtp_command *cmd)
 	return true;
 }
 
+/* AUTH is offered on a listener with authentication, over TLS (or
+ * anyway with allowInsecureAuth), until a client has authenticated. */
+static bool auth_offered(const struct smtp_session *s)
+{
+	const struct smtp_iface_config *ic = s->env.iface;
+	return s->env.auth != NULL && s->user == NULL &&
+	       (s->tls || (ic->allow_insecure_auth && !ic->require_tls));
+}
+
 static void cmd_helo(struct smtp_session *s, const struct smtp_command *cmd)
 {
 	bool ehlo = cmd->verb == SMTP_VERB_EHLO;
@@ -230,6 +261,10 @@ static void cmd_helo(struct smtp_session *s, const struct smtp_command *cmd)
 	reply(s, "250-SIZE %llu", (unsigned long long)s->env.iface->max_size);
 	reply(s, "250-8BITMIME");
 	reply(s, "250-SMTPUTF8");
+	if (s->env.iface->starttls && !s->tls && s->env.tls != NULL)
+		reply(s, "250-STARTTLS");
+	if (auth_offered(s))
+		reply(s, "250-AUTH PLAIN LOGIN");
 	reply(s, "250 ENHANCEDSTATUSCODES");
 }
 
@@ -242,6 +277,16 @@ static bool check_mail(struct smtp_session *s, const struct smtp_command *cmd)
 	}
 	if (s->state != SMTP_STATE_READY) {
 		reply(s, "503 5.5.1 Error: nested MAIL command");
+		bad_command(s);
+		return false;
+	}
+	if (s->env.iface->require_tls && !s->tls) {
+		reply(s, "530 5.7.0 Must issue a STARTTLS command first");
+		bad_command(s);
+		return false;
+	}
+	if (s->env.iface->authentication && s->user == NULL) {
+		reply(s, "530 5.7.0 Authentication required");
 		bad_command(s);
 		return false;
 	}
@@ -314,6 +359,12 @@ static void on_ingest_drain(void *arg)
 	}
 }
 
+static void arm_timer(struct event *ev, uint64_t ms)
+{
+	struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
+	evtimer_add(ev, &tv);
+}
+
 static bool check_data(struct smtp_session *s, const struct smtp_command *cmd)
 {
 	if (cmd->arg[0] != '\0') {
@@ -335,6 +386,7 @@ static void cmd_data(struct smtp_session *s, const struct smtp_command *cmd)
 	(void)cmd;
 	s->ingest = ingest_new(s->env.queue, s->env.cfg, on_ingest_drain, s);
 	smtp_data_init(&s->data);
+	arm_timer(s->data_timer, s->env.iface->max_data_ms);
 	enter_state(s, SMTP_STATE_DATA);
 	reply(s, "354 End data with <CR><LF>.<CR><LF>");
 }
@@ -384,6 +436,246 @@ static void cmd_not_implemented(struct smtp_session *s, const struct smtp_comman
 	bad_command(s);
 }
 
+/* --- STARTTLS (RFC 3207) --- */
+
+static bool check_starttls(struct smtp_session *s, const struct smtp_command *cmd)
+{
+	if (!s->env.iface->starttls || s->env.tls == NULL) {
+		reply(s, "502 5.5.1 Error: STARTTLS not offered");
+		bad_command(s);
+		return false;
+	}
+	if (s->tls) {
+		reply(s, "554 5.5.1 Error: TLS already active");
+		bad_command(s);
+		return false;
+	}
+	if (cmd->arg[0] != '\0') {
+		reply(s, "501 5.5.4 Syntax: STARTTLS");
+		bad_command(s);
+		return false;
+	}
+	return true;
+}
+
+static void cmd_starttls(struct smtp_session *s, const struct smtp_command *cmd)
+{
+	(void)cmd;
+	reply(s, "220 2.0.0 Ready to start TLS");
+	/* Nothing more is read in the clear: the upgrade (on_tls_upgrade)
+	 * follows once the 220 is written. */
+	enter_state(s, SMTP_STATE_TLS);
+	bufferevent_disable(s->bev, EV_READ);
+}
+
+static void bev_setup(struct smtp_session *s);
+
+/* The handshake starts on the same socket; whatever the client sent after
+ * STARTTLS in the clear is dropped, never read as commands of the TLS
+ * session (the CVE-2011-0411 class of injection). */
+static void on_tls_upgrade(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	struct smtp_session *s = arg;
+	size_t dropped = evbuffer_get_length(bufferevent_get_input(s->bev));
+	if (dropped > 0)
+		log_info("smtp_tls_pipelined", "session=%llu client=%s dropped_bytes=%zu",
+			 (unsigned long long)s->id, s->addr, dropped);
+	bufferevent_free(s->bev);
+	s->bev = bufferevent_openssl_socket_new(event_get_base(s->close_ev), s->fd,
+						tls_server_ssl(s->tls_ctx),
+						BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
+	s->tls = true;
+	bev_setup(s);
+	/* RFC 3207 4.2: everything said before is forgotten. */
+	txn_clear(s);
+	free(s->helo);
+	s->helo = NULL;
+	s->esmtp = false;
+	enter_state(s, SMTP_STATE_GREETED);
+}
+
+/* --- AUTH (RFC 4954) --- */
+
+static bool check_auth(struct smtp_session *s, const struct smtp_command *cmd)
+{
+	const struct smtp_iface_config *ic = s->env.iface;
+	if (s->env.auth == NULL) {
+		reply(s, "502 5.5.1 Error: authentication not enabled");
+		bad_command(s);
+		return false;
+	}
+	if (ic->require_tls && !s->tls) {
+		reply(s, "530 5.7.0 Must issue a STARTTLS command first");
+		bad_command(s);
+		return false;
+	}
+	if (!s->tls && !ic->allow_insecure_auth) {
+		reply(s, "538 5.7.11 Encryption required for requested authentication mechanism");
+		bad_command(s);
+		return false;
+	}
+	if (s->state == SMTP_STATE_GREETED) {
+		reply(s, "503 5.5.1 Error: send HELO/EHLO first");
+		bad_command(s);
+		return false;
+	}
+	if (s->user != NULL) {
+		reply(s, "503 5.5.1 Error: already authenticated");
+		bad_command(s);
+		return false;
+	}
+	if (s->state != SMTP_STATE_READY) {
+		reply(s, "503 5.5.1 Error: AUTH not permitted during a mail transaction");
+		bad_command(s);
+		return false;
+	}
+	if (smtp_auth_blocked(s->env.auth, s->addr)) {
+		reply(s, "421 4.7.0 %s Error: too many failed authentications, try again later",
+		      hostname(s));
+		close_after_flush(s);
+		return false;
+	}
+	(void)cmd;
+	return true;
+}
+
+static void auth_verify(struct smtp_session *s, const char *user, const char *password);
+static void auth_response(struct smtp_session *s, const char *line);
+
+static void auth_end(struct smtp_session *s)
+{
+	if (s->auth_login_user != NULL) {
+		explicit_bzero(s->auth_login_user, strlen(s->auth_login_user));
+		free(s->auth_login_user);
+		s->auth_login_user = NULL;
+	}
+	if (s->state == SMTP_STATE_AUTH || s->state == SMTP_STATE_WAIT)
+		enter_state(s, SMTP_STATE_READY);
+}
+
+static void cmd_auth(struct smtp_session *s, const struct smtp_command *cmd)
+{
+	char mech[32];
+	const char *arg = cmd->arg;
+	size_t n = strcspn(arg, " ");
+	snprintf(mech, sizeof(mech), "%.*s", (int)(n < sizeof(mech) ? n : sizeof(mech) - 1), arg);
+	const char *initial = arg[n] == ' ' ? arg + n + 1 : NULL;
+	if (strcasecmp(mech, "PLAIN") == 0) {
+		s->auth_method = "PLAIN";
+	} else if (strcasecmp(mech, "LOGIN") == 0) {
+		s->auth_method = "LOGIN";
+	} else {
+		reply(s, "504 5.5.4 Error: unrecognized authentication type");
+		bad_command(s);
+		return;
+	}
+	if (initial == NULL) {
+		/* "334 " asks for PLAIN's message; LOGIN's "Username:". */
+		reply(s, "334 %s", s->auth_method[0] == 'P' ? "" : "VXNlcm5hbWU6");
+		enter_state(s, SMTP_STATE_AUTH);
+		return;
+	}
+	enter_state(s, SMTP_STATE_AUTH);
+	auth_response(s, initial);
+}
+
+/* One response line of the SASL exchange. */
+static void auth_response(struct smtp_session *s, const char *line)
+{
+	if (strcmp(line, "*") == 0) {
+		reply(s, "501 5.7.0 Authentication aborted");
+		auth_end(s);
+		return;
+	}
+	if (strcmp(s->auth_method, "PLAIN") == 0) {
+		char *user, *password;
+		/* "=" is an empty initial response (RFC 4954 4). */
+		if (smtp_auth_plain_decode(strcmp(line, "=") == 0 ? "" : line, &user, &password) !=
+		    0) {
+			reply(s, "501 5.5.2 Error: cannot decode the PLAIN response");
+			auth_end(s);
+			bad_command(s);
+			return;
+		}
+		auth_verify(s, user, password);
+		free(user);
+		explicit_bzero(password, strlen(password));
+		free(password);
+		return;
+	}
+	size_t len;
+	char *text = smtp_auth_b64_decode(line, &len);
+	if (text == NULL || strlen(text) != len) {
+		free(text);
+		reply(s, "501 5.5.2 Error: cannot decode the LOGIN response");
+		auth_end(s);
+		bad_command(s);
+		return;
+	}
+	if (s->auth_login_user == NULL) {
+		s->auth_login_user = text;
+		reply(s, "334 UGFzc3dvcmQ6"); /* "Password:" */
+		return;
+	}
+	auth_verify(s, s->auth_login_user, text);
+	explicit_bzero(text, len);
+	free(text);
+}
+
+static void auth_result(void *arg, enum smtp_auth_result result, const char *user, bool cached)
+{
+	struct smtp_session *s = arg;
+	bool async = !s->auth_sync;
+	s->auth_id = 0;
+	const char *name = result == SMTP_AUTH_OK       ? "ok"
+			   : result == SMTP_AUTH_FAILED ? "failed"
+							: "tempfail";
+	log_info("smtp_auth",
+		 "session=%llu interface=%s client=%s mechanism=%s user=\"%s\" result=%s%s",
+		 (unsigned long long)s->id, s->env.iface->name, s->addr, s->auth_method, user, name,
+		 cached ? " cached=yes" : "");
+	auth_end(s);
+	if (result == SMTP_AUTH_OK) {
+		free(s->user);
+		s->user = xstrdup(user);
+		reply(s, "235 2.7.0 Authentication successful");
+	} else if (result == SMTP_AUTH_FAILED) {
+		if (smtp_auth_failed(s->env.auth, s->addr)) {
+			log_warn("smtp_auth_blocked", "interface=%s client=%s failures=%d",
+				 s->env.iface->name, s->addr, s->env.iface->auth_max_failures);
+			reply(s,
+			      "421 4.7.0 %s Error: too many failed authentications, "
+			      "try again later",
+			      hostname(s));
+			close_after_flush(s);
+			return;
+		}
+		reply(s, "535 5.7.8 Error: authentication failed");
+	} else {
+		reply(s, "454 4.7.0 Temporary authentication failure, try again later");
+	}
+	if (async && s->state != SMTP_STATE_CLOSING) {
+		bufferevent_setwatermark(s->bev, EV_READ, 0, 0);
+		bufferevent_enable(s->bev, EV_READ);
+		process_input(s);
+	}
+}
+
+static void auth_verify(struct smtp_session *s, const char *user, const char *password)
+{
+	enter_state(s, SMTP_STATE_WAIT);
+	s->auth_sync = true;
+	uint64_t id = smtp_auth_check(s->env.auth, user, password, s->auth_method, s->addr,
+				      auth_result, s);
+	s->auth_sync = false;
+	if (id == 0)
+		return; /* answered already */
+	s->auth_id = id;
+	bufferevent_setwatermark(s->bev, EV_READ, 0, SMTP_WAIT_INPUT_MAX);
+}
+
 struct smtp_command_def {
 	enum smtp_verb verb;
 	const char *name;
@@ -413,8 +705,8 @@ static const struct smtp_command_def commands[] = {
     {SMTP_VERB_VRFY, "VRFY", NULL, HOOK_NONE, cmd_vrfy, NULL, NULL},
     {SMTP_VERB_HELP, "HELP", NULL, HOOK_NONE, cmd_help, NULL, NULL},
     {SMTP_VERB_EXPN, "EXPN", NULL, HOOK_NONE, cmd_not_implemented, NULL, NULL},
-    {SMTP_VERB_STARTTLS, "STARTTLS", NULL, HOOK_NONE, cmd_not_implemented, NULL, NULL},
-    {SMTP_VERB_AUTH, "AUTH", NULL, HOOK_NONE, cmd_not_implemented, NULL, NULL},
+    {SMTP_VERB_STARTTLS, "STARTTLS", check_starttls, HOOK_NONE, cmd_starttls, NULL, NULL},
+    {SMTP_VERB_AUTH, "AUTH", check_auth, HOOK_NONE, cmd_auth, NULL, NULL},
     {SMTP_VERB_BDAT, "BDAT", NULL, HOOK_NONE, cmd_not_implemented, NULL, NULL},
 };
 
@@ -494,6 +786,7 @@ static void run_hook(struct smtp_session *s, enum hook_point point,
 	ctx->session = s->id;
 	ctx->interface = s->env.iface->name;
 	ctx->client = s->addr;
+	ctx->user = s->user;
 	/* smtp:helo sees the name being given; the later points the one taken. */
 	bool helo = def != NULL && (def->verb == SMTP_VERB_HELO || def->verb == SMTP_VERB_EHLO);
 	ctx->helo = helo ? s->cmd.arg : s->helo;
@@ -583,6 +876,7 @@ static void message_done(void *arg, int rc, const char *error)
 /* The end of DATA: refuse, or finish the ingest and wait for the store. */
 static void data_end(struct smtp_session *s)
 {
+	evtimer_del(s->data_timer);
 	const char *refusal = NULL;
 	if (s->data.bad_newline)
 		refusal = "550 5.6.0 Error: bare CR or LF in message; lines must end with CRLF";
@@ -601,11 +895,17 @@ static void data_end(struct smtp_session *s)
 		enter_state(s, SMTP_STATE_READY);
 		return;
 	}
+	/* RFC 3848: ESMTP, plus S for TLS and A for AUTH. */
+	char transtype[16];
+	snprintf(transtype, sizeof(transtype), "%s%s%s", s->esmtp ? "ESMTP" : "SMTP",
+		 s->esmtp && s->tls ? "S" : "", s->esmtp && s->user ? "A" : "");
 	struct ingest_envelope env = {
 	    .interface = s->env.iface->name,
 	    .origin = s->addr,
 	    .transhost = s->helo,
-	    .transtype = s->esmtp ? "ESMTP" : "SMTP",
+	    .transtype = transtype,
+	    .tls = s->tls_info[0] ? s->tls_info : NULL,
+	    .user = s->user,
 	    .from = s->mail.path.addr,
 	    .rcpts = s->rcpts,
 	    .nrcpts = s->nrcpts,
@@ -680,7 +980,10 @@ static bool take_line(struct smtp_session *s, struct evbuffer *in)
 		bad_command(s);
 		return true;
 	}
-	run_command(s, len);
+	if (s->state == SMTP_STATE_AUTH)
+		auth_response(s, line);
+	else
+		run_command(s, len);
 	return true;
 }
 
@@ -690,7 +993,7 @@ static void process_input(struct smtp_session *s)
 	struct evbuffer *out = bufferevent_get_output(s->bev);
 	for (;;) {
 		if (s->state == SMTP_STATE_COMMIT || s->state == SMTP_STATE_WAIT ||
-		    s->state == SMTP_STATE_CLOSING)
+		    s->state == SMTP_STATE_CLOSING || s->state == SMTP_STATE_TLS)
 			return;
 		if (evbuffer_get_length(out) > SMTP_OUTPUT_HIGH) {
 			/* The client is not reading its replies: wait (see on_write). */
@@ -714,9 +1017,10 @@ static void on_read(struct bufferevent *bev, void *arg)
 static void on_write(struct bufferevent *bev, void *arg)
 {
 	struct smtp_session *s = arg;
-	if (s->state == SMTP_STATE_CLOSING) {
+	if (s->state == SMTP_STATE_CLOSING || s->state == SMTP_STATE_TLS) {
 		if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
-			event_active(s->close_ev, EV_WRITE, 0);
+			event_active(s->state == SMTP_STATE_TLS ? s->tls_ev : s->close_ev, EV_WRITE,
+				     0);
 		return;
 	}
 	if (s->state != SMTP_STATE_COMMIT && s->state != SMTP_STATE_WAIT &&
@@ -729,8 +1033,23 @@ static void on_write(struct bufferevent *bev, void *arg)
 
 static void on_event(struct bufferevent *bev, short what, void *arg)
 {
-	(void)bev;
 	struct smtp_session *s = arg;
+	if (what & BEV_EVENT_CONNECTED) {
+		/* The TLS handshake is done. */
+		SSL *ssl = bufferevent_openssl_get_ssl(bev);
+		tls_describe(ssl, s->tls_info, sizeof(s->tls_info));
+		log_info("smtp_tls", "session=%llu client=%s tls=\"%s\"", (unsigned long long)s->id,
+			 s->addr, s->tls_info);
+		return;
+	}
+	if ((what & BEV_EVENT_ERROR) && s->tls && s->tls_info[0] == '\0') {
+		unsigned long e = bufferevent_get_openssl_error(bev);
+		log_info("smtp_tls_failed", "session=%llu client=%s error=\"%s\"",
+			 (unsigned long long)s->id, s->addr,
+			 e ? ERR_reason_error_string(e) : "connection closed in the handshake");
+		smtp_session_free(s);
+		return;
+	}
 	if ((what & BEV_EVENT_TIMEOUT) && (what & BEV_EVENT_READING)) {
 		log_info("smtp_timeout", "session=%llu client=%s state=%s",
 			 (unsigned long long)s->id, s->addr, smtp_strstate(s->state));
@@ -750,39 +1069,91 @@ static void on_close(evutil_socket_t fd, short what, void *arg)
 {
 	(void)fd;
 	(void)what;
-	smtp_session_free(arg);
+	struct smtp_session *s = arg;
+	if (s->tls && s->tls_info[0] != '\0')
+		SSL_shutdown(bufferevent_openssl_get_ssl(s->bev)); /* close_notify, best effort */
+	smtp_session_free(s);
+}
+
+/* Callbacks, read size and idle timeouts of the current bufferevent. */
+static void bev_setup(struct smtp_session *s)
+{
+	/* DATA comes in reads of up to one feed step, not libevent's 16 KiB. */
+	bufferevent_set_max_single_read(s->bev, SMTP_DATA_STEP);
+	bufferevent_setcb(s->bev, on_read, on_write, on_event, s);
+	uint64_t ms = s->env.iface->socket_timeout_ms;
+	struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
+	bufferevent_set_timeouts(s->bev, &tv, &tv);
+	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
+}
+
+/* maxSessionTime and maxDataTime: a client that trickles bytes keeps the
+ * idle timeout at bay, not these. */
+static void on_deadline(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	struct smtp_session *s = arg;
+	if (s->state == SMTP_STATE_COMMIT || s->state == SMTP_STATE_CLOSING) {
+		/* The store has the message: its answer goes out first. */
+		arm_timer(s->session_timer, 1000);
+		return;
+	}
+	bool data = s->state == SMTP_STATE_DATA;
+	log_info("smtp_timeout", "session=%llu client=%s state=%s limit=%s",
+		 (unsigned long long)s->id, s->addr, smtp_strstate(s->state),
+		 data ? "maxDataTime" : "maxSessionTime");
+	if (s->state == SMTP_STATE_WAIT) {
+		hook_cancel(s->hook_id);
+		s->hook_id = 0;
+		smtp_auth_cancel(s->env.auth, s->auth_id);
+		s->auth_id = 0;
+	}
+	reply(s, "421 4.4.2 %s Error: %s time limit exceeded", hostname(s),
+	      data ? "DATA" : "session");
+	close_after_flush(s);
 }
 
 struct smtp_session *smtp_session_new(struct event_base *base, evutil_socket_t fd,
-				      const struct sockaddr *peer,
-				      const struct smtp_session_env *env, uint64_t id)
+				      const char *client, const struct smtp_session_env *env,
+				      uint64_t id)
 {
 	struct smtp_session *s = xcalloc(1, sizeof(*s));
 	s->id = id;
 	s->env = *env;
+	s->fd = fd;
 	s->scratch = xmalloc(SMTP_DATA_STEP);
-	if (peer->sa_family == AF_INET6)
-		inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)peer)->sin6_addr, s->addr,
-			  sizeof(s->addr));
-	else
-		inet_ntop(AF_INET, &((const struct sockaddr_in *)peer)->sin_addr, s->addr,
-			  sizeof(s->addr));
-	s->bev = bufferevent_socket_new(base, fd, BEV_OPT_CLOSE_ON_FREE);
-	/* DATA comes in reads of up to one feed step, not libevent's 16 KiB. */
-	bufferevent_set_max_single_read(s->bev, SMTP_DATA_STEP);
+	snprintf(s->addr, sizeof(s->addr), "%s", client);
+	if (env->tls != NULL)
+		s->tls_ctx = tls_server_ref(env->tls);
+	if (env->iface->secure && s->tls_ctx != NULL) {
+		s->bev = bufferevent_openssl_socket_new(base, fd, tls_server_ssl(s->tls_ctx),
+							BUFFEREVENT_SSL_ACCEPTING,
+							BEV_OPT_CLOSE_ON_FREE);
+		s->tls = true;
+	} else {
+		/* Not closed with it: STARTTLS puts a TLS one on the same socket. */
+		s->bev = bufferevent_socket_new(base, fd, 0);
+	}
 	s->close_ev = event_new(base, -1, 0, on_close, s);
-	bufferevent_setcb(s->bev, on_read, on_write, on_event, s);
-	uint64_t ms = env->iface->socket_timeout_ms;
-	struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
-	bufferevent_set_timeouts(s->bev, &tv, &tv);
-	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
+	s->tls_ev = event_new(base, -1, 0, on_tls_upgrade, s);
+	s->session_timer = evtimer_new(base, on_deadline, s);
+	s->data_timer = evtimer_new(base, on_deadline, s);
+	arm_timer(s->session_timer, env->iface->max_session_ms);
+	bev_setup(s);
 
 	s->state = SMTP_STATE_GREETED;
-	log_info("smtp_connect", "session=%llu interface=%s client=%s", (unsigned long long)id,
-		 env->iface->name, s->addr);
-	/* The greeting waits for smtp:connect's handlers, if any. */
+	log_info("smtp_connect", "session=%llu interface=%s client=%s%s", (unsigned long long)id,
+		 env->iface->name, s->addr, s->tls ? " tls=implicit" : "");
+	/* The greeting waits for smtp:connect's handlers, if any; on implicit
+	 * TLS it is written once the handshake is done. */
 	run_hook(s, HOOK_SMTP_CONNECT, NULL);
 	return s;
+}
+
+const char *smtp_session_client(const struct smtp_session *s)
+{
+	return s->addr;
 }
 
 void smtp_session_shutdown(struct smtp_session *s)
@@ -794,7 +1165,14 @@ void smtp_session_shutdown(struct smtp_session *s)
 	if (s->state == SMTP_STATE_WAIT) {
 		hook_cancel(s->hook_id);
 		s->hook_id = 0;
+		smtp_auth_cancel(s->env.auth, s->auth_id);
+		s->auth_id = 0;
 		bufferevent_setwatermark(s->bev, EV_READ, 0, 0);
+	}
+	if (s->state == SMTP_STATE_TLS) {
+		/* The client waits for a handshake, not for a 421. */
+		close_after_flush(s);
+		return;
 	}
 	reply(s, "421 4.3.2 %s Service shutting down", hostname(s));
 	close_after_flush(s);
@@ -808,12 +1186,22 @@ void smtp_session_free(struct smtp_session *s)
 		 s->addr, s->messages);
 	/* A hook answer must not find the session gone. */
 	hook_cancel(s->hook_id);
+	smtp_auth_cancel(s->env.auth, s->auth_id);
+	auth_end(s);
 	txn_clear(s);
 	free(s->rcpts);
 	free(s->helo);
+	free(s->user);
 	free(s->scratch);
 	event_free(s->close_ev);
+	event_free(s->tls_ev);
+	event_free(s->session_timer);
+	event_free(s->data_timer);
+	bool socket_owned = s->tls; /* the TLS bufferevent closes the socket */
 	bufferevent_free(s->bev);
+	if (!socket_owned)
+		evutil_closesocket(s->fd);
+	tls_server_unref(s->tls_ctx);
 	s->env.closed(s->env.arg, s->id);
 	free(s);
 }

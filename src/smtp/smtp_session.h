@@ -11,7 +11,9 @@
 #include <stdint.h>
 
 #include "core/config.h"
+#include "net/tls.h"
 #include "queue/queue.h"
+#include "smtp/smtp_auth.h"
 
 struct smtp_session;
 
@@ -20,15 +22,21 @@ struct smtp_session_env {
 	const struct config *cfg;
 	const struct smtp_iface_config *iface;
 	struct queue *queue;
+	struct tls_server *tls; /* NULL: no TLS on this listener */
+	struct smtp_auth *auth; /* NULL: no AUTH */
 	/* Called with the session's id when it is closing, just before it is freed. */
 	void (*closed)(void *arg, uint64_t id);
 	void *arg;
 };
 
-/* Starts a session on an accepted socket: sends the greeting. */
+/* Starts a session on an accepted socket from `client` (an IP address,
+ * the PROXY header's when there is one): the TLS handshake on an implicit
+ * TLS listener, the greeting.  The session owns fd from here on. */
 struct smtp_session *smtp_session_new(struct event_base *base, evutil_socket_t fd,
-				      const struct sockaddr *peer,
-				      const struct smtp_session_env *env, uint64_t id);
+				      const char *client, const struct smtp_session_env *env,
+				      uint64_t id);
+/* The client's address. */
+const char *smtp_session_client(const struct smtp_session *s);
 /* Asks the session to end: at once with 421 when idle, else after the
  * message in progress. */
 void smtp_session_shutdown(struct smtp_session *s);

@@ -65,6 +65,17 @@ const struct zone_config *route_message_zone(const struct config *cfg,
 			}
 		}
 	}
+	if (m->user != NULL) {
+		for (size_t i = 0; i < cfg->n_zones; i++) {
+			const struct zone_config *z = &cfg->zones[i];
+			for (size_t j = 0; j < z->n_authenticated_users; j++) {
+				if (strcmp(z->authenticated_users[j], m->user) == 0) {
+					*rule = "authenticatedUsers";
+					return z;
+				}
+			}
+		}
+	}
 	if (m->sender_domain != NULL) {
 		for (size_t i = 0; i < cfg->n_zones; i++) {
 			const struct zone_config *z = &cfg->zones[i];

@@ -2,9 +2,10 @@
 /*
  * Routing: which sending zone each recipient goes through.  Rules, first
  * match wins: the X-Sending-Zone header (only where the interface allows
- * it), zones' routingHeaders, senderDomains (the envelope sender's domain),
+ * it), zones' routingHeaders, authenticatedUsers (the user who logged in
+ * with SMTP AUTH), senderDomains (the envelope sender's domain),
  * recipientDomains, then queue.defaultZone.  Within one rule, zones are
- * tried in configuration order.  The first three rules depend only on the
+ * tried in configuration order.  The first four rules depend only on the
  * message, so they are decided once per message.
  */
 #ifndef ZMTA_ROUTE_H
@@ -17,12 +18,13 @@ struct route_message {
 	const char *header_zone; /* X-Sending-Zone value if it may be used, else NULL */
 	const struct header_list *headers;
 	const char *sender_domain; /* lower case, NULL for the null sender */
+	const char *user;          /* authenticated user, or NULL */
 };
 
 /*
  * The zone chosen by the message-level rules, or NULL when the recipient's
  * domain decides.  *rule names the rule that matched ("header",
- * "routingHeaders", "senderDomains").  An X-Sending-Zone naming no zone is
+ * "routingHeaders", "authenticatedUsers", "senderDomains").  An X-Sending-Zone naming no zone is
  * skipped (logged by the caller through *unknown_zone).
  */
 const struct zone_config *route_message_zone(const struct config *cfg,

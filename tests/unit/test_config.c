@@ -374,7 +374,8 @@ static void check_defaults(const struct cfg_schema *fields, const char *path)
 	for (const struct cfg_schema *g = fields; g->key; g++) {
 		if (g->type == CT_MAP)
 			check_defaults(g->sub, path);
-		else if (g->type != CT_LIST && g->type != CT_DICT && g->def == NULL)
+		else if (g->type != CT_LIST && g->type != CT_DICT && g->def == NULL &&
+			 !(g->flags & CF_REQUIRED))
 			fail_msg("%s.<entry>...%s has no default", path, g->key);
 	}
 }
@@ -394,7 +395,12 @@ static void check_covered(const struct cfg_schema *fields, const struct cfg_node
 		} else if (f->type == CT_DICT && f->sub[0].type == CT_MAP) {
 			/* Each example entry shows every field, and every scalar
 			 * field has the default an added entry takes. */
-			if (n->nchild == 0)
+			/* (An entry with required fields, such as files that
+			 * must exist, is shown in a comment instead.) */
+			bool required = false;
+			for (const struct cfg_schema *g = f->sub[0].sub; g->key; g++)
+				required = required || (g->flags & CF_REQUIRED);
+			if (n->nchild == 0 && !required)
 				fail_msg("%s has no example entry in config/default.yaml", sub);
 			for (size_t i = 0; i < n->nchild; i++)
 				check_covered(f->sub[0].sub, n->child[i], sub);
@@ -418,7 +424,8 @@ static void test_zonemta_config(void **state)
 	fclose(f);
 	write_file(dir, "staging.json",
 		   "{\"smtpInterfaces\": {\"feeder\": {\"socketTimeout\": 600000,\n"
-		   "  \"starttls\": false, \"secure\": false, \"key\": \"k.pem\"}}}\n");
+		   "  \"starttls\": false, \"secure\": false}},\n"
+		   "  \"mtaSts\": {\"enabled\": true}}\n");
 	write_file(dir, "staging.js", "module.exports = {};\n");
 	setenv("NODE_ENV", "staging", 1);
 	unsetenv("ZONEMTA_ENV");
@@ -441,8 +448,7 @@ static void test_zonemta_config(void **state)
 	assert_non_null(strstr(w, "the bare number 5 is read as 5 s"));
 	assert_non_null(strstr(w, "staging.json:1: option smtpInterfaces.feeder.socketTimeout: "
 				  "the bare number 600000 is read as 600000 ms"));
-	assert_non_null(strstr(w, "staging.json:2: ignored: smtpInterfaces.feeder.key is not yet "
-				  "supported"));
+	assert_non_null(strstr(w, "staging.json:3: ignored: mtaSts is not yet supported"));
 	assert_null(strstr(w, "starttls"));
 	/* ZoneMTA's JavaScript layer: not read, and the way to convert it said */
 	assert_non_null(strstr(w, "staging.js: ignored: JavaScript configuration cannot be read; "
@@ -451,11 +457,11 @@ static void test_zonemta_config(void **state)
 	config_free(cfg);
 
 	/* asked for and not there yet: refused, not run without it */
-	write_file(dir, "staging.json", "{\"smtpInterfaces\": {\"feeder\": {\"secure\": true}}}\n");
+	write_file(dir, "staging.json", "{\"dns\": {\"blockLocalAddresses\": true}}\n");
 	src.env = "staging";
 	cfg = config_load(&src, &errors);
 	assert_null(cfg);
-	assert_non_null(strstr(errors, "staging.json:1: smtpInterfaces.feeder.secure is not yet "
+	assert_non_null(strstr(errors, "staging.json:1: dns.blockLocalAddresses is not yet "
 				       "supported"));
 	free(errors);
 	free(root_json);

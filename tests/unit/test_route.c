@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: EUPL-1.2 */
 /* Unit tests: routing precedence (route.c): X-Sending-Zone (when allowed),
- * routingHeaders, senderDomains, recipientDomains, the default zone; within
+ * routingHeaders, authenticatedUsers, senderDomains, recipientDomains, the default zone; within
  * a rule, configuration order. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -18,6 +18,7 @@ static const char CONFIG[] =
     "zones:\n"
     "  fallback: {}\n"
     "  byheader: {routingHeaders: {x-class: bulk}}\n"
+    "  byuser: {authenticatedUsers: [alice, Bob]}\n"
     "  bysender: {senderDomains: [news.test], recipientDomains: [rcpt.test]}\n"
     "  bysender2: {senderDomains: [news.test]}\n"
     "  byrcpt: {recipientDomains: [rcpt.test, other.test], routingHeaders: {x-class: bulk}}\n";
@@ -38,18 +39,24 @@ static int teardown(void **state)
 	return 0;
 }
 
-static const char *route(const char *header_zone, const char *head, const char *sender,
-			 const char *rcpt_domain, const char **rule)
+static const char *route_as(const char *user, const char *header_zone, const char *head,
+			    const char *sender, const char *rcpt_domain, const char **rule)
 {
 	struct header_list h = {0};
 	header_list_parse(&h, head, strlen(head));
-	struct route_message m = {header_zone, &h, sender};
+	struct route_message m = {header_zone, &h, sender, user};
 	const char *unknown;
 	const struct zone_config *z = route_message_zone(cfg, &m, rule, &unknown);
 	if (z == NULL)
 		z = route_recipient_zone(cfg, rcpt_domain, rule);
 	header_list_clear(&h);
 	return z->name;
+}
+
+static const char *route(const char *header_zone, const char *head, const char *sender,
+			 const char *rcpt_domain, const char **rule)
+{
+	return route_as(NULL, header_zone, head, sender, rcpt_domain, rule);
 }
 
 static void test_precedence(void **state)
@@ -70,6 +77,15 @@ static void test_precedence(void **state)
 	    "byheader");
 	assert_string_not_equal(
 	    route(NULL, "X-Class: bulkier\r\n\r\n", "news.test", "rcpt.test", &rule), "byheader");
+	/* authenticatedUsers come after routingHeaders, before senderDomains;
+	 * names compare exactly. */
+	assert_string_equal(route_as("alice", NULL, bulk, "news.test", "rcpt.test", &rule),
+			    "byheader");
+	assert_string_equal(route_as("Bob", NULL, plain, "news.test", "rcpt.test", &rule),
+			    "byuser");
+	assert_string_equal(rule, "authenticatedUsers");
+	assert_string_equal(route_as("bob", NULL, plain, "news.test", "rcpt.test", &rule),
+			    "bysender");
 	/* senderDomains beat recipientDomains, first zone in order. */
 	assert_string_equal(route(NULL, plain, "news.test", "rcpt.test", &rule), "bysender");
 	assert_string_equal(rule, "senderDomains");
@@ -86,7 +102,7 @@ static void test_unknown_header_zone_is_skipped(void **state)
 {
 	(void)state;
 	struct header_list h = {0};
-	struct route_message m = {"nosuchzone", &h, "news.test"};
+	struct route_message m = {"nosuchzone", &h, "news.test", NULL};
 	const char *rule, *unknown;
 	const struct zone_config *z = route_message_zone(cfg, &m, &rule, &unknown);
 	assert_string_equal(unknown, "nosuchzone");

@@ -15,8 +15,15 @@ prints "READY <port>" and serves:
     GET  /stats              200 JSON {"requests", "connections",
                              "max_in_flight"} (not counted itself)
     POST /stats/reset        zeroes the counters
+    GET  /auth[/slow/<ms>]?q an SMTP AUTH service (ZoneMTA's http-auth):
+                             Basic alice:s3cret -> 200 {"user": "alice"},
+                             bob:hunter2 -> 200 "" (no name), else 401;
+                             after <ms> milliseconds with /slow/<ms>
+    GET  /auth-log           200 JSON list of {"query", "user"} of each
+                             /auth request (never the password)
 """
 import argparse
+import base64
 import hashlib
 import json
 import ssl
@@ -24,6 +31,10 @@ import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import urlsplit
+
+AUTH_USERS = {"alice": "s3cret", "bob": "hunter2"}
+AUTH_LOG = []
 
 
 class Stats:
@@ -84,6 +95,9 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_GET(self):
         path = self.path
+        if path == "/auth-log":
+            with STATS.lock:
+                return self.reply(200, json.dumps(AUTH_LOG), "application/json")
         if path == "/stats":
             with STATS.lock:
                 body = {"requests": STATS.requests, "connections": STATS.connections,
@@ -91,8 +105,26 @@ class Handler(BaseHTTPRequestHandler):
             return self.reply(200, json.dumps(body), "application/json")
         self.counted(lambda: self.get(path))
 
+    def auth(self, path):
+        parts = urlsplit(path)
+        if parts.path.startswith("/auth/slow/"):
+            time.sleep(int(parts.path.split("/")[3]) / 1000)
+        header = self.headers.get("Authorization", "")
+        user = password = None
+        if header.startswith("Basic "):
+            user, _, password = base64.b64decode(header[6:]).decode().partition(":")
+        with STATS.lock:
+            AUTH_LOG.append({"query": parts.query, "user": user})
+        if user in AUTH_USERS and AUTH_USERS[user] == password:
+            if user == "alice":
+                return self.reply(200, json.dumps({"user": user}), "application/json")
+            return self.reply(200, "")
+        self.reply(401, "no")
+
     def get(self, path):
-        if path == "/ok":
+        if path.startswith("/auth"):
+            self.auth(path)
+        elif path == "/ok":
             self.reply(200, "ok")
         elif path.startswith("/status/"):
             code = int(path.split("/")[2])

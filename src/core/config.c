@@ -752,6 +752,11 @@ static void fill_zones(struct config *cfg)
 		t->rset = get_duration_in(n, "timeouts.rset", f);
 		t->quit = get_duration_in(n, "timeouts.quit", f);
 		z->require_tls = get_bool_in(n, "requireTLS", f);
+		z->secure = get_bool_in(n, "secure", f);
+		z->ignore_tls = get_bool_in(n, "ignoreTLS", f);
+		z->auth_user = get_str_in(n, "auth.user", f);
+		z->auth_pass = get_str_in(n, "auth.pass", f);
+		z->auth_pass_file = path_in_app(cfg, get_str_in(n, "auth.passFile", f));
 		z->disabled = get_bool_in(n, "disabled", f);
 		z->signing_domain = get_str_in(n, "signingDomain", f);
 		if (z->signing_domain != NULL)
@@ -938,19 +943,96 @@ const struct zone_config *config_zone(const struct config *cfg, const char *name
 }
 
 /* Checks that need more than one option at a time. */
-/* Where smtpInterfaces.<name>.<option> is set, or the listener itself. */
-static const struct cfg_node *listener_node(const struct config *cfg,
-					    const struct smtp_iface_config *s, const char *option)
+/* Where <section>.<name>.<option> is set, or else the entry itself. */
+static const struct cfg_node *entry_node(const struct config *cfg, const char *section,
+					 const char *name, const char *option)
 {
-	char *path = xasprintf("smtpInterfaces.%s.%s", s->name, option);
+	char *path = xasprintf("%s.%s.%s", section, name, option);
 	const struct cfg_node *at = cfg_lookup(cfg->tree, path);
 	free(path);
 	if (at == NULL) {
-		path = xasprintf("smtpInterfaces.%s", s->name);
+		path = xasprintf("%s.%s", section, name);
 		at = cfg_lookup(cfg->tree, path);
 		free(path);
 	}
 	return at;
+}
+
+static const struct cfg_node *listener_node(const struct config *cfg,
+					    const struct smtp_iface_config *s, const char *option)
+{
+	return entry_node(cfg, "smtpInterfaces", s->name, option);
+}
+
+/* Reads a file's first line (without its line end); NULL and *err. */
+static char *read_first_line(const char *path, char **err)
+{
+	FILE *f = fopen(path, "r");
+	if (f == NULL) {
+		*err = xasprintf("cannot read %s: %s", path, strerror(errno));
+		return NULL;
+	}
+	char *line = NULL;
+	size_t cap = 0;
+	ssize_t n = getline(&line, &cap, f);
+	fclose(f);
+	if (n <= 0) {
+		free(line);
+		*err = xasprintf("%s is empty", path);
+		return NULL;
+	}
+	line[strcspn(line, "\r\n")] = '\0';
+	return line;
+}
+
+/* A smart host's TLS and credentials: contradictions, and the password
+ * read from auth.passFile. */
+static void fill_zone_auth(struct config *cfg, struct problems *found)
+{
+	for (size_t i = 0; i < cfg->n_zones; i++) {
+		struct zone_config *z = &cfg->zones[i];
+		const struct cfg_node *user_at = entry_node(cfg, "zones", z->name, "auth.user");
+		const char *pass_file = z->auth_pass_file;
+		if (z->auth_pass != NULL && pass_file != NULL)
+			problem_add(found, entry_node(cfg, "zones", z->name, "auth.passFile"),
+				    "zones.%s.auth: pass and passFile are two places for one "
+				    "password: choose one",
+				    z->name);
+		else if (pass_file != NULL) {
+			char *err = NULL;
+			z->auth_pass = read_first_line(pass_file, &err);
+			if (z->auth_pass == NULL) {
+				problem_add(found,
+					    entry_node(cfg, "zones", z->name, "auth.passFile"),
+					    "zones.%s.auth.passFile: %s", z->name, err);
+				free(err);
+			}
+		}
+		if (z->auth_user != NULL && z->auth_pass == NULL && pass_file == NULL)
+			problem_add(found, user_at,
+				    "zones.%s.auth: user without pass or passFile would "
+				    "authenticate with an empty password",
+				    z->name);
+		if (z->auth_user == NULL && (z->auth_pass != NULL || pass_file != NULL))
+			problem_add(found,
+				    entry_node(cfg, "zones", z->name,
+					       z->auth_pass_file ? "auth.passFile" : "auth.pass"),
+				    "zones.%s.auth: a password without user", z->name);
+		if (z->auth_user != NULL && z->host == NULL)
+			problem_add(found, user_at,
+				    "zones.%s.auth: credentials are for a smart host: set "
+				    "zones.%s.host (they are never sent to MX hosts)",
+				    z->name, z->name);
+		if (z->ignore_tls && (z->secure || z->require_tls))
+			problem_add(found, entry_node(cfg, "zones", z->name, "ignoreTLS"),
+				    "zones.%s: ignoreTLS contradicts %s", z->name,
+				    z->secure ? "secure" : "requireTLS");
+		else if (z->ignore_tls && z->auth_user != NULL)
+			problem_add(found, entry_node(cfg, "zones", z->name, "ignoreTLS"),
+				    "zones.%s: with ignoreTLS the credentials would be sent in "
+				    "the clear; they are sent only over TLS (STARTTLS or secure)",
+				    z->name);
+	}
 }
 
 /* Each entry of an address range list must parse. */
@@ -1058,6 +1140,7 @@ static int check_references(struct config *cfg, char **errors)
 {
 	struct problems found = {0};
 	check_listeners(cfg, &found);
+	fill_zone_auth(cfg, &found);
 	for (size_t i = 0; i < cfg->n_zones; i++) {
 		if (config_pool(cfg, cfg->zones[i].pool) == NULL) {
 			char *path = xasprintf("zones.%s.pool", cfg->zones[i].name);
@@ -1358,6 +1441,11 @@ void config_free(struct config *cfg)
 		for (size_t j = 0; j < z->n_sender_domains; j++)
 			free(z->sender_domains[j]);
 		free(z->sender_domains);
+		free(z->auth_user);
+		free(z->auth_pass_file);
+		if (z->auth_pass != NULL)
+			explicit_bzero(z->auth_pass, strlen(z->auth_pass));
+		free(z->auth_pass);
 		for (size_t j = 0; j < z->n_authenticated_users; j++)
 			free(z->authenticated_users[j]);
 		free(z->authenticated_users);

@@ -172,6 +172,11 @@ struct zone_config {
 	int cache_reuse;       /* messages per connection at most */
 	struct zone_timeouts timeouts;
 	bool require_tls;
+	bool secure;     /* implicit TLS from the connect (port 465) */
+	bool ignore_tls; /* never STARTTLS */
+	/* AUTH to the smart host (PLAIN or LOGIN, only encrypted), or NULL;
+	 * the password is read from auth.passFile when that is given. */
+	char *auth_user, *auth_pass, *auth_pass_file;
 	bool disabled;         /* no deliveries start; mail waits */
 	char *signing_domain;  /* also sign with the dkim.keys entry of this domain */
 	char **sender_domains; /* lower case */

@@ -51,11 +51,7 @@ static const struct config_compat options[] = {
     {"domainConfig.*.dnsOptions", COMPAT_NOT_YET, "per-domain DNS options are not supported yet"},
     {"zones.*.originAddresses", COMPAT_NOT_YET,
      "routing by client address is not supported yet: such mail goes by the other rules"},
-    {"zones.*.ignoreTLS", COMPAT_NOT_YET, "STARTTLS is always tried when offered"},
     /* asked for, and running without it would weaken what was asked */
-    {"zones.*.auth", COMPAT_NOT_YET_IF_SET, "authenticated smart hosts come with TLS and AUTH"},
-    {"zones.*.secure", COMPAT_NOT_YET_IF_SET,
-     "implicit TLS to a smart host comes with TLS and AUTH"},
     {"dns.blockLocalAddresses", COMPAT_NOT_YET_IF_SET,
      "refusing private and loopback MX addresses is not implemented yet"},
 };

@@ -154,6 +154,15 @@ static const struct cfg_schema zone_timeout_fields[] = {
     END,
 };
 
+/* A smart host's credentials (ZoneMTA's auth: {user, pass}); passFile
+ * keeps the password out of the configuration. */
+static const struct cfg_schema zone_auth_fields[] = {
+    {"user", CT_STRING, CF_NULLABLE, 0, 0, NULL, NULL, "~"},
+    {"pass", CT_STRING, CF_NULLABLE, 0, 0, NULL, NULL, "~"},
+    {"passFile", CT_STRING, CF_NULLABLE, 0, 0, NULL, NULL, "~"},
+    END,
+};
+
 static const struct cfg_schema zone_fields[] = {
     {"pool", CT_STRING, 0, 0, 0, NULL, NULL, "default"},
     {"connections", CT_INT, 0, 1, 100000, NULL, NULL, "10"},
@@ -165,6 +174,9 @@ static const struct cfg_schema zone_fields[] = {
     {"connectionCache", CT_MAP, 0, 0, 0, NULL, connection_cache_fields, NULL},
     {"timeouts", CT_MAP, 0, 0, 0, NULL, zone_timeout_fields, NULL},
     {"requireTLS", CT_BOOL, 0, 0, 0, NULL, NULL, "false"},
+    {"secure", CT_BOOL, 0, 0, 0, NULL, NULL, "false"},
+    {"ignoreTLS", CT_BOOL, 0, 0, 0, NULL, NULL, "false"},
+    {"auth", CT_MAP, 0, 0, 0, NULL, zone_auth_fields, NULL},
     {"disabled", CT_BOOL, 0, 0, 0, NULL, NULL, "false"},
     {"signingDomain", CT_STRING, CF_NULLABLE, 0, 0, NULL, NULL, "~"},
     {"senderDomains", CT_LIST, 0, 0, 0, NULL, string_item, NULL},

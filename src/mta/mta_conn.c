@@ -289,6 +289,7 @@ void mta_conn_connect_next(struct mta_conn *c)
 		mta_conn_set_write_timeout(c);
 		bufferevent_enable(c->bev, EV_READ | EV_WRITE);
 		c->tls = false;
+		c->authed = false;
 		mta_enter_state(c, MTA_CONNECTING);
 		if (bufferevent_socket_connect(c->bev, (struct sockaddr *)&ss, (int)slen) != 0) {
 			bufferevent_free(c->bev);

@@ -55,6 +55,7 @@ enum mta_state {
 	MTA_HELO,
 	MTA_STARTTLS,  /* STARTTLS sent, waiting for 220 */
 	MTA_HANDSHAKE, /* TLS handshake in progress */
+	MTA_AUTH,      /* AUTH to the smart host sent, waiting for 235 or 334 */
 	MTA_LOADING,   /* reading the message's metadata and first chunk */
 	MTA_HASHING,   /* the store makes DKIM body hashes not made at intake */
 	MTA_SIGNING,   /* DKIM signatures being made on a crypto thread */
@@ -122,6 +123,9 @@ struct mta_conn {
 	const char *ehlo_name;
 	/* the server */
 	bool pipelining, eightbit, smtputf8, starttls, size_ok;
+	bool auth_plain, auth_login; /* mechanisms the server offers */
+	bool authed;                 /* AUTH done on this connection */
+	int auth_step;               /* LOGIN: 0 user next, 1 password next, 2 done */
 	uint64_t size_limit;
 	bool tls;         /* this connection is encrypted */
 	bool plain_retry; /* TLS failed with this address: now try without */
@@ -156,6 +160,9 @@ bool mta_state_before_session(enum mta_state st);
 void mta_on_read(struct bufferevent *bev, void *arg);
 void mta_on_write(struct bufferevent *bev, void *arg);
 void mta_on_event(struct bufferevent *bev, short what, void *arg);
+/* The TLS handshake on the connection: after STARTTLS's 220, or at the
+ * connect with implicit TLS (zones.*.secure). */
+void mta_start_tls(struct mta_conn *c);
 void mta_send_line(struct mta_conn *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void mta_transaction_start(struct mta_conn *c, struct sched_batch *batch);
 void mta_transaction_done(struct mta_conn *c);

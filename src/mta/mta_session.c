@@ -17,6 +17,7 @@
 #include <event2/buffer.h>
 #include <event2/bufferevent_ssl.h>
 #include <openssl/err.h>
+#include <openssl/evp.h>
 
 #include "core/stats.h"
 #include "core/clock.h"
@@ -43,6 +44,8 @@ const char *mta_strstate(enum mta_state st)
 		return "starttls";
 	case MTA_HANDSHAKE:
 		return "handshake";
+	case MTA_AUTH:
+		return "auth";
 	case MTA_LOADING:
 		return "loading";
 	case MTA_HASHING:
@@ -336,11 +339,16 @@ void mta_enter_state(struct mta_conn *c, enum mta_state st)
 	case MTA_HASHING:
 		/* Their actions are the callers' (mta_conn.c, mta_sign.c). */
 		return;
+	case MTA_AUTH:
+		/* auth_start() and the 334 replies send the lines. */
+		mta_conn_deadline(c, to->ehlo);
+		return;
 	case MTA_GREETING:
 		mta_conn_deadline(c, to->greeting); /* from the connect */
 		return;
 	case MTA_EHLO:
 		c->pipelining = c->eightbit = c->smtputf8 = c->starttls = c->size_ok = false;
+		c->auth_plain = c->auth_login = false;
 		c->size_limit = 0;
 		mta_send_line(c, "EHLO %s", c->ehlo_name);
 		mta_conn_deadline(c, to->ehlo);
@@ -410,18 +418,106 @@ static void tls_refused(struct mta_conn *c, const char *why)
 	mta_conn_quit(c);
 }
 
+/* TLS or nothing: asked for, implicit, or needed to protect credentials. */
+static bool tls_required(const struct zone_config *z)
+{
+	return z->require_tls || z->secure || z->auth_user != NULL;
+}
+
+/* Sends "PREFIX" and the base64 of n bytes, and wipes the copy. */
+static void send_secret(struct mta_conn *c, const char *prefix, const void *secret, size_t n)
+{
+	char *b = xmalloc(4 * ((n + 2) / 3) + 1);
+	EVP_EncodeBlock((unsigned char *)b, secret, (int)n);
+	mta_send_line(c, "%s%s", prefix, b);
+	explicit_bzero(b, strlen(b));
+	free(b);
+}
+
+/* One line per AUTH to a smart host: never the password. */
+static void auth_log(struct mta_conn *c, bool ok, const char *why)
+{
+	const struct mta_target *t = &c->targets[c->cur];
+	log_msg(ok ? LOG_LEVEL_INFO : LOG_LEVEL_WARN, c->in_txn ? c->msg_id : NULL, "mta_auth",
+		"zone=%s mx=%s remote=%s user=\"%s\" result=%s response=\"%s\"", c->zone->name,
+		t->host, t->addr, c->zone->auth_user, ok ? "ok" : "failed", why);
+}
+
+/* The smart host refused the credentials or cannot take them: the mail
+ * waits (a wrong password is the operator's to fix, not the senders'
+ * to receive as a bounce). */
+static void auth_refused(struct mta_conn *c, const char *why)
+{
+	auth_log(c, false, why);
+	char text[400];
+	snprintf(text, sizeof(text), "454 4.7.0 AUTH as %s at the smart host failed: %s",
+		 c->zone->auth_user, why);
+	tls_refused(c, text);
+}
+
+/* AUTH PLAIN with the initial response, else LOGIN (RFC 4954). */
+static void auth_start(struct mta_conn *c)
+{
+	const struct zone_config *z = c->zone;
+	if (c->auth_plain) {
+		size_t ul = strlen(z->auth_user), pl = strlen(z->auth_pass);
+		/* authzid (empty) NUL authcid NUL passwd, then base64 */
+		unsigned char *raw = xmalloc(ul + pl + 2);
+		raw[0] = '\0';
+		memcpy(raw + 1, z->auth_user, ul);
+		raw[1 + ul] = '\0';
+		memcpy(raw + 2 + ul, z->auth_pass, pl);
+		send_secret(c, "AUTH PLAIN ", raw, ul + pl + 2);
+		explicit_bzero(raw, ul + pl + 2);
+		free(raw);
+		c->auth_step = 2;
+	} else if (c->auth_login) {
+		mta_send_line(c, "AUTH LOGIN");
+		c->auth_step = 0;
+	} else {
+		auth_refused(c, "the server offers neither AUTH PLAIN nor AUTH LOGIN");
+		return;
+	}
+	mta_enter_state(c, MTA_AUTH);
+}
+
+static void auth_reply(struct mta_conn *c, int code)
+{
+	if (code == 235) {
+		c->authed = true;
+		auth_log(c, true, c->rep.text);
+		mta_enter_state(c, MTA_LOADING);
+		return;
+	}
+	if (code == 334 && c->auth_step < 2) {
+		const char *s = c->auth_step == 0 ? c->zone->auth_user : c->zone->auth_pass;
+		send_secret(c, "", s, strlen(s));
+		c->auth_step++;
+		mta_conn_deadline(c, c->zone->timeouts.ehlo);
+		return;
+	}
+	auth_refused(c, c->rep.text);
+}
+
 /* Connected, greeted, EHLO done (and TLS where it could be had). */
 static void session_ready(struct mta_conn *c)
 {
-	if (!c->tls && c->zone->require_tls) {
-		tls_refused(c, "452 4.7.5 TLS is required but the server does not offer it");
+	if (!c->tls && tls_required(c->zone)) {
+		tls_refused(c, c->zone->auth_user != NULL
+				   ? "452 4.7.5 the server does not offer TLS: the credentials "
+				     "are not sent in the clear"
+				   : "452 4.7.5 TLS is required but the server does not offer it");
+		return;
+	}
+	if (c->zone->auth_user != NULL && !c->authed) {
+		auth_start(c);
 		return;
 	}
 	mta_enter_state(c, MTA_LOADING); /* the batch the connection was started for */
 }
 
 /* After "220" to STARTTLS: the handshake runs in a filter over the socket. */
-static void start_tls(struct mta_conn *c)
+void mta_start_tls(struct mta_conn *c)
 {
 	struct mta *m = c->m;
 	const struct mta_target *t = &c->targets[c->cur];
@@ -470,8 +566,9 @@ static void handshake_done(struct mta_conn *c)
 	SSL *ssl = bufferevent_openssl_get_ssl(c->bev);
 	snprintf(c->tls_version, sizeof(c->tls_version), "%s", SSL_get_version(ssl));
 	c->tls = true;
-	/* RFC 3207: forget what was said before; EHLO again. */
-	mta_enter_state(c, MTA_EHLO);
+	/* Implicit TLS: the greeting comes now.  STARTTLS (RFC 3207): forget
+	 * what was said before; EHLO again. */
+	mta_enter_state(c, c->zone->secure ? MTA_GREETING : MTA_EHLO);
 }
 
 /* An early reply while the body is being sent: it decides the transaction,
@@ -611,7 +708,7 @@ static void on_reply(struct mta_conn *c, int code)
 				mta_enter_state(c, MTA_HELO);
 			return;
 		}
-		if (!c->tls && c->starttls && !c->plain_retry) {
+		if (!c->tls && c->starttls && !c->plain_retry && !c->zone->ignore_tls) {
 			mta_enter_state(c, MTA_STARTTLS);
 			return;
 		}
@@ -628,10 +725,10 @@ static void on_reply(struct mta_conn *c, int code)
 		return;
 	case MTA_STARTTLS:
 		if (code == 220) {
-			start_tls(c);
+			mta_start_tls(c);
 			return;
 		}
-		if (c->zone->require_tls) {
+		if (tls_required(c->zone)) {
 			tls_refused(c, c->rep.text);
 			return;
 		}
@@ -640,6 +737,9 @@ static void on_reply(struct mta_conn *c, int code)
 			return;
 		}
 		session_ready(c); /* opportunistic: go on in plain text */
+		return;
+	case MTA_AUTH:
+		auth_reply(c, code);
 		return;
 	case MTA_MAIL:
 		mail_reply(c, code);
@@ -695,6 +795,7 @@ static void on_reply(struct mta_conn *c, int code)
 static void ehlo_keyword(void *arg, const char *text, size_t len)
 {
 	struct mta_conn *c = arg;
+	size_t len0 = len;
 	char kw[64];
 	if (len >= sizeof(kw))
 		len = sizeof(kw) - 1;
@@ -708,7 +809,20 @@ static void ehlo_keyword(void *arg, const char *text, size_t len)
 		c->smtputf8 = true;
 	else if (strcasecmp(kw, "STARTTLS") == 0)
 		c->starttls = true;
-	else if (strncasecmp(kw, "SIZE", 4) == 0 && (kw[4] == ' ' || kw[4] == '\0')) {
+	else if (strncasecmp(kw, "AUTH", 4) == 0 && (kw[4] == ' ' || kw[4] == '=')) {
+		/* "AUTH PLAIN LOGIN", or the old "AUTH=LOGIN": the mechanisms,
+		 * read from the whole line (it may be longer than kw). */
+		for (size_t i = 5; i < len0;) {
+			size_t j = i;
+			while (j < len0 && text[j] != ' ')
+				j++;
+			if (j - i == 5 && strncasecmp(text + i, "PLAIN", 5) == 0)
+				c->auth_plain = true;
+			else if (j - i == 5 && strncasecmp(text + i, "LOGIN", 5) == 0)
+				c->auth_login = true;
+			i = j + 1;
+		}
+	} else if (strncasecmp(kw, "SIZE", 4) == 0 && (kw[4] == ' ' || kw[4] == '\0')) {
 		c->size_ok = true;
 		c->size_limit = strtoull(kw + 4, NULL, 10);
 	}
@@ -784,7 +898,10 @@ void mta_on_event(struct bufferevent *bev, short what, void *arg)
 		return;
 	}
 	if (what & BEV_EVENT_CONNECTED) {
-		mta_enter_state(c, MTA_GREETING);
+		if (c->zone->secure)
+			mta_start_tls(c); /* implicit TLS: the handshake first */
+		else
+			mta_enter_state(c, MTA_GREETING);
 		return;
 	}
 	const struct mta_target *t = &c->targets[c->cur];
@@ -793,7 +910,7 @@ void mta_on_event(struct bufferevent *bev, short what, void *arg)
 		char why[300];
 		snprintf(why, sizeof(why), "TLS handshake with %s [%s] failed: %s", t->host,
 			 t->addr, e ? ERR_reason_error_string(e) : "connection closed");
-		if (c->zone->require_tls) {
+		if (tls_required(c->zone)) {
 			mta_log_attempt(c, why);
 			mta_conn_close(c, 0, why);
 			return;

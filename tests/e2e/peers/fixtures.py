@@ -9,7 +9,7 @@ appends the peers' logs to the report of a failing test.
     A started :class:`peers.dns.DnsServer` with no records yet; call
     ``dns_server.set_records({...})``.  Stopped (by pid) at teardown.
 ``smtp_sink``
-    A factory ``smtp_sink(host="127.0.0.2", script=None, tls=False, port=0)``
+    A factory ``smtp_sink(host="127.0.0.2", script=None, tls=False, port=0, auth=None)``
     returning a started :class:`Sink`; every sink it made is stopped (by
     pid) at teardown.  ``port=0`` takes a free port; pass another sink's
     port to put several sinks (e.g. mx1 and mx2 on 127.0.0.2 and 127.0.0.3)
@@ -73,8 +73,9 @@ class Sink:
     formats."""
 
     def __init__(self, workdir: Path, host: str = "127.0.0.2", script=None,
-                 tls: bool = False, port: int = 0):
+                 tls: bool = False, port: int = 0, auth: str | None = None):
         self.workdir = workdir
+        self.auth = auth
         self.host = host
         self.port = port
         self.tls = tls
@@ -99,6 +100,10 @@ class Sink:
                 cmd.append("--tls-broken")
             elif self.tls == "tls1":
                 cmd.append("--tls-v1")
+            elif self.tls == "implicit":
+                cmd.append("--implicit-tls")
+        if self.auth:
+            cmd += ["--auth", self.auth]
         with open(self.log_path, "wb") as log:
             self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL,
                                          stdout=log, stderr=subprocess.STDOUT)
@@ -241,11 +246,12 @@ def smtp_sink(request, tmp_path):
     sinks = []
 
     def start(host: str = "127.0.0.2", script: dict | None = None,
-              tls: bool | str = False, port: int = 0) -> Sink:
+              tls: bool | str = False, port: int = 0, auth: str | None = None) -> Sink:
         """tls: True offers STARTTLS; "broken" offers it and fails every
-        handshake; "tls1" offers TLS 1.0 only."""
+        handshake; "tls1" offers TLS 1.0 only; "implicit" speaks TLS from
+        the first byte.  auth: "user:password" the sink requires."""
         name = f"sink{len(sinks) + 1}"
-        sink = Sink(tmp_path / name, host, script, tls, port)
+        sink = Sink(tmp_path / name, host, script, tls, port, auth)
         sinks.append(sink)
         show_log_on_failure(request, f"{name} ({host}) log", sink.log)
         return sink.start()

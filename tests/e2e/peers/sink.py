@@ -5,11 +5,15 @@
 Usage::
 
     sink.py --host 127.0.0.2 --port N --spool DIR [--script FILE]
-            [--tls-cert CERT --tls-key KEY] [--name sink.test]
+            [--tls-cert CERT --tls-key KEY [--implicit-tls]]
+            [--auth USER:PASSWORD] [--name sink.test]
 
 ``--port 0`` lets the kernel choose; the port really bound is in the ready
-file.  With ``--tls-cert``/``--tls-key`` STARTTLS is offered.  The process
-runs until SIGTERM or SIGINT.
+file.  With ``--tls-cert``/``--tls-key`` STARTTLS is offered, or with
+``--implicit-tls`` TLS is spoken from the first byte (port 465 style).
+``--auth`` offers AUTH PLAIN and LOGIN (only over TLS), accepts only these
+credentials and requires AUTH before MAIL.  The process runs until SIGTERM
+or SIGINT.
 
 Output, all in the spool DIR
 ----------------------------
@@ -23,8 +27,8 @@ Output, all in the spool DIR
     Its metadata: ``n``, ``session``, ``mail_from`` ("" for the null sender
     ``<>``), ``mail_options``, ``rcpt_tos`` (the accepted recipients),
     ``peer_ip``, ``peer_port``, ``helo`` (EHLO/HELO name), ``esmtp`` (EHLO
-    rather than HELO), ``tls``, ``tls_version``, ``tls_cipher``, ``size`` and
-    ``time``.  Written after the ``.eml``: a ``.json`` means both are complete.
+    rather than HELO), ``tls``, ``tls_version``, ``tls_cipher``,
+    ``auth_user`` (the AUTH login, or null), ``size`` and ``time``.  Written after the ``.eml``: a ``.json`` means both are complete.
     Only messages whose DATA reply is 2xx are recorded.
 ``sessions.jsonl``
     One JSON object per line, in the order things happen, each with
@@ -34,6 +38,7 @@ Output, all in the spool DIR
     - ``greeting`` (``reply``): only when the greeting is scripted
     - ``helo`` (``name``, ``esmtp``), ``starttls`` (``version``, ``sni``: the
       server name the client asked for or null, ``reused``: a resumed session)
+    - ``auth`` (``mechanism``, ``user``, ``ok``): with ``--auth``
     - ``mail`` (``address``, ``reply``), ``rcpt`` (``address``, ``reply``)
     - ``data`` (``reply``, ``message``: n or null)
 
@@ -51,7 +56,8 @@ optional::
     {
       "greeting": RULE,            # on connect
       "starttls": true,            # false: never offer STARTTLS
-      "ehlo": {"hide": ["SMTPUTF8"], "size": 1000},  # edit EHLO keywords
+      "ehlo": {"hide": ["SMTPUTF8"], "size": 1000,   # edit EHLO keywords
+               "auth": ["LOGIN"]},                # mechanisms listed
       "mail": RULE,                # on MAIL FROM
       "default": {"rcpt": RULE, "data": RULE},
       "recipients": {
@@ -105,7 +111,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from aiosmtpd.smtp import SMTP
+from aiosmtpd.smtp import SMTP, AuthResult
 
 log = logging.getLogger("sink")
 
@@ -131,7 +137,7 @@ def sender(address: str) -> str:
 
 
 SCRIPT_KEYS = {"greeting", "starttls", "ehlo", "mail", "default", "recipients"}
-EHLO_KEYS = {"hide", "size"}
+EHLO_KEYS = {"hide", "size", "auth"}
 ENTRY_KEYS = {"rcpt", "data"}
 RULE_KEYS = {"reply", "times", "stall", "drop"}
 REPLY_LINE = re.compile(r"[2-5][0-9][0-9]([ -]|$)")
@@ -164,7 +170,8 @@ def check_script(script: dict) -> dict:
     ehlo = script.get("ehlo", {})
     if (not isinstance(ehlo, dict) or not set(ehlo) <= EHLO_KEYS
             or not isinstance(ehlo.get("hide", []), list)
-            or not isinstance(ehlo.get("size", 0), int)):
+            or not isinstance(ehlo.get("size", 0), int)
+            or not isinstance(ehlo.get("auth", []), list)):
         fail("ehlo", ehlo)
     for key in ("greeting", "mail"):
         if key in script:
@@ -242,7 +249,8 @@ class SinkHandler:
     async def handle_EHLO(self, server, session, envelope, hostname, responses):
         session.host_name = hostname
         self.event(server, "helo", name=hostname, esmtp=True)
-        # "ehlo": {"hide": ["SMTPUTF8", ...], "size": N} edits the keywords.
+        # "ehlo": {"hide": ["SMTPUTF8", ...], "size": N, "auth": [...]}
+        # edits the keywords.
         ehlo = self.script().get("ehlo", {})
         hidden = {k.upper() for k in ehlo.get("hide", [])}
         kept = []
@@ -252,6 +260,8 @@ class SinkHandler:
                 continue
             if keyword == "SIZE" and "size" in ehlo:
                 line = f"{line[:4]}SIZE {ehlo['size']}"
+            if keyword == "AUTH" and "auth" in ehlo:
+                line = f"{line[:4]}AUTH {' '.join(ehlo['auth'])}"
             kept.append(line)
         # The last line of a multi-line reply must use "250 ".
         if kept:
@@ -314,6 +324,9 @@ class SinkHandler:
         self.messages += 1
         n = self.messages
         tls = session.ssl
+        if tls is None and server.transport.get_extra_info("ssl_object") is not None:
+            tls = {"ssl_object": server.transport.get_extra_info("ssl_object"),
+                   "cipher": server.transport.get_extra_info("cipher")}
         meta = {
             "n": n,
             "session": server.sink_session,
@@ -327,6 +340,7 @@ class SinkHandler:
             "tls": tls is not None,
             "tls_version": tls["ssl_object"].version() if tls else None,
             "tls_cipher": tls["cipher"][0] if tls else None,
+            "auth_user": server.sink_auth_user,
             "size": len(envelope.original_content),
             "time": time.time(),
         }
@@ -345,6 +359,7 @@ class SinkSMTP(SMTP):
         self.sink_session = None
         self.sink_peer = None
         self.sink_closed = False
+        self.sink_auth_user = None
 
     def connection_made(self, transport):
         super().connection_made(transport)
@@ -410,10 +425,29 @@ async def serve(args) -> None:
             tls_context.maximum_version = ssl.TLSVersion.TLSv1
         tls_context.load_cert_chain(args.tls_cert, args.tls_key)
     handler = SinkHandler(spool, Path(args.script) if args.script else None)
+    auth = {}
+    if args.auth:
+        want_user, want_password = args.auth.split(":", 1)
+
+        def authenticator(server, session, envelope, mechanism, auth_data):
+            user = auth_data.login.decode(errors="replace")
+            ok = (user == want_user
+                  and auth_data.password.decode(errors="replace") == want_password)
+            handler.event(server, "auth", mechanism=mechanism, user=user, ok=ok)
+            if ok:
+                server.sink_auth_user = user
+            return AuthResult(success=ok, handled=False)
+
+        # Over implicit TLS the connection is encrypted already: aiosmtpd
+        # knows only STARTTLS, so it is told not to ask for it.
+        auth = {"authenticator": authenticator, "auth_required": True,
+                "auth_require_tls": not args.implicit_tls}
     server = await loop.create_server(
-        lambda: SinkSMTP(handler, hostname=args.name, tls_context=tls_context,
-                         enable_SMTPUTF8=True, loop=loop),
-        host=args.host, port=args.port)
+        lambda: SinkSMTP(handler, hostname=args.name,
+                         tls_context=None if args.implicit_tls else tls_context,
+                         enable_SMTPUTF8=True, loop=loop, **auth),
+        host=args.host, port=args.port,
+        ssl=tls_context if args.implicit_tls else None)
     port = server.sockets[0].getsockname()[1]
     write_atomic(spool / "ready", json.dumps(
         {"host": args.host, "port": port, "pid": os.getpid()}).encode())
@@ -439,11 +473,17 @@ def main() -> None:
                         help="offer STARTTLS but fail every handshake")
     parser.add_argument("--tls-v1", action="store_true",
                         help="offer STARTTLS with TLS 1.0 only")
+    parser.add_argument("--implicit-tls", action="store_true",
+                        help="TLS from the first byte instead of STARTTLS")
+    parser.add_argument("--auth", metavar="USER:PASSWORD",
+                        help="require AUTH with these credentials")
     parser.add_argument("--name", default="sink.test",
                         help="host name in the banner and EHLO reply")
     args = parser.parse_args()
     if bool(args.tls_cert) != bool(args.tls_key):
         parser.error("--tls-cert and --tls-key go together")
+    if args.implicit_tls and not args.tls_cert:
+        parser.error("--implicit-tls needs --tls-cert and --tls-key")
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(name)s: %(message)s")
     asyncio.run(serve(args))

@@ -35,7 +35,9 @@
 
 struct daemon {
 	const struct config_source *src;
-	struct config *cfg; /* as started; a reload changes only the log settings */
+	/* as started; a reload changes only the log settings, bounce rules,
+	 * listener certificates and users, and smart-host password files */
+	struct config *cfg;
 	struct event_base *base;
 	struct event *sig_term, *sig_int, *sig_hup;
 	struct event *stop_timer;
@@ -288,6 +290,26 @@ static void note_restart_needed(const struct config *running, const struct confi
 
 /* Bounce rules are read again on every reload (the file may have changed
  * under the same name); broken rules keep the running ones. */
+/* A smart host's password read again from its auth.passFile (the same
+ * file for the same zone): rotated without a restart.  The delivery
+ * engine reads it at each login, on this thread. */
+static void reload_zone_passwords(struct daemon *d, struct config *loaded)
+{
+	for (size_t i = 0; i < d->cfg->n_zones; i++) {
+		struct zone_config *z = &d->cfg->zones[i];
+		for (size_t j = 0; j < loaded->n_zones; j++) {
+			struct zone_config *n = &loaded->zones[j];
+			if (z->auth_pass_file == NULL || n->auth_pass_file == NULL ||
+			    n->auth_pass == NULL || strcmp(z->name, n->name) != 0 ||
+			    strcmp(z->auth_pass_file, n->auth_pass_file) != 0)
+				continue;
+			char *old = z->auth_pass;
+			z->auth_pass = n->auth_pass;
+			n->auth_pass = old; /* wiped and freed with the loaded config */
+		}
+	}
+}
+
 static void reload_bounce_rules(struct daemon *d, const struct config *cfg)
 {
 	char *err = NULL;
@@ -346,6 +368,7 @@ static void on_reload_signal(evutil_socket_t sig, short what, void *arg)
 	log_config_warnings("reload", cfg);
 	note_restart_needed(d->cfg, cfg);
 	reload_bounce_rules(d, cfg);
+	reload_zone_passwords(d, cfg);
 	for (size_t i = 0; i < d->n_smtp; i++) {
 		if (smtp_server_reload(d->smtp[i], &err) != 0) {
 			log_error("reload",

@@ -4,6 +4,7 @@ only over TLS), implicit TLS (secure) and ignoreTLS, against aiosmtpd
 sinks that require the credentials.
 """
 import re
+import signal
 
 import pytest
 
@@ -113,3 +114,18 @@ def test_smart_host_option_errors(app):
     res = check({"host": "127.0.0.1", "secure": True, "port": 465,
                  "auth": {"user": "u", "pass": "p"}})
     assert res.returncode == 0, res.stderr
+
+
+def test_password_file_is_read_again_on_sighup(smtp_sink, zmta, app):
+    sink = smtp_sink("127.0.0.2", tls=True, auth="relay:rotated-pw")
+    pass_file = app.path / "smarthost.pass"
+    pass_file.write_text("old-pw\n")
+    d = zmta(extra_config=smarthost(sink, auth={"user": "relay", "passFile": "smarthost.pass"}))
+    qid = submit(d, MSG)
+    d.wait_log(r"id=%s event=deferred seq=001 .*AUTH as relay at the smart host failed" % qid)
+    pass_file.write_text("rotated-pw\n")
+    d.signal(signal.SIGHUP)
+    d.wait_log(r"event=reload status=ok")
+    got = sink.wait_for(1, timeout=30)[0]
+    assert got["auth_user"] == "relay"
+    wait_delivered(d)

@@ -378,6 +378,13 @@ static void on_reload_signal(evutil_socket_t sig, short what, void *arg)
 			free(err);
 		}
 	}
+	if (d->api != NULL && api_reload(d->api, &err) != 0) {
+		log_error("reload",
+			  "status=partial error=\"api: %s\" action=\"keeping the running "
+			  "certificate\"",
+			  err);
+		free(err);
+	}
 	log_info("reload", "status=ok level=%s", log_level_name(cfg->log.level));
 	sd_notify(0, "READY=1\nSTATUS=running");
 	config_free(cfg);
@@ -470,8 +477,8 @@ static int daemon_start(struct daemon *d, char **err)
 		d->api = api_new(d->base, cfg, err);
 		if (d->api == NULL)
 			return -1;
-		log_info("listen", "service=api proto=http addr=%s:%d", cfg->api.host,
-			 cfg->api.port);
+		log_info("listen", "service=api proto=%s addr=%s:%d",
+			 cfg->api.tls.key != NULL ? "https" : "http", cfg->api.host, cfg->api.port);
 	}
 	/* Listeners are bound (low ports need root); from here on, never root.
 	 * The queue is opened after, so its files belong to the running user. */

@@ -7,6 +7,7 @@
 #include <time.h>
 
 #include <event2/buffer.h>
+#include <event2/bufferevent_ssl.h>
 #include <event2/keyvalq_struct.h>
 #include <sys/queue.h>
 #include <openssl/evp.h>
@@ -16,6 +17,7 @@
 #include "core/clock.h"
 #include "core/log.h"
 #include "core/xmalloc.h"
+#include "net/tls.h"
 #include "version.h"
 
 #define API_TIMEOUT_SECONDS 60
@@ -431,6 +433,30 @@ static bool authorized(const struct api *api, struct evhttp_request *req)
 	return basic_matches(api, req);
 }
 
+/* HTTPS: each connection's bufferevent speaks TLS (evhttp sets the
+ * socket later). */
+static struct bufferevent *https_bufferevent(struct event_base *base, void *arg)
+{
+	struct api *api = arg;
+	struct bufferevent *bev = bufferevent_openssl_socket_new(
+	    base, -1, tls_server_ssl(api->tls), BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
+	/* Clients often close without close_notify after the response. */
+	bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
+	return bev;
+}
+
+int api_reload(struct api *api, char **err)
+{
+	if (api->tls == NULL)
+		return 0;
+	struct tls_server *t = tls_server_new(&api->cfg->api.tls, err);
+	if (t == NULL)
+		return -1;
+	tls_server_unref(api->tls); /* open connections' SSLs hold their own */
+	api->tls = t;
+	return 0;
+}
+
 struct api *api_new(struct event_base *base, const struct config *config, char **err)
 {
 	const struct api_config *cfg = &config->api;
@@ -452,6 +478,14 @@ struct api *api_new(struct event_base *base, const struct config *config, char *
 	evhttp_set_allowed_methods(api->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_PUT |
 						  EVHTTP_REQ_DELETE);
 	evhttp_set_gencb(api->http, api_dispatch, api);
+	if (cfg->tls.key != NULL && cfg->tls.cert != NULL) {
+		api->tls = tls_server_new(&cfg->tls, err);
+		if (api->tls == NULL) {
+			api_free(api);
+			return NULL;
+		}
+		evhttp_set_bevcb(api->http, https_bufferevent, api);
+	}
 	errno = 0;
 	if (evhttp_bind_socket_with_handle(api->http, cfg->host, (ev_uint16_t)cfg->port) == NULL) {
 		*err = xasprintf("cannot listen on %s:%d: %s", cfg->host, cfg->port,
@@ -471,5 +505,6 @@ void api_free(struct api *api)
 	u64map_free(api->sendings);
 	u64map_free(api->conns);
 	json_decref(api->reported_bounces);
+	tls_server_unref(api->tls);
 	free(api);
 }

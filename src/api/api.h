@@ -33,6 +33,9 @@ void api_set_queue(struct api *api, struct queue *queue, struct sched *sched,
 		   struct outcome *outcome, struct workpool *cpu);
 /* Stops listening and closes open API connections.  Accepts NULL. */
 void api_free(struct api *api);
+/* SIGHUP: the HTTPS key and certificate read again; -1 and *err (the
+ * running ones kept) when they do not load. */
+int api_reload(struct api *api, char **err);
 
 /* Sends `body` (consumed) as JSON with `status`. */
 void api_reply_json(struct evhttp_request *req, int status, json_t *body);

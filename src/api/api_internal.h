@@ -14,6 +14,7 @@ struct outcome;
 
 struct api {
 	struct evhttp *http;
+	struct tls_server *tls; /* HTTPS, or NULL */
 	const struct config *cfg;
 	struct queue *queue;
 	struct sched *sched;

@@ -1136,10 +1136,54 @@ static void check_listeners(const struct config *cfg, struct problems *found)
 	}
 }
 
+/* The API's HTTPS and access settings: what would fail at start, and
+ * what is silently less safe than it looks. */
+static void check_api(const struct config *cfg, struct problems *found)
+{
+	const struct api_config *a = &cfg->api;
+	const struct tls_config *t = &a->tls;
+	if ((t->key == NULL) != (t->cert == NULL))
+		problem_add(found, cfg_lookup(cfg->tree, t->key ? "api.key" : "api.cert"),
+			    "api: HTTPS needs both key and cert (PEM files)");
+	else if (t->key != NULL) {
+		char *err = NULL;
+		struct tls_server *s = tls_server_new(t, &err);
+		if (s == NULL) {
+			problem_add(found, cfg_lookup(cfg->tree, "api.cert"), "api: %s", err);
+			free(err);
+		}
+		tls_server_unref(s);
+	}
+	if (a->api_key != NULL && a->api_key[0] == '\0')
+		problem_add(found, cfg_lookup(cfg->tree, "api.auth.apiKey"),
+			    "api.auth.apiKey is empty: a request with an empty X-API-Key would "
+			    "be let in.  Set a key, or null for none");
+	if (a->user != NULL && (a->password == NULL || a->password[0] == '\0'))
+		problem_add(found, cfg_lookup(cfg->tree, "api.auth.user"),
+			    "api.auth.user without a password would accept an empty password: "
+			    "set api.auth.password");
+	if (a->user == NULL && a->password != NULL)
+		problem_add(found, cfg_lookup(cfg->tree, "api.auth.password"),
+			    "api.auth.password without api.auth.user leaves the API open: set "
+			    "api.auth.user");
+	if (a->user != NULL && a->user[0] == '\0')
+		problem_add(found, cfg_lookup(cfg->tree, "api.auth.user"),
+			    "api.auth.user is empty");
+	if (a->enabled && !cidr_is_loopback(a->host) && a->api_key == NULL && a->user == NULL &&
+	    !a->open_access)
+		problem_add(found, cfg_lookup(cfg->tree, "api.host"),
+			    "api listens on %s, beyond loopback, without api.auth: anyone who "
+			    "reaches it could send mail and read or delete the queue.  Set "
+			    "api.auth.apiKey (or user and password), or api.openAccess: true if "
+			    "that is what you want",
+			    a->host);
+}
+
 static int check_references(struct config *cfg, char **errors)
 {
 	struct problems found = {0};
 	check_listeners(cfg, &found);
+	check_api(cfg, &found);
 	fill_zone_auth(cfg, &found);
 	for (size_t i = 0; i < cfg->n_zones; i++) {
 		if (config_pool(cfg, cfg->zones[i].pool) == NULL) {
@@ -1250,6 +1294,8 @@ static void config_fill(struct config *cfg)
 	cfg->api.api_key = get_str(t, "api.auth.apiKey");
 	cfg->api.user = get_str(t, "api.auth.user");
 	cfg->api.password = get_str(t, "api.auth.password");
+	cfg->api.open_access = get_bool(t, "api.openAccess");
+	fill_listener_tls(cfg, cfg_lookup(t, "api"), NULL, &cfg->api.tls);
 
 	cfg->hook_timeout_ms = get_duration(t, "hooks.timeout");
 	cfg->http_client.timeout_ms = get_duration(t, "httpClient.timeout");
@@ -1419,6 +1465,7 @@ void config_free(struct config *cfg)
 	free(cfg->api.api_key);
 	free(cfg->api.user);
 	free(cfg->api.password);
+	tls_config_clear(&cfg->api.tls);
 	free(cfg->queue.dir);
 	free(cfg->queue.default_zone);
 	free(cfg->hostname);

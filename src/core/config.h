@@ -26,6 +26,18 @@ struct log_config {
 	bool syslog;
 };
 
+/* What a listener's TLS is made of; paths are absolute. */
+struct tls_config {
+	char *key, *cert;   /* PEM: private key, certificate chain */
+	char *ca;           /* PEM: extra CA certificates sent in the chain; NULL: none */
+	int min_version;    /* OpenSSL's TLS1_2_VERSION, ... */
+	char *ciphers;      /* TLS 1.2 and older, OpenSSL's syntax; NULL: OpenSSL's default */
+	char *ciphersuites; /* TLS 1.3; NULL: OpenSSL's default */
+	bool session_tickets;
+	struct tls_sni_config *sni;
+	size_t n_sni;
+};
+
 struct api_config {
 	bool enabled;
 	char *host;
@@ -38,6 +50,8 @@ struct api_config {
 	int max_connections;        /* open API connections at once */
 	char *api_key;              /* NULL: no key required */
 	char *user, *password;      /* HTTP Basic; NULL: none */
+	bool open_access;           /* beyond loopback without auth, on purpose */
+	struct tls_config tls;      /* HTTPS when tls.key and tls.cert are set */
 };
 
 struct queue_config {
@@ -82,18 +96,6 @@ struct domain_config {
 struct tls_sni_config {
 	char *name; /* the entry's name, for errors */
 	char *key, *cert;
-};
-
-/* What a listener's TLS is made of; paths are absolute. */
-struct tls_config {
-	char *key, *cert;   /* PEM: private key, certificate chain */
-	char *ca;           /* PEM: extra CA certificates sent in the chain; NULL: none */
-	int min_version;    /* OpenSSL's TLS1_2_VERSION, ... */
-	char *ciphers;      /* TLS 1.2 and older, OpenSSL's syntax; NULL: OpenSSL's default */
-	char *ciphersuites; /* TLS 1.3; NULL: OpenSSL's default */
-	bool session_tickets;
-	struct tls_sni_config *sni;
-	size_t n_sni;
 };
 
 struct smtp_iface_config {

@@ -27,27 +27,6 @@ static const struct cfg_schema log_schema[] = {
     END,
 };
 
-static const struct cfg_schema api_auth_schema[] = {
-    {"apiKey", CT_STRING, CF_NULLABLE, 0, 0, NULL, NULL, NULL},
-    {"user", CT_STRING, CF_NULLABLE, 0, 0, NULL, NULL, NULL},
-    {"password", CT_STRING, CF_NULLABLE, 0, 0, NULL, NULL, NULL},
-    END,
-};
-
-static const struct cfg_schema api_schema[] = {
-    {"enabled", CT_BOOL, 0, 0, 0, NULL, NULL, NULL},
-    {"host", CT_STRING, 0, 0, 0, NULL, NULL, NULL},
-    {"port", CT_INT, 0, 1, 65535, NULL, NULL, NULL},
-    {"maildrop", CT_BOOL, 0, 0, 0, NULL, NULL, NULL},
-    {"maxBodySize", CT_SIZE, 0, 1024, 16 * GB, NULL, NULL, NULL},
-    {"maxRecipients", CT_INT, 0, 1, 4095, NULL, NULL, NULL},
-    {"allowRoutingHeaders", CT_BOOL, 0, 0, 0, NULL, NULL, NULL},
-    {"trustHeaders", CT_BOOL, 0, 0, 0, NULL, NULL, NULL},
-    {"maxConnections", CT_INT, 0, 1, 100000, NULL, NULL, NULL},
-    {"auth", CT_MAP, 0, 0, 0, NULL, api_auth_schema, NULL},
-    END,
-};
-
 static const struct cfg_schema duration_item[] = {
     {"<item>", CT_DURATION, 0, 0, 3650 * DAY, NULL, NULL, NULL},
 };
@@ -87,6 +66,32 @@ static const struct cfg_schema listener_tls_fields[] = {
     {"ciphersuites", CT_STRING, CF_NULLABLE, 0, 0, NULL, NULL, "~"},
     {"sessionTickets", CT_BOOL, 0, 0, 0, NULL, NULL, "true"},
     {"sni", CT_DICT, 0, 0, 0, NULL, sni_schema, NULL},
+    END,
+};
+
+static const struct cfg_schema api_auth_schema[] = {
+    {"apiKey", CT_STRING, CF_NULLABLE, 0, 0, NULL, NULL, NULL},
+    {"user", CT_STRING, CF_NULLABLE, 0, 0, NULL, NULL, NULL},
+    {"password", CT_STRING, CF_NULLABLE, 0, 0, NULL, NULL, NULL},
+    END,
+};
+
+static const struct cfg_schema api_schema[] = {
+    {"enabled", CT_BOOL, 0, 0, 0, NULL, NULL, NULL},
+    {"host", CT_STRING, 0, 0, 0, NULL, NULL, NULL},
+    {"port", CT_INT, 0, 1, 65535, NULL, NULL, NULL},
+    {"maildrop", CT_BOOL, 0, 0, 0, NULL, NULL, NULL},
+    {"maxBodySize", CT_SIZE, 0, 1024, 16 * GB, NULL, NULL, NULL},
+    {"maxRecipients", CT_INT, 0, 1, 4095, NULL, NULL, NULL},
+    {"allowRoutingHeaders", CT_BOOL, 0, 0, 0, NULL, NULL, NULL},
+    {"trustHeaders", CT_BOOL, 0, 0, 0, NULL, NULL, NULL},
+    {"maxConnections", CT_INT, 0, 1, 100000, NULL, NULL, NULL},
+    {"auth", CT_MAP, 0, 0, 0, NULL, api_auth_schema, NULL},
+    {"openAccess", CT_BOOL, 0, 0, 0, NULL, NULL, NULL},
+    {"key", CT_STRING, CF_NULLABLE, 0, 0, NULL, NULL, NULL},
+    {"cert", CT_STRING, CF_NULLABLE, 0, 0, NULL, NULL, NULL},
+    {"ca", CT_STRING, CF_NULLABLE, 0, 0, NULL, NULL, NULL},
+    {"tls", CT_MAP, 0, 0, 0, NULL, listener_tls_fields, NULL},
     END,
 };
 

@@ -165,11 +165,29 @@ void tls_server_unref(struct tls_server *t)
 	free(t);
 }
 
+/* Each SSL holds a reference to its tls_server (the SNI callback's
+ * argument), dropped when OpenSSL frees the SSL. */
+static int ssl_ref_index = -1;
+
+static void ssl_ref_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl,
+			 void *argp)
+{
+	(void)parent;
+	(void)ad;
+	(void)idx;
+	(void)argl;
+	(void)argp;
+	tls_server_unref(ptr);
+}
+
 SSL *tls_server_ssl(struct tls_server *t)
 {
+	if (ssl_ref_index < 0)
+		ssl_ref_index = SSL_get_ex_new_index(0, NULL, NULL, NULL, ssl_ref_free);
 	SSL *ssl = SSL_new(t->ctx);
-	if (ssl == NULL)
+	if (ssl == NULL || ssl_ref_index < 0)
 		fatal("SSL_new: %s", ssl_error());
+	SSL_set_ex_data(ssl, ssl_ref_index, tls_server_ref(t));
 	return ssl;
 }
 

@@ -24,7 +24,9 @@ struct tls_server *tls_server_new(const struct tls_config *cfg, char **err);
 struct tls_server *tls_server_ref(struct tls_server *t);
 /* Drops a reference; the last frees. NULL is ignored. */
 void tls_server_unref(struct tls_server *t);
-/* A new server-side SSL for one connection. */
+/* A new server-side SSL for one connection; it keeps the contexts alive
+ * until it is freed, whatever reloads happen meanwhile.  On the loop
+ * thread only (the reference count is not atomic). */
 SSL *tls_server_ssl(struct tls_server *t);
 /* "TLSv1.3" and the cipher's name: what a Received header says. */
 void tls_describe(SSL *ssl, char *buf, size_t len);

@@ -653,3 +653,83 @@ def test_auth_in_the_clear_when_allowed(zmta, http_server):
         assert s.cmd("AUTH CRAM-MD5").startswith("504 5.5.4")
         assert s.cmd("AUTH PLAIN !!notbase64").startswith("501 5.5.2")
         assert s.cmd("NOOP") == "250 2.0.0 Ok"
+
+
+# --------------------------------------------------------------- HTTP API
+
+
+def https_get(port, path, cafile, headers=None):
+    import urllib.request
+    ctx = ssl.create_default_context(cafile=str(cafile))
+    ctx.check_hostname = False  # the test certificate names mta.test
+    req = urllib.request.Request(f"https://127.0.0.1:{port}{path}", headers=headers or {})
+    try:
+        with urllib.request.urlopen(req, timeout=10, context=ctx) as r:
+            return r.status, json.loads(r.read()), r
+    except __import__("urllib.error").error.HTTPError as e:
+        return e.code, None, None
+
+
+def test_api_over_https_with_reload(zmta, app, certs, tmp_path):
+    cert, key = certs
+    d = zmta({"api": {"key": str(key), "cert": str(cert),
+                      "auth": {"apiKey": "k3y"}}}, wait=False)
+    ready = lambda: (https_get(d.api_port, "/health", cert)[0] == 200  # noqa: E731
+                     if d.proc.poll() is None else pytest.fail(d.log()))
+    wait_until(lambda: _quiet(ready), 20, what="/health over HTTPS")
+    assert https_get(d.api_port, "/zones", cert)[0] == 401
+    status, body, _ = https_get(d.api_port, "/zones?includeDisabled=true", cert,
+                               {"X-API-Key": "k3y"})
+    assert status == 200 and any(z["name"] == "default" for z in body), body
+    # Plain HTTP on the HTTPS port gets no answer.
+    with socket.create_connection(("127.0.0.1", d.api_port), timeout=10) as sock:
+        sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        sock.settimeout(10)
+        try:
+            data = sock.recv(100)
+        except ConnectionResetError:
+            data = b""
+        assert not data.startswith(b"HTTP/"), data
+    d.wait_log(r"event=listen service=api proto=https ")
+    # A renewed certificate is served after SIGHUP.
+    new_cert, new_key = make_cert(tmp_path / "renewed", "renewed.test")
+    cert.write_bytes(new_cert.read_bytes())
+    key.write_bytes(new_key.read_bytes())
+    d.signal(signal.SIGHUP)
+    d.wait_log(r"event=reload status=ok")
+    der = ssl.get_server_certificate(("127.0.0.1", d.api_port))
+    assert cert_name(ssl.PEM_cert_to_DER_cert(der)) == "renewed.test"
+
+
+def _quiet(fn):
+    try:
+        return fn()
+    except OSError:
+        return False
+
+
+def test_api_settings_that_are_silently_unsafe_are_errors(app, certs, tmp_path):
+    cert, key = certs
+    other_cert, other_key = make_cert(tmp_path / "other", "other.test")
+    cases = [
+        ({"auth": {"user": "zone"}}, r"api\.auth\.user without a password"),
+        ({"auth": {"user": "zone", "password": ""}}, r"api\.auth\.user without a password"),
+        ({"auth": {"password": "secret"}}, r"api\.auth\.password without api\.auth\.user"),
+        ({"auth": {"apiKey": ""}}, r"api\.auth\.apiKey is empty"),
+        ({"host": "0.0.0.0"}, r"api listens on 0\.0\.0\.0, beyond loopback, without api\.auth"),
+        ({"host": "::"}, r"beyond loopback"),
+        ({"key": str(key)}, r"HTTPS needs both key and cert"),
+        ({"key": str(other_key), "cert": str(cert)}, r"does not match the certificate"),
+    ]
+    for api, expect in cases:
+        app.write_config("production", {"api": api})
+        res = app.check_config(env={"ZONEMTA_ENV": "production"})
+        assert res.returncode == 2, (api, res.stdout)
+        assert re.search(r"config/production\.yaml:\d+: ", res.stderr), res.stderr
+        assert re.search(expect, res.stderr), (api, res.stderr)
+    for api in ({"host": "0.0.0.0", "auth": {"apiKey": "k"}},
+                {"host": "0.0.0.0", "openAccess": True},
+                {"host": "0.0.0.0", "auth": {"user": "u", "password": "p"}}):
+        app.write_config("production", {"api": api})
+        res = app.check_config(env={"ZONEMTA_ENV": "production"})
+        assert res.returncode == 0, (api, res.stderr)

@@ -60,7 +60,9 @@ struct hook_ctx {
 	const char *interface; /* "feeder", "api", ... */
 	const char *client;    /* client IP address */
 	const char *helo;      /* HELO/EHLO name */
-	const char *user;      /* authenticated user */
+	const char *user;      /* authenticated user; smtp:auth: the one trying */
+	const char *password;  /* smtp:auth only: never log it */
+	const char *mechanism; /* smtp:auth only: "PLAIN" or "LOGIN" */
 	/* smtp:mail_from, smtp:rcpt_to: the address given; sender:*: the recipient */
 	const char *address;
 	/* the envelope */

@@ -82,6 +82,7 @@ struct smtp_session {
 	/* AUTH in progress: the mechanism, LOGIN's user name, the check */
 	const char *auth_method;
 	char *auth_login_user;
+	char *auth_hook_user, *auth_hook_password; /* while smtp:auth runs */
 	uint64_t auth_id;
 	bool auth_sync;
 	enum smtp_state state;
@@ -544,13 +545,20 @@ static bool check_auth(struct smtp_session *s, const struct smtp_command *cmd)
 static void auth_verify(struct smtp_session *s, const char *user, const char *password);
 static void auth_response(struct smtp_session *s, const char *line);
 
+static void wipe(char **secret)
+{
+	if (*secret != NULL) {
+		explicit_bzero(*secret, strlen(*secret));
+		free(*secret);
+		*secret = NULL;
+	}
+}
+
 static void auth_end(struct smtp_session *s)
 {
-	if (s->auth_login_user != NULL) {
-		explicit_bzero(s->auth_login_user, strlen(s->auth_login_user));
-		free(s->auth_login_user);
-		s->auth_login_user = NULL;
-	}
+	wipe(&s->auth_login_user);
+	wipe(&s->auth_hook_user);
+	wipe(&s->auth_hook_password);
 	if (s->state == SMTP_STATE_AUTH || s->state == SMTP_STATE_WAIT)
 		enter_state(s, SMTP_STATE_READY);
 }
@@ -663,16 +671,68 @@ static void auth_result(void *arg, enum smtp_auth_result result, const char *use
 	}
 }
 
-static void auth_verify(struct smtp_session *s, const char *user, const char *password)
+/* The listener's backend (authUrl or authUsersFile) checks.  An answer
+ * given inside auth_verify (s->auth_sync) is synchronous: input is read
+ * on by the command loop, not by auth_result. */
+static void auth_backend(struct smtp_session *s, const char *user, const char *password)
 {
-	enter_state(s, SMTP_STATE_WAIT);
-	s->auth_sync = true;
 	uint64_t id = smtp_auth_check(s->env.auth, user, password, s->auth_method, s->addr,
 				      auth_result, s);
-	s->auth_sync = false;
 	if (id == 0)
 		return; /* answered already */
 	s->auth_id = id;
+	bufferevent_setwatermark(s->bev, EV_READ, 0, SMTP_WAIT_INPUT_MAX);
+}
+
+/* smtp:auth decided, or had no opinion (CONTINUE): then the backend. */
+static void on_auth_hook_done(void *arg, const struct hook_result *res)
+{
+	struct smtp_session *s = arg;
+	s->hook_id = 0;
+	if (res->verdict == HOOK_CONTINUE) {
+		char *user = s->auth_hook_user, *password = s->auth_hook_password;
+		s->auth_hook_user = s->auth_hook_password = NULL;
+		auth_backend(s, user, password);
+		wipe(&user);
+		wipe(&password);
+		return;
+	}
+	char *user = xstrdup(s->auth_hook_user);
+	auth_result(s,
+		    res->verdict == HOOK_ACCEPT   ? SMTP_AUTH_OK
+		    : res->verdict == HOOK_REJECT ? SMTP_AUTH_FAILED
+						  : SMTP_AUTH_TEMPFAIL,
+		    user, false);
+	free(user);
+}
+
+/* Plugins first (smtp:auth), then the listener's backend. */
+static void auth_verify(struct smtp_session *s, const char *user, const char *password)
+{
+	enter_state(s, SMTP_STATE_WAIT);
+	if (!hook_active(HOOK_SMTP_AUTH)) {
+		s->auth_sync = true;
+		auth_backend(s, user, password);
+		s->auth_sync = false;
+		return;
+	}
+	s->auth_hook_user = xstrdup(user);
+	s->auth_hook_password = xstrdup(password);
+	struct hook_ctx *ctx = &s->hook_ctx;
+	memset(ctx, 0, sizeof(*ctx));
+	ctx->session = s->id;
+	ctx->interface = s->env.iface->name;
+	ctx->client = s->addr;
+	ctx->helo = s->helo;
+	ctx->user = s->auth_hook_user;
+	ctx->password = s->auth_hook_password;
+	ctx->mechanism = s->auth_method;
+	s->auth_sync = true;
+	uint64_t id = hook_run(HOOK_SMTP_AUTH, ctx, on_auth_hook_done, s);
+	s->auth_sync = false;
+	if (id == 0)
+		return; /* answered already */
+	s->hook_id = id;
 	bufferevent_setwatermark(s->bev, EV_READ, 0, SMTP_WAIT_INPUT_MAX);
 }
 

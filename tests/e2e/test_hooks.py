@@ -310,3 +310,35 @@ def test_sender_points(dns_server, smtp_sink, plugin_zmta):
     # Neither reached the sink.
     time.sleep(0.5)
     assert len(sink.messages()) == 1
+
+
+def test_smtp_auth_point_decides_before_the_backend(plugin_zmta, app):
+    import base64
+    import subprocess
+    from test_smtp import Session
+    users = app.path / "users"
+    hashed = subprocess.run(["mkpasswd", "-m", "yescrypt", "file-pw"], capture_output=True,
+                            text=True, check=True).stdout.strip()
+    users.write_text(f"carol:{hashed}\n")
+    d = plugin_zmta({"smtpInterfaces": {"feeder": {
+        "authentication": True, "allowInsecureAuth": True, "authUsersFile": str(users)}}})
+
+    def auth(user, password):
+        with Session(d.smtp_port) as s:
+            s.send("EHLO client.test\r\n")
+            s.reply()
+            b64 = base64.b64encode(f"\0{user}\0{password}".encode()).decode()
+            return s.cmd(f"AUTH PLAIN {b64}")
+
+    # Decided by the plugin, late (20 ms), and the session goes on.
+    assert auth("hook-accept", "hook-pw") == "235 2.7.0 Authentication successful"
+    assert auth("hook-accept", "other").startswith("535 5.7.8")
+    assert auth("hook-reject", "x").startswith("535 5.7.8")
+    assert auth("hook-tempfail", "x").startswith("454 4.7.0")
+    # No opinion: the users file decides.
+    assert auth("carol", "file-pw") == "235 2.7.0 Authentication successful"
+    assert auth("carol", "wrong").startswith("535 5.7.8")
+    log = d.log()
+    assert 'point=smtp:auth user="hook-accept" mechanism=PLAIN' in log
+    assert "hook-pw" not in log and "file-pw" not in log
+    assert re.search(r'smtp_auth .*user="hook-accept" result=ok', log)

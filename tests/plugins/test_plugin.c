@@ -7,6 +7,9 @@
  *
  *   smtp:connect     client 127.0.0.77: REJECT; 127.0.0.78: greeting after 200 ms
  *   smtp:helo        "reject.test": REJECT (default reply)
+ *   smtp:auth        user hook-accept with password "hook-pw": ACCEPT after
+ *                    20 ms; hook-reject: REJECT; hook-tempfail: TEMPFAIL;
+ *                    others CONTINUE (the listener's backend decides)
  *   smtp:mail_from   hook-reject@...: REJECT with its own reply
  *   smtp:rcpt_to     hook-http-A-B@...: GET $ZMTA_TEST_HTTP_URL/A/B with the
  *                    daemon's HTTP client; 2xx CONTINUE, 4xx REJECT, else
@@ -201,6 +204,22 @@ static enum hook_verdict on_helo(struct hook_call *call, const struct hook_ctx *
 	return strcmp(ctx->helo, "reject.test") == 0 ? HOOK_REJECT : HOOK_CONTINUE;
 }
 
+static enum hook_verdict on_auth(struct hook_call *call, const struct hook_ctx *ctx, void *arg)
+{
+	(void)arg;
+	log_info("test_plugin", "point=smtp:auth user=\"%s\" mechanism=%s", ctx->user,
+		 ctx->mechanism);
+	if (strcmp(ctx->user, "hook-accept") == 0)
+		return strcmp(ctx->password, "hook-pw") == 0
+			   ? answer_later(call, 20, HOOK_ACCEPT, NULL)
+			   : HOOK_REJECT;
+	if (strcmp(ctx->user, "hook-reject") == 0)
+		return HOOK_REJECT;
+	if (strcmp(ctx->user, "hook-tempfail") == 0)
+		return HOOK_TEMPFAIL;
+	return HOOK_CONTINUE;
+}
+
 static enum hook_verdict on_mail_from(struct hook_call *call, const struct hook_ctx *ctx, void *arg)
 {
 	(void)arg;
@@ -324,6 +343,7 @@ int test_plugin_start(const struct plugin_env *env, char **err)
 	http = env->http;
 	hook_register(HOOK_SMTP_CONNECT, "test", on_connect, on_cancel, "smtp:connect");
 	hook_register(HOOK_SMTP_HELO, "test", on_helo, NULL, NULL);
+	hook_register(HOOK_SMTP_AUTH, "test", on_auth, on_cancel, "smtp:auth");
 	hook_register(HOOK_SMTP_MAIL_FROM, "test", on_mail_from, NULL, NULL);
 	hook_register(HOOK_SMTP_RCPT_TO, "test", on_rcpt_to, on_cancel, "smtp:rcpt_to");
 	hook_register(HOOK_SMTP_DATA, "test", on_data, on_cancel, "smtp:data");

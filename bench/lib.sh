@@ -198,12 +198,13 @@ zmta_stop() {
 
 # --- Postfix ----------------------------------------------------------------------
 
-# pf_start NAME: a private Postfix instance: configuration in
-# $WORK/NAME/etc, queue in $WORK/NAME/spool, its smtpd on a free port of
-# 127.0.0.1, relaying everything for sink.bench.test to the sink.  Sets
-# PF_DIR, PF_ETC, PF_PORT, PF_MASTER.
+# pf_start NAME [EXTRA_MAIN_CF]: a private Postfix instance: configuration
+# in $WORK/NAME/etc, queue in $WORK/NAME/spool, its smtpd on a free port of
+# 127.0.0.1, relaying everything for sink.bench.test to the sink; the
+# EXTRA_MAIN_CF lines are added to main.cf.  Sets PF_DIR, PF_ETC, PF_PORT,
+# PF_MASTER.
 pf_start() {
-  local name=$1
+  local name=$1 extra=${2:-}
   PF_DIR="$WORK/$name" PF_ETC="$WORK/$name/etc"
   PF_PORT=$(ports 1)
   mkdir -p "$PF_ETC" "$PF_DIR/spool"
@@ -244,6 +245,7 @@ biff = no
 maillog_file = $PF_DIR/postfix.log
 maillog_file_prefixes = $PF_DIR
 EOF
+  [ -n "$extra" ] && printf '%s\n' "$extra" >>"$PF_ETC/main.cf"
   # Postfix's default services, without chroot, and smtpd on our port only.
   cat >"$PF_ETC/master.cf" <<EOF
 # Written by bench/lib.sh.
@@ -266,6 +268,7 @@ error      unix  - - n -     - error
 retry      unix  - - n -     - error
 discard    unix  - - n -     - discard
 anvil      unix  - - n -     1 anvil
+tlsmgr     unix  - - n 1000? 1 tlsmgr
 scache     unix  - - n -     1 scache
 postlog    unix-dgram n - n - 1 postlogd
 EOF

@@ -100,6 +100,11 @@ def main(path):
         2, lower_better=True)
     row(5, "ingest latency p99 (ms)", num(v, "i5.zmta.p99_ms"), num(v, "i5.pf.p99_ms"), 2,
         lower_better=True)
+    n6 = v.get("meta.n6", "?")
+    row(6, f"ingest msgs/s over STARTTLS ({n6} x 2 KB, a handshake each)",
+        num(v, "i6.zmta.ingest_rate"), num(v, "i6.pf.ingest_rate"))
+    row(6, "end-to-end msgs/s (TLS in, plain out)", num(v, "i6.zmta.e2e_rate"),
+        num(v, "i6.pf.e2e_rate"))
 
     headers = ("item", "figure", "zone-mta", "Postfix", "zone-mta/Postfix", "target", "met")
     widths = [max(len(str(r[i])) for r in rows + [headers]) for i in range(len(headers))]

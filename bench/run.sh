@@ -17,6 +17,8 @@
 #      latency of GET /queue/default, and how long deliveries to another
 #      zone wait for their message while GET /queued lists the big one
 #   5. ingest latency p50/p99 at a fixed offered load
+#   6. ingest throughput over STARTTLS: N x 2 KB, 20 sessions, a full TLS
+#      handshake per message, into both MTAs with the same certificate
 #
 # Prints each figure as it is measured, then a table with the ratios
 # zone-mta / Postfix and the issue's targets.  Exits 0 when everything ran
@@ -52,10 +54,10 @@ trap 'warn "interrupted: stopping every server"; exit 130' INT TERM
 # --- sizes ------------------------------------------------------------------------
 if [ -n "$QUICK" ]; then
   MODE="quick (QUICK=1: reduced sizes; the targets are set for the full sizes)"
-  N1=2000 N2=1000 SIZE3=$((10 << 20)) MSGS4=20 SECS5=5 TIMEOUT=120
+  N1=2000 N2=1000 SIZE3=$((10 << 20)) MSGS4=20 SECS5=5 N6=1000 TIMEOUT=120
 else
   MODE="full"
-  N1=20000 N2=20000 SIZE3=$((1 << 30)) MSGS4=1000 SECS5=10 TIMEOUT=420
+  N1=20000 N2=20000 SIZE3=$((1 << 30)) MSGS4=1000 SECS5=10 N6=5000 TIMEOUT=420
 fi
 SIZE1=2048 SIZE2=102400 SESSIONS=20 RCPTS4=1000 RATE5=200
 
@@ -83,9 +85,10 @@ on_zmta() {
   return 1
 }
 
-# on_postfix NAME FUNC: the same with a private Postfix instance.
+# on_postfix NAME FUNC [EXTRA_MAIN_CF]: the same with a private Postfix
+# instance.
 on_postfix() {
-  pf_start "$1" && "$2" && pf_stop && return 0
+  pf_start "$1" "${3:-}" && "$2" && pf_stop && return 0
   pf_stop
   return 1
 }
@@ -256,6 +259,36 @@ item5() {
   return $rc
 }
 
+i6_zmta() { tls_throughput i6.zmta "$ZMTA_SMTP"; }
+i6_pf() { tls_throughput i6.pf "$PF_PORT"; }
+tls_throughput() {
+  sync
+  child $PY "$HERE/tlsingest.py" --label "$1" --port "$2" --messages "$N6" --size "$SIZE1" \
+    --sessions "$SESSIONS" --sink-log "$SINK_LOG" --results "$RESULTS" --timeout "$TIMEOUT"
+}
+
+item6() {
+  section "6. Ingest over STARTTLS: $N6 messages of 2 KB, $SESSIONS sessions, a TLS handshake each"
+  # One certificate for both (EC P-256, as is common), TLS 1.2 and newer
+  # on both; each side's default ciphers.
+  local key="$WORK/tls-key.pem" cert="$WORK/tls-cert.pem" rc=0
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+    -keyout "$key" -out "$cert" -days 2 -subj /CN=bench.test >/dev/null 2>&1 ||
+    { warn "openssl could not make the test certificate"; return 1; }
+  chmod 644 "$key" # Postfix's smtpd reads it as user postfix
+  on_zmta i6-zmta "smtpInterfaces:
+  feeder:
+    starttls: true
+    key: $key
+    cert: $cert" i6_zmta || rc=1
+  on_postfix i6-postfix i6_pf "smtpd_tls_cert_file = $cert
+smtpd_tls_key_file = $key
+smtpd_tls_security_level = may
+smtpd_tls_protocols = >=TLSv1.2
+smtpd_tls_mandatory_protocols = >=TLSv1.2" || rc=1
+  return $rc
+}
+
 # --- main -------------------------------------------------------------------------
 
 started=$EPOCHREALTIME
@@ -284,15 +317,16 @@ result meta.size3 "$SIZE3"
 result meta.rcpts4 "$((MSGS4 * RCPTS4))"
 result meta.rate5 "$RATE5"
 result meta.secs5 "$SECS5"
+result meta.n6 "$N6"
 
 dns_start || die "could not start dnsmasq"
 sink_start || die "could not start smtp-sink"
 log "peers: dnsmasq on 127.0.0.1:$DNS_PORT (pid $DNS_PID), smtp-sink on 127.0.0.1:$SINK_PORT (pid $SINK_PID)"
 
 failed=()
-for n in ${ITEMS:-1 2 3 4 5}; do
+for n in ${ITEMS:-1 2 3 4 5 6}; do
   item=item$n
-  [ "$(type -t "$item")" = function ] || die "ITEMS: no item $n (the items are 1 to 5)"
+  [ "$(type -t "$item")" = function ] || die "ITEMS: no item $n (the items are 1 to 6)"
   if ! "$item"; then
     warn "$item failed to run (in part or whole)"
     failed+=("$item")

@@ -217,6 +217,13 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
 		evutil_closesocket(fd);
 		return;
 	}
+	/* Connections still sending their header count toward maxClients. */
+	if (u64map_count(srv->sessions) + u64map_count(srv->proxied) >= (size_t)ic->max_clients) {
+		log_warn("smtp_reject", "interface=%s peer=%s reason=\"too many connections\"",
+			 ic->name, addr);
+		evutil_closesocket(fd);
+		return;
+	}
 	struct proxy_wait *w = xcalloc(1, sizeof(*w));
 	w->srv = srv;
 	w->id = ++srv->next_proxy_id;

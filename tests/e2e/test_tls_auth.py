@@ -733,3 +733,24 @@ def test_api_settings_that_are_silently_unsafe_are_errors(app, certs, tmp_path):
         app.write_config("production", {"api": api})
         res = app.check_config(env={"ZONEMTA_ENV": "production"})
         assert res.returncode == 0, (api, res.stderr)
+
+
+def test_connections_waiting_for_their_proxy_header_count_toward_max_clients(zmta):
+    d = zmta(config({"useProxy": True, "maxClients": 2}))
+    waiting = [socket.create_connection(("127.0.0.1", d.smtp_port), timeout=10)
+               for _ in range(2)]
+    d.wait_log(r"event=listen service=smtp")
+    with socket.create_connection(("127.0.0.1", d.smtp_port), timeout=10) as third:
+        third.settimeout(10)
+        try:
+            assert third.recv(100) == b""
+        except ConnectionResetError:
+            pass
+    d.wait_log(r'smtp_reject interface=feeder peer=127\.0\.0\.1 reason="too many connections"')
+    # The waiting ones still get in once their header comes.
+    first = waiting[0]
+    first.sendall(b"PROXY TCP4 203.0.113.9 127.0.0.1 40000 25\r\n")
+    first.settimeout(10)
+    assert first.recv(100).startswith(b"220 ")
+    for s in waiting:
+        s.close()

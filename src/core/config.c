@@ -1490,9 +1490,7 @@ void config_free(struct config *cfg)
 		free(z->sender_domains);
 		free(z->auth_user);
 		free(z->auth_pass_file);
-		if (z->auth_pass != NULL)
-			explicit_bzero(z->auth_pass, strlen(z->auth_pass));
-		free(z->auth_pass);
+		free_secret(z->auth_pass);
 		for (size_t j = 0; j < z->n_authenticated_users; j++)
 			free(z->authenticated_users[j]);
 		free(z->authenticated_users);

@@ -94,3 +94,11 @@ void fatal(const char *fmt, ...)
 	log_msg(LOG_LEVEL_ERROR, NULL, "fatal", "error=\"%s\"", msg);
 	abort();
 }
+
+void free_secret(char *s)
+{
+	if (s != NULL) {
+		explicit_bzero(s, strlen(s));
+		free(s);
+	}
+}

@@ -22,6 +22,10 @@ char *xstrndup(const char *s, size_t n);
 char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 char *xvasprintf(const char *fmt, va_list ap) __attribute__((format(printf, 1, 0)));
 
+/* Overwrites a password or other secret string, then frees it; NULL is
+ * ignored. */
+void free_secret(char *s);
+
 /* Logs at error level (and to stderr) and aborts. */
 void fatal(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
 

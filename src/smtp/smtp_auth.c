@@ -64,14 +64,6 @@ struct verify_job {
 	bool known_user, ok;
 };
 
-static void secret_free(char *s)
-{
-	if (s != NULL) {
-		explicit_bzero(s, strlen(s));
-		free(s);
-	}
-}
-
 static void cached_free(struct cached *c)
 {
 	if (c != NULL) {
@@ -276,7 +268,7 @@ static void verify_done(struct workpool_job *job)
 	if (p != NULL)
 		finish(p, j->ok ? SMTP_AUTH_OK : SMTP_AUTH_FAILED, p->user);
 	free(j->hash);
-	secret_free(j->password);
+	free_secret(j->password);
 	free(j);
 }
 

@@ -547,11 +547,8 @@ static void auth_response(struct smtp_session *s, const char *line);
 
 static void wipe(char **secret)
 {
-	if (*secret != NULL) {
-		explicit_bzero(*secret, strlen(*secret));
-		free(*secret);
-		*secret = NULL;
-	}
+	free_secret(*secret);
+	*secret = NULL;
 }
 
 static void auth_end(struct smtp_session *s)
@@ -609,13 +606,14 @@ static void auth_response(struct smtp_session *s, const char *line)
 		}
 		auth_verify(s, user, password);
 		free(user);
-		explicit_bzero(password, strlen(password));
-		free(password);
+		free_secret(password);
 		return;
 	}
 	size_t len;
 	char *text = smtp_auth_b64_decode(line, &len);
 	if (text == NULL || strlen(text) != len) {
+		if (text != NULL)
+			explicit_bzero(text, len);
 		free(text);
 		reply(s, "501 5.5.2 Error: cannot decode the LOGIN response");
 		auth_end(s);

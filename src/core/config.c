@@ -1275,6 +1275,7 @@ static void config_fill(struct config *cfg)
 	cfg->group = get_str(t, "group");
 	cfg->pidfile = get_path(cfg, "pidfile");
 	cfg->shutdown_timeout_ms = get_duration(t, "shutdownTimeout");
+	cfg->max_hops = (int)get_int(t, "maxHops");
 
 	char *level = get_str(t, "log.level");
 	log_level_parse(level, &cfg->log.level);

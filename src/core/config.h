@@ -199,6 +199,7 @@ struct config {
 	char *group;                  /* NULL: the user's primary group */
 	char *pidfile;                /* NULL: none */
 	uint64_t shutdown_timeout_ms; /* how long a stop waits for messages in progress */
+	int max_hops;                 /* more Received: headers: a delivery loop */
 	uint64_t hook_timeout_ms;     /* how long a plugin may take to answer a hook */
 	struct {
 		uint64_t timeout_ms, connect_timeout_ms;

@@ -282,6 +282,7 @@ const struct cfg_schema config_schema[] = {
     {"group", CT_STRING, CF_NULLABLE, 0, 0, NULL, NULL, NULL},
     {"pidfile", CT_STRING, CF_NULLABLE, 0, 0, NULL, NULL, NULL},
     {"shutdownTimeout", CT_DURATION, 0, 0, 3600 * SECOND, NULL, NULL, NULL},
+    {"maxHops", CT_INT, 0, 1, 1000, NULL, NULL, NULL},
     {"log", CT_MAP, 0, 0, 0, NULL, log_schema, NULL},
     {"api", CT_MAP, 0, 0, 0, NULL, api_schema, NULL},
     {"queue", CT_MAP, 0, 0, 0, NULL, queue_schema, NULL},

@@ -611,6 +611,19 @@ void ingest_finish(struct ingest *in, const struct ingest_envelope *env, ingest_
 	/* Bcc is for the envelope only (RFC 5322 3.6.3; Postfix removes it too). */
 	header_list_remove(&in->headers, "bcc");
 	rewrite_headers(in, &in->env, &in->message_id, &in->date);
+	size_t hops = 0;
+	for (size_t i = 0; i < in->headers.count; i++)
+		hops += strcmp(in->headers.items[i].key, "received") == 0;
+	if (hops > (size_t)in->cfg->max_hops) {
+		in->refusal_rc = INGEST_REJECTED;
+		in->refusal = xasprintf(
+		    "554 5.4.6 Too many hops (%zu Received headers, at most %d): "
+		    "delivery loop detected",
+		    hops, in->cfg->max_hops);
+		log_msg(LOG_LEVEL_INFO, in->id, "refused", "reason=loop hops=%zu", hops);
+		cb(arg, in->refusal_rc, in->refusal); /* may free `in` */
+		return;
+	}
 	in->delayed_until = first_attempt(in, in->date);
 	in->envelope_utf8 = utf8_has_8bit(env->from, strlen(env->from));
 

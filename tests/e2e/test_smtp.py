@@ -1041,3 +1041,30 @@ def test_smuggling(zmta, before, vector, split):
     log = d.log()
     assert "evil" not in log and "victim" not in log
     assert len(re.findall(r"event=queued ", log)) == 1
+
+
+def test_delivery_loop_is_refused_after_max_hops(zmta):
+    """ZoneMTA's delivery-loop: more Received headers than maxHops (ours
+    counted) is a loop: 554 5.4.6 for SMTP and the API alike."""
+    from test_api import call
+    d = zmta(config())
+
+    def message(hops):
+        received = "".join(f"Received: from hop{i}.test by hop{i + 1}.test; "
+                           f"Wed, 2 Dec 2026 10:00:00 +0000\r\n" for i in range(hops))
+        return (received + "From: a@example.test\r\nTo: b@example.test\r\nSubject: loop\r\n"
+                "\r\nbody\r\n").encode()
+
+    with Session(d.smtp_port) as s:
+        s.ehlo()
+        qid = s.submit(message(34))  # 35 with ours: at the limit
+        s.envelope("sender@example.test", ["rcpt@example.test"])
+        s.send(wire(message(35)))
+        assert s.last() == ("554 5.4.6 Too many hops (36 Received headers, at most 35): "
+                            "delivery loop detected")
+        assert s.cmd("NOOP") == "250 2.0.0 Ok"
+    assert get_message(d, qid)["meta"]
+    status, body = call(d, "POST", "/send-raw", message(40))
+    assert status == 403, body
+    d.wait_log(r"event=refused reason=loop hops=41")
+    assert counts(d)["queued"] == 1

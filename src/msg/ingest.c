@@ -238,6 +238,38 @@ static bool is_loopback(const char *origin)
 	return true;
 }
 
+/* The DSN request (RFC 3461) for the metadata: {ret, envid, rcpts:
+ * {recipient: {notify, orcpt}}} with what was given, or NULL for none.
+ * A duplicate recipient keeps its first request, as it keeps its first
+ * place. */
+static json_t *dsn_meta(const struct ingest_envelope *env)
+{
+	json_t *rcpts = json_object();
+	for (size_t i = 0; env->dsn_rcpts != NULL && i < env->nrcpts; i++) {
+		const struct ingest_dsn_rcpt *d = &env->dsn_rcpts[i];
+		if ((d->notify == NULL && d->orcpt == NULL) ||
+		    json_object_get(rcpts, env->rcpts[i]) != NULL)
+			continue;
+		json_t *r = json_object();
+		if (d->notify != NULL)
+			json_object_set_new(r, "notify", json_string(d->notify));
+		if (d->orcpt != NULL)
+			json_object_set_new(r, "orcpt", json_string(d->orcpt));
+		json_object_set_new(rcpts, env->rcpts[i], r);
+	}
+	if (env->dsn_ret == NULL && env->dsn_envid == NULL && json_object_size(rcpts) == 0) {
+		json_decref(rcpts);
+		return NULL;
+	}
+	json_t *dsn = json_object();
+	if (env->dsn_ret != NULL)
+		json_object_set_new(dsn, "ret", json_string(env->dsn_ret));
+	if (env->dsn_envid != NULL)
+		json_object_set_new(dsn, "envid", json_string(env->dsn_envid));
+	json_object_set_new(dsn, "rcpts", rcpts);
+	return dsn;
+}
+
 /* Adds X-Originating-IP and Received: at the top, Message-ID/Date at the
  * end when missing. */
 static void rewrite_headers(struct ingest *in, const struct ingest_envelope *env, char **message_id,
@@ -362,6 +394,19 @@ static void envelope_copy(struct ingest_envelope *dst, const struct ingest_envel
 	for (size_t i = 0; i < src->nrcpts; i++)
 		rcpts[i] = xstrdup(src->rcpts[i]);
 	dst->rcpts = rcpts;
+	dst->dsn_ret = src->dsn_ret ? xstrdup(src->dsn_ret) : NULL;
+	dst->dsn_envid = src->dsn_envid ? xstrdup(src->dsn_envid) : NULL;
+	dst->dsn_rcpts = NULL;
+	if (src->dsn_rcpts != NULL) {
+		struct ingest_dsn_rcpt *d = xcalloc(src->nrcpts ? src->nrcpts : 1, sizeof(*d));
+		for (size_t i = 0; i < src->nrcpts; i++) {
+			d[i].notify = src->dsn_rcpts[i].notify ? xstrdup(src->dsn_rcpts[i].notify)
+							       : NULL;
+			d[i].orcpt = src->dsn_rcpts[i].orcpt ? xstrdup(src->dsn_rcpts[i].orcpt)
+							     : NULL;
+		}
+		dst->dsn_rcpts = d;
+	}
 }
 
 static void envelope_free(struct ingest_envelope *env)
@@ -374,9 +419,17 @@ static void envelope_free(struct ingest_envelope *env)
 	free((char *)env->tls);
 	free((char *)env->from);
 	free((char *)env->received_by);
-	for (size_t i = 0; i < env->nrcpts; i++)
+	for (size_t i = 0; i < env->nrcpts; i++) {
 		free(env->rcpts[i]);
+		if (env->dsn_rcpts != NULL) {
+			free((char *)env->dsn_rcpts[i].notify);
+			free((char *)env->dsn_rcpts[i].orcpt);
+		}
+	}
 	free((char **)env->rcpts);
+	free((void *)env->dsn_rcpts);
+	free((char *)env->dsn_ret);
+	free((char *)env->dsn_envid);
 	memset(env, 0, sizeof(*env));
 }
 
@@ -455,6 +508,9 @@ static void commit(struct ingest *in)
 	set_text(meta, "transtype", env->transtype);
 	if (env->user != NULL)
 		set_text(meta, "user", env->user);
+	json_t *dsn = dsn_meta(env);
+	if (dsn != NULL)
+		json_object_set_new(meta, "dsn", dsn);
 	set_text(meta, "messageId", in->message_id);
 	set_text(meta, "date", in->date);
 	json_object_set_new(meta, "time", json_integer((json_int_t)in->received_ms));

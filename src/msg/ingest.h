@@ -24,6 +24,12 @@
 #include "core/config.h"
 #include "queue/queue.h"
 
+/* A recipient's DSN request (RFC 3461), as the client gave it. */
+struct ingest_dsn_rcpt {
+	const char *notify; /* "NEVER", or some of "SUCCESS,FAILURE,DELAY"; NULL: not given */
+	const char *orcpt;  /* "rfc822;xtext"; NULL: not given */
+};
+
 /* Who sent the message and to whom. */
 struct ingest_envelope {
 	const char *interface; /* "feeder", "api", ... */
@@ -35,6 +41,10 @@ struct ingest_envelope {
 	const char *from;      /* envelope sender; "" for the null sender */
 	char *const *rcpts;    /* envelope recipients, each with a domain */
 	size_t nrcpts;
+	/* DSN (RFC 3461): RET ("FULL", "HDRS") and ENVID (xtext), NULL when not
+	 * given; per recipient, nrcpts entries, or NULL for none at all. */
+	const char *dsn_ret, *dsn_envid;
+	const struct ingest_dsn_rcpt *dsn_rcpts;
 	bool allow_routing_headers; /* X-Sending-Zone may choose the zone */
 	const char *received_by;    /* our host name in Received: */
 };

@@ -124,6 +124,7 @@ struct mta_conn {
 	/* the server */
 	bool pipelining, eightbit, smtputf8, starttls, size_ok;
 	bool auth_plain, auth_login; /* mechanisms the server offers */
+	bool dsn;                    /* the server takes DSN parameters (RFC 3461) */
 	bool authed;                 /* AUTH done on this connection */
 	int auth_step;               /* LOGIN: 0 user next, 1 password next, 2 done */
 	uint64_t size_limit;

@@ -293,6 +293,17 @@ static void message_loaded(void *arg, int rc, struct queue_message *msg)
 }
 
 /* MAIL, and with PIPELINING the RCPTs and DATA in the same write. */
+/* RCPT, with the recipient's NOTIFY and ORCPT for a server that takes DSN. */
+static void send_rcpt(struct mta_conn *c, const char *rcpt)
+{
+	json_t *dsn = c->dsn ? json_object_get(c->txn.meta, "dsn") : NULL;
+	json_t *r = json_object_get(json_object_get(dsn, "rcpts"), rcpt);
+	const char *notify = json_string_value(json_object_get(r, "notify"));
+	const char *orcpt = json_string_value(json_object_get(r, "orcpt"));
+	mta_send_line(c, "RCPT TO:<%s>%s%s%s%s", rcpt, notify ? " NOTIFY=" : "",
+		      notify ? notify : "", orcpt ? " ORCPT=" : "", orcpt ? orcpt : "");
+}
+
 static void send_envelope(struct mta_conn *c)
 {
 	struct mta_txn *x = &c->txn;
@@ -309,11 +320,17 @@ static void send_envelope(struct mta_conn *c)
 		n += (size_t)snprintf(params + n, sizeof(params) - n, " BODY=8BITMIME");
 	if (x->smtputf8 && c->smtputf8)
 		snprintf(params + n, sizeof(params) - n, " SMTPUTF8");
+	/* The client's DSN request goes on to a server that takes it (RFC
+	 * 3461 4.1); ENVID and ORCPT are xtext, checked at intake. */
+	json_t *dsn = c->dsn ? json_object_get(x->meta, "dsn") : NULL;
+	const char *ret = json_string_value(json_object_get(dsn, "ret"));
+	const char *envid = json_string_value(json_object_get(dsn, "envid"));
 	c->failed_txn = true; /* until the final dot is answered */
-	mta_send_line(c, "MAIL FROM:<%s>%s", from ? from : "", params);
+	mta_send_line(c, "MAIL FROM:<%s>%s%s%s%s%s", from ? from : "", params, ret ? " RET=" : "",
+		      ret ? ret : "", envid ? " ENVID=" : "", envid ? envid : "");
 	if (c->pipelining) {
 		for (size_t i = 0; i < x->batch->n; i++)
-			mta_send_line(c, "RCPT TO:<%s>", x->batch->items[i]->recipient);
+			send_rcpt(c, x->batch->items[i]->recipient);
 		x->rcpt_sent = x->batch->n;
 		mta_send_line(c, "DATA");
 	}
@@ -348,7 +365,7 @@ void mta_enter_state(struct mta_conn *c, enum mta_state st)
 		return;
 	case MTA_EHLO:
 		c->pipelining = c->eightbit = c->smtputf8 = c->starttls = c->size_ok = false;
-		c->auth_plain = c->auth_login = false;
+		c->auth_plain = c->auth_login = c->dsn = false;
 		c->size_limit = 0;
 		mta_send_line(c, "EHLO %s", c->ehlo_name);
 		mta_conn_deadline(c, to->ehlo);
@@ -372,8 +389,7 @@ void mta_enter_state(struct mta_conn *c, enum mta_state st)
 		return;
 	case MTA_RCPT:
 		if (!c->pipelining)
-			mta_send_line(c, "RCPT TO:<%s>",
-				      x->batch->items[x->rcpt_sent++]->recipient);
+			send_rcpt(c, x->batch->items[x->rcpt_sent++]->recipient);
 		mta_conn_deadline(c, to->rcpt);
 		return;
 	case MTA_DATA:
@@ -809,6 +825,8 @@ static void ehlo_keyword(void *arg, const char *text, size_t len)
 		c->smtputf8 = true;
 	else if (strcasecmp(kw, "STARTTLS") == 0)
 		c->starttls = true;
+	else if (strcasecmp(kw, "DSN") == 0)
+		c->dsn = true;
 	else if (strncasecmp(kw, "AUTH", 4) == 0 && (kw[4] == ' ' || kw[4] == '=')) {
 		/* "AUTH PLAIN LOGIN", or the old "AUTH=LOGIN": the mechanisms,
 		 * read from the whole line (it may be longer than kw). */

@@ -7,6 +7,9 @@
 #include "smtp/smtp_parse.h"
 
 #include <string.h>
+#include <strings.h>
+
+#include "core/utf8.h"
 
 /* ASCII character classes, independent of the locale. */
 static bool is_alpha(unsigned c)
@@ -608,6 +611,75 @@ static const char *parse_size(const char *v, const char *end, int64_t *size)
 }
 
 static const char *const bad_param_syntax = "501 5.5.4 Syntax error in parameters";
+
+static bool is_upper_hex(unsigned c)
+{
+	return is_digit(c) || (c >= 'A' && c <= 'F');
+}
+
+/* xtext; with utf8, octets over 127 pass too (the caller checks that
+ * they are UTF-8). */
+static bool xtext_check(const char *s, size_t n, bool utf8)
+{
+	for (size_t i = 0; i < n; i++) {
+		unsigned c = (unsigned char)s[i];
+		if (c == '+') {
+			if (i + 2 >= n || !is_upper_hex((unsigned char)s[i + 1]) ||
+			    !is_upper_hex((unsigned char)s[i + 2]))
+				return false;
+			i += 2;
+		} else if ((c < '!' || c > '~' || c == '=') && !(utf8 && c >= 0x80)) {
+			return false;
+		}
+	}
+	return true;
+}
+
+bool smtp_xtext_valid(const char *s, size_t n)
+{
+	return xtext_check(s, n, false);
+}
+
+/* NOTIFY=NEVER, or a comma list of SUCCESS, FAILURE, DELAY (once each). */
+static bool parse_notify(const char *v, const char *end, unsigned *notify)
+{
+	*notify = 0;
+	while (v < end) {
+		const char *comma = memchr(v, ',', (size_t)(end - v));
+		const char *e = comma ? comma : end;
+		size_t n = (size_t)(e - v);
+		unsigned bit = word_eq(v, n, "SUCCESS")   ? SMTP_NOTIFY_SUCCESS
+			       : word_eq(v, n, "FAILURE") ? SMTP_NOTIFY_FAILURE
+			       : word_eq(v, n, "DELAY")   ? SMTP_NOTIFY_DELAY
+			       : word_eq(v, n, "NEVER")   ? SMTP_NOTIFY_NEVER
+							  : 0;
+		if (bit == 0 || (*notify & bit))
+			return false;
+		*notify |= bit;
+		if (comma == NULL)
+			break;
+		v = comma + 1;
+		if (v == end)
+			return false; /* a trailing comma */
+	}
+	return *notify != 0 && (!(*notify & SMTP_NOTIFY_NEVER) || *notify == SMTP_NOTIFY_NEVER);
+}
+
+/* ORCPT=addr-type;address: an atom, then xtext (or, for utf-8 with
+ * SMTPUTF8, UTF-8 as well). */
+static bool orcpt_ok(const char *v, const char *end, bool smtputf8)
+{
+	const char *semi = memchr(v, ';', (size_t)(end - v));
+	if (semi == NULL || semi == v || semi + 1 == end)
+		return false;
+	for (const char *p = v; p < semi; p++)
+		if (!is_alpha((unsigned char)*p) && !is_digit((unsigned char)*p) && *p != '-')
+			return false;
+	const char *addr = semi + 1;
+	size_t n = (size_t)(end - addr);
+	bool utf8 = smtputf8 && (size_t)(semi - v) == 5 && strncasecmp(v, "utf-8", 5) == 0;
+	return xtext_check(addr, n, utf8) && (!utf8 || utf8_valid(addr, n));
+}
 static const char *const unsupported_param = "555 5.5.4 Unsupported parameter";
 static const char *const bad_body = "555 5.5.4 Unsupported BODY value: 7BIT or 8BITMIME expected";
 
@@ -616,13 +688,15 @@ int smtp_mail_parse(const char *arg, struct smtp_mail *mail, const char **reply)
 	mail->size = -1;
 	mail->body = SMTP_BODY_UNSPECIFIED;
 	mail->smtputf8 = false;
+	mail->ret = SMTP_RET_UNSPECIFIED;
+	mail->envid[0] = '\0';
 	bool route_utf8 = false, null_path;
 	const char *p = parse_path_arg(arg, &sender, &mail->path, &route_utf8, &null_path, reply);
 	if (p == NULL)
 		return -1;
 	const char *kw, *val, *end;
 	size_t kwlen;
-	bool seen_size = false, seen_body = false;
+	bool seen_size = false, seen_body = false, seen_envid = false;
 	while (next_param(&p, &kw, &kwlen, &val, &end)) {
 		if (!keyword_ok(kw, kwlen)) {
 			*reply = bad_param_syntax;
@@ -665,6 +739,34 @@ int smtp_mail_parse(const char *arg, struct smtp_mail *mail, const char **reply)
 				return -1;
 			}
 			mail->smtputf8 = true;
+		} else if (word_eq(kw, kwlen, "RET")) {
+			size_t vlen = val ? (size_t)(end - val) : 0;
+			if (mail->ret != SMTP_RET_UNSPECIFIED) {
+				*reply = "555 5.5.4 Duplicate RET parameter";
+				return -1;
+			}
+			if (val != NULL && word_eq(val, vlen, "FULL")) {
+				mail->ret = SMTP_RET_FULL;
+			} else if (val != NULL && word_eq(val, vlen, "HDRS")) {
+				mail->ret = SMTP_RET_HDRS;
+			} else {
+				*reply = "501 5.5.4 Bad RET value: FULL or HDRS expected";
+				return -1;
+			}
+		} else if (word_eq(kw, kwlen, "ENVID")) {
+			size_t vlen = val ? (size_t)(end - val) : 0;
+			if (seen_envid) {
+				*reply = "555 5.5.4 Duplicate ENVID parameter";
+				return -1;
+			}
+			seen_envid = true;
+			if (vlen == 0 || vlen > SMTP_ENVID_MAX || !smtp_xtext_valid(val, vlen)) {
+				*reply = "501 5.5.4 Bad ENVID value: 1 to 100 characters of xtext "
+					 "expected";
+				return -1;
+			}
+			memcpy(mail->envid, val, vlen);
+			mail->envid[vlen] = '\0';
 		} else {
 			*reply = unsupported_param;
 			return -1;
@@ -678,8 +780,11 @@ int smtp_mail_parse(const char *arg, struct smtp_mail *mail, const char **reply)
 	return 0;
 }
 
-int smtp_rcpt_parse(const char *arg, bool smtputf8, struct smtp_path *rcpt, const char **reply)
+int smtp_rcpt_parse(const char *arg, bool smtputf8, struct smtp_path *rcpt,
+		    struct smtp_rcpt_dsn *dsn, const char **reply)
 {
+	dsn->notify = 0;
+	dsn->orcpt[0] = '\0';
 	bool route_utf8 = false, null_path;
 	const char *p = parse_path_arg(arg, &recipient, rcpt, &route_utf8, &null_path, reply);
 	if (p == NULL)
@@ -690,9 +795,37 @@ int smtp_rcpt_parse(const char *arg, bool smtputf8, struct smtp_path *rcpt, cons
 	}
 	const char *kw, *val, *end;
 	size_t kwlen;
-	if (next_param(&p, &kw, &kwlen, &val, &end)) {
-		*reply = keyword_ok(kw, kwlen) ? unsupported_param : bad_param_syntax;
-		return -1;
+	while (next_param(&p, &kw, &kwlen, &val, &end)) {
+		size_t vlen = val ? (size_t)(end - val) : 0;
+		if (!keyword_ok(kw, kwlen)) {
+			*reply = bad_param_syntax;
+			return -1;
+		}
+		if (word_eq(kw, kwlen, "NOTIFY")) {
+			if (dsn->notify != 0) {
+				*reply = "555 5.5.4 Duplicate NOTIFY parameter";
+				return -1;
+			}
+			if (val == NULL || !parse_notify(val, end, &dsn->notify)) {
+				*reply = "501 5.5.4 Bad NOTIFY value: NEVER, or SUCCESS, FAILURE "
+					 "and DELAY separated by commas, expected";
+				return -1;
+			}
+		} else if (word_eq(kw, kwlen, "ORCPT")) {
+			if (dsn->orcpt[0] != '\0') {
+				*reply = "555 5.5.4 Duplicate ORCPT parameter";
+				return -1;
+			}
+			if (val == NULL || vlen > SMTP_ORCPT_MAX || !orcpt_ok(val, end, smtputf8)) {
+				*reply = "501 5.5.4 Bad ORCPT value: addr-type;xtext expected";
+				return -1;
+			}
+			memcpy(dsn->orcpt, val, vlen);
+			dsn->orcpt[vlen] = '\0';
+		} else {
+			*reply = unsupported_param;
+			return -1;
+		}
 	}
 	if ((rcpt->utf8 || route_utf8) && !smtputf8) {
 		*reply = recipient.nonascii;

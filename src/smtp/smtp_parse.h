@@ -70,20 +70,48 @@ struct smtp_path {
 	bool utf8;                    /* contains non-ASCII (valid UTF-8) octets */
 };
 
+/* RET= of MAIL (RFC 3461 4.3): what a failure notice returns. */
+enum smtp_ret {
+	SMTP_RET_UNSPECIFIED,
+	SMTP_RET_FULL, /* the whole message */
+	SMTP_RET_HDRS, /* its header only */
+};
+
+/* RFC 3461 4.4 and 4.2: ENVID at most 100 characters, ORCPT at most 500. */
+#define SMTP_ENVID_MAX 100
+#define SMTP_ORCPT_MAX 500
+
 struct smtp_mail {
 	struct smtp_path path;
 	int64_t size; /* SIZE= value, -1 when not given */
 	enum smtp_body body;
 	bool smtputf8; /* SMTPUTF8 parameter given */
+	enum smtp_ret ret;
+	char envid[SMTP_ENVID_MAX + 1]; /* ENVID= as given (xtext); "" when not given */
 };
+
+/* NOTIFY= of RCPT (RFC 3461 4.1): NEVER alone, or some of the others. */
+#define SMTP_NOTIFY_SUCCESS 0x1
+#define SMTP_NOTIFY_FAILURE 0x2
+#define SMTP_NOTIFY_DELAY 0x4
+#define SMTP_NOTIFY_NEVER 0x8
+
+struct smtp_rcpt_dsn {
+	unsigned notify;                /* SMTP_NOTIFY_* bits; 0 when not given */
+	char orcpt[SMTP_ORCPT_MAX + 1]; /* "addr-type;xtext" as given; "" when not given */
+};
+
+/* Whether s[0..n) is xtext (RFC 3461 4): the printable ASCII characters
+ * but "+" and "=", and "+" with two upper-case hexadecimal digits. */
+bool smtp_xtext_valid(const char *s, size_t n);
 
 /*
  * Parses the argument of MAIL ("FROM:<path> [params]").  Accepts "FROM:" in
  * any case, optional spaces after the colon, the null path <>, quoted local
  * parts, address literals ([192.0.2.1], [IPv6:...]), an obsolete source route
  * (<@a,@b:user@host>, ignored), and the parameters SIZE=<digits>,
- * BODY=7BIT|8BITMIME and SMTPUTF8 (each at most once, keywords
- * case-insensitive).  A path with non-ASCII octets is accepted only when it
+ * BODY=7BIT|8BITMIME, SMTPUTF8, RET=FULL|HDRS and ENVID=<xtext> (each at
+ * most once, keywords case-insensitive).  A path with non-ASCII octets is accepted only when it
  * is valid UTF-8 and SMTPUTF8 is given.  Returns 0, or -1 with *reply set to
  * a complete static reply line that says what is wrong:
  *   501 5.5.4 for syntax (missing FROM:, no brackets, garbage after path),
@@ -93,13 +121,16 @@ struct smtp_mail {
 int smtp_mail_parse(const char *arg, struct smtp_mail *mail, const char **reply);
 
 /*
- * Parses the argument of RCPT ("TO:<path>").  Like smtp_mail_parse, but the
- * null path is refused and a domain is required (553 5.1.3), no parameters
- * are supported (555 5.5.4), and `smtputf8` says whether the transaction's
+ * Parses the argument of RCPT ("TO:<path> [params]").  Like
+ * smtp_mail_parse, but the null path is refused and a domain is required
+ * (553 5.1.3), the parameters are NOTIFY= and ORCPT= (RFC 3461: ORCPT's
+ * addr-type an atom, its address xtext; with addr-type utf-8 and SMTPUTF8
+ * also UTF-8, RFC 6533), and `smtputf8` says whether the transaction's
  * MAIL had SMTPUTF8 (else non-ASCII gets 553 5.6.7).  Bad addresses get
  * 553 5.1.3.  Returns 0 or -1 with *reply.
  */
-int smtp_rcpt_parse(const char *arg, bool smtputf8, struct smtp_path *rcpt, const char **reply);
+int smtp_rcpt_parse(const char *arg, bool smtputf8, struct smtp_path *rcpt,
+		    struct smtp_rcpt_dsn *dsn, const char **reply);
 
 /*
  * The DATA stream (RFC 5321 4.5.2 and 4.1.1.4): removes dot-stuffing and

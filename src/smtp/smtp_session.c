@@ -107,6 +107,10 @@ struct smtp_session {
 	/* what check() parsed for proceed() */
 	struct smtp_mail pending_mail;
 	struct smtp_path pending_rcpt;
+	struct smtp_rcpt_dsn pending_dsn;
+	struct ingest_dsn_rcpt *rcpt_dsn; /* per recipient, as rcpts */
+	size_t rcpt_dsn_cap;
+	bool any_rcpt_dsn;
 
 	/* the transaction; RSET and each finished message clear it */
 	struct smtp_mail mail;
@@ -204,9 +208,13 @@ static void junk_command(struct smtp_session *s)
 
 static void txn_clear(struct smtp_session *s)
 {
-	for (size_t i = 0; i < s->nrcpts; i++)
+	for (size_t i = 0; i < s->nrcpts; i++) {
 		free(s->rcpts[i]);
+		free((char *)s->rcpt_dsn[i].notify);
+		free((char *)s->rcpt_dsn[i].orcpt);
+	}
 	s->nrcpts = 0;
+	s->any_rcpt_dsn = false;
 	memset(&s->mail, 0, sizeof(s->mail));
 	ingest_free(s->ingest);
 	s->ingest = NULL;
@@ -329,7 +337,8 @@ static bool check_rcpt(struct smtp_session *s, const struct smtp_command *cmd)
 		return false;
 	}
 	const char *err;
-	if (smtp_rcpt_parse(cmd->arg, s->mail.smtputf8, &s->pending_rcpt, &err) != 0) {
+	if (smtp_rcpt_parse(cmd->arg, s->mail.smtputf8, &s->pending_rcpt, &s->pending_dsn, &err) !=
+	    0) {
 		reply(s, "%s", err);
 		bad_command(s);
 		return false;
@@ -342,10 +351,35 @@ static bool check_rcpt(struct smtp_session *s, const struct smtp_command *cmd)
 	return true;
 }
 
+/* NOTIFY and ORCPT of a RCPT as the message keeps them (RFC 3461). */
+static struct ingest_dsn_rcpt rcpt_dsn_take(const struct smtp_rcpt_dsn *d)
+{
+	struct ingest_dsn_rcpt r = {NULL, NULL};
+	if (d->notify & SMTP_NOTIFY_NEVER) {
+		r.notify = xstrdup("NEVER");
+	} else if (d->notify != 0) {
+		char buf[32] = "";
+		if (d->notify & SMTP_NOTIFY_SUCCESS)
+			strcat(buf, ",SUCCESS");
+		if (d->notify & SMTP_NOTIFY_FAILURE)
+			strcat(buf, ",FAILURE");
+		if (d->notify & SMTP_NOTIFY_DELAY)
+			strcat(buf, ",DELAY");
+		r.notify = xstrdup(buf + 1);
+	}
+	if (d->orcpt[0] != '\0')
+		r.orcpt = xstrdup(d->orcpt);
+	return r;
+}
+
 static void cmd_rcpt(struct smtp_session *s, const struct smtp_command *cmd)
 {
 	(void)cmd;
 	s->rcpts = xreallocarray_grow(s->rcpts, &s->rcpts_cap, s->nrcpts + 1, sizeof(char *));
+	s->rcpt_dsn = xreallocarray_grow(s->rcpt_dsn, &s->rcpt_dsn_cap, s->nrcpts + 1,
+					 sizeof(*s->rcpt_dsn));
+	s->rcpt_dsn[s->nrcpts] = rcpt_dsn_take(&s->pending_dsn);
+	s->any_rcpt_dsn |= s->rcpt_dsn[s->nrcpts].notify || s->rcpt_dsn[s->nrcpts].orcpt;
 	s->rcpts[s->nrcpts++] = xstrdup(s->pending_rcpt.addr);
 	enter_state(s, SMTP_STATE_RCPT);
 	reply(s, "250 2.1.5 Ok");
@@ -967,6 +1001,11 @@ static void data_end(struct smtp_session *s)
 	    .from = s->mail.path.addr,
 	    .rcpts = s->rcpts,
 	    .nrcpts = s->nrcpts,
+	    .dsn_ret = s->mail.ret == SMTP_RET_FULL   ? "FULL"
+		       : s->mail.ret == SMTP_RET_HDRS ? "HDRS"
+						      : NULL,
+	    .dsn_envid = s->mail.envid[0] ? s->mail.envid : NULL,
+	    .dsn_rcpts = s->any_rcpt_dsn ? s->rcpt_dsn : NULL,
 	    .allow_routing_headers = s->env.iface->allow_routing_headers,
 	    .received_by = hostname(s),
 	};
@@ -1248,6 +1287,7 @@ void smtp_session_free(struct smtp_session *s)
 	auth_end(s);
 	txn_clear(s);
 	free(s->rcpts);
+	free(s->rcpt_dsn);
 	free(s->helo);
 	free(s->user);
 	free(s->scratch);

@@ -420,3 +420,37 @@ def test_delivered_messages_leave_nothing_behind(dns_server, smtp_sink, zmta):
     d2 = zmta(extra_config=cfg)
     d2.wait_log(r"event=queue_recovered messages=0 deliveries=0 removed_incomplete=0 "
                 r"removed_orphan_bodies=0 ")
+
+
+@pytest.mark.parametrize("offers_dsn", [True, False], ids=["next-hop-dsn", "next-hop-plain"])
+def test_dsn_parameters_are_kept_and_passed_on(dns_server, smtp_sink, zmta, offers_dsn):
+    """RFC 3461: RET, ENVID, NOTIFY and ORCPT are stored with the message and
+    given to a next hop that offers DSN, never to one that does not."""
+    from test_smtp import Session, get_message, wire
+    sink = smtp_sink("127.0.0.2", script={"ehlo": {"dsn": offers_dsn}})
+    dns_server.set_records({"example.test": {"A": ["127.0.0.2"]}})
+    d = zmta(extra_config=relay_config(dns_server, sink.port))
+    with Session(d.smtp_port) as s:
+        s.send("EHLO client.test\r\n")
+        s.reply()
+        assert s.cmd("MAIL FROM:<sender@origin.test> RET=HDRS ENVID=env+2B1") == "250 2.1.0 Ok"
+        assert s.cmd("RCPT TO:<rcpt@example.test> NOTIFY=SUCCESS,FAILURE "
+                     "ORCPT=rfc822;orig@example.test") == "250 2.1.5 Ok"
+        assert s.cmd("RCPT TO:<other@example.test>") == "250 2.1.5 Ok"
+        assert s.cmd("DATA").startswith("354")
+        s.send(wire(MSG))
+        qid = s.last().split()[-1]
+    meta = get_message(d, qid)["meta"]
+    assert meta["dsn"] == {"ret": "HDRS", "envid": "env+2B1", "rcpts": {
+        "rcpt@example.test": {"notify": "SUCCESS,FAILURE", "orcpt": "rfc822;orig@example.test"}}}
+    got = sink.wait_for(1)[0]
+    assert sorted(got["rcpt_tos"]) == ["other@example.test", "rcpt@example.test"]
+    if offers_dsn:
+        assert got["dsn"]["mail"] == {"RET": "HDRS", "ENVID": "env+2B1"}
+        by_rcpt = dict(zip(got["rcpt_tos"], got["dsn"]["rcpts"]))
+        assert by_rcpt == {"rcpt@example.test": {"NOTIFY": "SUCCESS,FAILURE",
+                                                 "ORCPT": "rfc822;orig@example.test"},
+                           "other@example.test": {}}
+    else:
+        assert got["dsn"] == {"mail": {}, "rcpts": [{}, {}]}
+    wait_delivered(d, 2)

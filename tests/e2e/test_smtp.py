@@ -675,8 +675,11 @@ REPLIES = [
      "553 5.1.3 Bad recipient domain syntax"),
     ("recipient-utf8-without-smtputf8", IN_MAIL, "RCPT TO:<b@exämple.test>",
      "553 5.6.7 Non-ASCII recipient address requires SMTPUTF8"),
-    ("recipient-parameter", IN_MAIL, "RCPT TO:<b@y.test> NOTIFY=NEVER",
+    ("recipient-parameter", IN_MAIL, "RCPT TO:<b@y.test> SIZE=10",
      "555 5.5.4 Unsupported parameter"),
+    ("recipient-bad-notify", IN_MAIL, "RCPT TO:<b@y.test> NOTIFY=NEVER,DELAY",
+     "501 5.5.4 Bad NOTIFY value: NEVER, or SUCCESS, FAILURE and DELAY separated by commas, "
+     "expected"),
     ("unknown-command", EHLOED, "FROBNICATE", "500 5.5.2 Error: command not recognized"),
     ("empty-line", EHLOED, "", "500 5.5.2 Error: empty command line"),
     ("control-character", EHLOED, "NOOP\x01", "500 5.5.2 Error: control character in command line"),

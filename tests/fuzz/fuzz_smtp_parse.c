@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "smtp/smtp_parse.h"
 
@@ -105,6 +106,7 @@ static void fuzz_mail(const char *in, size_t n)
 	check_path(&m.path, true);
 	CHECK(m.size >= -1);
 	CHECK(!m.path.utf8 || m.smtputf8);
+	CHECK(strlen(m.envid) <= SMTP_ENVID_MAX && smtp_xtext_valid(m.envid, strlen(m.envid)));
 	/* The stored path, given back, is accepted and unchanged. */
 	static char again[SMTP_PATH_MAX + 32];
 	snprintf(again, sizeof(again), "FROM:<%s>%s", m.path.addr, m.smtputf8 ? " SMTPUTF8" : "");
@@ -116,7 +118,9 @@ static void fuzz_mail(const char *in, size_t n)
 	if (m.path.addr[0] != '\0') {
 		snprintf(again, sizeof(again), "TO:<%s>", m.path.addr);
 		struct smtp_path r;
-		CHECK(smtp_rcpt_parse(again, m.smtputf8, &r, &reply) == 0);
+		struct smtp_rcpt_dsn dsn;
+		CHECK(smtp_rcpt_parse(again, m.smtputf8, &r, &dsn, &reply) == 0);
+		CHECK(dsn.notify == 0 && dsn.orcpt[0] == '\0');
 		CHECK(strcmp(r.addr, m.path.addr) == 0 && r.at == m.path.at);
 	}
 }
@@ -129,14 +133,23 @@ static void fuzz_rcpt(const char *in, size_t n, bool smtputf8)
 	memcpy(arg, in, n);
 	arg[n] = '\0';
 	struct smtp_path r;
+	struct smtp_rcpt_dsn dsn;
 	const char *reply = NULL;
-	if (smtp_rcpt_parse(arg, smtputf8, &r, &reply) != 0) {
+	if (smtp_rcpt_parse(arg, smtputf8, &r, &dsn, &reply) != 0) {
 		check_reply(reply);
 		return;
 	}
 	CHECK(reply == NULL);
 	check_path(&r, false);
 	CHECK(!r.utf8 || smtputf8);
+	/* NOTIFY: NEVER alone or some of the others; ORCPT: addr-type;xtext */
+	CHECK(dsn.notify == SMTP_NOTIFY_NEVER || (dsn.notify & SMTP_NOTIFY_NEVER) == 0);
+	size_t olen = strlen(dsn.orcpt);
+	CHECK(olen <= SMTP_ORCPT_MAX);
+	const char *semi = strchr(dsn.orcpt, ';');
+	CHECK(olen == 0 || (semi != NULL && semi > dsn.orcpt && semi[1] != '\0'));
+	if (olen > 0 && strncasecmp(dsn.orcpt, "utf-8;", 6) != 0)
+		CHECK(smtp_xtext_valid(semi + 1, olen - (size_t)(semi + 1 - dsn.orcpt)));
 }
 
 struct result {

@@ -455,8 +455,6 @@ static const struct {
     {"FROM:<a@x.test> SMTPUTF8=", "555 5.5.4 SMTPUTF8 takes no value"},
     {"FROM:<a@x.test> SMTPUTF8 SMTPUTF8", "555 5.5.4 Duplicate SMTPUTF8 parameter"},
     {"FROM:<a@x.test> AUTH=<>", UNSUP},
-    {"FROM:<a@x.test> RET=FULL", UNSUP},
-    {"FROM:<a@x.test> ENVID=x", UNSUP},
     {"FROM:<a@x.test> X-FOO", UNSUP},
     {"FROM:<a@x.test> SIZE5", UNSUP},
     {"FROM:<a@x.test> SIZE=5 X", UNSUP},
@@ -648,7 +646,8 @@ static void test_path_lengths(void **state)
 		/* the same limits for recipients */
 		snprintf(arg, sizeof(arg), "TO:<%s@%s>", local, domain);
 		struct smtp_path r;
-		int rrc = smtp_rcpt_parse(arg, false, &r, &reply);
+		struct smtp_rcpt_dsn dsn;
+		int rrc = smtp_rcpt_parse(arg, false, &r, &dsn, &reply);
 		if (rrc != rc)
 			fail_msg("case %zu: RCPT rc %d, MAIL rc %d", i, rrc, rc);
 		if (rrc != 0 && strncmp(reply, "553 5.1.3 Recipient ", 20) != 0)
@@ -732,8 +731,9 @@ static void test_rcpt_ok(void **state)
 	(void)state;
 	for (size_t i = 0; i < N(rcpt_ok); i++) {
 		struct smtp_path r;
+		struct smtp_rcpt_dsn dsn;
 		const char *reply = "unset";
-		int rc = smtp_rcpt_parse(rcpt_ok[i].arg, rcpt_ok[i].smtputf8, &r, &reply);
+		int rc = smtp_rcpt_parse(rcpt_ok[i].arg, rcpt_ok[i].smtputf8, &r, &dsn, &reply);
 		if (rc != 0)
 			fail_msg("\"%s\": refused: %s", rcpt_ok[i].arg, reply);
 		if (strcmp(r.addr, rcpt_ok[i].addr) != 0 || r.at != rcpt_ok[i].at ||
@@ -742,6 +742,11 @@ static void test_rcpt_ok(void **state)
 				 r.utf8);
 	}
 }
+
+#define BAD_NOTIFY                                                                                 \
+	"501 5.5.4 Bad NOTIFY value: NEVER, or SUCCESS, FAILURE and DELAY separated by commas, "   \
+	"expected"
+#define BAD_ORCPT "501 5.5.4 Bad ORCPT value: addr-type;xtext expected"
 
 static const struct {
 	const char *arg;
@@ -754,8 +759,24 @@ static const struct {
     {"TO:<a>", false, "553 5.1.3 Recipient address has no domain"},
     {"TO:<a@>", false, "553 5.1.3 Recipient address has no domain"},
     {"TO:<Postmaster>", false, "553 5.1.3 Recipient address has no domain"},
-    {"TO:<a@x.test> NOTIFY=NEVER", false, "555 5.5.4 Unsupported parameter"},
-    {"TO:<a@x.test> ORCPT=rfc822;a@x.test", false, "555 5.5.4 Unsupported parameter"},
+    {"TO:<a@x.test> NOTIFY=", false, BAD_NOTIFY},
+    {"TO:<a@x.test> NOTIFY", false, BAD_NOTIFY},
+    {"TO:<a@x.test> NOTIFY=NEVER,SUCCESS", false, BAD_NOTIFY},
+    {"TO:<a@x.test> NOTIFY=SUCCESS,SUCCESS", false, BAD_NOTIFY},
+    {"TO:<a@x.test> NOTIFY=SUCCESS,", false, BAD_NOTIFY},
+    {"TO:<a@x.test> NOTIFY=ALWAYS", false, BAD_NOTIFY},
+    {"TO:<a@x.test> NOTIFY=DELAY NOTIFY=DELAY", false, "555 5.5.4 Duplicate NOTIFY parameter"},
+    {"TO:<a@x.test> ORCPT=a@x.test", false, BAD_ORCPT},
+    {"TO:<a@x.test> ORCPT=rfc822;", false, BAD_ORCPT},
+    {"TO:<a@x.test> ORCPT=;a@x.test", false, BAD_ORCPT},
+    {"TO:<a@x.test> ORCPT=rfc822;a=b@x.test", false, BAD_ORCPT},
+    {"TO:<a@x.test> ORCPT=rfc822;a+2@x.test", false, BAD_ORCPT},
+    {"TO:<a@x.test> ORCPT=rfc822;a+2b@x.test", false, BAD_ORCPT},
+    {"TO:<a@x.test> ORCPT=rfc822;j\xc3\xb6hn@x.test", true, BAD_ORCPT},
+    {"TO:<a@x.test> ORCPT=utf-8;j\xc3\xb6hn@x.test", false, BAD_ORCPT},
+    {"TO:<a@x.test> ORCPT=utf-8;j\xffhn@x.test", true, BAD_ORCPT},
+    {"TO:<a@x.test> ORCPT=rfc822;a@x.test ORCPT=rfc822;b@x.test", false,
+     "555 5.5.4 Duplicate ORCPT parameter"},
     {"TO:<a@x.test> SIZE=1", false, "555 5.5.4 Unsupported parameter"},
     {"TO:<a@x.test> SMTPUTF8", true, "555 5.5.4 Unsupported parameter"},
     {"TO:<a@x.test> =x", false, "501 5.5.4 Syntax error in parameters"},
@@ -784,13 +805,70 @@ static void test_rcpt_errors(void **state)
 	(void)state;
 	for (size_t i = 0; i < N(rcpt_bad); i++) {
 		struct smtp_path r;
+		struct smtp_rcpt_dsn dsn;
 		const char *reply = NULL;
-		int rc = smtp_rcpt_parse(rcpt_bad[i].arg, rcpt_bad[i].smtputf8, &r, &reply);
+		int rc = smtp_rcpt_parse(rcpt_bad[i].arg, rcpt_bad[i].smtputf8, &r, &dsn, &reply);
 		if (rc != -1 || reply == NULL || strcmp(reply, rcpt_bad[i].reply) != 0)
 			fail_msg("\"%s\": rc %d reply \"%s\" want \"%s\"",
 				 esc(rcpt_bad[i].arg, strlen(rcpt_bad[i].arg)), rc,
 				 reply ? reply : "(null)", rcpt_bad[i].reply);
 	}
+}
+
+/* RFC 3461: RET and ENVID on MAIL, NOTIFY and ORCPT on RCPT. */
+static void test_dsn_parameters(void **state)
+{
+	(void)state;
+	struct smtp_mail m;
+	const char *reply;
+	assert_int_equal(smtp_mail_parse("FROM:<a@x.test> RET=HDRS ENVID=QQ+2B1", &m, &reply), 0);
+	assert_int_equal(m.ret, SMTP_RET_HDRS);
+	assert_string_equal(m.envid, "QQ+2B1");
+	assert_int_equal(smtp_mail_parse("FROM:<> ret=full", &m, &reply), 0);
+	assert_int_equal(m.ret, SMTP_RET_FULL);
+	assert_string_equal(m.envid, "");
+	const char *bad[][2] = {
+	    {"FROM:<a@x.test> RET=ALL", "501 5.5.4 Bad RET value: FULL or HDRS expected"},
+	    {"FROM:<a@x.test> RET", "501 5.5.4 Bad RET value: FULL or HDRS expected"},
+	    {"FROM:<a@x.test> RET=FULL RET=HDRS", "555 5.5.4 Duplicate RET parameter"},
+	    {"FROM:<a@x.test> ENVID=", "501 5.5.4 Bad ENVID value: 1 to 100 characters of xtext "
+				       "expected"},
+	    {"FROM:<a@x.test> ENVID=a=b", "501 5.5.4 Bad ENVID value: 1 to 100 characters of "
+					  "xtext expected"},
+	    {"FROM:<a@x.test> ENVID=a ENVID=b", "555 5.5.4 Duplicate ENVID parameter"},
+	};
+	for (size_t i = 0; i < N(bad); i++) {
+		reply = NULL;
+		if (smtp_mail_parse(bad[i][0], &m, &reply) != -1 || strcmp(reply, bad[i][1]) != 0)
+			fail_msg("\"%s\": reply %s", bad[i][0], reply ? reply : "(null)");
+	}
+	char envid[160];
+	snprintf(envid, sizeof(envid), "FROM:<a@x.test> ENVID=%0101d", 0);
+	assert_int_equal(smtp_mail_parse(envid, &m, &reply), -1);
+	snprintf(envid, sizeof(envid), "FROM:<a@x.test> ENVID=%0100d", 0);
+	assert_int_equal(smtp_mail_parse(envid, &m, &reply), 0);
+
+	struct smtp_path r;
+	struct smtp_rcpt_dsn dsn;
+	assert_int_equal(smtp_rcpt_parse("TO:<a@x.test> NOTIFY=delay,FAILURE "
+					 "ORCPT=rfc822;A+2BB@x.test",
+					 false, &r, &dsn, &reply),
+			 0);
+	assert_int_equal(dsn.notify, SMTP_NOTIFY_DELAY | SMTP_NOTIFY_FAILURE);
+	assert_string_equal(dsn.orcpt, "rfc822;A+2BB@x.test");
+	assert_int_equal(smtp_rcpt_parse("TO:<a@x.test> NOTIFY=NEVER", false, &r, &dsn, &reply), 0);
+	assert_int_equal(dsn.notify, SMTP_NOTIFY_NEVER);
+	assert_string_equal(dsn.orcpt, "");
+	assert_int_equal(smtp_rcpt_parse("TO:<a@x.test>", false, &r, &dsn, &reply), 0);
+	assert_int_equal(dsn.notify, 0);
+	/* RFC 6533: a UTF-8 original recipient, with SMTPUTF8 */
+	assert_int_equal(
+	    smtp_rcpt_parse("TO:<a@x.test> ORCPT=utf-8;j\xc3\xb6hn@x.test", true, &r, &dsn, &reply),
+	    0);
+	assert_true(smtp_xtext_valid("a+41b", 5));
+	assert_false(smtp_xtext_valid("a+4", 3));
+	assert_false(smtp_xtext_valid("a b", 3));
+	assert_false(smtp_xtext_valid("a+4a", 4));
 }
 
 /* Every reply is a complete line: a 2xx-5xx code, a space, an enhanced code. */
@@ -1160,6 +1238,7 @@ int main(void)
 	    cmocka_unit_test(test_mail_output_reset),
 	    cmocka_unit_test(test_rcpt_ok),
 	    cmocka_unit_test(test_rcpt_errors),
+	    cmocka_unit_test(test_dsn_parameters),
 	    cmocka_unit_test(test_reply_format),
 	    cmocka_unit_test(test_data_table),
 	    cmocka_unit_test(test_data_exhaustive),

@@ -28,7 +28,9 @@ Output, all in the spool DIR
     ``<>``), ``mail_options``, ``rcpt_tos`` (the accepted recipients),
     ``peer_ip``, ``peer_port``, ``helo`` (EHLO/HELO name), ``esmtp`` (EHLO
     rather than HELO), ``tls``, ``tls_version``, ``tls_cipher``,
-    ``auth_user`` (the AUTH login, or null), ``size`` and ``time``.  Written after the ``.eml``: a ``.json`` means both are complete.
+    ``auth_user`` (the AUTH login, or null), ``dsn`` (``{"mail": {RET, ENVID},
+    "rcpts": [{NOTIFY, ORCPT}, ...]}``, the DSN parameters given, with
+    ``ehlo.dsn``), ``size`` and ``time``.  Written after the ``.eml``: a ``.json`` means both are complete.
     Only messages whose DATA reply is 2xx are recorded.
 ``sessions.jsonl``
     One JSON object per line, in the order things happen, each with
@@ -57,7 +59,8 @@ optional::
       "greeting": RULE,            # on connect
       "starttls": true,            # false: never offer STARTTLS
       "ehlo": {"hide": ["SMTPUTF8"], "size": 1000,   # edit EHLO keywords
-               "auth": ["LOGIN"]},                # mechanisms listed
+               "auth": ["LOGIN"],                 # mechanisms listed
+               "dsn": true},                      # offer DSN (RFC 3461)
       "mail": RULE,                # on MAIL FROM
       "default": {"rcpt": RULE, "data": RULE},
       "recipients": {
@@ -137,7 +140,7 @@ def sender(address: str) -> str:
 
 
 SCRIPT_KEYS = {"greeting", "starttls", "ehlo", "mail", "default", "recipients"}
-EHLO_KEYS = {"hide", "size", "auth"}
+EHLO_KEYS = {"hide", "size", "auth", "dsn"}
 ENTRY_KEYS = {"rcpt", "data"}
 RULE_KEYS = {"reply", "times", "stall", "drop"}
 REPLY_LINE = re.compile(r"[2-5][0-9][0-9]([ -]|$)")
@@ -171,7 +174,8 @@ def check_script(script: dict) -> dict:
     if (not isinstance(ehlo, dict) or not set(ehlo) <= EHLO_KEYS
             or not isinstance(ehlo.get("hide", []), list)
             or not isinstance(ehlo.get("size", 0), int)
-            or not isinstance(ehlo.get("auth", []), list)):
+            or not isinstance(ehlo.get("auth", []), list)
+            or not isinstance(ehlo.get("dsn", False), bool)):
         fail("ehlo", ehlo)
     for key in ("greeting", "mail"):
         if key in script:
@@ -263,6 +267,8 @@ class SinkHandler:
             if keyword == "AUTH" and "auth" in ehlo:
                 line = f"{line[:4]}AUTH {' '.join(ehlo['auth'])}"
             kept.append(line)
+        if ehlo.get("dsn"):
+            kept.append("250-DSN")
         # The last line of a multi-line reply must use "250 ".
         if kept:
             kept = [("250-" + line[4:]) for line in kept[:-1]] + ["250 " + kept[-1][4:]]
@@ -341,6 +347,7 @@ class SinkHandler:
             "tls_version": tls["ssl_object"].version() if tls else None,
             "tls_cipher": tls["cipher"][0] if tls else None,
             "auth_user": server.sink_auth_user,
+            "dsn": {"mail": server.sink_mail_dsn, "rcpts": server.sink_rcpt_dsn},
             "size": len(envelope.original_content),
             "time": time.time(),
         }
@@ -360,6 +367,33 @@ class SinkSMTP(SMTP):
         self.sink_peer = None
         self.sink_closed = False
         self.sink_auth_user = None
+        self.sink_mail_dsn, self.sink_rcpt_dsn = {}, []
+
+    DSN_PARAMS = ("RET", "ENVID", "NOTIFY", "ORCPT")
+
+    def strip_dsn(self, arg):
+        """DSN parameters are taken (and kept) here only when the script
+        offers DSN; aiosmtpd itself knows none of them (555)."""
+        if not arg or not self.event_handler.script().get("ehlo", {}).get("dsn"):
+            return arg, {}
+        kept, dsn = [], {}
+        for token in arg.split(" "):
+            key, _, value = token.partition("=")
+            if key.upper() in self.DSN_PARAMS:
+                dsn[key.upper()] = value
+            else:
+                kept.append(token)
+        return " ".join(kept), dsn
+
+    async def smtp_MAIL(self, arg):
+        arg, self.sink_mail_dsn = self.strip_dsn(arg)
+        self.sink_rcpt_dsn = []
+        await super().smtp_MAIL(arg)
+
+    async def smtp_RCPT(self, arg):
+        arg, dsn = self.strip_dsn(arg)
+        self.sink_rcpt_dsn.append(dsn)
+        await super().smtp_RCPT(arg)
 
     def connection_made(self, transport):
         super().connection_made(transport)

@@ -158,3 +158,16 @@ def write_result(path, **values):
     with open(path, "a") as f:
         for key, value in values.items():
             f.write(f"{key}={value}\n")
+
+
+async def expect(reader, code):
+    """Reads the next (possibly multi-line) reply from an asyncio stream;
+    raises unless its code is `code`."""
+    while True:
+        line = await reader.readline()
+        if not line:
+            raise ConnectionError("connection closed by the server")
+        if len(line) < 4 or line[3:4] != b"-":
+            break
+    if int(line[:3]) != code:
+        raise RuntimeError(f"expected {code}, got {line!r}")

@@ -19,23 +19,7 @@ import asyncio
 import sys
 import time
 
-from common import EHLO_NAME, HOST, percentile, write_result
-
-
-async def reply(reader):
-    """The code of the next (possibly multi-line) reply."""
-    while True:
-        line = await reader.readline()
-        if not line:
-            raise ConnectionError("connection closed by the server")
-        if len(line) < 4 or line[3:4] != b"-":
-            return int(line[:3])
-
-
-async def expect(reader, code):
-    got = await reply(reader)
-    if got != code:
-        raise RuntimeError(f"expected {code}, got {got}")
+from common import EHLO_NAME, HOST, expect, percentile, write_result
 
 
 async def worker(port, due, latencies, lags, body):

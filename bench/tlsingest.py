@@ -24,22 +24,7 @@ import ssl
 import sys
 import time
 
-from common import EHLO_NAME, HOST, sink_count, wait_sink, write_result
-
-
-async def reply(reader):
-    while True:
-        line = await reader.readline()
-        if not line:
-            raise ConnectionError("connection closed by the server")
-        if len(line) < 4 or line[3:4] != b"-":
-            return int(line[:3]), line
-
-
-async def expect(reader, code):
-    got, line = await reply(reader)
-    if got != code:
-        raise RuntimeError(f"expected {code}, got {line!r}")
+from common import EHLO_NAME, HOST, expect, sink_count, wait_sink, write_result
 
 
 async def one_message(port, ctx, body, versions):

@@ -51,7 +51,154 @@ struct sending {
 	char *from, *origin, *user;
 	char **rcpts;
 	size_t nrcpts;
+	struct api_dsn *dsn; /* Nodemailer's `dsn`, or NULL */
 };
+
+/* Nodemailer's `dsn` option, as its SMTP client puts it on the wire
+ * (RFC 3461; ENVID and ORCPT in xtext). */
+struct api_dsn {
+	char *ret, *envid, *notify, *orcpt;
+};
+
+static void api_dsn_free(struct api_dsn *d)
+{
+	if (d == NULL)
+		return;
+	free(d->ret);
+	free(d->envid);
+	free(d->notify);
+	free(d->orcpt);
+	free(d);
+}
+
+/* xtext (RFC 3461 4): "+XX" for "+", "=" and what is not printable ASCII. */
+static char *xtext(const char *s)
+{
+	char *out = xmalloc(3 * strlen(s) + 1), *o = out;
+	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+		if (*p < '!' || *p > '~' || *p == '+' || *p == '=')
+			o += sprintf(o, "+%02X", *p);
+		else
+			*o++ = (char)*p;
+	}
+	*o = '\0';
+	return out;
+}
+
+static const char *string_of(json_t *v)
+{
+	return json_is_string(v) ? json_string_value(v) : NULL;
+}
+
+/* Reads `dsn` as Nodemailer's SMTP client does (ret/return, envid/id,
+ * notify as a string or a list, recipient/orcpt); 0, or -1 and `err`. */
+static int api_dsn_parse(json_t *v, struct api_dsn **out, struct compose_error *err)
+{
+	*out = NULL;
+	if (v == NULL || json_is_null(v))
+		return 0;
+	if (!json_is_object(v)) {
+		snprintf(err->field, sizeof(err->field), "dsn");
+		snprintf(err->message, sizeof(err->message), "must be an object");
+		return -1;
+	}
+	struct api_dsn *d = xcalloc(1, sizeof(*d));
+	const char *ret = string_of(json_object_get(v, "ret"));
+	if (ret == NULL)
+		ret = string_of(json_object_get(v, "return"));
+	if (ret != NULL && *ret != '\0') {
+		if (strcasecmp(ret, "hdrs") == 0 || strcasecmp(ret, "headers") == 0)
+			d->ret = xstrdup("HDRS");
+		else if (strcasecmp(ret, "full") == 0 || strcasecmp(ret, "body") == 0)
+			d->ret = xstrdup("FULL");
+		else {
+			snprintf(err->field, sizeof(err->field), "dsn.ret");
+			snprintf(err->message, sizeof(err->message),
+				 "must be headers (HDRS) or full (FULL)");
+			goto fail;
+		}
+	}
+	const char *envid = string_of(json_object_get(v, "envid"));
+	if (envid == NULL)
+		envid = string_of(json_object_get(v, "id"));
+	if (envid != NULL && *envid != '\0') {
+		d->envid = xtext(envid);
+		if (strlen(d->envid) > 100) {
+			snprintf(err->field, sizeof(err->field), "dsn.envid");
+			snprintf(err->message, sizeof(err->message),
+				 "at most 100 characters once encoded as xtext (RFC 3461)");
+			goto fail;
+		}
+	}
+	json_t *notify = json_object_get(v, "notify");
+	if (notify != NULL && !json_is_null(notify)) {
+		/* A list, or a string of comma-separated words. */
+		char *list = NULL;
+		if (json_is_string(notify)) {
+			list = xstrdup(json_string_value(notify));
+		} else if (json_is_array(notify)) {
+			size_t i;
+			json_t *e;
+			list = xstrdup("");
+			json_array_foreach (notify, i, e) {
+				char *more = xasprintf("%s%s%s", list, i ? "," : "",
+						       json_is_string(e) ? json_string_value(e)
+									 : "?");
+				free(list);
+				list = more;
+			}
+		}
+		unsigned seen = 0;
+		bool ok = list != NULL && *list != '\0';
+		char *save = NULL;
+		static const char *const words[] = {"NEVER", "SUCCESS", "FAILURE", "DELAY"};
+		for (char *w = list ? strtok_r(list, ",", &save) : NULL; ok && w;
+		     w = strtok_r(NULL, ",", &save)) {
+			while (*w == ' ')
+				w++;
+			size_t n = strlen(w);
+			while (n > 0 && w[n - 1] == ' ')
+				w[--n] = '\0';
+			size_t k = 0;
+			while (k < 4 && strcasecmp(w, words[k]) != 0)
+				k++;
+			ok = k < 4 && !(seen & (1u << k));
+			seen |= 1u << k;
+		}
+		free(list);
+		if (!ok || ((seen & 1u) && seen != 1u)) {
+			snprintf(err->field, sizeof(err->field), "dsn.notify");
+			snprintf(err->message, sizeof(err->message),
+				 "never, or some of success, failure and delay");
+			goto fail;
+		}
+		char buf[32] = "";
+		for (size_t k = 0; k < 4; k++)
+			if (seen & (1u << k))
+				snprintf(buf + strlen(buf), sizeof(buf) - strlen(buf), "%s%s",
+					 buf[0] ? "," : "", words[k]);
+		d->notify = xstrdup(buf);
+	}
+	const char *orcpt = string_of(json_object_get(v, "recipient"));
+	if (orcpt == NULL)
+		orcpt = string_of(json_object_get(v, "orcpt"));
+	if (orcpt != NULL && *orcpt != '\0') {
+		char *x = xtext(orcpt);
+		d->orcpt = strchr(orcpt, ';') ? xstrdup(x) : xasprintf("rfc822;%s", x);
+		free(x);
+		if (strlen(d->orcpt) > 500) {
+			snprintf(err->field, sizeof(err->field), "dsn.recipient");
+			snprintf(err->message, sizeof(err->message),
+				 "at most 500 characters once encoded as xtext (RFC 3461)");
+			goto fail;
+		}
+	}
+	*out = d;
+	return 0;
+fail:
+	api_dsn_free(d);
+	return -1;
+}
 
 static void sending_free(struct sending *s)
 {
@@ -62,6 +209,7 @@ static void sending_free(struct sending *s)
 	free(s->data);
 	free(s->from);
 	free(s->origin);
+	api_dsn_free(s->dsn);
 	free(s->user);
 	for (size_t i = 0; i < s->nrcpts; i++)
 		free(s->rcpts[i]);
@@ -166,6 +314,13 @@ static void feed(struct sending *s)
 	free(s->data);
 	s->data = NULL;
 	s->finished = true;
+	/* Nodemailer's dsn.notify and dsn.recipient go with every recipient. */
+	struct ingest_dsn_rcpt *per_rcpt = NULL;
+	if (s->dsn != NULL && (s->dsn->notify != NULL || s->dsn->orcpt != NULL)) {
+		per_rcpt = xcalloc(s->nrcpts ? s->nrcpts : 1, sizeof(*per_rcpt));
+		for (size_t i = 0; i < s->nrcpts; i++)
+			per_rcpt[i] = (struct ingest_dsn_rcpt){s->dsn->notify, s->dsn->orcpt};
+	}
 	struct ingest_envelope env = {
 	    .interface = "api",
 	    .origin = s->origin,
@@ -175,10 +330,14 @@ static void feed(struct sending *s)
 	    .from = s->from,
 	    .rcpts = s->rcpts,
 	    .nrcpts = s->nrcpts,
+	    .dsn_ret = s->dsn ? s->dsn->ret : NULL,
+	    .dsn_envid = s->dsn ? s->dsn->envid : NULL,
+	    .dsn_rcpts = per_rcpt,
 	    .allow_routing_headers = s->api->cfg->api.allow_routing_headers,
 	    .received_by = s->api->cfg->hostname,
 	};
 	ingest_finish(s->ingest, &env, queued, s);
+	free(per_rcpt); /* the ingest has its copy */
 }
 
 static void on_store_drain(void *arg)
@@ -236,6 +395,7 @@ struct composing {
 	int rc; /* 0, or -1 with err */
 	struct compose_error err;
 	struct compose_result out;
+	struct api_dsn *dsn;
 };
 
 /* Worker: the JSON parsed, the message composed. */
@@ -256,7 +416,14 @@ static void compose_run(struct workpool_job *job)
 			 jerr.column);
 		return;
 	}
-	c->rc = compose_message(msg, c->api->cfg->hostname, &c->out, &c->err);
+	c->rc = api_dsn_parse(json_object_get(msg, "dsn"), &c->dsn, &c->err);
+	if (c->rc == 0) {
+		c->rc = compose_message(msg, c->api->cfg->hostname, &c->out, &c->err);
+		if (c->rc != 0) {
+			api_dsn_free(c->dsn);
+			c->dsn = NULL;
+		}
+	}
 	json_decref(msg);
 }
 
@@ -264,6 +431,7 @@ static void composing_free(struct composing *c)
 {
 	if (c->rc == 0)
 		compose_result_clear(&c->out);
+	api_dsn_free(c->dsn);
 	if (c->body != NULL)
 		evbuffer_free(c->body);
 	free(c);
@@ -299,6 +467,8 @@ static void compose_done(struct workpool_job *job)
 		char *message = out->message;
 		out->message = NULL; /* the sending's now: GLib memory, but g_free is
 				      * free() since GLib 2.46 */
+		s->dsn = c->dsn;
+		c->dsn = NULL;
 		submit(s, message, out->len, out->from, out->rcpts, out->nrcpts, answer);
 	}
 	composing_free(c);

@@ -475,6 +475,10 @@ SEND_ERRORS = [
     ("/send", _json({"from": "sender@origin.test", "subject": "x", "text": "y"}),
      400, "to", r"(?i)recipient"),
     ("/send", _json({**BASE, "to": "not an address"}), 400, "to", r"."),
+    ("/send", _json({**BASE, "dsn": {"notify": ["never", "success"]}}), 400, "dsn.notify",
+     r"never, or some of"),
+    ("/send", _json({**BASE, "dsn": {"return": "everything"}}), 400, "dsn.ret", r"headers"),
+    ("/send", _json({**BASE, "dsn": "yes"}), 400, "dsn", r"object"),
     ("/send", _json({**BASE, "cc": ["ok@example.test", "bad@@example"]}), 400, "cc[1]", r"."),
     ("/send", _json({**BASE, "to": {"name": "X", "address": "nobody"}}), 400, "to.address",
      r"."),
@@ -1136,3 +1140,22 @@ def test_send_takes_as_many_recipients_as_zonemta(zmta):
                                                            for i in range(4096)]})
     assert (status, body["field"]) == (400, "to"), body
     assert "4095" in body["error"]
+
+
+def test_send_takes_nodemailers_dsn_option(zmta):
+    """Nodemailer's `dsn` (ret/return, envid/id, notify, recipient), stored
+    as its SMTP client would have put it on the wire (RFC 3461, xtext)."""
+    d = zmta()
+    reply = send(d, {**BASE, "to": ["rcpt@example.test", "two@example.test"],
+                     "dsn": {"id": "batch 7+x", "return": "headers",
+                             "notify": "failure, delay", "recipient": "orig@example.test"}})
+    status, body = d.get(f"/message/{reply['id']}")
+    assert status == 200, body
+    per_rcpt = {"notify": "FAILURE,DELAY", "orcpt": "rfc822;orig@example.test"}
+    assert body["meta"]["dsn"] == {"ret": "HDRS", "envid": "batch+207+2Bx", "rcpts": {
+        "rcpt@example.test": per_rcpt, "two@example.test": per_rcpt}}
+    reply = send(d, {**BASE, "dsn": {"notify": ["never"]}})
+    assert d.get(f"/message/{reply['id']}")[1]["meta"]["dsn"] == {
+        "rcpts": {"rcpt@example.test": {"notify": "NEVER"}}}
+    reply = send(d, BASE)
+    assert "dsn" not in d.get(f"/message/{reply['id']}")[1]["meta"]

@@ -47,14 +47,26 @@ static void put_date(struct out *o, int64_t ms)
 	put(o, date, strlen(date));
 }
 
+/* Longest reply text kept: folding cannot break a word, so this keeps
+ * every line under the 998 octets of RFC 5322 2.1.1. */
+#define DIAGNOSTIC_MAX 900
+
 /* A reply as one line: its line breaks become spaces, bytes that are not
- * UTF-8 are replaced. */
+ * UTF-8 are replaced, and it is cut (at a character) after
+ * DIAGNOSTIC_MAX octets. */
 static char *one_line(const char *text)
 {
 	char *s = utf8_sanitize(text, strlen(text));
 	for (char *p = s; *p; p++)
 		if (*p == '\r' || *p == '\n' || *p == '\t')
 			*p = ' ';
+	size_t n = strlen(s);
+	if (n > DIAGNOSTIC_MAX) {
+		n = DIAGNOSTIC_MAX;
+		while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80)
+			n--; /* not inside a character */
+		s[n] = '\0';
+	}
 	return s;
 }
 

@@ -139,6 +139,15 @@ def test_ret_full_returns_the_whole_message():
     assert original.get_content().replace("\r\n", "\n") == "Hello Bob,\n\nthe numbers.\n"
 
 
+def test_an_endless_reply_keeps_lines_within_998_octets():
+    raw, msg = report(rcpts=[{"recipient": "bob@example.test", "status": "5.0.0",
+                              "diagnostic": "550 " + "é" * 3000}])
+    # report() checked that no line passes 998 octets.
+    assert "Diagnostic-Code: smtp; 550 éé".encode() in raw.replace(b"\r\n ", b" ")
+    assert len(raw) < 3000 * 2  # cut, not carried whole
+    raw.decode("utf-8")  # cut at a character, not inside one
+
+
 @pytest.mark.parametrize("rcpt", ["jöhn@exämple.test"])
 def test_utf8_recipient_uses_global_delivery_status(rcpt):
     raw, msg = report(rcpts=[{"recipient": rcpt, "status": "5.1.1",

@@ -123,7 +123,7 @@ static void admit(struct smtp_server *srv, evutil_socket_t fd, const char *clien
 		refuse(srv, fd, client, "421 4.7.0", "too many connections from your address");
 		return;
 	}
-	struct smtp_session_env env = {srv->cfg,          ic, srv->queue, srv->tls, srv->auth,
+	struct smtp_session_env env = {srv->cfg,          ic, srv->queue, &srv->tls, srv->auth,
 				       on_session_closed, srv};
 	uint64_t id = ++session_id_seq;
 	struct smtp_session *s = smtp_session_new(srv->base, fd, client, &env, id);
@@ -300,7 +300,7 @@ int smtp_server_reload(struct smtp_server *srv, char **err)
 		struct tls_server *t = tls_server_new(&srv->iface->tls, err);
 		if (t == NULL)
 			return -1;
-		tls_server_unref(srv->tls); /* sessions hold their own references */
+		tls_server_unref(srv->tls); /* open sessions' SSLs hold their own */
 		srv->tls = t;
 	}
 	if (srv->auth != NULL && smtp_auth_reload(srv->auth, err) != 0)

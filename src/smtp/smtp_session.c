@@ -74,10 +74,9 @@ struct smtp_session {
 	struct event *session_timer; /* maxSessionTime */
 	struct event *data_timer;    /* maxDataTime */
 	char addr[INET6_ADDRSTRLEN];
-	struct tls_server *tls_ctx; /* a reference; NULL without TLS */
-	bool tls;                   /* this connection is encrypted */
-	char tls_info[128];         /* "TLSv1.3 with cipher ...", once negotiated */
-	char *user;                 /* authenticated user */
+	bool tls;           /* this connection is encrypted */
+	char tls_info[128]; /* "TLSv1.3 with cipher ...", once negotiated */
+	char *user;         /* authenticated user */
 
 	/* AUTH in progress: the mechanism, LOGIN's user name, the check */
 	const char *auth_method;
@@ -270,7 +269,7 @@ static void cmd_helo(struct smtp_session *s, const struct smtp_command *cmd)
 	reply(s, "250-SIZE %llu", (unsigned long long)s->env.iface->max_size);
 	reply(s, "250-8BITMIME");
 	reply(s, "250-SMTPUTF8");
-	if (s->env.iface->starttls && !s->tls && s->env.tls != NULL)
+	if (s->env.iface->starttls && !s->tls && *s->env.tls != NULL)
 		reply(s, "250-STARTTLS");
 	if (auth_offered(s))
 		reply(s, "250-AUTH PLAIN LOGIN");
@@ -475,7 +474,7 @@ static void cmd_not_implemented(struct smtp_session *s, const struct smtp_comman
 
 static bool check_starttls(struct smtp_session *s, const struct smtp_command *cmd)
 {
-	if (!s->env.iface->starttls || s->env.tls == NULL) {
+	if (!s->env.iface->starttls || *s->env.tls == NULL) {
 		reply(s, "502 5.5.1 Error: STARTTLS not offered");
 		bad_command(s);
 		return false;
@@ -519,7 +518,7 @@ static void on_tls_upgrade(evutil_socket_t fd, short what, void *arg)
 			 (unsigned long long)s->id, s->addr, dropped);
 	bufferevent_free(s->bev);
 	s->bev = bufferevent_openssl_socket_new(event_get_base(s->close_ev), s->fd,
-						tls_server_ssl(s->tls_ctx),
+						tls_server_ssl(*s->env.tls),
 						BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
 	s->tls = true;
 	bev_setup(s);
@@ -1221,10 +1220,8 @@ struct smtp_session *smtp_session_new(struct event_base *base, evutil_socket_t f
 	s->fd = fd;
 	s->scratch = xmalloc(SMTP_DATA_STEP);
 	snprintf(s->addr, sizeof(s->addr), "%s", client);
-	if (env->tls != NULL)
-		s->tls_ctx = tls_server_ref(env->tls);
-	if (env->iface->secure && s->tls_ctx != NULL) {
-		s->bev = bufferevent_openssl_socket_new(base, fd, tls_server_ssl(s->tls_ctx),
+	if (env->iface->secure && *env->tls != NULL) {
+		s->bev = bufferevent_openssl_socket_new(base, fd, tls_server_ssl(*env->tls),
 							BUFFEREVENT_SSL_ACCEPTING,
 							BEV_OPT_CLOSE_ON_FREE);
 		s->tls = true;
@@ -1299,7 +1296,6 @@ void smtp_session_free(struct smtp_session *s)
 	bufferevent_free(s->bev);
 	if (!socket_owned)
 		evutil_closesocket(s->fd);
-	tls_server_unref(s->tls_ctx);
 	s->env.closed(s->env.arg, s->id);
 	free(s);
 }

@@ -22,7 +22,9 @@ struct smtp_session_env {
 	const struct config *cfg;
 	const struct smtp_iface_config *iface;
 	struct queue *queue;
-	struct tls_server *tls; /* NULL: no TLS on this listener */
+	/* The server's TLS contexts, *tls NULL without TLS; read at each
+	 * handshake, so one after a reload (SIGHUP) gets the new ones. */
+	struct tls_server *const *tls;
 	struct smtp_auth *auth; /* NULL: no AUTH */
 	/* Called with the session's id when it is closing, just before it is freed. */
 	void (*closed)(void *arg, uint64_t id);

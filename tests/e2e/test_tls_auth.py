@@ -411,6 +411,7 @@ def starttls_name(s, name):
 def test_new_certificate_on_sighup_open_session_unaffected(zmta, certs, tmp_path):
     cert, key = certs
     d = zmta(config(listener(certs, starttls=True)))
+    waiting = Session(d.smtp_port)  # connected, no STARTTLS yet
     with Session(d.smtp_port) as old:
         starttls(old)
         assert cert_name(old.sock.getpeercert(binary_form=True)) == "mta.test"
@@ -426,6 +427,11 @@ def test_new_certificate_on_sighup_open_session_unaffected(zmta, certs, tmp_path
         old.send("EHLO client.test\r\n")
         old.reply()
         old.submit(MESSAGE)
+    # A session that connected before the reload gets the new certificate
+    # at its STARTTLS.
+    with waiting:
+        starttls(waiting)
+        assert cert_name(waiting.sock.getpeercert(binary_form=True)) == "renewed.test"
 
 
 def test_broken_certificate_on_sighup_keeps_the_old_one(zmta, certs):

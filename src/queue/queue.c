@@ -360,6 +360,9 @@ struct commit_job {
 	int64_t *next;
 	int64_t created;
 	size_t ndlv;
+	/* a notice (queue_notice_commit): told here, it has no body handle */
+	queue_commit_cb notice_cb;
+	void *notice_arg;
 };
 
 /* --- hot messages ---
@@ -445,13 +448,15 @@ static void commit_done(struct worker_job *job)
 				q->hook(q->hook_arg, &row);
 		}
 	}
-	struct queue_body *b = u64map_get(q->bodies, job->req);
+	struct queue_body *b = job->req ? u64map_get(q->bodies, job->req) : NULL;
 	if (b != NULL) {
 		b->committing = false;
 		b->committed = rc == 0;
 		if (b->commit_cb)
 			b->commit_cb(b->commit_arg, rc, job->err);
 	}
+	if (c->notice_cb != NULL)
+		c->notice_cb(c->notice_arg, rc, job->err);
 	for (size_t i = 0; i < c->ndlv; i++) {
 		free(c->zones[i]);
 		free(c->domains[i]);
@@ -473,6 +478,81 @@ static char *json_text(json_t *v, size_t *len)
 	return s;
 }
 
+/* The metadata value: JSON (meta consumed), a NUL (never inside JSON
+ * text), the header block. */
+static char *meta_value(json_t *meta, const char *header_block, size_t header_len, size_t *len)
+{
+	size_t jlen;
+	char *json = json_text(meta, &jlen);
+	json_decref(meta);
+	*len = jlen + 1 + header_len;
+	char *mval = xmalloc(*len);
+	memcpy(mval, json, jlen + 1);
+	memcpy(mval + jlen + 1, header_block, header_len);
+	free(json);
+	return mval;
+}
+
+static char *dlv_key(const char *id, unsigned seq)
+{
+	char *key = xmalloc(DLV_KEY_LEN + 1);
+	memcpy(key, id, QUEUE_ID_LEN);
+	snprintf(key + QUEUE_ID_LEN, QUEUE_SEQ_LEN + 1, "%03x", seq & 0xfff);
+	return key;
+}
+
+/* A commit job for `ndlv` new deliveries of message `id` with room for
+ * `nops` ops. */
+static struct commit_job *commit_job_new(struct queue *q, const char *id, size_t ndlv, size_t nops)
+{
+	struct commit_job *c = xcalloc(1, sizeof(*c));
+	c->w.job.done = commit_done;
+	c->w.job.ctx = q;
+	c->w.job.sync = true;
+	c->w.job.ops = xcalloc(nops, sizeof(struct store_op));
+	c->zones = xcalloc(ndlv ? ndlv : 1, sizeof(char *));
+	c->domains = xcalloc(ndlv ? ndlv : 1, sizeof(char *));
+	c->rcpts = xcalloc(ndlv ? ndlv : 1, sizeof(char *));
+	c->next = xcalloc(ndlv ? ndlv : 1, sizeof(int64_t));
+	c->ndlv = ndlv;
+	memcpy(c->id, id, QUEUE_ID_LEN);
+	c->body_op = -1;
+	c->created = clock_wall_ms();
+	return c;
+}
+
+static void commit_job_op(struct commit_job *c, enum store_op_kind kind, enum store_cf cf,
+			  char *key, size_t klen, char *val, size_t vlen)
+{
+	c->w.job.ops[c->w.job.nops++] = (struct store_op){kind, cf, key, klen, val, vlen};
+}
+
+/* The metadata and one QUEUED row per delivery. */
+static void commit_job_message(struct commit_job *c, json_t *meta, const char *header_block,
+			       size_t header_len, const struct queue_delivery *dlv)
+{
+	size_t mlen;
+	char *mval = meta_value(meta, header_block, header_len, &mlen);
+	c->meta_op = (int)c->w.job.nops;
+	commit_job_op(c, STORE_PUT, STORE_CF_META, xstrndup(c->id, QUEUE_ID_LEN), QUEUE_ID_LEN,
+		      mval, mlen);
+	for (size_t i = 0; i < c->ndlv; i++) {
+		json_t *row = json_pack("{s:s, s:s, s:s, s:s, s:I, s:I, s:i}", "zone", dlv[i].zone,
+					"recipient", dlv[i].recipient, "domain", dlv[i].domain,
+					"status", "QUEUED", "created", (json_int_t)c->created,
+					"next", (json_int_t)dlv[i].next_attempt, "attempts", 0);
+		size_t rlen;
+		char *rval = json_text(row, &rlen);
+		json_decref(row);
+		commit_job_op(c, STORE_PUT, STORE_CF_DLV, dlv_key(c->id, (unsigned)(i + 1)),
+			      DLV_KEY_LEN, rval, rlen);
+		c->zones[i] = xstrdup(dlv[i].zone);
+		c->domains[i] = xstrdup(dlv[i].domain);
+		c->rcpts[i] = xstrdup(dlv[i].recipient);
+		c->next[i] = dlv[i].next_attempt;
+	}
+}
+
 void queue_message_commit(struct queue_body *b, json_t *meta, const char *header_block,
 			  size_t header_len, const struct queue_delivery *dlv, size_t ndlv,
 			  queue_commit_cb cb, void *arg)
@@ -487,64 +567,19 @@ void queue_message_commit(struct queue_body *b, json_t *meta, const char *header
 	}
 	b->committing = true;
 
-	struct commit_job *c = xcalloc(1, sizeof(*c));
-	c->w.job.done = commit_done;
+	struct commit_job *c = commit_job_new(q, b->id, ndlv, ndlv + 2);
 	c->w.job.req = b->handle;
-	c->w.job.ctx = q;
-	c->w.job.sync = true;
-	size_t nops = ndlv + 2;
-	struct store_op *ops = xcalloc(nops, sizeof(*ops));
-	c->w.job.ops = ops;
-	c->zones = xcalloc(ndlv, sizeof(char *));
-	c->domains = xcalloc(ndlv, sizeof(char *));
-	c->rcpts = xcalloc(ndlv, sizeof(char *));
-	c->next = xcalloc(ndlv, sizeof(int64_t));
-	c->ndlv = ndlv;
-	memcpy(c->id, b->id, sizeof(c->id));
-
-	size_t n = 0;
-	c->body_op = b->chunks_sent == 0 ? 0 : -1;
 	if (b->fill > 0 || b->chunks_sent == 0) {
+		if (b->chunks_sent == 0)
+			c->body_op = (int)c->w.job.nops;
 		char *key = xmalloc(BODY_KEY_LEN);
 		body_key(key, b->id, b->chunks_sent++);
-		ops[n++] = (struct store_op){STORE_PUT,    STORE_CF_BODY, key,
-					     BODY_KEY_LEN, b->chunk,      b->fill};
+		commit_job_op(c, STORE_PUT, STORE_CF_BODY, key, BODY_KEY_LEN, b->chunk, b->fill);
 		b->chunk = NULL;
 		b->fill = 0;
 	}
 	json_object_set_new(meta, "bodySize", json_integer((json_int_t)b->size));
-	/* The value: JSON, a NUL (never inside JSON text), the header block. */
-	size_t jlen;
-	char *json = json_text(meta, &jlen);
-	json_decref(meta);
-	size_t mlen = jlen + 1 + header_len;
-	char *mval = xmalloc(mlen);
-	memcpy(mval, json, jlen + 1);
-	memcpy(mval + jlen + 1, header_block, header_len);
-	free(json);
-	c->meta_op = (int)n;
-	ops[n++] = (struct store_op){STORE_PUT,    STORE_CF_META, xstrndup(b->id, QUEUE_ID_LEN),
-				     QUEUE_ID_LEN, mval,          mlen};
-	int64_t created = clock_wall_ms();
-	c->created = created;
-	for (size_t i = 0; i < ndlv; i++) {
-		char *key = xmalloc(DLV_KEY_LEN + 1);
-		memcpy(key, b->id, QUEUE_ID_LEN);
-		snprintf(key + QUEUE_ID_LEN, QUEUE_SEQ_LEN + 1, "%03x", (unsigned)(i + 1) & 0xfff);
-		json_t *row = json_pack("{s:s, s:s, s:s, s:s, s:I, s:I, s:i}", "zone", dlv[i].zone,
-					"recipient", dlv[i].recipient, "domain", dlv[i].domain,
-					"status", "QUEUED", "created", (json_int_t)created, "next",
-					(json_int_t)dlv[i].next_attempt, "attempts", 0);
-		size_t rlen;
-		char *rval = json_text(row, &rlen);
-		json_decref(row);
-		ops[n++] = (struct store_op){STORE_PUT, STORE_CF_DLV, key, DLV_KEY_LEN, rval, rlen};
-		c->zones[i] = xstrdup(dlv[i].zone);
-		c->domains[i] = xstrdup(dlv[i].domain);
-		c->rcpts[i] = xstrdup(dlv[i].recipient);
-		c->next[i] = dlv[i].next_attempt;
-	}
-	c->w.job.nops = n;
+	commit_job_message(c, meta, header_block, header_len, dlv);
 	c->chunks = b->chunks_sent;
 	c->submitted_us = mono_us();
 	worker_submit(q->writer, &c->w.job);
@@ -559,47 +594,93 @@ static void outcome_done(struct worker_job *job)
 	write_job_free((struct write_job *)job);
 }
 
-static char *dlv_key(const char *id, unsigned seq)
-{
-	char *key = xmalloc(DLV_KEY_LEN + 1);
-	memcpy(key, id, QUEUE_ID_LEN);
-	snprintf(key + QUEUE_ID_LEN, QUEUE_SEQ_LEN + 1, "%03x", seq & 0xfff);
-	return key;
-}
+/* At most this many ops finish one delivery: its row, and with the last
+ * the metadata and the body (point deletes or a range). */
+#define FINISH_OPS_MAX (2 + POINT_DELETE_MAX)
 
-void queue_delivery_finish(struct queue *q, const char *id, unsigned seq, const char *zone,
-			   const char *domain, bool was_deferred)
+/*
+ * The ops that finish delivery seq of message id into ops (room for
+ * FINISH_OPS_MAX; keys malloc'ed), and the bookkeeping in memory that goes
+ * with them, done now: the caller writes them.  Returns how many.
+ */
+static size_t finish_ops(struct queue *q, struct store_op *ops, const char *id, unsigned seq,
+			 const char *zone, const char *domain, bool was_deferred)
 {
-	struct write_job *w = write_job_new(q, 0, outcome_done);
-	write_job_add(w, STORE_DELETE, STORE_CF_DLV, dlv_key(id, seq), DLV_KEY_LEN, NULL, 0);
+	size_t n = 0;
+	ops[n++] = (struct store_op){STORE_DELETE, STORE_CF_DLV, dlv_key(id, seq),
+				     DLV_KEY_LEN,  NULL,         0};
 	void *packed = strmap_get(q->remaining, id);
 	uintptr_t left = remaining_left(packed), chunks1 = remaining_chunks1(packed);
 	if (left <= 1) {
 		/* The last delivery: the message goes with it. */
 		strmap_remove(q->remaining, id);
 		hot_drop(q, strmap_get(q->hot, id));
-		write_job_add(w, STORE_DELETE, STORE_CF_META, xstrndup(id, QUEUE_ID_LEN),
-			      QUEUE_ID_LEN, NULL, 0);
+		ops[n++] = (struct store_op){
+		    STORE_DELETE, STORE_CF_META, xstrndup(id, QUEUE_ID_LEN), QUEUE_ID_LEN, NULL, 0};
 		if (chunks1 >= 1 && chunks1 - 1 <= POINT_DELETE_MAX) {
 			for (uintptr_t i = 0; i + 1 < chunks1; i++) {
 				char *key = xmalloc(BODY_KEY_LEN);
 				body_key(key, id, (uint32_t)i);
-				write_job_add(w, STORE_DELETE, STORE_CF_BODY, key, BODY_KEY_LEN,
-					      NULL, 0);
+				ops[n++] = (struct store_op){STORE_DELETE, STORE_CF_BODY, key,
+							     BODY_KEY_LEN, NULL,          0};
 			}
 		} else {
 			char *from = xmalloc(BODY_KEY_LEN), *to = xmalloc(BODY_KEY_LEN);
 			body_key(from, id, 0);
 			body_key(to, id, UINT32_MAX);
-			write_job_add(w, STORE_DELETE_RANGE, STORE_CF_BODY, from, BODY_KEY_LEN, to,
-				      BODY_KEY_LEN);
+			ops[n++] = (struct store_op){
+			    STORE_DELETE_RANGE, STORE_CF_BODY, from, BODY_KEY_LEN, to,
+			    BODY_KEY_LEN};
 		}
 	} else {
 		strmap_put(q->remaining, id, remaining_pack(left - 1, chunks1));
 	}
 	counts_add(q, zone, domain, was_deferred ? 0 : -1, was_deferred ? -1 : 0);
 	q->processed++;
+	return n;
+}
+
+void queue_delivery_finish(struct queue *q, const char *id, unsigned seq, const char *zone,
+			   const char *domain, bool was_deferred)
+{
+	struct write_job *w = write_job_new(q, 0, outcome_done);
+	struct store_op ops[FINISH_OPS_MAX];
+	size_t n = finish_ops(q, ops, id, seq, zone, domain, was_deferred);
+	for (size_t i = 0; i < n; i++)
+		write_job_add(w, ops[i].kind, ops[i].cf, (char *)ops[i].key, ops[i].klen,
+			      (char *)ops[i].val, ops[i].vlen);
 	worker_submit(q->writer, &w->job);
+}
+
+void queue_notice_commit(struct queue *q, const char *id, json_t *meta, const char *header_block,
+			 size_t header_len, const char *body, size_t body_len,
+			 const struct queue_delivery *dlv, const struct queue_finished *fin,
+			 size_t nfin, queue_commit_cb cb, void *arg)
+{
+	size_t chunks = body_len / QUEUE_CHUNK_SIZE + (body_len % QUEUE_CHUNK_SIZE != 0);
+	if (chunks == 0)
+		chunks = 1;
+	struct commit_job *c = commit_job_new(q, id, 1, chunks + 2 + nfin * FINISH_OPS_MAX);
+	c->notice_cb = cb;
+	c->notice_arg = arg;
+	for (size_t i = 0; i < chunks; i++) {
+		size_t off = i * QUEUE_CHUNK_SIZE;
+		size_t n = body_len - off < QUEUE_CHUNK_SIZE ? body_len - off : QUEUE_CHUNK_SIZE;
+		char *key = xmalloc(BODY_KEY_LEN), *val = xmalloc(n ? n : 1);
+		body_key(key, id, (uint32_t)i);
+		memcpy(val, body + off, n);
+		if (chunks == 1)
+			c->body_op = (int)c->w.job.nops;
+		commit_job_op(c, STORE_PUT, STORE_CF_BODY, key, BODY_KEY_LEN, val, n);
+	}
+	json_object_set_new(meta, "bodySize", json_integer((json_int_t)body_len));
+	commit_job_message(c, meta, header_block, header_len, dlv);
+	for (size_t i = 0; i < nfin; i++)
+		c->w.job.nops += finish_ops(q, c->w.job.ops + c->w.job.nops, fin[i].id, fin[i].seq,
+					    fin[i].zone, fin[i].domain, fin[i].was_deferred);
+	c->chunks = chunks;
+	c->submitted_us = mono_us();
+	worker_submit(q->writer, &c->w.job);
 }
 
 void queue_delivery_defer(struct queue *q, const struct queue_delivery_row *row, bool was_deferred,

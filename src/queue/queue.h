@@ -165,6 +165,28 @@ uint64_t queue_chunk_get(struct queue *q, const char *id, uint32_t index, queue_
 void queue_delivery_finish(struct queue *q, const char *id, unsigned seq, const char *zone,
 			   const char *domain, bool was_deferred);
 
+/* A delivery to finish in a queue_notice_commit. */
+struct queue_finished {
+	const char *id;
+	unsigned seq;
+	const char *zone, *domain;
+	bool was_deferred;
+};
+
+/*
+ * Queues a notification about other deliveries (a DSN: `meta` consumed,
+ * the header block, the whole body) with one delivery, and finishes the
+ * deliveries `fin` it reports on (their rows deleted, a message with its
+ * last) in the same synced write: a crash leaves either the rows or the
+ * notice, never neither and never both.  The finished deliveries are gone
+ * from the counters at once; cb(arg, rc, error) runs after the write, and
+ * the notice's delivery reaches the delivery hook once it is durable.
+ */
+void queue_notice_commit(struct queue *q, const char *id, json_t *meta, const char *header_block,
+			 size_t header_len, const char *body, size_t body_len,
+			 const struct queue_delivery *dlv, const struct queue_finished *fin,
+			 size_t nfin, queue_commit_cb cb, void *arg);
+
 /* A delivery failed for now: its row records the attempt and the next one. */
 void queue_delivery_defer(struct queue *q, const struct queue_delivery_row *row, bool was_deferred,
 			  int64_t last, const char *response);

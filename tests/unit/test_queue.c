@@ -317,6 +317,98 @@ static void test_a_background_error_stops_writes(void **state)
 	assert_int_equal(store_ram_count(DIR, STORE_CF_META), 1);
 }
 
+/* Queues a DSN for deliveries `seqs` of message id, finishing them in the
+ * same write. */
+static int notice(struct queue *q, const char *id, const unsigned *seqs, size_t n,
+		  char dsn_id[QUEUE_ID_LEN + 1], const char *body, size_t body_len)
+{
+	queue_id_new(q, dsn_id);
+	struct queue_finished fin[4];
+	for (size_t i = 0; i < n; i++)
+		fin[i] = (struct queue_finished){id, seqs[i], "default", "one.test", false};
+	struct queue_delivery dlv = {"bounces", "s@example.test", "example.test", clock_wall_ms()};
+	const char header[] = "Subject: Delivery Status Notification (Failure)\r\n";
+	struct wait w = {0};
+	queue_notice_commit(q, dsn_id, json_pack("{s:s, s:s}", "id", dsn_id, "from", ""), header,
+			    sizeof(header) - 1, body, body_len, &dlv, fin, n, on_commit, &w);
+	until(&w);
+	return w.rc;
+}
+
+/* A notice and the end of the deliveries it reports on are one write:
+ * the rows and (with the last) the message go, the notice is queued with
+ * its body in chunks, and its delivery reaches the hook once durable. */
+static void test_notice_commit_replaces_the_rows(void **state)
+{
+	(void)state;
+	struct queue *q = open_queue();
+	char id[QUEUE_ID_LEN + 1], dsn[QUEUE_ID_LEN + 1];
+	const char *rcpts[] = {"a@one.test", "b@one.test", "c@one.test"};
+	struct wait w = {0};
+	assert_int_equal(commit(q, id, rcpts, 3, &w), 0);
+	rows_seen = 0;
+	unsigned first[] = {1, 2};
+	assert_int_equal(notice(q, id, first, 2, dsn, "\r\nfailed\r\n", 10), 0);
+	assert_int_equal(rows_seen, 1);
+	assert_string_equal(last_row_id, dsn);
+	assert_int_equal(store_ram_count(DIR, STORE_CF_META), 2);
+	assert_int_equal(store_ram_count(DIR, STORE_CF_DLV), 2); /* c, and the notice's */
+	const struct queue_counts *c = queue_zone_counts(q, "default", NULL);
+	assert_int_equal(c->queued, 1);
+	assert_int_equal(queue_zone_counts(q, "bounces", NULL)->queued, 1);
+
+	/* A notice bigger than a chunk is stored in chunks, read back whole. */
+	size_t big = QUEUE_CHUNK_SIZE + 100;
+	char *body = malloc(big);
+	memset(body, 'x', big);
+	unsigned last[] = {3};
+	char dsn2[QUEUE_ID_LEN + 1];
+	assert_int_equal(notice(q, id, last, 1, dsn2, body, big), 0);
+	free(body);
+	struct wait written = {0};
+	queue_after_writes(q, on_commit, &written);
+	until(&written);
+	assert_int_equal(store_ram_count(DIR, STORE_CF_META), 2); /* the two notices */
+	assert_int_equal(store_ram_count(DIR, STORE_CF_BODY), 3); /* 1 + 2 chunks */
+	assert_int_equal(queue_zone_counts(q, "default", NULL)->queued, 0);
+	struct loaded l = {0};
+	queue_message_load(q, dsn2, 0, 0, on_load, &l);
+	until(&l.w);
+	assert_int_equal(l.w.rc, 1);
+	assert_int_equal(l.body_size, (json_int_t)big);
+	queue_close(q);
+
+	/* After a restart both notices are scheduled, nothing of the original. */
+	rows_seen = 0;
+	q = open_queue();
+	assert_int_equal(rows_seen, 2);
+	assert_null(queue_zone_counts(q, "default", NULL));
+	queue_close(q);
+}
+
+/* A failed notice write leaves the rows as they were: retried after a
+ * restart, reported again then. */
+static void test_a_failed_notice_keeps_the_rows(void **state)
+{
+	(void)state;
+	struct queue *q = open_queue();
+	char id[QUEUE_ID_LEN + 1], dsn[QUEUE_ID_LEN + 1];
+	const char *rcpts[] = {"a@one.test"};
+	struct wait w = {0};
+	assert_int_equal(commit(q, id, rcpts, 1, &w), 0);
+	store_ram_fail_writes(DIR, 1);
+	unsigned seqs[] = {1};
+	assert_int_equal(notice(q, id, seqs, 1, dsn, "\r\nfailed\r\n", 10), QUEUE_ERR_STORE);
+	queue_close(q);
+	assert_int_equal(store_ram_count(DIR, STORE_CF_META), 1);
+	assert_int_equal(store_ram_count(DIR, STORE_CF_DLV), 1);
+	rows_seen = 0;
+	q = open_queue();
+	assert_int_equal(rows_seen, 1);
+	assert_string_equal(last_row_id, id);
+	queue_close(q);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -325,6 +417,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_recovery, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_a_failed_write_breaks_the_store, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_a_background_error_stops_writes, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_notice_commit_replaces_the_rows, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_a_failed_notice_keeps_the_rows, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

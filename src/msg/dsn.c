@@ -142,12 +142,43 @@ static void human_part(struct out *o, const struct dsn_report *r)
 	}
 }
 
+static int hex_value(char c)
+{
+	return c >= '0' && c <= '9' ? c - '0' : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+}
+
+/* An xtext (RFC 3461 4) decoded; kept encoded when it would decode to a
+ * control character, which has no place in a header field. */
+static char *xtext_decode(const char *x)
+{
+	char *out = xmalloc(strlen(x) + 1), *p = out;
+	for (const char *s = x; *s; s++) {
+		int hi, lo;
+		if (*s == '+' && (hi = hex_value(s[1])) >= 0 && (lo = hex_value(s[2])) >= 0) {
+			int c = hi * 16 + lo;
+			if (c < 0x20 || c == 0x7f) {
+				free(out);
+				return xstrdup(x);
+			}
+			*p++ = (char)c;
+			s += 2;
+		} else {
+			*p++ = *s;
+		}
+	}
+	*p = '\0';
+	return out;
+}
+
 static void status_part(struct out *o, const struct dsn_report *r)
 {
 	/* Per-message fields (RFC 3464 2.2). */
 	putf(o, "Reporting-MTA: dns; %s\r\n", r->reporting_mta);
-	if (r->envid != NULL)
-		putf(o, "Original-Envelope-Id: %s\r\n", r->envid);
+	if (r->envid != NULL) {
+		char *envid = xtext_decode(r->envid); /* RFC 3461 6.3 */
+		putf(o, "Original-Envelope-Id: %s\r\n", envid);
+		free(envid);
+	}
 	PUTS(o, "Arrival-Date: ");
 	put_date(o, r->arrival_ms);
 	PUTS(o, "\r\n");
@@ -156,11 +187,15 @@ static void status_part(struct out *o, const struct dsn_report *r)
 		const struct dsn_recipient *d = &r->rcpts[i];
 		PUTS(o, "\r\n");
 		if (d->orcpt != NULL) {
-			/* "rfc822;xtext" to "rfc822; xtext" (the same value). */
+			/* "rfc822;xtext" to "rfc822; address" (RFC 3461 6.3: the
+			 * xtext encoding removed). */
 			const char *semi = strchr(d->orcpt, ';');
-			if (semi != NULL)
+			if (semi != NULL) {
+				char *address = xtext_decode(semi + 1);
 				putf(o, "Original-Recipient: %.*s; %s\r\n", (int)(semi - d->orcpt),
-				     d->orcpt, semi + 1);
+				     d->orcpt, address);
+				free(address);
+			}
 		}
 		/* RFC 6533: utf-8 addresses in message/global-delivery-status. */
 		putf(o, "Final-Recipient: %s; %s\r\n", has_8bit(d->recipient) ? "utf-8" : "rfc822",

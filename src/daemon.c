@@ -261,12 +261,15 @@ static void note_restart_needed(const struct config *running, const struct confi
 {
 	for (size_t i = 0; i < running->tree->nchild; i++) {
 		const struct cfg_node *old = running->tree->child[i];
-		if (strcmp(old->key, "log") == 0 || strcmp(old->key, "bounces") == 0)
-			continue; /* reloaded */
+		if (strcmp(old->key, "log") == 0)
+			continue;                                /* reloaded */
+		bool bounces = strcmp(old->key, "bounces") == 0; /* its rules are reloaded */
 		const struct cfg_node *new = cfg_map_get(loaded->tree, old->key);
 		if (old->kind == CFG_MAP && new != NULL &&new->kind == CFG_MAP) {
 			for (size_t j = 0; j < old->nchild; j++) {
 				const struct cfg_node *o = old->child[j];
+				if (bounces && strcmp(o->key, "rules") == 0)
+					continue;
 				if (!cfg_node_equal(o, cfg_map_get(new, o->key)))
 					log_warn("reload",
 						 "option=%s.%s action=ignored reason=\"takes "
@@ -544,6 +547,7 @@ int daemon_run(const struct config_source *src, struct config *cfg)
 		smtp_server_free(d.smtp[i]);
 	free(d.smtp);
 	mta_free(d.mta);
+	outcome_shutdown(d.outcome);
 	queue_close(d.queue);
 	sched_free(d.sched);
 	outcome_free(d.outcome);

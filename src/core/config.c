@@ -533,8 +533,10 @@ static long long get_int_in(const struct cfg_node *root, const char *path,
 static uint64_t get_duration_in(const struct cfg_node *root, const char *path,
 				const struct cfg_schema *fields)
 {
-	uint64_t v = 0;
-	config_parse_duration(raw_value(root, path, fields), &v);
+	uint64_t v = 0; /* null (CF_NULLABLE): 0 */
+	const char *raw = raw_value(root, path, fields);
+	if (raw != NULL)
+		config_parse_duration(raw, &v);
 	return v;
 }
 
@@ -982,6 +984,11 @@ static int check_references(struct config *cfg, char **errors)
 	if (config_domain(cfg, "default") == NULL)
 		problem_add(&found, cfg_lookup(cfg->tree, "domainConfig"),
 			    "domainConfig needs a default entry");
+	const struct cfg_node *bz = cfg_lookup(cfg->tree, "bounces.sendingZone");
+	if (config_zone(cfg, bz->value) == NULL)
+		problem_add(&found, bz,
+			    "option bounces.sendingZone names no zone of `zones` (got '%s')",
+			    bz->value);
 	const struct cfg_node *dz = cfg_lookup(cfg->tree, "queue.defaultZone");
 	if (config_zone(cfg, dz->value) == NULL)
 		problem_add(&found, dz,
@@ -1008,6 +1015,15 @@ static int check_references(struct config *cfg, char **errors)
 		return 0;
 	*errors = problems_join(&found, CONFIG_MAX_ERRORS);
 	return -1;
+}
+
+/* ZoneMTA's "[HOSTNAME]" in an address, replaced by ours. */
+static char *replace_hostname(const char *s, const char *hostname)
+{
+	const char *at = strcasestr(s, "[HOSTNAME]");
+	if (at == NULL)
+		return xstrdup(s);
+	return xasprintf("%.*s%s%s", (int)(at - s), s, hostname, at + strlen("[HOSTNAME]"));
 }
 
 static void config_fill(struct config *cfg)
@@ -1072,6 +1088,19 @@ static void config_fill(struct config *cfg)
 	for (size_t i = 0; i < ns->nchild; i++)
 		cfg->nameservers[i] = xstrdup(ns->child[i]->value);
 	cfg->bounce_rules = get_path(cfg, "bounces.rules");
+	struct bounce_config *b = &cfg->bounces;
+	b->dsn = get_bool(t, "bounces.dsn");
+	b->mailer_daemon_name = get_str(t, "bounces.mailerDaemon.name");
+	char *address = get_str(t, "bounces.mailerDaemon.address");
+	b->mailer_daemon_address = replace_hostname(address, cfg->hostname);
+	free(address);
+	b->sending_zone = get_str(t, "bounces.sendingZone");
+	b->delay_notice_ms = get_duration(t, "bounces.delayNotice");
+	b->return_size_limit = get_size_in(t, "bounces.returnSizeLimit", NULL);
+	b->skip_precedence = get_string_list(cfg_lookup(t, "bounces.skipPrecedence"),
+					     &b->n_skip_precedence, true);
+	b->disable_interfaces = get_string_list(cfg_lookup(t, "bounces.disableInterfaces"),
+						&b->n_disable_interfaces, false);
 
 	fill_smtp(cfg);
 	fill_zones(cfg);
@@ -1200,6 +1229,13 @@ static void tls_config_clear(struct tls_config *t)
 	free(t->sni);
 }
 
+static void free_string_list(char **list, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(list[i]);
+	free(list);
+}
+
 void config_free(struct config *cfg)
 {
 	if (cfg == NULL)
@@ -1274,6 +1310,11 @@ void config_free(struct config *cfg)
 	free(cfg->nameservers);
 	free(cfg->queue.defer_ms);
 	free(cfg->bounce_rules);
+	free(cfg->bounces.mailer_daemon_name);
+	free(cfg->bounces.mailer_daemon_address);
+	free(cfg->bounces.sending_zone);
+	free_string_list(cfg->bounces.skip_precedence, cfg->bounces.n_skip_precedence);
+	free_string_list(cfg->bounces.disable_interfaces, cfg->bounces.n_disable_interfaces);
 	free(cfg->http_client.ca_file);
 	for (size_t i = 0; i < cfg->n_dkim_keys; i++) {
 		free(cfg->dkim_keys[i].domain);

@@ -66,6 +66,20 @@ struct queue_config {
 	uint64_t max_queue_time_ms; /* a delivery older than this bounces */
 };
 
+/* Delivery status notifications to senders (bounces.*). */
+struct bounce_config {
+	bool dsn;                    /* send DSN mail */
+	char *mailer_daemon_name;    /* From: display name */
+	char *mailer_daemon_address; /* From: address, [HOSTNAME] replaced */
+	char *sending_zone;          /* the zone DSN mail goes through */
+	uint64_t delay_notice_ms;    /* a delay notice this long after arrival; 0: none */
+	uint64_t return_size_limit;  /* RET=FULL returns messages up to this size */
+	char **skip_precedence;      /* no DSN for these Precedence: values (lower case) */
+	size_t n_skip_precedence;
+	char **disable_interfaces; /* no DSN for mail that came in on these */
+	size_t n_disable_interfaces;
+};
+
 /* A rate: `count` messages per `period_ms`; count 0 means unlimited. */
 struct rate {
 	uint64_t count;
@@ -221,7 +235,8 @@ struct config {
 	char **nameservers;
 	size_t n_nameservers;
 	char *bounce_rules; /* rules file, or NULL for the shipped rules */
-	bool dkim_enabled;  /* compute body hashes at intake */
+	struct bounce_config bounces;
+	bool dkim_enabled; /* compute body hashes at intake */
 	struct dkim_key_config *dkim_keys;
 	size_t n_dkim_keys;
 	char **dkim_sign_headers; /* lower case */

@@ -270,8 +270,21 @@ static const struct cfg_schema http_client_schema[] = {
     END,
 };
 
+static const struct cfg_schema mailer_daemon_schema[] = {
+    {"name", CT_STRING, 0, 0, 0, NULL, NULL, NULL},
+    {"address", CT_STRING, 0, 0, 0, NULL, NULL, NULL},
+    END,
+};
+
 static const struct cfg_schema bounces_schema[] = {
     {"rules", CT_STRING, CF_NULLABLE, 0, 0, NULL, NULL, NULL},
+    {"dsn", CT_BOOL, 0, 0, 0, NULL, NULL, NULL},
+    {"mailerDaemon", CT_MAP, 0, 0, 0, NULL, mailer_daemon_schema, NULL},
+    {"sendingZone", CT_STRING, 0, 0, 0, NULL, NULL, NULL},
+    {"delayNotice", CT_DURATION, CF_NULLABLE, SECOND, 365 * DAY, NULL, NULL, NULL},
+    {"returnSizeLimit", CT_SIZE, 0, 0, 256 * 1024, NULL, NULL, NULL}, /* one stored chunk */
+    {"skipPrecedence", CT_LIST, 0, 0, 0, NULL, string_list, NULL},
+    {"disableInterfaces", CT_LIST, 0, 0, 0, NULL, string_list, NULL},
     END,
 };
 

@@ -40,12 +40,17 @@ void mta_item_report(struct mta_conn *c, size_t i, enum outcome_status st, int c
 	if (x->item[i] == MTA_ITEM_DONE)
 		fatal("mta: item %zu of %s reported twice", i, c->msg_id);
 	x->item[i] = MTA_ITEM_DONE;
+	json_t *dsn = json_object_get(json_object_get(x->meta, "dsn"), "rcpts");
 	struct outcome_report r = {
 	    .status = st,
 	    .code = code,
 	    .text = text,
 	    .category = category,
 	    .attempted = c->answered,
+	    .remote_mta = c->answered && c->cur < c->ntargets ? c->targets[c->cur].host : NULL,
+	    .notify = json_string_value(
+		json_object_get(json_object_get(dsn, x->batch->items[i]->recipient), "notify")),
+	    .next_hop_dsn = c->dsn,
 	};
 	outcome_report(c->m->outcome, x->batch->items[i], &r);
 }
@@ -78,6 +83,7 @@ void mta_txn_clear(struct mta_conn *c)
 	free(x->body0);
 	free(x->item);
 	sched_batch_free(x->batch);
+	outcome_batch_end(c->m->outcome, c->msg_id);
 	memset(x, 0, sizeof(*x));
 	c->in_txn = false;
 }

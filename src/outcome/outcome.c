@@ -12,6 +12,7 @@
 #include "core/log.h"
 #include "core/xmalloc.h"
 #include "hook/hook.h"
+#include "outcome/notice.h"
 #include "sched/backoff.h"
 
 struct outcome {
@@ -19,6 +20,7 @@ struct outcome {
 	const struct bounce_rules *rules;
 	struct sched *sched;
 	struct queue *queue;
+	struct notices *notices;
 };
 
 struct outcome *outcome_new(const struct config *cfg, const struct bounce_rules *rules)
@@ -31,6 +33,9 @@ struct outcome *outcome_new(const struct config *cfg, const struct bounce_rules 
 
 void outcome_free(struct outcome *o)
 {
+	if (o == NULL)
+		return;
+	notices_free(o->notices);
 	free(o);
 }
 
@@ -38,6 +43,18 @@ void outcome_attach(struct outcome *o, struct sched *sched, struct queue *queue)
 {
 	o->sched = sched;
 	o->queue = queue;
+	o->notices = notices_new(o->cfg, sched, queue);
+}
+
+void outcome_batch_end(struct outcome *o, const char *id)
+{
+	notices_batch_end(o->notices, id);
+}
+
+void outcome_shutdown(struct outcome *o)
+{
+	if (o != NULL)
+		notices_shutdown(o->notices);
 }
 
 const struct bounce_rules *outcome_set_rules(struct outcome *o, const struct bounce_rules *rules)
@@ -117,6 +134,30 @@ static void notify(enum hook_point point, const struct sched_item *it,
 	hook_notify(point, &ctx);
 }
 
+/* A delivery that keeps failing crosses bounces.delayNotice with this
+ * attempt: the one attempt that sends the delay notice (the previous one,
+ * stored with the row, was before it, so a restart does not repeat it). */
+static bool crosses_delay_notice(const struct outcome *o, const struct sched_item *it, int64_t now)
+{
+	uint64_t after = o->cfg->bounces.delay_notice_ms;
+	if (!o->cfg->bounces.dsn || after == 0)
+		return false;
+	int64_t due = it->created + (int64_t)after;
+	return now >= due && it->last_attempt < due;
+}
+
+/* The last attempt the schedule allows, for a delivery tried next at
+ * `next` after `attempts` failures. */
+static int64_t retry_until(const struct queue_config *qc, int attempts, int64_t created,
+			   int64_t next)
+{
+	int64_t until = next;
+	for (size_t k = (size_t)attempts; k < qc->n_defer; k++)
+		until += (int64_t)qc->defer_ms[k];
+	int64_t expiry = created + (int64_t)qc->max_queue_time_ms;
+	return until < expiry ? until : expiry;
+}
+
 void outcome_report(struct outcome *o, struct sched_item *it, const struct outcome_report *r)
 {
 	if (it->cancelled) {
@@ -137,30 +178,51 @@ void outcome_report(struct outcome *o, struct sched_item *it, const struct outco
 	int attempts = it->attempts + (r->attempted ? 1 : 0);
 	int64_t now = clock_wall_ms();
 	int64_t next = 0;
+	bool expired = false;
 	if (status == OUTCOME_TEMPFAIL) {
 		attempts = it->attempts + 1;
 		if (!backoff_next(&o->cfg->queue, attempts, it->created, now, &next)) {
 			log_msg(LOG_LEVEL_INFO, it->id, "expired", "seq=%03x attempts=%d", it->seq,
 				attempts);
 			status = OUTCOME_PERMFAIL;
+			expired = true;
 		}
 	}
 	if (status == OUTCOME_OK)
 		notify(HOOK_SENDER_DELIVERED, it, r, NULL);
 	else
 		notify(HOOK_SENDER_RESPONSE_ERROR, it, r, category);
+	char enhanced[16];
+	struct notice_info info = {
+	    .status = outcome_enhanced_code(r->text, enhanced, sizeof(enhanced)) ? enhanced : NULL,
+	    .remote_mta = r->remote_mta,
+	    .diagnostic = r->text,
+	    .last_attempt_ms = now,
+	};
 	switch (status) {
 	case OUTCOME_OK:
 		stats_delivery(zone, "delivered");
 		log_result(it, "delivered", NULL, attempts, r->text, -1);
+		/* NOTIFY=SUCCESS that the next hop will not answer: we do
+		 * (RFC 3461 5.2.2, "relayed"). */
+		if (o->cfg->bounces.dsn && !r->next_hop_dsn && r->notify != NULL &&
+		    strcasestr(r->notify, "SUCCESS") != NULL) {
+			notices_add(o->notices, DSN_RELAYED, it, &info);
+			return;
+		}
 		persist_finish(o, it);
 		sched_item_done(o->sched, it);
 		return;
 	case OUTCOME_PERMFAIL:
 		stats_delivery(zone, "bounced");
-		/* DSN mail and webhooks attach here. */
 		log_result(it, "bounced", category ? category : "other", attempts, r->text, -1);
 		notify(HOOK_QUEUE_BOUNCE, it, r, category ? category : "other");
+		if (o->cfg->bounces.dsn) {
+			if (expired && info.status == NULL)
+				info.status = "4.4.7"; /* RFC 3463: delivery time expired */
+			notices_add(o->notices, DSN_FAILED, it, &info);
+			return;
+		}
 		persist_finish(o, it);
 		sched_item_done(o->sched, it);
 		return;
@@ -172,6 +234,10 @@ void outcome_report(struct outcome *o, struct sched_item *it, const struct outco
 	if (it->first_failure == 0)
 		it->first_failure = now;
 	log_result(it, "deferred", category ? category : "other", attempts, r->text, next - now);
+	if (crosses_delay_notice(o, it, now)) {
+		info.retry_until_ms = retry_until(&o->cfg->queue, attempts, it->created, next);
+		notices_add(o->notices, DSN_DELAYED, it, &info);
+	}
 	char *kept = pool_format_kept(sched_item_pool(it), it->local);
 	struct queue_delivery_row row = {
 	    .id = it->id,

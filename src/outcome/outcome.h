@@ -5,8 +5,8 @@
  * tried, what happened (struct outcome_report) and nothing else; this stage
  * alone classifies failures (bounce rules), persists the decision
  * (queue_delivery_*), hands the item back to the scheduler (finished, or to
- * retry on the queue.deferTimes schedule), logs and counts.  DSN bounce
- * mail and webhooks attach here.
+ * retry on the queue.deferTimes schedule), logs and counts, and has DSN
+ * mail sent (notice.h).  Webhooks attach here.
  */
 #ifndef ZMTA_OUTCOME_H
 #define ZMTA_OUTCOME_H
@@ -34,7 +34,10 @@ struct outcome_report {
 	 * server's answer, a broken connection).  Else the delivery decided
 	 * (e.g. "dns" for NXDOMAIN), and status stands as given. */
 	const char *category;
-	bool attempted; /* a server answered (counts as an attempt) */
+	bool attempted;         /* a server answered (counts as an attempt) */
+	const char *remote_mta; /* the host that answered, or NULL */
+	const char *notify;     /* the recipient's DSN NOTIFY (RFC 3461), or NULL */
+	bool next_hop_dsn;      /* the server took DSN parameters: it sends the notices */
 };
 
 struct outcome;
@@ -44,12 +47,18 @@ struct outcome *outcome_new(const struct config *cfg, const struct bounce_rules 
 void outcome_free(struct outcome *o);
 /* The scheduler and the queue, once both exist. */
 void outcome_attach(struct outcome *o, struct sched *sched, struct queue *queue);
+/* The daemon is stopping: DSN mail not yet written is dropped, the
+ * deliveries it was about stay queued.  Call before the queue closes. */
+void outcome_shutdown(struct outcome *o);
 /* Swaps in new bounce rules (SIGHUP); returns the old ones for the caller to
  * free (nothing keeps pointers into them between events). */
 const struct bounce_rules *outcome_set_rules(struct outcome *o, const struct bounce_rules *rules);
 
 /* The result of one item of a batch; the item is consumed. */
 void outcome_report(struct outcome *o, struct sched_item *it, const struct outcome_report *r);
+/* Every item of the batch of message `id` is reported: what they have to
+ * tell the sender is complete (one DSN per message and transaction). */
+void outcome_batch_end(struct outcome *o, const char *id);
 /* An item dropped without a result (the daemon is stopping): its stored row
  * stays, to be tried after the next start. */
 void outcome_abandon(struct outcome *o, struct sched_item *it);

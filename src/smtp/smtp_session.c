@@ -269,6 +269,7 @@ static void cmd_helo(struct smtp_session *s, const struct smtp_command *cmd)
 	reply(s, "250-SIZE %llu", (unsigned long long)s->env.iface->max_size);
 	reply(s, "250-8BITMIME");
 	reply(s, "250-SMTPUTF8");
+	reply(s, "250-DSN");
 	if (s->env.iface->starttls && !s->tls && *s->env.tls != NULL)
 		reply(s, "250-STARTTLS");
 	if (auth_offered(s))

@@ -203,7 +203,8 @@ def smtplib_submit(d, message, sender, rcpts):
         assert m, text
         features = client.esmtp_features
         assert client.quit()[0] == 221
-    assert {"pipelining", "size", "8bitmime", "smtputf8", "enhancedstatuscodes"} <= set(features)
+    assert {"pipelining", "size", "8bitmime", "smtputf8", "dsn",
+            "enhancedstatuscodes"} <= set(features)
     assert features["size"] == str(30 * 1024 * 1024)
     return m.group(1).decode(), message
 

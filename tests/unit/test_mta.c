@@ -182,7 +182,10 @@ static void relay_start(struct relay *r, int port)
 	snprintf(r->dir, sizeof(r->dir), "/tmp/zmta-test-mta-XXXXXX");
 	assert_non_null(mkdtemp(r->dir));
 	snprintf(r->log_path, sizeof(r->log_path), "%s/log", r->dir);
+	/* DSN mail is tested end to end (tests/e2e/test_dsn.py): this relay
+	 * has no DNS to find the sender's domain with. */
 	char *yaml = xasprintf("queue:\n  dir: %s/q\n  deferTimes: [1 h]\n"
+			       "bounces:\n  dsn: false\n"
 			       "zones:\n  default:\n    host: 127.0.0.1\n    port: %d\n"
 			       "    connectionCache: {ttl: 0 s}\n"
 			       "    timeouts: {greeting: 3 s, ehlo: 3 s, mail: 3 s, rcpt: 3 s, "
@@ -217,6 +220,7 @@ static void relay_start(struct relay *r, int port)
 static void relay_stop(struct relay *r)
 {
 	mta_free(r->mta);
+	outcome_shutdown(r->outcome);
 	queue_close(r->queue);
 	sched_free(r->sched);
 	outcome_free(r->outcome);

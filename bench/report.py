@@ -106,6 +106,19 @@ def main(path):
     row(6, "end-to-end msgs/s (TLS in, plain out)", num(v, "i6.zmta.e2e_rate"),
         num(v, "i6.pf.e2e_rate"))
 
+    n7 = v.get("meta.n7", "?")
+    row(7, f"suppression list: fill {n7} entries (s)", num(v, "i7.zmta.fill_s"),
+        num(v, "i7.pf.fill_s"), 2, lower_better=True)
+    row(7, f"lookup ns at {n7} entries (a hit)", num(v, "i7.zmta.lookup_hit_ns"),
+        num(v, "i7.pf.lookup_hit_ns"), lower_better=True)
+    row(7, f"lookup ns at {n7} entries (a miss)", num(v, "i7.zmta.lookup_miss_ns"), None)
+    row(7, f"lookup ns at {n7} entries (a domain entry)", num(v, "i7.zmta.lookup_domain_ns"),
+        None)
+    row(7, "lookup ns at 1,000 entries (a hit: O(1) if close to the above)",
+        num(v, "i7.small.lookup_hit_ns"), None)
+    row(7, f"RSS MB for {n7} entries", num(v, "i7.zmta.rss_mb"), None, 1)
+    row(7, "bytes per entry", num(v, "i7.zmta.bytes_per_entry"), None)
+
     headers = ("item", "figure", "zone-mta", "Postfix", "zone-mta/Postfix", "target", "met")
     widths = [max(len(str(r[i])) for r in rows + [headers]) for i in range(len(headers))]
     line = "  ".join(h.ljust(w) for h, w in zip(headers, widths))

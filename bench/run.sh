@@ -19,6 +19,8 @@
 #   5. ingest latency p50/p99 at a fixed offered load
 #   6. ingest throughput over STARTTLS: N x 2 KB, 20 sessions, a full TLS
 #      handshake per message, into both MTAs with the same certificate
+#   7. the suppression list at 1,000,000 entries: fill time, RSS, lookup
+#      time (and at 1,000: O(1)); Postfix: an access table of the same
 #
 # Prints each figure as it is measured, then a table with the ratios
 # zone-mta / Postfix and the issue's targets.  Exits 0 when everything ran
@@ -289,6 +291,41 @@ smtpd_tls_mandatory_protocols = >=TLSv1.2" || rc=1
   return $rc
 }
 
+# Item 7: the suppression list's index at 1,000,000 entries (and at 1,000,
+# to show lookups stay O(1)): fill time, RSS, ns per lookup.  Postfix's
+# counterpart is an access table (check_recipient_access hash:...) of the
+# same entries: postmap builds it, `postmap -q -` looks keys up in one
+# process.
+i7_pf() {
+  local n=$1 table="$WORK/i7-access" keys="$WORK/i7-keys" etc="$WORK/i7-etc" t0
+  mkdir -p "$etc" && echo "compatibility_level = 3.6" >"$etc/main.cf"
+  awk -v n="$n" 'BEGIN { for (i = 0; i < n; i++) printf "user%d@d%d.example.test REJECT\n", i, i % 1000;
+                         for (i = 0; i < n / 100; i++) printf "blocked%d.test REJECT\n", i }' >"$table"
+  awk -v n="$n" 'BEGIN { srand(1); for (k = 0; k < 1000000; k++) { i = int(rand() * n); printf "user%d@d%d.example.test\n", i, i % 1000 } }' >"$keys"
+  t0=$EPOCHREALTIME
+  /usr/sbin/postmap -c "$etc" "hash:$table" || return 1
+  result i7.pf.fill_s "$(since "$t0" "$EPOCHREALTIME" 3)"
+  t0=$EPOCHREALTIME
+  local found
+  found=$(/usr/sbin/postmap -c "$etc" -q - "hash:$table" <"$keys" | wc -l)
+  result i7.pf.lookup_hit_ns "$(awk -v s="$(since "$t0" "$EPOCHREALTIME" 6)" 'BEGIN { printf "%.0f", s * 1e9 / 1000000 }')"
+  log "  Postfix access table: $n entries, $found of 1,000,000 lookups found"
+  rm -f "$table" "$table.db" "$keys"
+}
+
+item7() {
+  local n=1000000
+  [ -n "$QUICK" ] && n=100000
+  section "7. Suppression list: $n entries in memory (zone-mta) and an access table (Postfix)"
+  local bench="$build/zmta-suppress-bench"
+  [ -x "$bench" ] || { warn "no $bench (make build)"; return 1; }
+  "$bench" 1000 i7.small >>"$RESULTS" || return 1
+  "$bench" "$n" i7.zmta >>"$RESULTS" || return 1
+  result meta.n7 "$n"
+  grep '^i7\.zmta\.' "$RESULTS" | sed 's/^/  /'
+  i7_pf "$n"
+}
+
 # --- main -------------------------------------------------------------------------
 
 started=$EPOCHREALTIME
@@ -324,9 +361,9 @@ sink_start || die "could not start smtp-sink"
 log "peers: dnsmasq on 127.0.0.1:$DNS_PORT (pid $DNS_PID), smtp-sink on 127.0.0.1:$SINK_PORT (pid $SINK_PID)"
 
 failed=()
-for n in ${ITEMS:-1 2 3 4 5 6}; do
+for n in ${ITEMS:-1 2 3 4 5 6 7}; do
   item=item$n
-  [ "$(type -t "$item")" = function ] || die "ITEMS: no item $n (the items are 1 to 6)"
+  [ "$(type -t "$item")" = function ] || die "ITEMS: no item $n (the items are 1 to 7)"
   if ! "$item"; then
     warn "$item failed to run (in part or whole)"
     failed+=("$item")

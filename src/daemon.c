@@ -26,6 +26,8 @@
 #include "mta/dns.h"
 #include "mta/mta.h"
 #include "outcome/outcome.h"
+#include "outcome/webhook.h"
+#include "queue/suppress.h"
 #include "queue/queue.h"
 #include "sched/sched.h"
 #include "smtp/smtp_server.h"
@@ -50,6 +52,8 @@ struct daemon {
 	struct sched *sched;
 	struct workpool *cpu; /* DKIM signatures, /send composition */
 	struct http_client *http;
+	struct webhooks *webhooks;
+	struct suppressions *suppressions;
 	struct plugin_env plugin;
 	struct smtp_server **smtp;
 	size_t n_smtp;
@@ -493,7 +497,13 @@ static int daemon_start(struct daemon *d, char **err)
 			      on_stored_delivery, d->sched, err);
 	if (d->queue == NULL)
 		return -1;
+	d->suppressions = suppressions_open(d->queue, err);
+	if (d->suppressions == NULL)
+		return -1;
 	outcome_attach(d->outcome, d->sched, d->queue);
+	d->webhooks = webhooks_new(cfg, d->base, d->queue, d->http, err);
+	if (d->webhooks == NULL)
+		return -1;
 	mta_attach(d->mta, d->sched, d->queue);
 	for (size_t i = 0; i < d->n_smtp; i++)
 		if (smtp_server_start(d->smtp[i], d->queue, d->http, d->cpu, err) != 0)
@@ -548,6 +558,8 @@ int daemon_run(const struct config_source *src, struct config *cfg)
 	free(d.smtp);
 	mta_free(d.mta);
 	outcome_shutdown(d.outcome);
+	webhooks_free(d.webhooks); /* its backlog stays stored */
+	suppressions_free(d.suppressions);
 	queue_close(d.queue);
 	sched_free(d.sched);
 	outcome_free(d.outcome);

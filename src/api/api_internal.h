@@ -62,6 +62,14 @@ void api_reply_field_error(struct evhttp_request *req, int status, const char *f
 /* A queue id: 18 lowercase hex digits. */
 bool api_valid_id(const char *id);
 
+/* api_suppress.c: the suppression list. */
+void route_suppression_list(struct api *api, struct evhttp_request *req,
+			    const struct api_params *params);
+void route_suppression_add(struct api *api, struct evhttp_request *req,
+			   const struct api_params *params);
+void route_suppression_delete(struct api *api, struct evhttp_request *req,
+			      const struct api_params *params);
+
 /* api_queue.c: reading the queue. */
 void route_queue(struct api *api, struct evhttp_request *req, const struct api_params *params);
 void route_message(struct api *api, struct evhttp_request *req, const struct api_params *params);

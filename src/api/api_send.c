@@ -31,6 +31,7 @@
 #include "msg/compose.h"
 #include "msg/header.h"
 #include "msg/ingest.h"
+#include "queue/suppress.h"
 #include "core/hmap.h"
 #include "core/workpool.h"
 
@@ -351,6 +352,21 @@ static void submit(struct sending *s, char *data, size_t len, const char *from, 
 {
 	struct api *api = s->api;
 	struct evhttp_request *req = s->req;
+	for (size_t i = 0; i < nrcpts && api->cfg->suppress_at_intake; i++) {
+		const struct suppression *e = suppressions_match(queue_suppressions(api->queue),
+								 rcpts[i]);
+		if (e != NULL) {
+			char *what = xasprintf("recipient %s is on the suppression list (entry %s)",
+					       rcpts[i], e->id);
+			sending_free(s);
+			free(data);
+			json_decref(answer);
+			stats_message_rejected("api");
+			api_reply_field_error(req, 403, "to", what);
+			free(what);
+			return;
+		}
+	}
 	s->answer = answer;
 	s->data = data;
 	s->len = len;

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/clock.h"
 #include "core/stats.h"
 #include "core/xmalloc.h"
 
@@ -129,6 +130,48 @@ static void emit_zonemta_aliases(struct out *o)
 	     (long long)counter_sum(STATS_CONNECTIONS));
 }
 
+/* Per endpoint, every configured one (zero until it has had events). */
+static void emit_webhooks(struct out *o, const struct config *cfg)
+{
+	static const struct {
+		const char *name, *help, *type;
+		enum stats_counter c;
+	} families[] = {
+	    {"zonemta_webhook_pending_events", "Events stored for the endpoint, not yet taken.",
+	     "gauge", STATS_WEBHOOK_PENDING},
+	    {"zonemta_webhook_sent_events_total", "Events the endpoint took (2xx).", "counter",
+	     STATS_WEBHOOK_SENT},
+	    {"zonemta_webhook_failures_total", "POSTs to the endpoint that failed.", "counter",
+	     STATS_WEBHOOK_FAILURES},
+	    {"zonemta_webhook_dropped_events_total", "Events dropped past webhooks.maxBacklog.",
+	     "counter", STATS_WEBHOOK_DROPPED},
+	};
+	int64_t now = clock_wall_ms();
+	for (size_t f = 0; f <= sizeof(families) / sizeof(families[0]); f++) {
+		bool oldest = f == sizeof(families) / sizeof(families[0]);
+		if (oldest)
+			emit(o, "# HELP zonemta_webhook_oldest_event_seconds Age of the endpoint's "
+				"oldest pending event (0: none).\n"
+				"# TYPE zonemta_webhook_oldest_event_seconds gauge\n");
+		else
+			emit(o, "# HELP %s %s\n# TYPE %s %s\n", families[f].name, families[f].help,
+			     families[f].name, families[f].type);
+		for (size_t i = 0; i < cfg->n_webhooks; i++) {
+			const char *ep = cfg->webhooks[i].name;
+			emit(o, "%s{endpoint=",
+			     oldest ? "zonemta_webhook_oldest_event_seconds" : families[f].name);
+			emit_label_value(o, ep);
+			if (oldest) {
+				int64_t t = stats_get(STATS_WEBHOOK_OLDEST, ep);
+				emit(o, "} %.3f\n",
+				     t > 0 && now > t ? (double)(now - t) / 1000 : 0.0);
+			} else {
+				emit(o, "} %lld\n", (long long)stats_get(families[f].c, ep));
+			}
+		}
+	}
+}
+
 char *metrics_render(const struct config *cfg, const struct queue *q)
 {
 	struct out o = {0};
@@ -199,6 +242,7 @@ char *metrics_render(const struct config *cfg, const struct queue *q)
 	     "# TYPE zonemta_store_space_low gauge\n"
 	     "zonemta_store_space_low %d\n",
 	     queue_broken(q) != NULL, queue_space_low(q));
+	emit_webhooks(&o, cfg);
 	emit_histogram(&o, "zonemta_store_commit_seconds",
 		       "Time from a message's commit request to its durable write.",
 		       stats_histogram(STATS_COMMIT_SECONDS));

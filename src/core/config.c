@@ -886,6 +886,87 @@ const struct dkim_key_config *config_dkim_key(const struct config *cfg, const ch
 	return NULL;
 }
 
+const char *const config_event_names[] = {
+    [EVENT_QUEUED] = "queued",   [EVENT_DELIVERED] = "delivered", [EVENT_DEFERRED] = "deferred",
+    [EVENT_BOUNCED] = "bounced", [EVENT_EXPIRED] = "expired",     [EVENT_SUPPRESSED] = "suppressed",
+    [EVENT_DROPPED] = "dropped", [EVENT_REJECTED] = "rejected",   [EVENT_TYPES] = NULL,
+};
+
+static unsigned event_bit(const char *name)
+{
+	for (unsigned i = 0; i < EVENT_TYPES; i++)
+		if (strcmp(config_event_names[i], name) == 0)
+			return 1u << i;
+	return 0;
+}
+
+/* webhooks.endpoints, then bounces.url as ZoneMTA's http-bounce. */
+static void fill_webhooks(struct config *cfg, struct problems *found)
+{
+	const struct cfg_node *t = cfg->tree;
+	const struct cfg_schema *f =
+	    schema_field(schema_field(config_schema, "webhooks")->sub, "endpoints")->sub[0].sub;
+	const struct cfg_node *list = cfg_lookup(t, "webhooks.endpoints");
+	const char *bounce_url = raw_value(t, "bounces.url", NULL);
+	cfg->webhooks = xcalloc(list->nchild + 1, sizeof(*cfg->webhooks));
+	for (size_t i = 0; i < list->nchild; i++) {
+		const struct cfg_node *n = list->child[i];
+		if (cfg_map_get(n, "url") == NULL) {
+			problem_add(found, n, "webhooks.endpoints[%zu] needs url", i);
+			continue;
+		}
+		const struct cfg_node *u = cfg_map_get(n, "url");
+		if (strncmp(u->value, "http://", 7) != 0 && strncmp(u->value, "https://", 8) != 0)
+			problem_add(
+			    found, u,
+			    "webhooks.endpoints[%zu].url must be http:// or https:// (got '%s')", i,
+			    u->value);
+		struct webhook_config *w = &cfg->webhooks[cfg->n_webhooks++];
+		w->url = get_str_in(n, "url", f);
+		w->name = get_str_in(n, "name", f);
+		if (w->name == NULL)
+			w->name = xstrdup(w->url);
+		const struct cfg_node *ev = cfg_map_get(n, "events");
+		if (ev == NULL) {
+			w->events = (1u << EVENT_TYPES) - 1;
+		} else if (ev->nchild == 0) {
+			problem_add(found, ev, "webhooks.endpoints[%zu].events lists no event", i);
+		}
+		for (size_t k = 0; ev != NULL && k < ev->nchild; k++)
+			w->events |= event_bit(ev->child[k]->value);
+		w->batch_size = (unsigned)get_int_in(n, "batchSize", f);
+		w->max_delay_ms = get_duration_in(n, "maxDelay", f);
+		w->timeout_ms = get_duration_in(n, "timeout", f);
+		w->retry_max_ms = get_duration_in(n, "retryMax", f);
+		w->secret = get_str_in(n, "secret", f);
+		for (size_t k = 0; k + 1 < cfg->n_webhooks; k++)
+			if (strcmp(cfg->webhooks[k].name, w->name) == 0)
+				problem_add(
+				    found, n,
+				    "webhooks.endpoints[%zu]: another endpoint has the name "
+				    "'%s' (give each a name of its own)",
+				    i, w->name);
+	}
+	if (bounce_url != NULL && strncmp(bounce_url, "http://", 7) != 0 &&
+	    strncmp(bounce_url, "https://", 8) != 0)
+		problem_add(found, cfg_lookup(t, "bounces.url"),
+			    "option bounces.url must be http:// or https:// (got '%s')",
+			    bounce_url);
+	if (bounce_url != NULL) {
+		struct webhook_config *w = &cfg->webhooks[cfg->n_webhooks++];
+		w->name = xstrdup("bounces.url");
+		w->url = xstrdup(bounce_url);
+		w->events = 1u << EVENT_BOUNCED | 1u << EVENT_EXPIRED;
+		w->form = true;
+		w->batch_size = 1;
+		w->timeout_ms = 10000;
+		w->retry_max_ms = 300000;
+	}
+	cfg->webhook_max_backlog = (uint64_t)get_int_in(t, "webhooks.maxBacklog", NULL);
+	cfg->event_headers = get_string_list(cfg_lookup(t, "webhooks.headers"),
+					     &cfg->n_event_headers, false);
+}
+
 static void fill_domains(struct config *cfg)
 {
 	const struct cfg_schema *f = schema_field(config_schema, "domainConfig")->sub[0].sub;
@@ -972,6 +1053,7 @@ static int check_references(struct config *cfg, char **errors)
 		}
 	}
 	fill_dkim(cfg, &found);
+	fill_webhooks(cfg, &found);
 	for (size_t i = 0; i < cfg->n_zones; i++) {
 		const char *sd = cfg->zones[i].signing_domain;
 		if (sd != NULL && config_dkim_key(cfg, sd) == NULL) {
@@ -1101,6 +1183,8 @@ static void config_fill(struct config *cfg)
 					     &b->n_skip_precedence, true);
 	b->disable_interfaces = get_string_list(cfg_lookup(t, "bounces.disableInterfaces"),
 						&b->n_disable_interfaces, false);
+	b->auto_suppress_ms = get_duration(t, "bounces.autoSuppress");
+	cfg->suppress_at_intake = strcmp(raw_value(t, "suppression.intake", NULL), "refuse") == 0;
 
 	fill_smtp(cfg);
 	fill_zones(cfg);
@@ -1315,6 +1399,13 @@ void config_free(struct config *cfg)
 	free(cfg->bounces.sending_zone);
 	free_string_list(cfg->bounces.skip_precedence, cfg->bounces.n_skip_precedence);
 	free_string_list(cfg->bounces.disable_interfaces, cfg->bounces.n_disable_interfaces);
+	for (size_t i = 0; i < cfg->n_webhooks; i++) {
+		free(cfg->webhooks[i].name);
+		free(cfg->webhooks[i].url);
+		free(cfg->webhooks[i].secret);
+	}
+	free(cfg->webhooks);
+	free_string_list(cfg->event_headers, cfg->n_event_headers);
 	free(cfg->http_client.ca_file);
 	for (size_t i = 0; i < cfg->n_dkim_keys; i++) {
 		free(cfg->dkim_keys[i].domain);

@@ -78,6 +78,35 @@ struct bounce_config {
 	size_t n_skip_precedence;
 	char **disable_interfaces; /* no DSN for mail that came in on these */
 	size_t n_disable_interfaces;
+	uint64_t auto_suppress_ms; /* a hard recipient bounce suppresses for this long; 0: off */
+};
+
+/* What happens to mail, as events for webhooks (queue/events.h). */
+enum event_type {
+	EVENT_QUEUED,     /* accepted and stored, one per recipient */
+	EVENT_DELIVERED,  /* the next hop took it */
+	EVENT_DEFERRED,   /* an attempt failed for now */
+	EVENT_BOUNCED,    /* failed for good */
+	EVENT_EXPIRED,    /* failed for now until queue.maxQueueTime ran out */
+	EVENT_SUPPRESSED, /* not delivered: the recipient is on the suppression list */
+	EVENT_DROPPED,    /* removed without delivery (the API) */
+	EVENT_REJECTED,   /* refused at intake after the data came */
+	EVENT_TYPES,
+};
+/* Their names in config and in the events, by enum event_type; NULL-ended. */
+extern const char *const config_event_names[];
+
+/* An endpoint the events go to: webhooks.endpoints[], or bounces.url. */
+struct webhook_config {
+	char *name; /* its backlog's key in the store: `name`, else the url */
+	char *url;
+	unsigned events;       /* bit (1 << enum event_type) per event it takes */
+	bool form;             /* bounces.url: one form POST per event (ZoneMTA's http-bounce) */
+	unsigned batch_size;   /* events per POST */
+	uint64_t max_delay_ms; /* how long an event may wait for a batch to fill */
+	uint64_t timeout_ms;   /* per POST */
+	uint64_t retry_max_ms; /* the retry delay doubles from 1 s up to this */
+	char *secret;          /* HMAC-SHA256 key of the signature header, or NULL */
 };
 
 /* A rate: `count` messages per `period_ms`; count 0 means unlimited. */
@@ -236,6 +265,14 @@ struct config {
 	size_t n_nameservers;
 	char *bounce_rules; /* rules file, or NULL for the shipped rules */
 	struct bounce_config bounces;
+	struct webhook_config *webhooks; /* webhooks.endpoints, then bounces.url */
+	size_t n_webhooks;
+	uint64_t webhook_max_backlog; /* events kept per endpoint */
+	char **event_headers;         /* message headers copied into events */
+	size_t n_event_headers;
+	/* suppression.intake: refuse suppressed recipients at RCPT and /send,
+	 * else accept them and drop them before delivery */
+	bool suppress_at_intake;
 	bool dkim_enabled; /* compute body hashes at intake */
 	struct dkim_key_config *dkim_keys;
 	size_t n_dkim_keys;

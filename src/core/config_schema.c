@@ -285,6 +285,42 @@ static const struct cfg_schema bounces_schema[] = {
     {"returnSizeLimit", CT_SIZE, 0, 0, 256 * 1024, NULL, NULL, NULL}, /* one stored chunk */
     {"skipPrecedence", CT_LIST, 0, 0, 0, NULL, string_list, NULL},
     {"disableInterfaces", CT_LIST, 0, 0, 0, NULL, string_list, NULL},
+    {"url", CT_STRING, CF_NULLABLE, 0, 0, NULL, NULL, NULL},
+    {"autoSuppress", CT_DURATION, CF_NULLABLE, SECOND, 3650 * DAY, NULL, NULL, NULL},
+    END,
+};
+
+static const char *const intake_modes[] = {"refuse", "accept", NULL};
+
+static const struct cfg_schema suppression_schema[] = {
+    {"intake", CT_ENUM, 0, 0, 0, intake_modes, NULL, NULL},
+    END,
+};
+
+static const struct cfg_schema event_item[] = {
+    {"<event>", CT_ENUM, 0, 0, 0, config_event_names, NULL, NULL},
+};
+
+static const struct cfg_schema webhook_fields[] = {
+    {"name", CT_STRING, CF_NULLABLE, 0, 0, NULL, NULL, "~"},
+    {"url", CT_STRING, 0, 0, 0, NULL, NULL, NULL},
+    {"events", CT_LIST, 0, 0, 0, NULL, event_item, NULL},
+    {"batchSize", CT_INT, 0, 1, 10000, NULL, NULL, "100"},
+    {"maxDelay", CT_DURATION, 0, 0, 3600 * SECOND, NULL, NULL, "1 s"},
+    {"timeout", CT_DURATION, 0, 10, 3600 * SECOND, NULL, NULL, "10 s"},
+    {"retryMax", CT_DURATION, 0, 10, DAY, NULL, NULL, "5 min"},
+    {"secret", CT_STRING, CF_NULLABLE, 0, 0, NULL, NULL, "~"},
+    END,
+};
+
+static const struct cfg_schema webhook_item[] = {
+    {"<webhook>", CT_MAP, 0, 0, 0, NULL, webhook_fields, NULL},
+};
+
+static const struct cfg_schema webhooks_schema[] = {
+    {"endpoints", CT_LIST, 0, 0, 0, NULL, webhook_item, NULL},
+    {"maxBacklog", CT_INT, 0, 1, 100000000, NULL, NULL, NULL},
+    {"headers", CT_LIST, 0, 0, 0, NULL, string_list, NULL},
     END,
 };
 
@@ -305,6 +341,8 @@ const struct cfg_schema config_schema[] = {
     {"domainConfig", CT_DICT, 0, 0, 0, NULL, domain_schema, NULL},
     {"dns", CT_MAP, 0, 0, 0, NULL, dns_schema, NULL},
     {"bounces", CT_MAP, 0, 0, 0, NULL, bounces_schema, NULL},
+    {"webhooks", CT_MAP, 0, 0, 0, NULL, webhooks_schema, NULL},
+    {"suppression", CT_MAP, 0, 0, 0, NULL, suppression_schema, NULL},
     {"hooks", CT_MAP, 0, 0, 0, NULL, hooks_schema, NULL},
     {"httpClient", CT_MAP, 0, 0, 0, NULL, http_client_schema, NULL},
     {"dkim", CT_MAP, 0, 0, 0, NULL, dkim_schema, NULL},

@@ -14,8 +14,8 @@ const double stats_buckets[STATS_NBUCKETS] = {0.0005, 0.001, 0.0025, 0.005, 0.01
 static struct strmap *counters[STATS_NCOUNTERS];
 static struct stats_histogram_data histograms[STATS_NHISTOGRAMS];
 
-/* Adds to counter c's `label` (created on first use). */
-static void add(enum stats_counter c, const char *label, int64_t delta)
+/* Counter c's `label` (created on first use). */
+static int64_t *slot(enum stats_counter c, const char *label)
 {
 	if (counters[c] == NULL)
 		counters[c] = strmap_new();
@@ -24,7 +24,22 @@ static void add(enum stats_counter c, const char *label, int64_t delta)
 		v = xcalloc(1, sizeof(*v));
 		strmap_put(counters[c], label, v);
 	}
-	*v += delta;
+	return v;
+}
+
+static void add(enum stats_counter c, const char *label, int64_t delta)
+{
+	*slot(c, label) += delta;
+}
+
+void stats_add(enum stats_counter c, const char *label, int64_t delta)
+{
+	add(c, label, delta);
+}
+
+void stats_set(enum stats_counter c, const char *label, int64_t value)
+{
+	*slot(c, label) = value;
 }
 
 void stats_message_accepted(const char *interface)

@@ -17,6 +17,12 @@ enum stats_counter {
 	STATS_DELIVERIES,        /* label: zone TAB result (delivered, deferred, bounced) */
 	STATS_CONNECTIONS,       /* label: zone; a gauge (+1 open, -1 closed) */
 	STATS_CONNECTION_REUSES, /* label: zone; a transaction on a connection used before */
+	/* webhooks, label: endpoint name */
+	STATS_WEBHOOK_PENDING,  /* a gauge: events stored, not yet taken */
+	STATS_WEBHOOK_OLDEST,   /* a gauge: wall-clock ms of the oldest pending event, 0: none */
+	STATS_WEBHOOK_SENT,     /* events the endpoint took (2xx) */
+	STATS_WEBHOOK_FAILURES, /* POSTs that failed (no answer, or not 2xx) */
+	STATS_WEBHOOK_DROPPED,  /* events dropped past webhooks.maxBacklog */
 	STATS_NCOUNTERS,
 };
 
@@ -46,6 +52,9 @@ void stats_connection(const char *zone, int delta);
 /* A delivery connection of `zone` carries another message. */
 void stats_connection_reuse(const char *zone);
 void stats_observe(enum stats_histogram h, double seconds);
+/* Any counter by label: adds delta, or sets a gauge. */
+void stats_add(enum stats_counter c, const char *label, int64_t delta);
+void stats_set(enum stats_counter c, const char *label, int64_t value);
 
 /* Reading.  Iterates a counter's labels: start *pos at 0. */
 bool stats_next(enum stats_counter c, size_t *pos, const char **label, int64_t *value);

@@ -17,6 +17,7 @@
 #include "dkim/dkim.h"
 #include "hook/hook.h"
 #include "msg/header.h"
+#include "queue/events.h"
 #include "version.h"
 #include "zone/route.h"
 
@@ -540,10 +541,24 @@ static void commit(struct ingest *in)
 	json_object_set_new(meta, "dkim", dkim);
 
 	in->nrcpts = ndlv;
+	struct queue_events evs = {0};
+	for (size_t i = 0; i < ndlv && events_wanted(in->cfg, EVENT_QUEUED); i++) {
+		struct event e = {
+		    .type = EVENT_QUEUED,
+		    .id = in->id,
+		    .seq = (unsigned)(i + 1),
+		    .zone = dlv[i].zone,
+		    .recipient = dlv[i].recipient,
+		    .meta = meta,
+		    .headers = &in->headers,
+		    .next_attempt = dlv[i].next_attempt,
+		};
+		events_add(in->q, in->cfg, &evs, &e);
+	}
 	/* The header block is stored in the metadata; the body in chunks.  The
 	 * callback may run at once (a failed body) and free `in`: not a word
 	 * about `in` after this call. */
-	queue_message_commit(in->body, meta, block, hlen, dlv, ndlv, commit_done, in);
+	queue_message_commit(in->body, meta, block, hlen, dlv, ndlv, &evs, commit_done, in);
 	free(block);
 }
 
@@ -615,6 +630,30 @@ static bool next_point(struct ingest *in, enum hook_point *point)
 
 static void on_point_done(void *arg, const struct hook_result *res);
 
+/* A message refused for good after its data came: the `rejected` event,
+ * one per recipient, written on its own (there is no change of state). */
+static void rejected_event(struct ingest *in, const char *reply)
+{
+	if (!events_wanted(in->cfg, EVENT_REJECTED))
+		return;
+	struct queue_events evs = {0};
+	json_t *meta = json_pack("{s:s, s:s}", "from", in->env.from, "interface",
+				 in->env.interface ? in->env.interface : "");
+	for (size_t i = 0; i < in->env.nrcpts; i++) {
+		struct event e = {
+		    .type = EVENT_REJECTED,
+		    .id = in->id,
+		    .recipient = in->env.rcpts[i],
+		    .meta = meta,
+		    .headers = &in->headers,
+		    .response = reply,
+		};
+		events_add(in->q, in->cfg, &evs, &e);
+	}
+	json_decref(meta);
+	queue_events_write(in->q, &evs);
+}
+
 /* Runs the hook points one after another until one waits or all are done. */
 static void advance(struct ingest *in)
 {
@@ -645,6 +684,8 @@ static void on_point_done(void *arg, const struct hook_result *res)
 		log_msg(LOG_LEVEL_INFO, in->id, "refused", "hook=%s handler=%s reply=\"%s\"",
 			hook_point_name(in->point), res->handler ? res->handler : "?",
 			in->refusal ? in->refusal : "");
+		if (in->refusal_rc == INGEST_REJECTED)
+			rejected_event(in, in->refusal);
 		if (!in->hook_sync)
 			in->cb(in->cb_arg, in->refusal_rc, in->refusal);
 		return;
@@ -677,6 +718,7 @@ void ingest_finish(struct ingest *in, const struct ingest_envelope *env, ingest_
 		    "delivery loop detected",
 		    hops, in->cfg->max_hops);
 		log_msg(LOG_LEVEL_INFO, in->id, "refused", "reason=loop hops=%zu", hops);
+		rejected_event(in, in->refusal);
 		cb(arg, in->refusal_rc, in->refusal); /* may free `in` */
 		return;
 	}

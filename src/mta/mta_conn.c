@@ -51,6 +51,12 @@ void mta_item_report(struct mta_conn *c, size_t i, enum outcome_status st, int c
 	    .notify = json_string_value(
 		json_object_get(json_object_get(dsn, x->batch->items[i]->recipient), "notify")),
 	    .next_hop_dsn = c->dsn,
+	    .meta = x->meta,
+	    .header_block = x->header_block,
+	    .header_len = x->header_len,
+	    .remote_address = c->answered && c->cur < c->ntargets ? c->targets[c->cur].addr : NULL,
+	    .local_address = c->answered ? c->local_addr : NULL,
+	    .tls = c->tls ? c->tls_version : NULL,
 	};
 	outcome_report(c->m->outcome, x->batch->items[i], &r);
 }

@@ -24,6 +24,7 @@
 #include "core/log.h"
 #include "core/utf8.h"
 #include "core/xmalloc.h"
+#include "queue/suppress.h"
 
 const char *mta_strstate(enum mta_state st)
 {
@@ -245,6 +246,30 @@ static void run_sender_headers(struct mta_conn *c)
 		c->hook_id = id; /* else done has run, and c may be gone */
 }
 
+/* Recipients suppressed since they were queued leave the batch before the
+ * attempt (reported as such); false when none is left. */
+static bool drop_suppressed(struct mta_conn *c)
+{
+	struct mta_txn *x = &c->txn;
+	struct suppressions *list = queue_suppressions(c->m->queue);
+	size_t kept = 0;
+	for (size_t i = 0; i < x->batch->n; i++) {
+		const struct suppression *e = suppressions_match(list,
+								 x->batch->items[i]->recipient);
+		if (e != NULL) {
+			char *why = xasprintf("%s %s is on the suppression list (entry %s)",
+					      e->is_domain ? "domain" : "address", e->value, e->id);
+			mta_item_report(c, i, OUTCOME_SUPPRESSED, 0, why, "suppressed");
+			free(why);
+			continue;
+		}
+		x->batch->items[kept] = x->batch->items[i];
+		x->item[kept++] = x->item[i];
+	}
+	x->batch->n = kept;
+	return kept > 0;
+}
+
 static void message_loaded(void *arg, int rc, struct queue_message *msg)
 {
 	struct mta_conn *c = arg;
@@ -277,6 +302,10 @@ static void message_loaded(void *arg, int rc, struct queue_message *msg)
 		x->smtputf8 = x->smtputf8 || utf8_has_8bit(r, strlen(r));
 	}
 
+	if (!drop_suppressed(c)) {
+		mta_transaction_done(c);
+		return;
+	}
 	const char *refused = refusal(c);
 	if (refused != NULL) {
 		mta_log_attempt(c, refused);

@@ -23,6 +23,7 @@ struct notice_rcpt {
 	bool was_deferred;
 	char *status, *remote_mta, *diagnostic;
 	int64_t last_attempt_ms, retry_until_ms;
+	struct queue_events events; /* written with the removal of its row */
 };
 
 /* The notice of one kind about one message, gathering, then read and written. */
@@ -68,6 +69,7 @@ static void notice_free(struct notice *nt)
 		free(r->status);
 		free(r->remote_mta);
 		free(r->diagnostic);
+		queue_events_clear(&r->events);
 	}
 	free(nt->rcpts);
 	free(nt);
@@ -101,6 +103,10 @@ void notices_add(struct notices *n, enum dsn_kind kind, struct sched_item *it,
 	    .last_attempt_ms = info->last_attempt_ms,
 	    .retry_until_ms = info->retry_until_ms,
 	};
+	if (info->events != NULL) {
+		nt->rcpts[nt->n - 1].events = *info->events;
+		memset(info->events, 0, sizeof(*info->events));
+	}
 }
 
 /* The held items leave the schedule; with `finish` their rows go too
@@ -113,7 +119,7 @@ static void release_held(struct notices *n, struct notice *nt, bool finish)
 			continue;
 		if (finish && !r->held->cancelled)
 			queue_delivery_finish(n->queue, nt->id, r->seq, r->zone, r->domain,
-					      r->was_deferred);
+					      r->was_deferred, &r->events);
 		sched_item_done(n->sched, r->held);
 		r->held = NULL;
 	}
@@ -285,16 +291,19 @@ static void send_notice(struct notices *n, struct notice *nt, const struct queue
 				     domain, now};
 	struct queue_finished *fin = xcalloc(nt->n, sizeof(*fin));
 	size_t nfin = 0;
+	struct queue_events evs = {0};
 	for (size_t i = 0; i < nt->n; i++) {
 		struct notice_rcpt *r = &nt->rcpts[i];
-		if (r->held != NULL && !r->held->cancelled)
-			fin[nfin++] = (struct queue_finished){nt->id, r->seq, r->zone, r->domain,
-							      r->was_deferred};
+		if (r->held == NULL || r->held->cancelled)
+			continue;
+		fin[nfin++] = (struct queue_finished){nt->id, r->seq, r->zone, r->domain,
+						      r->was_deferred};
+		queue_events_move(&evs, &r->events);
 	}
 	log_msg(LOG_LEVEL_INFO, nt->id, "dsn_queued", "kind=%s dsn=%s to=<%s> rcpts=%zu%s",
 		kind_names[nt->kind], dsn_id, from, nrs, body != NULL ? " ret=full" : "");
 	queue_notice_commit(n->queue, dsn_id, dmeta, text, hlen, text + hlen, len - hlen, &dlv, fin,
-			    nfin, written, xasprintf("%s %s", nt->id, dsn_id));
+			    nfin, &evs, written, xasprintf("%s %s", nt->id, dsn_id));
 	/* The rows are gone with that write (or, if it fails, the store is
 	 * out of service and they are there after the restart). */
 	for (size_t i = 0; i < nt->n; i++) {

@@ -30,6 +30,9 @@ struct notice_info {
 	const char *diagnostic; /* the reply, or what went wrong */
 	int64_t last_attempt_ms;
 	int64_t retry_until_ms; /* delayed: when the queue gives up */
+	/* failed, relayed: the item's events (queue/events.h), taken, written
+	 * with the removal of its row */
+	struct queue_events *events;
 };
 
 /* `cfg` must outlive it. */

@@ -13,6 +13,8 @@
 #include "core/xmalloc.h"
 #include "hook/hook.h"
 #include "outcome/notice.h"
+#include "queue/events.h"
+#include "queue/suppress.h"
 #include "sched/backoff.h"
 
 struct outcome {
@@ -94,11 +96,39 @@ bool outcome_enhanced_code(const char *text, char *buf, size_t size)
 	return true;
 }
 
-/* Removes the item's row (delivered, bounced or deleted). */
-static void persist_finish(struct outcome *o, const struct sched_item *it)
+/* Removes the item's row (delivered, bounced or deleted), with its events. */
+static void persist_finish(struct outcome *o, const struct sched_item *it, struct queue_events *evs)
 {
 	queue_delivery_finish(o->queue, it->id, it->seq, sched_item_zone(it), sched_item_domain(it),
-			      it->deferred);
+			      it->deferred, evs);
+}
+
+/* The event of an attempt's result into evs (nothing when no endpoint
+ * takes its type). */
+static void attempt_event(struct outcome *o, struct queue_events *evs, enum event_type type,
+			  const struct sched_item *it, const struct outcome_report *r,
+			  const char *status, const char *category, int attempts, int64_t next)
+{
+	struct event e = {
+	    .type = type,
+	    .id = it->id,
+	    .seq = it->seq,
+	    .zone = sched_item_zone(it),
+	    .recipient = it->recipient,
+	    .meta = r->meta,
+	    .header_block = r->header_block,
+	    .header_len = r->header_len,
+	    .mx = r->remote_mta,
+	    .remote_address = r->remote_address,
+	    .local_address = r->local_address,
+	    .tls = r->tls,
+	    .response = r->text,
+	    .status = status,
+	    .category = category,
+	    .attempts = attempts,
+	    .next_attempt = next,
+	};
+	events_add(o->queue, o->cfg, evs, &e);
 }
 
 static void log_result(const struct sched_item *it, const char *event, const char *category,
@@ -158,6 +188,27 @@ static int64_t retry_until(const struct queue_config *qc, int attempts, int64_t 
 	return until < expiry ? until : expiry;
 }
 
+/* bounces.autoSuppress: a server said for good that the recipient does
+ * not exist (category recipient): no more mail to it for a while. */
+static void auto_suppress(struct outcome *o, const struct sched_item *it,
+			  const struct outcome_report *r, const char *category, bool expired)
+{
+	struct suppressions *list = queue_suppressions(o->queue);
+	uint64_t ttl = o->cfg->bounces.auto_suppress_ms;
+	if (list == NULL || ttl == 0 || expired || !r->attempted || category == NULL ||
+	    strcmp(category, "recipient") != 0)
+		return;
+	if (suppressions_match(list, it->recipient) != NULL)
+		return;
+	char *reason = xasprintf("%.200s", r->text);
+	const struct suppression *e = suppressions_add(list, false, it->recipient, reason, "bounce",
+						       clock_wall_ms() + (int64_t)ttl, NULL, NULL);
+	log_msg(LOG_LEVEL_INFO, it->id, "suppression_added",
+		"seq=%03x suppression=%s address=%s source=bounce expires_in_ms=%llu", it->seq,
+		e->id, e->value, (unsigned long long)ttl);
+	free(reason);
+}
+
 void outcome_report(struct outcome *o, struct sched_item *it, const struct outcome_report *r)
 {
 	if (it->cancelled) {
@@ -167,6 +218,19 @@ void outcome_report(struct outcome *o, struct sched_item *it, const struct outco
 	const char *zone = sched_item_zone(it);
 	enum outcome_status status = r->status;
 	const char *category = r->category;
+	if (status == OUTCOME_SUPPRESSED) {
+		/* Dropped without a try and without a bounce, as ZoneMTA does. */
+		stats_delivery(zone, "suppressed");
+		log_msg(LOG_LEVEL_INFO, it->id, "suppressed",
+			"seq=%03x zone=%s rcpt=<%s> reason=\"%s\"", it->seq, zone, it->recipient,
+			r->text);
+		struct queue_events evs = {0};
+		attempt_event(o, &evs, EVENT_SUPPRESSED, it, r, NULL, "suppressed", it->attempts,
+			      0);
+		persist_finish(o, it, &evs);
+		sched_item_done(o->sched, it);
+		return;
+	}
 	if (status != OUTCOME_OK && category == NULL) {
 		struct bounce_verdict v;
 		bounce_rules_classify(o->rules, r->code, r->text, &v);
@@ -193,16 +257,19 @@ void outcome_report(struct outcome *o, struct sched_item *it, const struct outco
 	else
 		notify(HOOK_SENDER_RESPONSE_ERROR, it, r, category);
 	char enhanced[16];
+	struct queue_events evs = {0};
 	struct notice_info info = {
 	    .status = outcome_enhanced_code(r->text, enhanced, sizeof(enhanced)) ? enhanced : NULL,
 	    .remote_mta = r->remote_mta,
 	    .diagnostic = r->text,
 	    .last_attempt_ms = now,
+	    .events = &evs,
 	};
 	switch (status) {
 	case OUTCOME_OK:
 		stats_delivery(zone, "delivered");
 		log_result(it, "delivered", NULL, attempts, r->text, -1);
+		attempt_event(o, &evs, EVENT_DELIVERED, it, r, info.status, NULL, attempts, 0);
 		/* NOTIFY=SUCCESS that the next hop will not answer: we do
 		 * (RFC 3461 5.2.2, "relayed"). */
 		if (o->cfg->bounces.dsn && !r->next_hop_dsn && r->notify != NULL &&
@@ -210,23 +277,27 @@ void outcome_report(struct outcome *o, struct sched_item *it, const struct outco
 			notices_add(o->notices, DSN_RELAYED, it, &info);
 			return;
 		}
-		persist_finish(o, it);
+		persist_finish(o, it, &evs);
 		sched_item_done(o->sched, it);
 		return;
 	case OUTCOME_PERMFAIL:
 		stats_delivery(zone, "bounced");
 		log_result(it, "bounced", category ? category : "other", attempts, r->text, -1);
 		notify(HOOK_QUEUE_BOUNCE, it, r, category ? category : "other");
+		if (expired && info.status == NULL)
+			info.status = "4.4.7"; /* RFC 3463: delivery time expired */
+		attempt_event(o, &evs, expired ? EVENT_EXPIRED : EVENT_BOUNCED, it, r, info.status,
+			      category ? category : "other", attempts, 0);
+		auto_suppress(o, it, r, category, expired);
 		if (o->cfg->bounces.dsn) {
-			if (expired && info.status == NULL)
-				info.status = "4.4.7"; /* RFC 3463: delivery time expired */
 			notices_add(o->notices, DSN_FAILED, it, &info);
 			return;
 		}
-		persist_finish(o, it);
+		persist_finish(o, it, &evs);
 		sched_item_done(o->sched, it);
 		return;
 	case OUTCOME_TEMPFAIL:
+	case OUTCOME_SUPPRESSED: /* handled above */
 		break;
 	}
 	stats_delivery(zone, "deferred");
@@ -236,6 +307,7 @@ void outcome_report(struct outcome *o, struct sched_item *it, const struct outco
 	log_result(it, "deferred", category ? category : "other", attempts, r->text, next - now);
 	if (crosses_delay_notice(o, it, now)) {
 		info.retry_until_ms = retry_until(&o->cfg->queue, attempts, it->created, next);
+		info.events = NULL; /* they go with the deferral */
 		notices_add(o->notices, DSN_DELAYED, it, &info);
 	}
 	char *kept = pool_format_kept(sched_item_pool(it), it->local);
@@ -252,7 +324,9 @@ void outcome_report(struct outcome *o, struct sched_item *it, const struct outco
 	    .first_failure = it->first_failure,
 	    .local_address = kept,
 	};
-	queue_delivery_defer(o->queue, &row, it->deferred, now, r->text);
+	attempt_event(o, &evs, EVENT_DEFERRED, it, r, info.status, category ? category : "other",
+		      attempts, next);
+	queue_delivery_defer(o->queue, &row, it->deferred, now, r->text, &evs);
 	free(kept);
 	sched_item_retry(o->sched, it, next - now, r->text);
 }
@@ -265,7 +339,17 @@ void outcome_abandon(struct outcome *o, struct sched_item *it)
 static void deleted(void *arg, const struct sched_item *it)
 {
 	struct outcome *o = arg;
-	persist_finish(o, it);
+	struct queue_events evs = {0};
+	struct event e = {
+	    .type = EVENT_DROPPED,
+	    .id = it->id,
+	    .seq = it->seq,
+	    .zone = sched_item_zone(it),
+	    .recipient = it->recipient,
+	    .response = "deleted through the API",
+	};
+	events_add(o->queue, o->cfg, &evs, &e);
+	persist_finish(o, it, &evs);
 	log_msg(LOG_LEVEL_INFO, it->id, "deleted", "seq=%03x rcpt=<%s>", it->seq, it->recipient);
 }
 

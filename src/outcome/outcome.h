@@ -23,6 +23,7 @@ enum outcome_status {
 	OUTCOME_OK,       /* the server took it */
 	OUTCOME_TEMPFAIL, /* try again later */
 	OUTCOME_PERMFAIL, /* bounce */
+	OUTCOME_SUPPRESSED, /* not tried: the recipient is on the suppression list (text says which entry) */
 };
 
 /* What one delivery attempt of one recipient came to; strings borrowed. */
@@ -38,6 +39,12 @@ struct outcome_report {
 	const char *remote_mta; /* the host that answered, or NULL */
 	const char *notify;     /* the recipient's DSN NOTIFY (RFC 3461), or NULL */
 	bool next_hop_dsn;      /* the server took DSN parameters: it sends the notices */
+	/* for the events (queue/events.h): the message as read (NULL: not
+	 * read yet) and the connection, NULL where there was none */
+	const json_t *meta;
+	const char *header_block;
+	size_t header_len;
+	const char *remote_address, *local_address, *tls;
 };
 
 struct outcome;

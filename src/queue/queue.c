@@ -41,6 +41,9 @@ struct queue {
 	struct strmap *remaining; /* id → remaining_pack(deliveries left, body chunks) */
 	queue_delivery_hook hook;
 	void *hook_arg;
+	queue_event_hook event_hook;
+	void *event_arg;
+	struct suppressions *suppressions;
 	/* messages just committed, whole (see "hot messages" below) */
 	struct strmap *hot;                /* id → struct hot_msg */
 	struct hot_msg *hot_old, *hot_new; /* FIFO: oldest first */
@@ -129,17 +132,16 @@ static int64_t mono_us(void)
 /* --- jobs: a job owns copies of everything it writes --- */
 
 struct write_job {
-	struct worker_job job;
-	struct store_op ops[POINT_DELETE_MAX + 4];
-	char *bufs[POINT_DELETE_MAX + 8]; /* freed with the job */
-	size_t nbufs;
+	struct worker_job job; /* its ops, keys and values belong to the job */
+	size_t cap;
 };
 
 static struct write_job *write_job_new(struct queue *q, uint64_t req,
-				       void (*done)(struct worker_job *))
+				       void (*done)(struct worker_job *), size_t cap)
 {
 	struct write_job *w = xcalloc(1, sizeof(*w));
-	w->job.ops = w->ops;
+	w->job.ops = xcalloc(cap ? cap : 1, sizeof(struct store_op));
+	w->cap = cap ? cap : 1;
 	w->job.done = done;
 	w->job.req = req;
 	w->job.ctx = q;
@@ -150,25 +152,49 @@ static struct write_job *write_job_new(struct queue *q, uint64_t req,
 static void write_job_add(struct write_job *w, enum store_op_kind kind, enum store_cf cf, char *key,
 			  size_t klen, char *val, size_t vlen)
 {
-	w->ops[w->job.nops++] = (struct store_op){kind, cf, key, klen, val, vlen};
-	w->bufs[w->nbufs++] = key;
-	if (val != NULL)
-		w->bufs[w->nbufs++] = val;
+	if (w->job.nops == w->cap) {
+		w->cap *= 2;
+		w->job.ops = xrealloc(w->job.ops, w->cap * sizeof(struct store_op));
+	}
+	w->job.ops[w->job.nops++] = (struct store_op){kind, cf, key, klen, val, vlen};
+}
+
+/* Moves the event rows into the job (evs is empty after). */
+static void write_job_take_events(struct write_job *w, struct queue_events *evs)
+{
+	if (evs == NULL)
+		return;
+	for (size_t i = 0; i < evs->n; i++)
+		write_job_add(w, STORE_PUT, STORE_CF_EVENTS, (char *)evs->ops[i].key,
+			      evs->ops[i].klen, (char *)evs->ops[i].val, evs->ops[i].vlen);
+	free(evs->ops);
+	memset(evs, 0, sizeof(*evs));
 }
 
 static void write_job_free(struct write_job *w)
 {
-	for (size_t i = 0; i < w->nbufs; i++)
-		free(w->bufs[i]);
-	if (w->job.ops != w->ops) {
-		for (size_t i = 0; i < w->job.nops; i++) {
-			free((char *)w->job.ops[i].key);
-			free((char *)w->job.ops[i].val);
-		}
-		free(w->job.ops);
+	for (size_t i = 0; i < w->job.nops; i++) {
+		free((char *)w->job.ops[i].key);
+		free((char *)w->job.ops[i].val);
 	}
+	free(w->job.ops);
 	free(w->job.err);
 	free(w);
+}
+
+/* A written job's event rows, to the event hook (queue_events_open). */
+static void write_job_tell_events(struct queue *q, const struct worker_job *job)
+{
+	if (job->rc != 0 || q->event_hook == NULL)
+		return;
+	for (size_t i = 0; i < job->nops; i++) {
+		const struct store_op *op = &job->ops[i];
+		if (op->cf != STORE_CF_EVENTS || op->kind != STORE_PUT)
+			continue;
+		const char *nl = memchr(op->key, '\n', op->klen);
+		q->event_hook(q->event_arg, op->key, (size_t)(nl - op->key), nl + 1,
+			      op->klen - (size_t)(nl - op->key) - 1, op->val, op->vlen);
+	}
 }
 
 /* --- counters --- */
@@ -284,7 +310,7 @@ static void chunk_done(struct worker_job *job)
  * commit's synced write makes the WAL durable up to it). */
 static void body_flush(struct queue_body *b)
 {
-	struct write_job *w = write_job_new(b->q, b->handle, chunk_done);
+	struct write_job *w = write_job_new(b->q, b->handle, chunk_done, 1);
 	char *key = xmalloc(BODY_KEY_LEN);
 	body_key(key, b->id, b->chunks_sent++);
 	write_job_add(w, STORE_PUT, STORE_CF_BODY, key, BODY_KEY_LEN, b->chunk, b->fill);
@@ -333,7 +359,7 @@ void queue_body_free(struct queue_body *b)
 	if (!b->committing && !b->committed && b->chunks_sent > 0) {
 		/* Written chunks of a message that will never be committed.  The
 		 * writer runs jobs in order, so this follows their writes. */
-		struct write_job *w = write_job_new(b->q, 0, noop_done);
+		struct write_job *w = write_job_new(b->q, 0, noop_done, 1);
 		char *from = xmalloc(BODY_KEY_LEN), *to = xmalloc(BODY_KEY_LEN);
 		body_key(from, b->id, 0);
 		body_key(to, b->id, UINT32_MAX);
@@ -448,6 +474,7 @@ static void commit_done(struct worker_job *job)
 				q->hook(q->hook_arg, &row);
 		}
 	}
+	write_job_tell_events(q, job);
 	struct queue_body *b = job->req ? u64map_get(q->bodies, job->req) : NULL;
 	if (b != NULL) {
 		b->committing = false;
@@ -510,6 +537,7 @@ static struct commit_job *commit_job_new(struct queue *q, const char *id, size_t
 	c->w.job.ctx = q;
 	c->w.job.sync = true;
 	c->w.job.ops = xcalloc(nops, sizeof(struct store_op));
+	c->w.cap = nops;
 	c->zones = xcalloc(ndlv ? ndlv : 1, sizeof(char *));
 	c->domains = xcalloc(ndlv ? ndlv : 1, sizeof(char *));
 	c->rcpts = xcalloc(ndlv ? ndlv : 1, sizeof(char *));
@@ -524,7 +552,7 @@ static struct commit_job *commit_job_new(struct queue *q, const char *id, size_t
 static void commit_job_op(struct commit_job *c, enum store_op_kind kind, enum store_cf cf,
 			  char *key, size_t klen, char *val, size_t vlen)
 {
-	c->w.job.ops[c->w.job.nops++] = (struct store_op){kind, cf, key, klen, val, vlen};
+	write_job_add(&c->w, kind, cf, key, klen, val, vlen);
 }
 
 /* The metadata and one QUEUED row per delivery. */
@@ -555,12 +583,13 @@ static void commit_job_message(struct commit_job *c, json_t *meta, const char *h
 
 void queue_message_commit(struct queue_body *b, json_t *meta, const char *header_block,
 			  size_t header_len, const struct queue_delivery *dlv, size_t ndlv,
-			  queue_commit_cb cb, void *arg)
+			  struct queue_events *evs, queue_commit_cb cb, void *arg)
 {
 	struct queue *q = b->q;
 	b->commit_cb = cb;
 	b->commit_arg = arg;
 	if (b->failed) {
+		queue_events_clear(evs);
 		json_decref(meta);
 		cb(arg, b->failed, b->error);
 		return;
@@ -580,6 +609,7 @@ void queue_message_commit(struct queue_body *b, json_t *meta, const char *header
 	}
 	json_object_set_new(meta, "bodySize", json_integer((json_int_t)b->size));
 	commit_job_message(c, meta, header_block, header_len, dlv);
+	write_job_take_events(&c->w, evs);
 	c->chunks = b->chunks_sent;
 	c->submitted_us = mono_us();
 	worker_submit(q->writer, &c->w.job);
@@ -589,6 +619,7 @@ void queue_message_commit(struct queue_body *b, json_t *meta, const char *header
 
 static void outcome_done(struct worker_job *job)
 {
+	write_job_tell_events(job->ctx, job);
 	if (job->rc != 0)
 		log_error("queue_update", "error=\"%s\"", job->err ? job->err : "?");
 	write_job_free((struct write_job *)job);
@@ -641,21 +672,19 @@ static size_t finish_ops(struct queue *q, struct store_op *ops, const char *id, 
 }
 
 void queue_delivery_finish(struct queue *q, const char *id, unsigned seq, const char *zone,
-			   const char *domain, bool was_deferred)
+			   const char *domain, bool was_deferred, struct queue_events *evs)
 {
-	struct write_job *w = write_job_new(q, 0, outcome_done);
-	struct store_op ops[FINISH_OPS_MAX];
-	size_t n = finish_ops(q, ops, id, seq, zone, domain, was_deferred);
-	for (size_t i = 0; i < n; i++)
-		write_job_add(w, ops[i].kind, ops[i].cf, (char *)ops[i].key, ops[i].klen,
-			      (char *)ops[i].val, ops[i].vlen);
+	struct write_job *w = write_job_new(q, 0, outcome_done,
+					    FINISH_OPS_MAX + (evs != NULL ? evs->n : 0));
+	w->job.nops = finish_ops(q, w->job.ops, id, seq, zone, domain, was_deferred);
+	write_job_take_events(w, evs);
 	worker_submit(q->writer, &w->job);
 }
 
 void queue_notice_commit(struct queue *q, const char *id, json_t *meta, const char *header_block,
 			 size_t header_len, const char *body, size_t body_len,
 			 const struct queue_delivery *dlv, const struct queue_finished *fin,
-			 size_t nfin, queue_commit_cb cb, void *arg)
+			 size_t nfin, struct queue_events *evs, queue_commit_cb cb, void *arg)
 {
 	size_t chunks = body_len / QUEUE_CHUNK_SIZE + (body_len % QUEUE_CHUNK_SIZE != 0);
 	if (chunks == 0)
@@ -678,13 +707,14 @@ void queue_notice_commit(struct queue *q, const char *id, json_t *meta, const ch
 	for (size_t i = 0; i < nfin; i++)
 		c->w.job.nops += finish_ops(q, c->w.job.ops + c->w.job.nops, fin[i].id, fin[i].seq,
 					    fin[i].zone, fin[i].domain, fin[i].was_deferred);
+	write_job_take_events(&c->w, evs);
 	c->chunks = chunks;
 	c->submitted_us = mono_us();
 	worker_submit(q->writer, &c->w.job);
 }
 
 void queue_delivery_defer(struct queue *q, const struct queue_delivery_row *row, bool was_deferred,
-			  int64_t last, const char *response)
+			  int64_t last, const char *response, struct queue_events *evs)
 {
 	char *clean = utf8_sanitize(response, strlen(response));
 	json_t *j = json_pack("{s:s, s:s, s:s, s:s, s:I, s:I, s:i, s:{s:I, s:i, s:I, s:I, s:s}}",
@@ -702,11 +732,116 @@ void queue_delivery_defer(struct queue *q, const struct queue_delivery_row *row,
 	size_t len;
 	char *val = json_text(j, &len);
 	json_decref(j);
-	struct write_job *w = write_job_new(q, 0, outcome_done);
+	struct write_job *w = write_job_new(q, 0, outcome_done, 1 + (evs != NULL ? evs->n : 0));
 	write_job_add(w, STORE_PUT, STORE_CF_DLV, dlv_key(row->id, row->seq), DLV_KEY_LEN, val,
 		      len);
+	write_job_take_events(w, evs);
 	if (!was_deferred)
 		counts_add(q, row->zone, row->domain, -1, 1);
+	worker_submit(q->writer, &w->job);
+}
+
+/* --- events --- */
+
+static void events_push(struct queue_events *evs, struct store_op op)
+{
+	if (evs->n == evs->cap) {
+		evs->cap = evs->cap ? evs->cap * 2 : 4;
+		evs->ops = xrealloc(evs->ops, evs->cap * sizeof(*evs->ops));
+	}
+	evs->ops[evs->n++] = op;
+}
+
+void queue_event_add(struct queue_events *evs, const char *endpoint, const char *id,
+		     const char *json, size_t len)
+{
+	size_t elen = strlen(endpoint), ilen = strlen(id);
+	char *key = xmalloc(elen + 1 + ilen);
+	memcpy(key, endpoint, elen);
+	key[elen] = '\n';
+	memcpy(key + elen + 1, id, ilen);
+	char *val = xmalloc(len ? len : 1);
+	memcpy(val, json, len);
+	events_push(evs,
+		    (struct store_op){STORE_PUT, STORE_CF_EVENTS, key, elen + 1 + ilen, val, len});
+}
+
+void queue_events_move(struct queue_events *to, struct queue_events *from)
+{
+	for (size_t i = 0; i < from->n; i++)
+		events_push(to, from->ops[i]);
+	free(from->ops);
+	memset(from, 0, sizeof(*from));
+}
+
+void queue_events_clear(struct queue_events *evs)
+{
+	if (evs == NULL)
+		return;
+	for (size_t i = 0; i < evs->n; i++) {
+		free((char *)evs->ops[i].key);
+		free((char *)evs->ops[i].val);
+	}
+	free(evs->ops);
+	memset(evs, 0, sizeof(*evs));
+}
+
+void queue_events_write(struct queue *q, struct queue_events *evs)
+{
+	if (evs->n == 0)
+		return;
+	struct write_job *w = write_job_new(q, 0, outcome_done, evs->n);
+	write_job_take_events(w, evs);
+	worker_submit(q->writer, &w->job);
+}
+
+struct event_scan {
+	struct queue *q;
+	size_t count;
+};
+
+static int scan_event(void *arg, const char *key, size_t klen, const char *val, size_t vlen)
+{
+	struct event_scan *es = arg;
+	const char *nl = memchr(key, '\n', klen);
+	if (nl == NULL)
+		return 0; /* not ours: left alone */
+	es->q->event_hook(es->q->event_arg, key, (size_t)(nl - key), nl + 1,
+			  klen - (size_t)(nl - key) - 1, val, vlen);
+	es->count++;
+	return 0;
+}
+
+ssize_t queue_events_open(struct queue *q, queue_event_hook hook, void *arg, char **err)
+{
+	q->event_hook = hook;
+	q->event_arg = arg;
+	struct event_scan es = {q, 0};
+	if (q->be->scan(q->store, STORE_CF_EVENTS, NULL, 0, scan_event, &es, err) != 0)
+		return -1;
+	return (ssize_t)es.count;
+}
+
+void queue_events_stop(struct queue *q)
+{
+	q->event_hook = NULL;
+	q->event_arg = NULL;
+}
+
+void queue_events_delete(struct queue *q, const char *endpoint, const char *const *ids, size_t n)
+{
+	if (n == 0)
+		return;
+	struct write_job *w = write_job_new(q, 0, outcome_done, n);
+	size_t elen = strlen(endpoint);
+	for (size_t i = 0; i < n; i++) {
+		size_t ilen = strlen(ids[i]);
+		char *key = xmalloc(elen + 1 + ilen);
+		memcpy(key, endpoint, elen);
+		key[elen] = '\n';
+		memcpy(key + elen + 1, ids[i], ilen);
+		write_job_add(w, STORE_DELETE, STORE_CF_EVENTS, key, elen + 1 + ilen, NULL, 0);
+	}
 	worker_submit(q->writer, &w->job);
 }
 
@@ -748,9 +883,40 @@ uint64_t queue_after_writes(struct queue *q, queue_written_cb cb, void *arg)
 	((struct pending *)u64map_get(q->requests, id))->written_cb = cb;
 	/* No ops: the writer runs jobs in order, so this one is done once
 	 * every write submitted before it is. */
-	struct write_job *w = write_job_new(q, id, written_done);
+	struct write_job *w = write_job_new(q, id, written_done, 0);
 	worker_submit(q->writer, &w->job);
 	return id;
+}
+
+uint64_t queue_row_write(struct queue *q, enum store_cf cf, const char *key, const char *val,
+			 queue_written_cb cb, void *arg)
+{
+	uint64_t id = 0;
+	if (cb != NULL) {
+		id = request_new(q, NULL, NULL, arg);
+		((struct pending *)u64map_get(q->requests, id))->written_cb = cb;
+	}
+	struct write_job *w = write_job_new(q, id, cb != NULL ? written_done : outcome_done, 1);
+	w->job.sync = true;
+	write_job_add(w, val != NULL ? STORE_PUT : STORE_DELETE, cf, xstrdup(key), strlen(key),
+		      val != NULL ? xstrdup(val) : NULL, val != NULL ? strlen(val) : 0);
+	worker_submit(q->writer, &w->job);
+	return id;
+}
+
+int queue_rows_scan(struct queue *q, enum store_cf cf, store_scan_cb cb, void *arg, char **err)
+{
+	return q->be->scan(q->store, cf, NULL, 0, cb, arg, err);
+}
+
+void queue_set_suppressions(struct queue *q, struct suppressions *s)
+{
+	q->suppressions = s;
+}
+
+struct suppressions *queue_suppressions(const struct queue *q)
+{
+	return q->suppressions;
 }
 
 void queue_request_cancel(struct queue *q, uint64_t req)

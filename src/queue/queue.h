@@ -18,6 +18,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "core/hmap.h"
 #include "queue/store.h"
@@ -102,6 +103,25 @@ struct queue_delivery {
 	int64_t next_attempt; /* ms since the epoch: now, or later for delayed mail */
 };
 
+/*
+ * Events for the webhooks (outcome/webhook.c): rows of the events column
+ * family, one per endpoint that takes the event, written in the same store
+ * write as the change of state they report, deleted once the endpoint has
+ * them.  A write call that takes a `struct queue_events *` (NULL: none)
+ * consumes them.
+ */
+struct queue_events {
+	struct store_op *ops;
+	size_t n, cap;
+};
+/* Adds event `id` (JSON text, copied) for `endpoint` (no newline in it). */
+void queue_event_add(struct queue_events *evs, const char *endpoint, const char *id,
+		     const char *json, size_t len);
+/* Appends the events of `from` to `to`; `from` is empty after. */
+void queue_events_move(struct queue_events *to, struct queue_events *from);
+/* Frees events that no write took. */
+void queue_events_clear(struct queue_events *evs);
+
 /* Commit failures: the store failed, or there was not enough disk space. */
 #define QUEUE_ERR_STORE -1
 #define QUEUE_ERR_SPACE -2
@@ -119,7 +139,7 @@ typedef void (*queue_commit_cb)(void *arg, int rc, const char *error);
  */
 void queue_message_commit(struct queue_body *b, json_t *meta, const char *header_block,
 			  size_t header_len, const struct queue_delivery *dlv, size_t ndlv,
-			  queue_commit_cb cb, void *arg);
+			  struct queue_events *evs, queue_commit_cb cb, void *arg);
 
 /* A message as stored, borrowed for the duration of a callback. */
 struct queue_message {
@@ -163,7 +183,7 @@ uint64_t queue_chunk_get(struct queue *q, const char *id, uint32_t index, queue_
  * repeat the delivery (at-least-once), never lose it.
  */
 void queue_delivery_finish(struct queue *q, const char *id, unsigned seq, const char *zone,
-			   const char *domain, bool was_deferred);
+			   const char *domain, bool was_deferred, struct queue_events *evs);
 
 /* A delivery to finish in a queue_notice_commit. */
 struct queue_finished {
@@ -185,11 +205,29 @@ struct queue_finished {
 void queue_notice_commit(struct queue *q, const char *id, json_t *meta, const char *header_block,
 			 size_t header_len, const char *body, size_t body_len,
 			 const struct queue_delivery *dlv, const struct queue_finished *fin,
-			 size_t nfin, queue_commit_cb cb, void *arg);
+			 size_t nfin, struct queue_events *evs, queue_commit_cb cb, void *arg);
 
 /* A delivery failed for now: its row records the attempt and the next one. */
 void queue_delivery_defer(struct queue *q, const struct queue_delivery_row *row, bool was_deferred,
-			  int64_t last, const char *response);
+			  int64_t last, const char *response, struct queue_events *evs);
+
+/* Writes events that come with no change of state (a message rejected at
+ * intake); not synced. */
+void queue_events_write(struct queue *q, struct queue_events *evs);
+/* An event row: its endpoint, id and JSON, borrowed for the call. */
+typedef void (*queue_event_hook)(void *arg, const char *endpoint, size_t elen, const char *id,
+				 size_t ilen, const char *json, size_t len);
+/*
+ * Tells `hook` every stored event, in key order (endpoint, then id), and
+ * from then on each new one once its write is done.  Blocks: call before
+ * the loop runs.  Returns how many were stored, or -1 and *err.
+ */
+ssize_t queue_events_open(struct queue *q, queue_event_hook hook, void *arg, char **err);
+/* No more telling: the hook's owner goes. */
+void queue_events_stop(struct queue *q);
+/* The endpoint has these events: their rows go (not synced: a crash can at
+ * worst send them again, which their ids let a receiver see). */
+void queue_events_delete(struct queue *q, const char *endpoint, const char *const *ids, size_t n);
 
 /* rc 0, or a QUEUE_ERR_* code and `error` when those writes failed. */
 typedef void (*queue_written_cb)(void *arg, int rc, const char *error);
@@ -197,6 +235,21 @@ typedef void (*queue_written_cb)(void *arg, int rc, const char *error);
  * what a reply that follows a change must wait for.  Returns a request id
  * (queue_request_cancel drops the answer). */
 uint64_t queue_after_writes(struct queue *q, queue_written_cb cb, void *arg);
+
+/* Rows of a small table kept whole in memory by its owner (the
+ * suppression list): one row put (val) or deleted (val NULL), synced; cb
+ * (or NULL) as queue_after_writes'.  Returns a request id (0 without cb). */
+uint64_t queue_row_write(struct queue *q, enum store_cf cf, const char *key, const char *val,
+			 queue_written_cb cb, void *arg);
+/* Visits every row of `cf` in key order.  Blocks: before the loop runs.
+ * 0, or -1 and *err. */
+int queue_rows_scan(struct queue *q, enum store_cf cf, store_scan_cb cb, void *arg, char **err);
+
+/* The suppression list (queue/suppress.h) of this queue, once opened, so
+ * that whoever has the queue can check it; NULL before. */
+struct suppressions;
+void queue_set_suppressions(struct queue *q, struct suppressions *s);
+struct suppressions *queue_suppressions(const struct queue *q);
 
 /* Drops the answer of a pending read request.  Unknown ids are ignored. */
 void queue_request_cancel(struct queue *q, uint64_t req);

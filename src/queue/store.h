@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: EUPL-1.2 */
 /*
- * The queue's storage backend: a table of functions over three ordered
+ * The queue's storage backend: a table of functions over five ordered
  * key/value column families (DESIGN.md "Storage").  Calls are synchronous
  * and may block, so only the store workers (queue_worker.c) and start-up
  * code call them, never the event loop.  Implementations must be safe to
@@ -14,9 +14,11 @@
 #include <stdint.h>
 
 enum store_cf {
-	STORE_CF_META, /* id → message metadata (JSON) */
-	STORE_CF_BODY, /* id ‖ chunk# (4 bytes, big-endian) → message bytes */
-	STORE_CF_DLV,  /* id ‖ seq (3 hex digits) → delivery row (JSON) */
+	STORE_CF_META,     /* id → message metadata (JSON) */
+	STORE_CF_BODY,     /* id ‖ chunk# (4 bytes, big-endian) → message bytes */
+	STORE_CF_DLV,      /* id ‖ seq (3 hex digits) → delivery row (JSON) */
+	STORE_CF_EVENTS,   /* endpoint name ‖ '\n' ‖ event id → event (JSON) */
+	STORE_CF_SUPPRESS, /* "a:" address or "d:" domain → suppression entry (JSON) */
 	STORE_CF_COUNT,
 };
 

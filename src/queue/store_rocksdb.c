@@ -13,7 +13,8 @@
 
 #include "core/xmalloc.h"
 
-static const char *const cf_names[STORE_CF_COUNT + 1] = {"meta", "body", "dlv", NULL};
+static const char *const cf_names[STORE_CF_COUNT + 1] = {"meta",   "body",     "dlv",
+							 "events", "suppress", NULL};
 
 /* Memtable sizes.  Bodies pass through the body memtable on their way to
  * disk, so its size bounds the memory a large message costs: small enough

@@ -30,6 +30,7 @@
 #include "core/xmalloc.h"
 #include "hook/hook.h"
 #include "msg/ingest.h"
+#include "queue/suppress.h"
 #include "smtp/smtp_parse.h"
 #include "version.h"
 
@@ -345,6 +346,18 @@ static bool check_rcpt(struct smtp_session *s, const struct smtp_command *cmd)
 	}
 	if (s->nrcpts >= (size_t)s->env.iface->max_recipients) {
 		reply(s, "452 4.5.3 Error: too many recipients");
+		return false;
+	}
+	const struct suppression *sup = s->env.cfg->suppress_at_intake
+					    ? suppressions_match(queue_suppressions(s->env.queue),
+								 s->pending_rcpt.addr)
+					    : NULL;
+	if (sup != NULL) {
+		log_msg(LOG_LEVEL_INFO, NULL, "rcpt_refused",
+			"session=%llu rcpt=<%s> reason=suppressed suppression=%s",
+			(unsigned long long)s->id, s->pending_rcpt.addr, sup->id);
+		reply(s, "550 5.7.1 <%s>: Recipient is on the suppression list",
+		      s->pending_rcpt.addr);
 		return false;
 	}
 	s->hook_ctx.address = s->pending_rcpt.addr;

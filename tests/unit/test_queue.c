@@ -74,7 +74,7 @@ static int commit(struct queue *q, char id[QUEUE_ID_LEN + 1], const char *const 
 						 clock_wall_ms()};
 	const char header[] = "Subject: t\r\n";
 	queue_message_commit(b, json_pack("{s:s, s:s}", "id", id, "from", "s@example.test"), header,
-			     sizeof(header) - 1, dlv, n, on_commit, w);
+			     sizeof(header) - 1, dlv, n, NULL, on_commit, w);
 	until(w);
 	queue_body_free(b);
 	return w->rc;
@@ -129,19 +129,19 @@ static void test_commit_counts_and_finish(void **state)
 					 .next_attempt = clock_wall_ms() + 60000,
 					 .attempts = 1,
 					 .deferred = true};
-	queue_delivery_defer(q, &row, false, clock_wall_ms(), "451 4.0.0 later");
+	queue_delivery_defer(q, &row, false, clock_wall_ms(), "451 4.0.0 later", NULL);
 	c = queue_zone_counts(q, "default", &domains);
 	assert_int_equal(c->queued, 2);
 	assert_int_equal(c->deferred, 1);
-	queue_delivery_finish(q, id, 1, "default", "one.test", true);
-	queue_delivery_finish(q, id, 2, "default", "one.test", false);
+	queue_delivery_finish(q, id, 1, "default", "one.test", true, NULL);
+	queue_delivery_finish(q, id, 2, "default", "one.test", false, NULL);
 	c = queue_zone_counts(q, "default", &domains);
 	assert_int_equal(c->queued, 1);
 	assert_int_equal(c->deferred, 0);
 	assert_int_equal(queue_processed(q), 2);
 	/* The last one takes the message with it; queue_after_writes answers
 	 * once that is written. */
-	queue_delivery_finish(q, id, 3, "default", "two.test", false);
+	queue_delivery_finish(q, id, 3, "default", "two.test", false, NULL);
 	struct wait written = {0};
 	queue_after_writes(q, on_commit, &written);
 	until(&written);
@@ -311,7 +311,7 @@ static void test_a_background_error_stops_writes(void **state)
 	assert_non_null(strstr(w2.error, "injected by store_ram_background_error"));
 	assert_non_null(queue_broken(q));
 	/* Deletions are not written either: the first message stays. */
-	queue_delivery_finish(q, id, 1, "default", "one.test", false);
+	queue_delivery_finish(q, id, 1, "default", "one.test", false, NULL);
 	queue_close(q);
 	assert_int_equal(store_ram_count(DIR, STORE_CF_DLV), 1);
 	assert_int_equal(store_ram_count(DIR, STORE_CF_META), 1);
@@ -329,8 +329,15 @@ static int notice(struct queue *q, const char *id, const unsigned *seqs, size_t 
 	struct queue_delivery dlv = {"bounces", "s@example.test", "example.test", clock_wall_ms()};
 	const char header[] = "Subject: Delivery Status Notification (Failure)\r\n";
 	struct wait w = {0};
+	struct queue_events evs = {0};
+	for (size_t i = 0; i < n; i++) {
+		char eid[QUEUE_ID_LEN + 1];
+		queue_id_new(q, eid);
+		queue_event_add(&evs, "hook", eid, "{\"event\":\"bounced\"}", 20);
+	}
 	queue_notice_commit(q, dsn_id, json_pack("{s:s, s:s}", "id", dsn_id, "from", ""), header,
-			    sizeof(header) - 1, body, body_len, &dlv, fin, n, on_commit, &w);
+			    sizeof(header) - 1, body, body_len, &dlv, fin, n, &evs, on_commit, &w);
+	assert_int_equal(evs.n, 0); /* taken */
 	until(&w);
 	return w.rc;
 }
@@ -352,7 +359,8 @@ static void test_notice_commit_replaces_the_rows(void **state)
 	assert_int_equal(rows_seen, 1);
 	assert_string_equal(last_row_id, dsn);
 	assert_int_equal(store_ram_count(DIR, STORE_CF_META), 2);
-	assert_int_equal(store_ram_count(DIR, STORE_CF_DLV), 2); /* c, and the notice's */
+	assert_int_equal(store_ram_count(DIR, STORE_CF_DLV), 2);    /* c, and the notice's */
+	assert_int_equal(store_ram_count(DIR, STORE_CF_EVENTS), 2); /* one per finished row */
 	const struct queue_counts *c = queue_zone_counts(q, "default", NULL);
 	assert_int_equal(c->queued, 1);
 	assert_int_equal(queue_zone_counts(q, "bounces", NULL)->queued, 1);
@@ -402,10 +410,93 @@ static void test_a_failed_notice_keeps_the_rows(void **state)
 	queue_close(q);
 	assert_int_equal(store_ram_count(DIR, STORE_CF_META), 1);
 	assert_int_equal(store_ram_count(DIR, STORE_CF_DLV), 1);
+	assert_int_equal(store_ram_count(DIR, STORE_CF_EVENTS), 0); /* nor its events */
 	rows_seen = 0;
 	q = open_queue();
 	assert_int_equal(rows_seen, 1);
 	assert_string_equal(last_row_id, id);
+	queue_close(q);
+}
+
+struct told {
+	int n;
+	char endpoint[32], id[QUEUE_ID_LEN + 1], json[64];
+};
+
+static void on_event(void *arg, const char *endpoint, size_t elen, const char *id, size_t ilen,
+		     const char *json, size_t len)
+{
+	struct told *t = arg;
+	t->n++;
+	snprintf(t->endpoint, sizeof(t->endpoint), "%.*s", (int)elen, endpoint);
+	snprintf(t->id, sizeof(t->id), "%.*s", (int)ilen, id);
+	snprintf(t->json, sizeof(t->json), "%.*s", (int)len, json);
+}
+
+/* Events go in the write of the change they report, reach the hook once
+ * written (not before, not on a failed write), stay stored across a
+ * restart until deleted. */
+static void test_events_ride_with_their_change(void **state)
+{
+	(void)state;
+	struct queue *q = open_queue();
+	struct told t = {0};
+	char *err = NULL;
+	assert_int_equal(queue_events_open(q, on_event, &t, &err), 0);
+	char id[QUEUE_ID_LEN + 1], eid[QUEUE_ID_LEN + 1];
+	const char *rcpts[] = {"a@one.test", "b@one.test"};
+	struct wait w = {0};
+	assert_int_equal(commit(q, id, rcpts, 2, &w), 0);
+
+	struct queue_events evs = {0};
+	queue_id_new(q, eid);
+	queue_event_add(&evs, "crm", eid, "{\"event\":\"delivered\"}", 21);
+	queue_delivery_finish(q, id, 1, "default", "one.test", false, &evs);
+	assert_int_equal(evs.n, 0);
+	assert_int_equal(t.n, 0); /* not before the write */
+	struct wait written = {0};
+	queue_after_writes(q, on_commit, &written);
+	until(&written);
+	assert_int_equal(t.n, 1);
+	assert_string_equal(t.endpoint, "crm");
+	assert_string_equal(t.id, eid);
+	assert_string_equal(t.json, "{\"event\":\"delivered\"}");
+	assert_int_equal(store_ram_count(DIR, STORE_CF_DLV), 1);
+	assert_int_equal(store_ram_count(DIR, STORE_CF_EVENTS), 1);
+
+	/* A failed write: neither the change nor its event. */
+	store_ram_fail_writes(DIR, 1);
+	char eid2[QUEUE_ID_LEN + 1];
+	queue_id_new(q, eid2);
+	queue_event_add(&evs, "crm", eid2, "{}", 2);
+	struct queue_delivery_row row = {.id = id,
+					 .seq = 2,
+					 .zone = "default",
+					 .recipient = "b@one.test",
+					 .domain = "one.test",
+					 .created = clock_wall_ms(),
+					 .next_attempt = clock_wall_ms()};
+	queue_delivery_defer(q, &row, false, clock_wall_ms(), "451 later", &evs);
+	struct wait failed = {0};
+	queue_after_writes(q, on_commit, &failed);
+	until(&failed);
+	assert_int_equal(t.n, 1);
+	assert_int_equal(store_ram_count(DIR, STORE_CF_EVENTS), 1);
+	queue_close(q);
+
+	/* The stored event is told again after a restart, until deleted. */
+	store_ram_fail_writes(DIR, 0);
+	q = open_queue();
+	memset(&t, 0, sizeof(t));
+	assert_int_equal(queue_events_open(q, on_event, &t, &err), 1);
+	assert_int_equal(t.n, 1);
+	assert_string_equal(t.id, eid);
+	const char *ids[] = {eid};
+	queue_events_delete(q, "crm", ids, 1);
+	struct wait deleted = {0};
+	queue_after_writes(q, on_commit, &deleted);
+	until(&deleted);
+	assert_int_equal(store_ram_count(DIR, STORE_CF_EVENTS), 0);
 	queue_close(q);
 }
 
@@ -418,6 +509,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_a_failed_write_breaks_the_store, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_a_background_error_stops_writes, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_notice_commit_replaces_the_rows, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_events_ride_with_their_change, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_a_failed_notice_keeps_the_rows, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

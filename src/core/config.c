@@ -1054,6 +1054,12 @@ static int check_references(struct config *cfg, char **errors)
 	}
 	fill_dkim(cfg, &found);
 	fill_webhooks(cfg, &found);
+	const struct cfg_node *templates = cfg_lookup(cfg->tree, "bounces.templates");
+	if (templates != NULL && templates->kind != CFG_NULL) {
+		char *dir = get_path(cfg, "bounces.templates");
+		fill_dsn_templates(cfg, dir, templates, &found);
+		free(dir);
+	}
 	for (size_t i = 0; i < cfg->n_zones; i++) {
 		const char *sd = cfg->zones[i].signing_domain;
 		if (sd != NULL && config_dkim_key(cfg, sd) == NULL) {
@@ -1399,6 +1405,7 @@ void config_free(struct config *cfg)
 	free(cfg->bounces.sending_zone);
 	free_string_list(cfg->bounces.skip_precedence, cfg->bounces.n_skip_precedence);
 	free_string_list(cfg->bounces.disable_interfaces, cfg->bounces.n_disable_interfaces);
+	free_dsn_templates(&cfg->bounces);
 	for (size_t i = 0; i < cfg->n_webhooks; i++) {
 		free(cfg->webhooks[i].name);
 		free(cfg->webhooks[i].url);

@@ -67,6 +67,19 @@ struct queue_config {
 };
 
 /* Delivery status notifications to senders (bounces.*). */
+/* A text for the human part of DSN mail (bounces.templates): KIND.txt or
+ * KIND.LANG.txt, KIND failed, delayed or relayed (enum dsn_kind's order). */
+struct dsn_template {
+	int kind;
+	char *lang;    /* lower case ("de", "pt-br"), or NULL: any */
+	char *path;    /* the file, for messages */
+	char *subject; /* from a first "Subject:" line, or NULL: the usual */
+	char *text;    /* the rest, CRLF lines, placeholders as written */
+};
+/* The placeholders a template may use, NULL-ended: {hostname} {sender}
+ * {subject} {messageId} {date} {recipients}. */
+extern const char *const dsn_template_placeholders[];
+
 struct bounce_config {
 	bool dsn;                    /* send DSN mail */
 	char *mailer_daemon_name;    /* From: display name */
@@ -79,6 +92,8 @@ struct bounce_config {
 	char **disable_interfaces; /* no DSN for mail that came in on these */
 	size_t n_disable_interfaces;
 	uint64_t auto_suppress_ms; /* a hard recipient bounce suppresses for this long; 0: off */
+	struct dsn_template *templates; /* bounces.templates, read at load */
+	size_t n_templates;
 };
 
 /* What happens to mail, as events for webhooks (queue/events.h). */
@@ -307,6 +322,11 @@ void config_free(struct config *cfg);
 const struct zone_config *config_zone(const struct config *cfg, const char *name);
 /* The usable dkim.keys entry for exactly `domain` (lower case), or NULL. */
 const struct dkim_key_config *config_dkim_key(const struct config *cfg, const char *domain);
+/* The template for kind and the original's Content-Language (NULL: none):
+ * the full tag, then its primary subtag, then the one without language;
+ * NULL when there is none (the built-in text). */
+const struct dsn_template *config_dsn_template(const struct config *cfg, int kind,
+					       const char *content_language);
 /* The body canonicalizations the DKIM keys use: bit (1 << enum dkim_canon)
  * for each; 0 without keys. */
 unsigned config_dkim_canons(const struct config *cfg);

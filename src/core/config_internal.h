@@ -33,5 +33,9 @@ void problem_add(struct problems *p, const struct cfg_node *at, const char *fmt,
 void check_listeners(const struct config *cfg, struct problems *found);
 void check_api(const struct config *cfg, struct problems *found);
 void fill_zone_auth(struct config *cfg, struct problems *found);
+/* bounces.templates (config_templates.c): the folder's texts, checked. */
+void fill_dsn_templates(struct config *cfg, const char *dir, const struct cfg_node *at,
+			struct problems *found);
+void free_dsn_templates(struct bounce_config *b);
 
 #endif

@@ -287,6 +287,7 @@ static const struct cfg_schema bounces_schema[] = {
     {"disableInterfaces", CT_LIST, 0, 0, 0, NULL, string_list, NULL},
     {"url", CT_STRING, CF_NULLABLE, 0, 0, NULL, NULL, NULL},
     {"autoSuppress", CT_DURATION, CF_NULLABLE, SECOND, 3650 * DAY, NULL, NULL, NULL},
+    {"templates", CT_STRING, CF_NULLABLE, 0, 0, NULL, NULL, NULL},
     END,
 };
 

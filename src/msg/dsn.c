@@ -9,6 +9,8 @@
 #include <string.h>
 #include <time.h>
 
+#include <openssl/evp.h>
+
 #include "core/utf8.h"
 #include "core/xmalloc.h"
 #include "msg/header.h"
@@ -106,24 +108,10 @@ static const char *action_name(enum dsn_kind k)
 	return k == DSN_FAILED ? "failed" : k == DSN_DELAYED ? "delayed" : "relayed";
 }
 
-static void human_part(struct out *o, const struct dsn_report *r)
+/* Per recipient: its address, the host and what it said (and for a delay
+ * until when it is tried), a blank line after each. */
+static void recipients_block(struct out *o, const struct dsn_report *r)
 {
-	putf(o, "This is the mail system at host %s.\r\n\r\n", r->reporting_mta);
-	if (r->kind == DSN_FAILED)
-		PUTS(o, "I'm sorry to have to inform you that your message could not be\r\n"
-			"delivered to one or more recipients.\r\n");
-	else if (r->kind == DSN_DELAYED)
-		PUTS(o, "Your message could not be delivered yet to one or more recipients.\r\n"
-			"It is still in the queue and delivery will be tried again.\r\n");
-	else
-		PUTS(o, "Your message was relayed to the recipients below, to a system that\r\n"
-			"does not send delivery notifications itself.\r\n");
-	if (r->original_subject != NULL) {
-		char *subject = one_line(r->original_subject);
-		putf(o, "\r\nSubject: %s\r\n", subject);
-		free(subject);
-	}
-	PUTS(o, "\r\n");
 	for (size_t i = 0; i < r->nrcpts; i++) {
 		const struct dsn_recipient *d = &r->rcpts[i];
 		putf(o, "<%s>", d->recipient);
@@ -140,6 +128,104 @@ static void human_part(struct out *o, const struct dsn_report *r)
 		}
 		PUTS(o, "\r\n\r\n");
 	}
+}
+
+/* A template's text with its placeholders filled in (a subject line
+ * when `line`: one line, no CR or LF). */
+static void put_template(struct out *o, const struct dsn_report *r, const char *t, bool line)
+{
+	while (*t != '\0') {
+		const char *open = strchr(t, '{');
+		if (open == NULL) {
+			put(o, t, strlen(t));
+			return;
+		}
+		put(o, t, (size_t)(open - t));
+		const char *close = strchr(open, '}');
+		size_t n = close ? (size_t)(close - open - 1) : 0;
+#define IS(name) (n == sizeof(name) - 1 && memcmp(open + 1, name, n) == 0)
+		char *subject = r->original_subject ? one_line(r->original_subject) : NULL;
+		if (close == NULL) {
+			put(o, open, 1);
+			t = open + 1;
+			free(subject);
+			continue;
+		} else if (IS("hostname")) {
+			put(o, r->reporting_mta, strlen(r->reporting_mta));
+		} else if (IS("sender")) {
+			put(o, r->to, strlen(r->to));
+		} else if (IS("subject")) {
+			if (subject != NULL)
+				put(o, subject, strlen(subject));
+		} else if (IS("messageId")) {
+			if (r->original_message_id != NULL)
+				put(o, r->original_message_id, strlen(r->original_message_id));
+		} else if (IS("date")) {
+			put_date(o, r->arrival_ms);
+		} else if (IS("recipients") && !line) {
+			recipients_block(o, r);
+		} else {
+			put(o, open, n + 2); /* not ours: as written */
+		}
+#undef IS
+		free(subject);
+		t = close + 1;
+	}
+}
+
+/* The template's subject as a header value: as it is when ASCII, else
+ * RFC 2047 encoded words of UTF-8 (base64), folded, each under 76
+ * characters and cut only between characters. */
+static void put_subject(struct out *o, const struct dsn_report *r)
+{
+	struct out text = {0};
+	put_template(&text, r, r->template_subject, true);
+	const char *s = text.buf ? text.buf : "";
+	size_t n = text.len;
+	if (!has_8bit(s)) {
+		put(o, s, n);
+		free(text.buf);
+		return;
+	}
+	size_t i = 0;
+	while (i < n) {
+		size_t take = n - i < 45 ? n - i : 45;
+		while (take < n - i && ((unsigned char)s[i + take] & 0xc0) == 0x80)
+			take--; /* not inside a character */
+		unsigned char b64[64];
+		int len = EVP_EncodeBlock(b64, (const unsigned char *)s + i, (int)take);
+		putf(o, "%s=?UTF-8?B?%.*s?=", i > 0 ? "\r\n " : "", len, (const char *)b64);
+		i += take;
+	}
+	free(text.buf);
+}
+
+static void human_part(struct out *o, const struct dsn_report *r)
+{
+	if (r->template_text != NULL) {
+		put_template(o, r, r->template_text, false);
+		/* the CRLF before the boundary belongs to it (RFC 2046 5.1.1):
+		 * the text's own last line break stays the text's */
+		PUTS(o, "\r\n");
+		return;
+	}
+	putf(o, "This is the mail system at host %s.\r\n\r\n", r->reporting_mta);
+	if (r->kind == DSN_FAILED)
+		PUTS(o, "I'm sorry to have to inform you that your message could not be\r\n"
+			"delivered to one or more recipients.\r\n");
+	else if (r->kind == DSN_DELAYED)
+		PUTS(o, "Your message could not be delivered yet to one or more recipients.\r\n"
+			"It is still in the queue and delivery will be tried again.\r\n");
+	else
+		PUTS(o, "Your message was relayed to the recipients below, to a system that\r\n"
+			"does not send delivery notifications itself.\r\n");
+	if (r->original_subject != NULL) {
+		char *subject = one_line(r->original_subject);
+		putf(o, "\r\nSubject: %s\r\n", subject);
+		free(subject);
+	}
+	PUTS(o, "\r\n");
+	recipients_block(o, r);
 }
 
 static int hex_value(char c)
@@ -246,10 +332,16 @@ char *dsn_compose(const struct dsn_report *r, size_t *len)
 
 	putf(&o, "From: %s <%s>\r\n", r->from_name, r->from_address);
 	putf(&o, "To: <%s>\r\n", r->to);
-	putf(&o, "Subject: Delivery Status Notification (%s)\r\n",
-	     r->kind == DSN_FAILED    ? "Failure"
-	     : r->kind == DSN_DELAYED ? "Delay"
-				      : "Success");
+	if (r->template_subject != NULL) {
+		PUTS(&o, "Subject: ");
+		put_subject(&o, r);
+		PUTS(&o, "\r\n");
+	} else {
+		putf(&o, "Subject: Delivery Status Notification (%s)\r\n",
+		     r->kind == DSN_FAILED    ? "Failure"
+		     : r->kind == DSN_DELAYED ? "Delay"
+					      : "Success");
+	}
 	PUTS(&o, "Date: ");
 	put_date(&o, r->now_ms);
 	PUTS(&o, "\r\n");
@@ -270,7 +362,7 @@ char *dsn_compose(const struct dsn_report *r, size_t *len)
 	     "--%s\r\nContent-Description: Notification\r\n"
 	     "Content-Type: text/plain; charset=utf-8\r\n"
 	     "Content-Transfer-Encoding: %s\r\n\r\n",
-	     boundary, utf8 ? "8bit" : "7bit");
+	     boundary, utf8 || has_8bit(r->template_text) ? "8bit" : "7bit");
 	human_part(&o, r);
 
 	putf(&o,

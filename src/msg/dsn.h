@@ -38,7 +38,11 @@ struct dsn_report {
 	const char *message_id;          /* Message-ID of the notification, without <> */
 	const char *original_message_id; /* with <>, or NULL */
 	const char *original_subject;    /* unfolded, or NULL */
-	int64_t arrival_ms;              /* when the original arrived */
+	/* bounces.templates: the human part's text (CRLF lines, placeholders
+	 * of dsn_template_placeholders) and subject, or NULL: the built-in */
+	const char *template_text;
+	const char *template_subject;
+	int64_t arrival_ms; /* when the original arrived */
 	int64_t now_ms;
 	const struct dsn_recipient *rcpts;
 	size_t nrcpts;

@@ -249,6 +249,8 @@ static void send_notice(struct notices *n, struct notice *nt, const struct queue
 	queue_id_new(n->queue, dsn_id);
 	char *message_id = xasprintf("%s@%s", dsn_id, cfg->hostname);
 	int64_t now = clock_wall_ms();
+	const struct dsn_template *tpl = config_dsn_template(cfg, (int)nt->kind,
+							     header_value(h, "content-language"));
 	struct dsn_report rep = {
 	    .kind = nt->kind,
 	    .reporting_mta = cfg->hostname,
@@ -259,6 +261,8 @@ static void send_notice(struct notices *n, struct notice *nt, const struct queue
 	    .message_id = message_id,
 	    .original_message_id = json_string_value(json_object_get(meta, "messageId")),
 	    .original_subject = header_value(h, "subject"),
+	    .template_text = tpl ? tpl->text : NULL,
+	    .template_subject = tpl ? tpl->subject : NULL,
 	    .arrival_ms = json_integer_value(json_object_get(meta, "time")),
 	    .now_ms = now,
 	    .rcpts = rs,

@@ -188,6 +188,60 @@ def test_no_dsn_where_none_may_go(world, dns_server, zmta, why, kwargs):
     assert mx2.messages() == []
 
 
+def test_templates_override_the_text_and_subject_per_language(world, dns_server, zmta, app):
+    mx1, mx2 = world
+    mx1.set_script(refuse("bob@example.test", "carol@example.test"))
+    folder = app.path / "dsn-templates"
+    folder.mkdir()
+    (folder / "failed.txt").write_text(
+        "Subject: Undeliverable: {subject}\n\n"
+        "Hello {sender},\n\nyour message {messageId} of {date} did not reach:\n\n"
+        "{recipients}-- {hostname}\n")
+    (folder / "failed.de.txt").write_text(
+        "Subject: Unzustellbar – Rückmeldung zu „{subject}“\n\nHallo {sender}, Ihre Nachricht kam nicht an:\n\n"
+        "{recipients}Grüße, {hostname}\n")
+    d = zmta(extra_config=config(dns_server, mx1, templates="dsn-templates"))
+    send(d, ["bob@example.test"], message_id="<en@origin.test>")
+    send(d, ["carol@example.test"], message_id="<de@origin.test>",
+         headers=b"Content-Language: de-AT, en\r\n")
+    raw = {parse(m)["In-Reply-To"]: m["data"] for m in mx2.wait_for(2)}
+    got = {k: email.message_from_bytes(v, policy=email.policy.default) for k, v in raw.items()}
+    en, de = got["<en@origin.test>"], got["<de@origin.test>"]
+    assert en["Subject"] == "Undeliverable: Quarterly report"
+    text = next(en.iter_parts()).get_content().replace("\r\n", "\n")
+    assert text.startswith("Hello alice@origin.test,\n\nyour message <en@origin.test> of ")
+    assert re.search(r"of \w{3}, \d+ \w{3} \d{4} [\d:]{8} \+0000 did not reach:", text)
+    assert ("<bob@example.test>: host mx1.example.test said:\n    550 5.1.1 "
+            "<bob@example.test>: Recipient address rejected") in text
+    assert text.endswith(f"-- {HOSTNAME}\n")
+    # The second by its Content-Language (de-AT, then de): an encoded subject.
+    assert de["Subject"] == "Unzustellbar – Rückmeldung zu „Quarterly report“"
+    assert b"\r\nSubject: =?UTF-8?B?" in raw["<de@origin.test>"].split(b"\r\n\r\n")[0]
+    part = next(de.iter_parts())
+    assert part["Content-Transfer-Encoding"] == "8bit"
+    assert part.get_content().replace("\r\n", "\n").endswith(f"Grüße, {HOSTNAME}\n")
+    # The report part stays machine-readable whatever the text.
+    assert status_blocks(de)[1]["Final-Recipient"] == "rfc822; carol@example.test"
+    assert all_failures(de) == (set(), {b"carol@example.test"})
+
+
+@pytest.mark.parametrize("name, content, error", [
+    ("failed.txt", "Dear {name},\n", r"failed\.txt:1: unknown placeholder \{name\}"),
+    ("delayed.txt", "ok\n" + "x" * 600 + "\n", r"delayed\.txt:2: line of 600 characters"),
+    ("relayed.txt", "a\x01b\n", r"relayed\.txt:1: control character 0x01"),
+])
+def test_a_bad_template_is_a_config_error(app, name, content, error):
+    folder = app.path / "t"
+    folder.mkdir()
+    (folder / name).write_text(content)
+    (folder / "notes.md").write_text("not a template")
+    app.write_config("development", {"bounces": {"templates": "t"}})
+    res = app.check_config()
+    assert res.returncode == 2, res.stderr
+    assert re.search(error, res.stderr), res.stderr
+    assert "notes.md is not KIND.txt or KIND.LANG.txt" in res.stderr
+
+
 def test_dsn_off_only_logs(world, dns_server, zmta):
     mx1, mx2 = world
     mx1.set_script(refuse("bob@example.test"))

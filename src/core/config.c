@@ -1191,6 +1191,7 @@ static void config_fill(struct config *cfg)
 						&b->n_disable_interfaces, false);
 	b->auto_suppress_ms = get_duration(t, "bounces.autoSuppress");
 	cfg->suppress_at_intake = strcmp(raw_value(t, "suppression.intake", NULL), "refuse") == 0;
+	cfg->suppress_notify = get_bool(t, "suppression.notify");
 
 	fill_smtp(cfg);
 	fill_zones(cfg);

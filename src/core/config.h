@@ -288,7 +288,8 @@ struct config {
 	/* suppression.intake: refuse suppressed recipients at RCPT and /send,
 	 * else accept them and drop them before delivery */
 	bool suppress_at_intake;
-	bool dkim_enabled; /* compute body hashes at intake */
+	bool suppress_notify; /* suppression.notify: a dropped delivery gets a failure DSN */
+	bool dkim_enabled;    /* compute body hashes at intake */
 	struct dkim_key_config *dkim_keys;
 	size_t n_dkim_keys;
 	char **dkim_sign_headers; /* lower case */

@@ -295,6 +295,7 @@ static const char *const intake_modes[] = {"refuse", "accept", NULL};
 
 static const struct cfg_schema suppression_schema[] = {
     {"intake", CT_ENUM, 0, 0, 0, intake_modes, NULL, NULL},
+    {"notify", CT_BOOL, 0, 0, 0, NULL, NULL, NULL},
     END,
 };
 

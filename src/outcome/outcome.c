@@ -225,8 +225,18 @@ void outcome_report(struct outcome *o, struct sched_item *it, const struct outco
 			"seq=%03x zone=%s rcpt=<%s> reason=\"%s\"", it->seq, zone, it->recipient,
 			r->text);
 		struct queue_events evs = {0};
-		attempt_event(o, &evs, EVENT_SUPPRESSED, it, r, NULL, "suppressed", it->attempts,
+		attempt_event(o, &evs, EVENT_SUPPRESSED, it, r, "5.7.1", "suppressed", it->attempts,
 			      0);
+		if (o->cfg->suppress_notify && o->cfg->bounces.dsn) {
+			char *diag = xasprintf("550 5.7.1 %s", r->text);
+			struct notice_info info = {.status = "5.7.1",
+						   .diagnostic = diag,
+						   .last_attempt_ms = clock_wall_ms(),
+						   .events = &evs};
+			notices_add(o->notices, DSN_FAILED, it, &info);
+			free(diag);
+			return;
+		}
 		persist_finish(o, it, &evs);
 		sched_item_done(o->sched, it);
 		return;

@@ -6,6 +6,8 @@ dropped with a `suppressed` event, never delivered, no bounce), a
 suppression added after queuing stops the pending delivery, and
 bounces.autoSuppress after a hard bounce.
 """
+import email
+import email.policy
 import json
 import re
 import smtplib
@@ -194,3 +196,23 @@ def test_auto_suppression_after_a_hard_bounce(world, dns_server, zmta):
     assert send(d, ["carol@example.test"]) == {}
     d.wait_log(r"event=bounced seq=001 zone=default rcpt=<carol@example\.test>")
     assert len(call(d, "GET", "/suppressionlist")[1]["suppressed"]) == 1
+
+
+def test_notify_tells_the_sender_by_dsn(dns_server, smtp_sink, zmta):
+    sink = smtp_sink("127.0.0.2")
+    senders_mx = smtp_sink("127.0.0.5", port=sink.port)
+    dns_server.set_records({"example.test": {"A": ["127.0.0.2"]},
+                            "origin.test": {"A": ["127.0.0.5"]}})
+    d = zmta(extra_config=config(dns_server, sink, suppression={"intake": "accept",
+                                                                "notify": True}))
+    entry = call(d, "POST", "/suppressionlist", {"address": "bob@example.test"})[1]["suppressed"]
+    assert send(d, ["bob@example.test"]) == {}
+    msg = email.message_from_bytes(senders_mx.wait_for(1)[0]["data"],
+                                   policy=email.policy.default)
+    part = next(p for p in msg.walk() if p.get_content_type() == "message/delivery-status")
+    block = dict(list(part.get_payload())[1].items())
+    assert block["Final-Recipient"] == "rfc822; bob@example.test"
+    assert block["Action"] == "failed" and block["Status"] == "5.7.1"
+    assert entry["id"] in block["Diagnostic-Code"]
+    assert "Remote-MTA" not in block  # no server was asked
+    assert sink.messages() == []

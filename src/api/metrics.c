@@ -99,6 +99,8 @@ static void emit_deliveries(struct out *o, bool zonemta)
 	int64_t v;
 	while (stats_next(STATS_DELIVERIES, &pos, &key, &v)) {
 		const char *tab = strchr(key, '\t'), *result = tab + 1;
+		if (zonemta && strcmp(result, "suppressed") == 0)
+			continue; /* not one of ZoneMTA's three */
 		char *zone = xstrndup(key, (size_t)(tab - key));
 		if (zonemta)
 			result = strcmp(result, "bounced") == 0 ? "rejected" : result;
@@ -120,8 +122,12 @@ static void emit_zonemta_aliases(struct out *o)
 	     "name).\n"
 	     "# TYPE zonemta_message_push counter\n"
 	     "zonemta_message_push{result=\"success\"} %lld\n"
-	     "zonemta_message_push{result=\"fail\"} %lld\n",
+	     "zonemta_message_push{result=\"fail\"} %lld\n"
+	     "# HELP zonemta_message_drop Messages not accepted for delivery (ZoneMTA's name).\n"
+	     "# TYPE zonemta_message_drop counter\n"
+	     "zonemta_message_drop %lld\n",
 	     (long long)counter_sum(STATS_MESSAGES_ACCEPTED),
+	     (long long)counter_sum(STATS_MESSAGES_REJECTED),
 	     (long long)counter_sum(STATS_MESSAGES_REJECTED));
 	emit(o,
 	     "# HELP zonemta_connection_pool_size Open delivery connections (ZoneMTA's name).\n"
@@ -242,6 +248,14 @@ char *metrics_render(const struct config *cfg, const struct queue *q)
 	     "# TYPE zonemta_store_space_low gauge\n"
 	     "zonemta_store_space_low %d\n",
 	     queue_broken(q) != NULL, queue_space_low(q));
+	emit_counter(&o, "zonemta_dsn_queued_total", "DSN mail queued, by kind.", "counter",
+		     STATS_DSN_QUEUED, "kind");
+	emit(&o,
+	     "# HELP zonemta_bounce_generation Bounce mail generated (ZoneMTA's name: failure "
+	     "notices).\n"
+	     "# TYPE zonemta_bounce_generation counter\n"
+	     "zonemta_bounce_generation %lld\n",
+	     (long long)stats_get(STATS_DSN_QUEUED, "failed"));
 	emit_webhooks(&o, cfg);
 	emit_histogram(&o, "zonemta_store_commit_seconds",
 		       "Time from a message's commit request to its durable write.",

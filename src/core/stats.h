@@ -23,6 +23,7 @@ enum stats_counter {
 	STATS_WEBHOOK_SENT,     /* events the endpoint took (2xx) */
 	STATS_WEBHOOK_FAILURES, /* POSTs that failed (no answer, or not 2xx) */
 	STATS_WEBHOOK_DROPPED,  /* events dropped past webhooks.maxBacklog */
+	STATS_DSN_QUEUED,       /* label: kind (failed, delayed, relayed); DSN mail queued */
 	STATS_NCOUNTERS,
 };
 

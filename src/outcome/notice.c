@@ -11,6 +11,7 @@
 #include "core/clock.h"
 #include "core/hmap.h"
 #include "core/log.h"
+#include "core/stats.h"
 #include "core/utf8.h"
 #include "core/xmalloc.h"
 #include "msg/header.h"
@@ -304,6 +305,7 @@ static void send_notice(struct notices *n, struct notice *nt, const struct queue
 						      r->was_deferred};
 		queue_events_move(&evs, &r->events);
 	}
+	stats_add(STATS_DSN_QUEUED, kind_names[nt->kind], 1);
 	log_msg(LOG_LEVEL_INFO, nt->id, "dsn_queued", "kind=%s dsn=%s to=<%s> rcpts=%zu%s",
 		kind_names[nt->kind], dsn_id, from, nrs, body != NULL ? " ret=full" : "");
 	queue_notice_commit(n->queue, dsn_id, dmeta, text, hlen, text + hlen, len - hlen, &dlv, fin,

@@ -219,7 +219,8 @@ void outcome_report(struct outcome *o, struct sched_item *it, const struct outco
 	enum outcome_status status = r->status;
 	const char *category = r->category;
 	if (status == OUTCOME_SUPPRESSED) {
-		/* Dropped without a try and without a bounce, as ZoneMTA does. */
+		/* Dropped without a try; a bounce only with suppression.notify
+		 * (ZoneMTA: never). */
 		stats_delivery(zone, "suppressed");
 		log_msg(LOG_LEVEL_INFO, it->id, "suppressed",
 			"seq=%03x zone=%s rcpt=<%s> reason=\"%s\"", it->seq, zone, it->recipient,

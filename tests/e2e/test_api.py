@@ -946,6 +946,7 @@ def test_metrics_follow_sends_and_deliveries(dns_server, smtp_sink, zmta):
     assert status == {"delivered": 4, "deferred": 1, "rejected": 1}
     assert sample(samples, "zonemta_message_push_total", result="success") == 5
     assert sample(samples, "zonemta_message_push_total", result="fail") == 2
+    assert sample(samples, "zonemta_message_drop_total") == 2
     opened = len(sink.sessions())
     assert 0 <= sample(samples, "zonemta_outbound_connections", zone="default") <= opened
     assert 0 <= sample(samples, "zonemta_connection_pool_size") <= opened

@@ -17,6 +17,7 @@ import pytest
 from flufl.bounce import all_failures
 
 from conftest import wait_until
+from test_api import metrics
 from test_delivery import relay_config
 from test_queue import queue_counts
 
@@ -142,6 +143,9 @@ def test_a_550_sends_one_dsn_to_the_senders_mx(world, dns_server, zmta):
     wait_until(lambda: queue_counts(d) == (0, 0) and queue_counts(d, "bounces") == (0, 0),
                15, what="queues empty")
     assert d.get(f"/message/{qid}")[0] == 404
+    samples = metrics(d)[0]
+    assert samples[("zonemta_dsn_queued_total", (("kind", "failed"),))] == 1
+    assert samples[("zonemta_bounce_generation_total", ())] == 1  # ZoneMTA's name
 
 
 @pytest.mark.parametrize("size, returned", [(1000, True), (80_000, False)])

@@ -20,6 +20,7 @@ import pytest
 
 from conftest import wait_until
 from test_delivery import relay_config
+from test_api import metrics
 from test_queue import queue_counts
 from test_webhooks import SECRET, Receiver
 
@@ -153,6 +154,12 @@ def test_accepted_then_dropped_with_an_event_never_delivered(world, dns_server, 
         d.wait_log(r"event=suppressed seq=001 zone=default rcpt=<bob@example\.test>")
         assert queue_counts(d, "bounces") == (0, 0)  # no bounce for it (ZoneMTA's rule)
         assert "dsn_queued" not in d.log()
+        samples = metrics(d)[0]
+        zone = ("zone", "default")
+        assert samples[("zonemta_delivery_attempts_total", (("result", "suppressed"), zone))] == 1
+        # ZoneMTA's own counter knows only delivered, deferred and rejected.
+        assert ("zonemta_delivery_status_total", (("status", "suppressed"), zone)) not in samples
+        assert samples[("zonemta_delivery_status_total", (("status", "delivered"), zone))] == 1
     finally:
         receiver.stop()
 

@@ -12,7 +12,7 @@ build_pkgs=(
   libevent-dev libssl-dev libfyaml-dev libjansson-dev librocksdb-dev
   libunbound-dev libcmocka-dev libpcre2-dev libgmime-3.0-dev libidn2-dev
   libcurl4-openssl-dev clang-format
-  libsystemd-dev scdoc libcrypt-dev
+  libsystemd-dev scdoc libcrypt-dev liblua5.4-dev
 )
 # Tests: real peers on loopback.  dnsmasq-base is the bare binary (the
 # dnsmasq package would start a system service on port 53).

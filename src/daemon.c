@@ -27,6 +27,7 @@
 #include "mta/mta.h"
 #include "outcome/outcome.h"
 #include "outcome/webhook.h"
+#include "lua/plugin.h"
 #include "queue/suppress.h"
 #include "queue/queue.h"
 #include "sched/sched.h"
@@ -55,6 +56,7 @@ struct daemon {
 	struct webhooks *webhooks;
 	struct suppressions *suppressions;
 	struct plugin_env plugin;
+	struct plugins *plugins; /* Lua */
 	struct smtp_server **smtp;
 	size_t n_smtp;
 	size_t draining; /* SMTP servers still finishing sessions */
@@ -465,6 +467,9 @@ static int daemon_start(struct daemon *d, char **err)
 	d->plugin = (struct plugin_env){d->base, cfg, d->http};
 	if (compiled_plugin != NULL && compiled_plugin(&d->plugin, err) != 0)
 		return -1;
+	d->plugins = plugins_load(cfg, d->base, d->http, err);
+	if (d->plugins == NULL)
+		return -1;
 	/* The pid file first: a second instance stops here with a clear word. */
 	if (cfg->pidfile != NULL && pidfile_create(d, err) != 0)
 		return -1;
@@ -566,6 +571,7 @@ int daemon_run(const struct config_source *src, struct config *cfg)
 	dns_free(d.dns);
 	bounce_rules_free(d.rules);
 	hook_shutdown();          /* after everything that could have a run pending */
+	plugins_free(d.plugins);  /* its calls are over */
 	http_client_free(d.http); /* after the hooks that could ask it */
 	if (d.stop_timer)
 		event_free(d.stop_timer);

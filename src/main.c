@@ -18,6 +18,7 @@
 #include "core/config.h"
 #include "core/xmalloc.h"
 #include "daemon.h"
+#include "lua/plugin.h"
 #ifdef ZMTA_TEST_PLUGIN
 #include "test_plugin.h"
 #endif
@@ -28,6 +29,8 @@
 
 extern const char zmta_default_config[];
 extern const size_t zmta_default_config_len;
+extern const char zmta_example_plugin[];
+extern const size_t zmta_example_plugin_len;
 
 static const char usage_text[] =
     "Usage:\n"
@@ -127,6 +130,13 @@ static int cmd_check_config(int argc, char **argv)
 	int rc = load_from_args(argc, argv, &src, &cfg);
 	if (rc != 0)
 		return rc;
+	char *err = NULL;
+	if (plugins_check(cfg, &err) != 0) {
+		fprintf(stderr, "%s\nzone-mta: configuration is invalid\n", err);
+		free(err);
+		config_free(cfg);
+		return EXIT_USAGE;
+	}
 	size_t nwarnings = 0;
 	if (cfg->warnings != NULL) {
 		fprintf(stderr, "%s\n", cfg->warnings);
@@ -291,6 +301,21 @@ static int write_override_template(const char *path)
 	return 0;
 }
 
+/* plugins/example.lua: a plugin to start from (not enabled). */
+static int write_example_plugin(const char *path)
+{
+	FILE *f = fopen(path, "wx");
+	if (f == NULL ||
+	    fwrite(zmta_example_plugin, 1, zmta_example_plugin_len, f) != zmta_example_plugin_len) {
+		fprintf(stderr, "zone-mta: cannot create %s: %s\n", path,
+			errno == EEXIST ? "it exists already (not overwritten)" : strerror(errno));
+		if (f != NULL)
+			fclose(f);
+		return -1;
+	}
+	return fclose(f) == 0 ? 0 : -1;
+}
+
 static int cmd_create(int argc, char **argv)
 {
 	if (argc != 2)
@@ -300,9 +325,11 @@ static int cmd_create(int argc, char **argv)
 	char *plugins_dir = xasprintf("%s/plugins", dir);
 	char *queue_dir = xasprintf("%s/data", dir);
 	char *override = xasprintf("%s/config/default.yaml", dir);
+	char *example = xasprintf("%s/plugins/example.lua", dir);
 	int rc = EXIT_RUNTIME;
 	if (make_dir(dir) == 0 && make_dir(config_dir) == 0 && make_dir(plugins_dir) == 0 &&
-	    make_dir(queue_dir) == 0 && write_override_template(override) == 0) {
+	    make_dir(queue_dir) == 0 && write_override_template(override) == 0 &&
+	    write_example_plugin(example) == 0) {
 		printf("created %s: edit %s, then run: zone-mta run -d %s\n", dir, override, dir);
 		rc = 0;
 	}
@@ -310,6 +337,7 @@ static int cmd_create(int argc, char **argv)
 	free(plugins_dir);
 	free(queue_dir);
 	free(override);
+	free(example);
 	return rc;
 }
 

@@ -257,6 +257,21 @@ char *metrics_render(const struct config *cfg, const struct queue *q)
 	     "zonemta_bounce_generation %lld\n",
 	     (long long)stats_get(STATS_DSN_QUEUED, "failed"));
 	emit_webhooks(&o, cfg);
+	emit_counter(&o, "zonemta_plugin_calls_total", "Hook calls of each Lua plugin.", "counter",
+		     STATS_PLUGIN_CALLS, "plugin");
+	emit_counter(&o, "zonemta_plugin_errors_total",
+		     "Hook calls of each Lua plugin that failed (error, limit, timeout).",
+		     "counter", STATS_PLUGIN_ERRORS, "plugin");
+	emit(&o, "# HELP zonemta_plugin_run_seconds_total Time each Lua plugin's code ran on the "
+		 "event loop.\n# TYPE zonemta_plugin_run_seconds_total counter\n");
+	size_t pos = 0;
+	const char *name;
+	int64_t us;
+	while (stats_next(STATS_PLUGIN_MICROS, &pos, &name, &us)) {
+		emit(&o, "zonemta_plugin_run_seconds_total{plugin=");
+		emit_label_value(&o, name);
+		emit(&o, "} %.6f\n", (double)us / 1e6);
+	}
 	emit_histogram(&o, "zonemta_store_commit_seconds",
 		       "Time from a message's commit request to its durable write.",
 		       stats_histogram(STATS_COMMIT_SECONDS));

@@ -270,8 +270,8 @@ static void validate_map(const struct cfg_node *n, const struct cfg_schema *fiel
 		const struct cfg_schema *f = fields;
 		while (f->key != NULL && strcmp(f->key, c->key) != 0)
 			f++;
-		if (f->key == NULL)
-			unknown_option(c, cpath, errors);
+		if (f->key == NULL || (strcmp(cpath, "plugins") == 0 && c->kind == CFG_MAP))
+			unknown_option(c, cpath, errors); /* ZoneMTA's plugins: a mapping */
 		else
 			validate_node(c, f, cpath, errors);
 		free(cpath);
@@ -395,7 +395,10 @@ static void validate_node(const struct cfg_node *n, const struct cfg_schema *s, 
 	    [CT_LIST] = "a list",
 	    [CT_RATE] = "a rate",
 	    [CT_RATIO] = "a number from 0 to 1",
+	    [CT_ANY] = "anything",
 	};
+	if (s->type == CT_ANY)
+		return;
 	enum cfg_kind want_kind = s->type == CT_MAP || s->type == CT_DICT ? CFG_MAP
 				  : s->type == CT_LIST                    ? CFG_SEQ
 									  : CFG_SCALAR;
@@ -900,6 +903,48 @@ static unsigned event_bit(const char *name)
 	return 0;
 }
 
+/* plugins: the enabled entries, paths resolved in the app's plugins/. */
+static void fill_plugins(struct config *cfg, struct problems *found)
+{
+	const struct cfg_node *list = cfg_lookup(cfg->tree, "plugins");
+	if (list == NULL || list->kind != CFG_SEQ)
+		return; /* absent, or ZoneMTA's mapping (a warning already) */
+	const struct cfg_schema *f = schema_field(config_schema, "plugins")->sub[0].sub;
+	cfg->plugins = xcalloc(list->nchild + 1, sizeof(*cfg->plugins));
+	for (size_t i = 0; i < list->nchild; i++) {
+		const struct cfg_node *n = list->child[i];
+		if (cfg_map_get(n, "name") == NULL || cfg_map_get(n, "path") == NULL) {
+			problem_add(found, n, "plugins[%zu] needs name and path", i);
+			continue;
+		}
+		if (!get_bool_in(n, "enabled", f))
+			continue;
+		struct plugin_config *p = &cfg->plugins[cfg->n_plugins++];
+		p->name = get_str_in(n, "name", f);
+		char *path = get_str_in(n, "path", f);
+		if (path[0] == '/' || cfg->app_dir == NULL) {
+			p->path = path;
+		} else {
+			p->path = xasprintf("%s/plugins/%s", cfg->app_dir, path);
+			free(path);
+		}
+		const char *on_error = raw_value(n, "onError", f);
+		p->on_error_continue = strcmp(on_error, "continue") == 0;
+		p->timeout_ms = get_duration_in(n, "timeout", f);
+		p->memory = get_size_in(n, "memory", f);
+		p->instructions = (uint64_t)get_int_in(n, "instructions", f);
+		p->config = cfg_map_get(n, "config");
+		if (access(p->path, R_OK) != 0)
+			problem_add(found, cfg_map_get(n, "path"),
+				    "plugins[%zu] (%s): cannot read %s: %s", i, p->name, p->path,
+				    strerror(errno));
+		for (size_t k = 0; k + 1 < cfg->n_plugins; k++)
+			if (strcmp(cfg->plugins[k].name, p->name) == 0)
+				problem_add(found, n, "plugins[%zu]: another plugin is named '%s'",
+					    i, p->name);
+	}
+}
+
 /* webhooks.endpoints, then bounces.url as ZoneMTA's http-bounce. */
 static void fill_webhooks(struct config *cfg, struct problems *found)
 {
@@ -1054,6 +1099,7 @@ static int check_references(struct config *cfg, char **errors)
 	}
 	fill_dkim(cfg, &found);
 	fill_webhooks(cfg, &found);
+	fill_plugins(cfg, &found);
 	const struct cfg_node *templates = cfg_lookup(cfg->tree, "bounces.templates");
 	if (templates != NULL && templates->kind != CFG_NULL) {
 		char *dir = get_path(cfg, "bounces.templates");
@@ -1407,6 +1453,11 @@ void config_free(struct config *cfg)
 	free_string_list(cfg->bounces.skip_precedence, cfg->bounces.n_skip_precedence);
 	free_string_list(cfg->bounces.disable_interfaces, cfg->bounces.n_disable_interfaces);
 	free_dsn_templates(&cfg->bounces);
+	for (size_t i = 0; i < cfg->n_plugins; i++) {
+		free(cfg->plugins[i].name);
+		free(cfg->plugins[i].path);
+	}
+	free(cfg->plugins);
 	for (size_t i = 0; i < cfg->n_webhooks; i++) {
 		free(cfg->webhooks[i].name);
 		free(cfg->webhooks[i].url);

@@ -124,6 +124,17 @@ struct webhook_config {
 	char *secret;          /* HMAC-SHA256 key of the signature header, or NULL */
 };
 
+/* A Lua plugin: plugins[] (src/lua/plugin.h). */
+struct plugin_config {
+	char *name;
+	char *path;             /* the file, resolved (relative paths are in the app's plugins/) */
+	bool on_error_continue; /* onError: continue, else tempfail */
+	uint64_t timeout_ms;    /* per hook call, waiting included */
+	uint64_t memory;        /* bytes the plugin's Lua state may hold */
+	uint64_t instructions;  /* Lua instructions per hook call */
+	const struct cfg_node *config; /* its `config` (in the tree), or NULL */
+};
+
 /* A rate: `count` messages per `period_ms`; count 0 means unlimited. */
 struct rate {
 	uint64_t count;
@@ -280,6 +291,8 @@ struct config {
 	size_t n_nameservers;
 	char *bounce_rules; /* rules file, or NULL for the shipped rules */
 	struct bounce_config bounces;
+	struct plugin_config *plugins; /* the enabled ones, in order */
+	size_t n_plugins;
 	struct webhook_config *webhooks; /* webhooks.endpoints, then bounces.url */
 	size_t n_webhooks;
 	uint64_t webhook_max_backlog; /* events kept per endpoint */
@@ -360,6 +373,7 @@ enum cfg_type {
 	CT_LIST,  /* each item as sub[0] */
 	CT_RATE,  /* "100 messages/second" (or minute, hour) */
 	CT_RATIO, /* a number from 0 to 1 */
+	CT_ANY,   /* anything (a plugin's own config): not checked here */
 };
 
 #define CF_NULLABLE 0x1  /* null is a valid value ("not set") */

@@ -42,7 +42,8 @@ static const struct config_compat options[] = {
      "each delivery is dealt a pool address by the addresses' ratios"},
     {"zones.*.interface", COMPAT_IGNORED, "local addresses come from the zone's pool"},
     {"plugins", COMPAT_NOT_YET,
-     "plugins come with Lua plugins; default-headers and dkim are built in (dkim.keys)"},
+     "ZoneMTA's JavaScript plugins do not run here: zone-mta's plugins are Lua, a list "
+     "(docs/plugins.md); default-headers and dkim are built in (dkim.keys)"},
     {"mtaSts", COMPAT_NOT_YET, "MTA-STS is not implemented yet"},
     {"blacklist", COMPAT_NOT_YET,
      "there is no blocklist back-off of local address and domain pairs yet"},

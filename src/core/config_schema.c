@@ -326,6 +326,24 @@ static const struct cfg_schema webhooks_schema[] = {
     END,
 };
 
+static const char *const on_error_modes[] = {"tempfail", "continue", NULL};
+
+static const struct cfg_schema plugin_fields[] = {
+    {"name", CT_STRING, 0, 0, 0, NULL, NULL, NULL},
+    {"path", CT_STRING, 0, 0, 0, NULL, NULL, NULL},
+    {"enabled", CT_BOOL, 0, 0, 0, NULL, NULL, "true"},
+    {"config", CT_ANY, 0, 0, 0, NULL, NULL, NULL},
+    {"onError", CT_ENUM, 0, 0, 0, on_error_modes, NULL, "tempfail"},
+    {"timeout", CT_DURATION, 0, 10, 3600 * SECOND, NULL, NULL, "5 s"},
+    {"memory", CT_SIZE, 0, 1024 * 1024, 4 * GB, NULL, NULL, "64 MB"},
+    {"instructions", CT_INT, 0, 1000, 1000000000000LL, NULL, NULL, "10000000"},
+    END,
+};
+
+static const struct cfg_schema plugin_item[] = {
+    {"<plugin>", CT_MAP, 0, 0, 0, NULL, plugin_fields, NULL},
+};
+
 const struct cfg_schema config_schema[] = {
     {"ident", CT_STRING, 0, 0, 0, NULL, NULL, NULL},
     {"hostname", CT_STRING, CF_NULLABLE, 0, 0, NULL, NULL, NULL},
@@ -345,6 +363,7 @@ const struct cfg_schema config_schema[] = {
     {"bounces", CT_MAP, 0, 0, 0, NULL, bounces_schema, NULL},
     {"webhooks", CT_MAP, 0, 0, 0, NULL, webhooks_schema, NULL},
     {"suppression", CT_MAP, 0, 0, 0, NULL, suppression_schema, NULL},
+    {"plugins", CT_LIST, 0, 0, 0, NULL, plugin_item, NULL},
     {"hooks", CT_MAP, 0, 0, 0, NULL, hooks_schema, NULL},
     {"httpClient", CT_MAP, 0, 0, 0, NULL, http_client_schema, NULL},
     {"dkim", CT_MAP, 0, 0, 0, NULL, dkim_schema, NULL},

@@ -24,6 +24,10 @@ enum stats_counter {
 	STATS_WEBHOOK_FAILURES, /* POSTs that failed (no answer, or not 2xx) */
 	STATS_WEBHOOK_DROPPED,  /* events dropped past webhooks.maxBacklog */
 	STATS_DSN_QUEUED,       /* label: kind (failed, delayed, relayed); DSN mail queued */
+	/* Lua plugins, label: plugin name */
+	STATS_PLUGIN_CALLS,  /* hook calls */
+	STATS_PLUGIN_ERRORS, /* calls that failed (error, budget, memory, timeout) */
+	STATS_PLUGIN_MICROS, /* time its Lua code ran on the loop */
 	STATS_NCOUNTERS,
 };
 

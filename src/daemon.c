@@ -387,6 +387,12 @@ static void on_reload_signal(evutil_socket_t sig, short what, void *arg)
 			free(err);
 		}
 	}
+	if (plugins_reload(d->plugins, &err) != 0) {
+		log_error("reload",
+			  "status=partial error=\"%s\" action=\"keeping the running plugins\"",
+			  err);
+		free(err);
+	}
 	if (d->api != NULL && api_reload(d->api, &err) != 0) {
 		log_error("reload",
 			  "status=partial error=\"api: %s\" action=\"keeping the running "

@@ -213,17 +213,15 @@ static void push_config(lua_State *L, const struct cfg_node *n)
 
 /* --- loading --- */
 
-static void plugin_close(struct plugin *p)
+void plugin_close(struct plugin *p)
 {
 	if (p->L != NULL)
 		lua_close(p->L);
-	for (size_t i = 0; i < p->nhandlers; i++)
-		free(p->handlers[i]);
-	free(p->handlers);
 	free(p);
 }
 
-/* zmta.hook(name, fn): only while the file runs. */
+/* zmta.hook(name, fn): only while the file runs; several functions on one
+ * point run in the order they were registered. */
 static int zmta_hook(lua_State *L)
 {
 	struct plugin *p = plugin_of(L);
@@ -234,15 +232,27 @@ static int zmta_hook(lua_State *L)
 	enum hook_point point;
 	if (hook_point_parse(name, &point) != 0)
 		return luaL_error(L, "zmta.hook: no hook named '%s' (see docs/plugins.md)", name);
-	struct plugin_handler *h = xcalloc(1, sizeof(*h));
-	h->plugin = p;
-	h->point = point;
+	lua_getfield(L, LUA_REGISTRYINDEX, "zmta.hooks");
+	if (lua_getfield(L, -1, name) != LUA_TTABLE) {
+		lua_pop(L, 1);
+		lua_newtable(L);
+		lua_pushvalue(L, -1);
+		lua_setfield(L, -3, name);
+	}
 	lua_pushvalue(L, 2);
-	h->ref = luaL_ref(L, LUA_REGISTRYINDEX);
-	p->handlers = xrealloc(p->handlers, (p->nhandlers + 1) * sizeof(*p->handlers));
-	p->handlers[p->nhandlers++] = h;
+	lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
+	lua_pop(L, 2);
+	p->used[point] = true;
+	p->nhooks++;
 	return 0;
 }
+
+/* The call's main function: (functions, ctx) -> the first answer. */
+static const char DISPATCH[] = "local fns, ctx = ...\n"
+			       "for i = 1, #fns do\n"
+			       "  local r = fns[i](ctx)\n"
+			       "  if r ~= nil then return r end\n"
+			       "end\n";
 
 static struct plugin *plugin_open(struct plugins *owner, const struct plugin_config *pc, char **err)
 {
@@ -269,6 +279,11 @@ static struct plugin *plugin_open(struct plugins *owner, const struct plugin_con
 	lua_pushstring(L, pc->name);
 	lua_setfield(L, -2, "name");
 	lua_setglobal(L, "zmta");
+	lua_newtable(L);
+	lua_setfield(L, LUA_REGISTRYINDEX, "zmta.hooks");
+	if (luaL_loadbufferx(L, DISPATCH, sizeof(DISPATCH) - 1, "=dispatch", "t") != LUA_OK)
+		fatal("lua: the dispatcher does not compile: %s", lua_tostring(L, -1));
+	p->dispatch_ref = luaL_ref(L, LUA_REGISTRYINDEX);
 	lua_sethook(L, count_hook, LUA_MASKCOUNT, COUNT_STEP);
 	p->loading = true;
 	int rc = luaL_loadfilex(L, pc->path, "t");
@@ -282,6 +297,26 @@ static struct plugin *plugin_open(struct plugins *owner, const struct plugin_con
 		return NULL;
 	}
 	return p;
+}
+
+/* Registers the slots of plugin i's points that have none yet. */
+static void register_slots(struct plugins *ps, size_t i)
+{
+	struct plugin *p = ps->list[i];
+	for (int point = 0; point < HOOK_POINT_COUNT; point++) {
+		if (!p->used[point])
+			continue;
+		struct plugin_slot **at = &ps->slots[point];
+		while (*at != NULL && (*at)->index != i)
+			at = &(*at)->next;
+		if (*at != NULL)
+			continue;
+		struct plugin_slot *slot = xcalloc(1, sizeof(*slot));
+		*slot = (struct plugin_slot){ps, i, (enum hook_point)point, NULL};
+		*at = slot;
+		hook_register((enum hook_point)point, p->cfg->name, plugin_handle, plugin_cancel,
+			      slot);
+	}
 }
 
 struct plugins *plugins_load(const struct config *cfg, struct event_base *base,
@@ -303,14 +338,46 @@ struct plugins *plugins_load(const struct config *cfg, struct event_base *base,
 	}
 	/* Registered once all loaded: a plugin failing to load registers nothing. */
 	for (size_t i = 0; i < ps->n; i++) {
-		struct plugin *p = ps->list[i];
-		for (size_t k = 0; k < p->nhandlers; k++)
-			hook_register(p->handlers[k]->point, p->cfg->name, plugin_handle,
-				      plugin_cancel, p->handlers[k]);
-		log_info("plugin_loaded", "plugin=%s path=%s hooks=%zu memory=%zu", p->cfg->name,
-			 p->cfg->path, p->nhandlers, p->mem_used);
+		register_slots(ps, i);
+		log_info("plugin_loaded", "plugin=%s path=%s hooks=%zu memory=%zu",
+			 ps->list[i]->cfg->name, ps->list[i]->cfg->path, ps->list[i]->nhooks,
+			 ps->list[i]->mem_used);
 	}
 	return ps;
+}
+
+/* The state goes once no call runs on it. */
+static void retire(struct plugin *p)
+{
+	p->retired = true;
+	if (p->calls == 0)
+		plugin_close(p);
+}
+
+int plugins_reload(struct plugins *ps, char **err)
+{
+	if (ps == NULL || ps->n == 0)
+		return 0;
+	struct plugin **fresh = xcalloc(ps->n, sizeof(*fresh));
+	for (size_t i = 0; i < ps->n; i++) {
+		fresh[i] = plugin_open(ps, ps->list[i]->cfg, err);
+		if (fresh[i] == NULL) {
+			for (size_t k = 0; k < i; k++)
+				plugin_close(fresh[k]);
+			free(fresh);
+			return -1;
+		}
+	}
+	for (size_t i = 0; i < ps->n; i++) {
+		retire(ps->list[i]);
+		ps->list[i] = fresh[i];
+		register_slots(ps, i);
+		log_info("plugin_loaded", "plugin=%s path=%s hooks=%zu memory=%zu reload=yes",
+			 fresh[i]->cfg->name, fresh[i]->cfg->path, fresh[i]->nhooks,
+			 fresh[i]->mem_used);
+	}
+	free(fresh);
+	return 0;
 }
 
 int plugins_check(const struct config *cfg, char **err)
@@ -330,10 +397,16 @@ void plugins_free(struct plugins *ps)
 	if (ps == NULL)
 		return;
 	while (ps->calls != NULL)
-		plugin_call_free(ps->calls);
+		plugin_call_free(ps->calls); /* closes the retired states they held */
 	for (size_t i = 0; i < ps->n; i++)
 		plugin_close(ps->list[i]);
 	free(ps->list);
+	for (int point = 0; point < HOOK_POINT_COUNT; point++)
+		while (ps->slots[point] != NULL) {
+			struct plugin_slot *next = ps->slots[point]->next;
+			free(ps->slots[point]);
+			ps->slots[point] = next;
+		}
 	size_t pos = 0;
 	const char *key;
 	void *v;

@@ -27,6 +27,12 @@ struct plugins;
  */
 struct plugins *plugins_load(const struct config *cfg, struct event_base *base,
 			     struct http_client *http, char **err);
+/*
+ * SIGHUP: reads every plugin's file again into a new state.  Calls under
+ * way finish on the old states; new calls get the new ones.  When one
+ * does not load, all keep their running state: -1 and *err.
+ */
+int plugins_reload(struct plugins *p, char **err);
 /* Loads the plugins of cfg to check them, without a loop: what
  * check-config reports.  0, or -1 and *err. */
 int plugins_check(const struct config *cfg, char **err);

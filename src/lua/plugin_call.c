@@ -118,8 +118,11 @@ void plugin_call_free(struct plugin_call *c)
 	}
 	luaL_unref(L, LUA_REGISTRYINDEX, c->ctx_ref);
 	luaL_unref(L, LUA_REGISTRYINDEX, c->co_ref);
+	struct plugin *p = c->plugin;
 	free(c->reply);
 	free(c);
+	if (--p->calls == 0 && p->retired)
+		plugin_close(p); /* reloaded meanwhile: its last call is over */
 }
 
 /* The running call of L's plugin, if L is its own coroutine; else an error. */
@@ -443,9 +446,8 @@ static enum hook_verdict failed(struct plugin_call *c, const char *what)
 				   : xstrdup(what);
 	p->mem_refused = false;
 	log_msg(LOG_LEVEL_ERROR, hook_call_ctx(c->call)->queue_id, "plugin_error",
-		"plugin=%s hook=%s error=\"%s\" action=%s", p->cfg->name,
-		hook_point_name(c->handler->point), msg,
-		p->cfg->on_error_continue ? "continue" : "tempfail");
+		"plugin=%s hook=%s error=\"%s\" action=%s", p->cfg->name, hook_point_name(c->point),
+		msg, p->cfg->on_error_continue ? "continue" : "tempfail");
 	free(msg);
 	if (p->cfg->on_error_continue)
 		return HOOK_CONTINUE;
@@ -555,13 +557,15 @@ static void resume_async(struct plugin_call *c, int nargs)
 
 enum hook_verdict plugin_handle(struct hook_call *call, const struct hook_ctx *ctx, void *arg)
 {
-	struct plugin_handler *h = arg;
-	struct plugin *p = h->plugin;
-	struct plugins *ps = p->owner;
+	struct plugin_slot *slot = arg;
+	struct plugins *ps = slot->owner;
+	struct plugin *p = ps->list[slot->index];
+	if (!p->used[slot->point])
+		return HOOK_CONTINUE; /* the point's handlers went with a reload */
 	stats_add(STATS_PLUGIN_CALLS, p->cfg->name, 1);
 	struct plugin_call *c = xcalloc(1, sizeof(*c));
 	c->plugin = p;
-	c->handler = h;
+	c->point = slot->point;
 	c->call = call;
 	c->headers_ref = LUA_NOREF;
 	c->started_us = now_us();
@@ -569,12 +573,16 @@ enum hook_verdict plugin_handle(struct hook_call *call, const struct hook_ctx *c
 	if (ps->calls)
 		ps->calls->prev = c;
 	ps->calls = c;
+	p->calls++;
 	lua_State *L = p->L;
 	c->co = lua_newthread(L);
 	c->co_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-	lua_rawgeti(c->co, LUA_REGISTRYINDEX, h->ref);
-	push_ctx(c->co, c, ctx, h->point);
-	enum hook_verdict v = run(c, 1);
+	lua_rawgeti(c->co, LUA_REGISTRYINDEX, p->dispatch_ref);
+	lua_getfield(c->co, LUA_REGISTRYINDEX, "zmta.hooks");
+	lua_getfield(c->co, -1, hook_point_name(slot->point));
+	lua_remove(c->co, -2);
+	push_ctx(c->co, c, ctx, slot->point);
+	enum hook_verdict v = run(c, 2);
 	if (v == HOOK_PENDING) {
 		c->deadline = evtimer_new(ps->base, deadline_fired, c);
 		uint64_t ms = p->cfg->timeout_ms;
@@ -590,8 +598,8 @@ enum hook_verdict plugin_handle(struct hook_call *call, const struct hook_ctx *c
 
 void plugin_cancel(struct hook_call *call, void *arg)
 {
-	struct plugin_handler *h = arg;
-	for (struct plugin_call *c = h->plugin->owner->calls; c != NULL; c = c->next)
+	struct plugin_slot *slot = arg;
+	for (struct plugin_call *c = slot->owner->calls; c != NULL; c = c->next)
 		if (c->call == call) {
 			plugin_call_free(c);
 			return;

@@ -18,16 +18,20 @@ struct plugins {
 	const struct config *cfg;
 	struct event_base *base; /* NULL when only checking */
 	struct http_client *http;
-	struct plugin **list;
+	struct plugin **list; /* the current state of each plugin, in order */
 	size_t n;
+	/* What the hook bus calls: one per plugin and point it ever used, so a
+	 * reload swaps the state behind them without touching the bus. */
+	struct plugin_slot *slots[HOOK_POINT_COUNT];
 	struct plugin_call *calls; /* pending, to end at free */
 	struct strmap *zones;      /* zone names handlers chose (queue:route), interned */
 };
 
-struct plugin_handler {
-	struct plugin *plugin;
+struct plugin_slot {
+	struct plugins *owner;
+	size_t index; /* into owner->list */
 	enum hook_point point;
-	int ref; /* the function, in the registry */
+	struct plugin_slot *next; /* the point's other plugins */
 };
 
 struct plugin {
@@ -39,14 +43,18 @@ struct plugin {
 	bool loading;                /* its file runs: zmta.hook allowed */
 	uint64_t load_instructions;  /* spent while loading */
 	struct plugin_call *running; /* the call whose coroutine runs now */
-	struct plugin_handler **handlers;
-	size_t nhandlers;
+	size_t nhooks;               /* zmta.hook calls */
+	bool used[HOOK_POINT_COUNT]; /* points it registered for */
+	int dispatch_ref;            /* runs a point's functions in order */
+	/* a reloaded plugin's old state lives until its last call ends */
+	unsigned calls;
+	bool retired;
 };
 
 /* One hook call: a coroutine, and what it waits for. */
 struct plugin_call {
 	struct plugin *plugin;
-	struct plugin_handler *handler;
+	enum hook_point point;
 	struct hook_call *call;
 	lua_State *co;
 	int co_ref, ctx_ref, headers_ref;
@@ -73,11 +81,13 @@ void plugin_open_json(lua_State *L);
 /* plugin_call.c */
 /* Pushes the zmta table (log, sleep, http) on L's stack. */
 void plugin_open_zmta(lua_State *L, struct plugin *p);
-/* The hook bus's handler and cancel functions (arg: struct plugin_handler). */
+/* The hook bus's handler and cancel functions (arg: struct plugin_slot). */
 enum hook_verdict plugin_handle(struct hook_call *call, const struct hook_ctx *ctx, void *arg);
 void plugin_cancel(struct hook_call *call, void *arg);
 /* Ends a call: its timers and request go, its coroutine is released. */
 void plugin_call_free(struct plugin_call *c);
+/* Frees a state (a retired one once its last call is over). */
+void plugin_close(struct plugin *p);
 /* A log line "plugin=NAME msg=..." with the fields of the table at
  * index `fields` of L (0: none). */
 void plugin_log(struct plugin *p, enum log_level level, const char *msg, lua_State *L, int fields);

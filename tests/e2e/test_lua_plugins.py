@@ -380,3 +380,48 @@ def test_example_http_decision(app, zmta):
                             "subject": "buy spam now"}
     finally:
         server.shutdown()
+
+
+def test_sighup_reloads_plugins_and_keeps_them_on_a_syntax_error(zmta, app):
+    import signal
+    plugin = app.path / "plugins" / "tag.lua"
+
+    def write(reply):
+        plugin.write_text('zmta.hook("smtp:rcpt_to", function(ctx)\n'
+                          '  if ctx.address:match("^tag@") then\n'
+                          f'    return {{reject = "550 5.7.1 {reply}"}}\n'
+                          '  end\n'
+                          'end)\n')
+    write("version one")
+    d = zmta(extra_config={"plugins": [{"name": "tag", "path": "tag.lua"}]})
+    old = Client(d.smtp_port)
+    envelope(old)
+    assert old.cmd("RCPT TO:<tag@example.test>") == "550 5.7.1 version one"
+    # A call under way when the reload comes finishes on the old state.
+    plugin.write_text('zmta.hook("smtp:rcpt_to", function(ctx)\n'
+                      '  if ctx.address:match("^nap@") then zmta.sleep(600) end\n'
+                      '  if ctx.address:match("^tag@") then\n'
+                      '    return {reject = "550 5.7.1 version two"}\n'
+                      '  end\n'
+                      'end)\n')
+    d.signal(signal.SIGHUP)
+    d.wait_log(r"event=plugin_loaded plugin=tag .* reload=yes")
+    slow = Client(d.smtp_port)
+    envelope(slow)
+    slow.send("RCPT TO:<nap@example.test>")
+    time.sleep(0.1)
+    write("version three")
+    d.signal(signal.SIGHUP)
+    d.wait_log(r"event=reload status=ok")
+    assert slow.reply().startswith("250")  # the nap of version two, ended on its state
+    new = Client(d.smtp_port)
+    envelope(new)
+    assert new.cmd("RCPT TO:<tag@example.test>") == "550 5.7.1 version three"
+    # A syntax error: the running plugin stays, and the log says why.
+    plugin.write_text('zmta.hook("smtp:rcpt_to", function(ctx)\n  return {\n')
+    d.signal(signal.SIGHUP)
+    d.wait_log(r'event=reload status=partial error="plugin tag: \S*tag\.lua:3: .*" '
+               r'action="keeping the running plugins"')
+    again = Client(d.smtp_port)
+    envelope(again)
+    assert again.cmd("RCPT TO:<tag@example.test>") == "550 5.7.1 version three"

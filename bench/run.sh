@@ -21,6 +21,8 @@
 #      handshake per message, into both MTAs with the same certificate
 #   7. the suppression list at 1,000,000 entries: fill time, RSS, lookup
 #      time (and at 1,000: O(1)); Postfix: an access table of the same
+#   8. item 1 without plugins and with a trivial Lua plugin on
+#      message:headers and sender:headers (zone-mta against itself)
 #
 # Prints each figure as it is measured, then a table with the ratios
 # zone-mta / Postfix and the issue's targets.  Exits 0 when everything ran
@@ -326,6 +328,35 @@ item7() {
   i7_pf "$n"
 }
 
+# Item 8: the cost of a Lua plugin.  Item 1's relay throughput, once
+# without plugins and once with one trivial handler on message:headers and
+# one on sender:headers (each adds a header): the ratio is the cost.
+# Postfix has no counterpart (its milters are separate processes), so the
+# figures compare zone-mta with itself.
+# (LUA_TRIVIAL in the environment replaces the plugin, for experiments.)
+LUA_TRIVIAL=${LUA_TRIVIAL:-'zmta.hook("message:headers", function(ctx) ctx.headers:add("X-Bench", "in") end)
+zmta.hook("sender:headers", function(ctx) ctx.headers:add("X-Bench-Out", ctx.delivery.zone) end)'}
+# Rounds alternate (plain, Lua, plain, Lua, ...): this machine's disk makes
+# single runs vary by tens of per cent; report.py takes each side's median.
+ROUNDS8=${ROUNDS8:-3}
+i8_plain() { throughput "i8.plain.$I8_ROUND" "$ZMTA_SMTP" "$N1" "$SIZE1"; }
+i8_lua() { throughput "i8.lua.$I8_ROUND" "$ZMTA_SMTP" "$N1" "$SIZE1"; }
+
+item8() {
+  local rounds=$ROUNDS8
+  [ -n "$QUICK" ] && rounds=1
+  section "8. Relay throughput with a trivial Lua plugin: $N1 messages of 2 KB, $SESSIONS sessions, $rounds rounds"
+  local rc=0 plugin="$WORK/i8-trivial.lua"
+  printf '%s\n' "$LUA_TRIVIAL" >"$plugin"
+  for I8_ROUND in $(seq 1 "$rounds"); do
+    on_zmta "i8-plain-$I8_ROUND" "" i8_plain || rc=1
+    on_zmta "i8-lua-$I8_ROUND" "plugins:
+  - name: trivial
+    path: $plugin" i8_lua || rc=1
+  done
+  return $rc
+}
+
 # --- main -------------------------------------------------------------------------
 
 started=$EPOCHREALTIME
@@ -361,9 +392,9 @@ sink_start || die "could not start smtp-sink"
 log "peers: dnsmasq on 127.0.0.1:$DNS_PORT (pid $DNS_PID), smtp-sink on 127.0.0.1:$SINK_PORT (pid $SINK_PID)"
 
 failed=()
-for n in ${ITEMS:-1 2 3 4 5 6 7}; do
+for n in ${ITEMS:-1 2 3 4 5 6 7 8}; do
   item=item$n
-  [ "$(type -t "$item")" = function ] || die "ITEMS: no item $n (the items are 1 to 7)"
+  [ "$(type -t "$item")" = function ] || die "ITEMS: no item $n (the items are 1 to 8)"
   if ! "$item"; then
     warn "$item failed to run (in part or whole)"
     failed+=("$item")

@@ -512,6 +512,7 @@ static int daemon_start(struct daemon *d, char **err)
 	if (d->suppressions == NULL)
 		return -1;
 	outcome_attach(d->outcome, d->sched, d->queue);
+	plugins_attach_queue(d->plugins, d->queue);
 	d->webhooks = webhooks_new(cfg, d->base, d->queue, d->http, err);
 	if (d->webhooks == NULL)
 		return -1;
@@ -570,6 +571,7 @@ int daemon_run(const struct config_source *src, struct config *cfg)
 	mta_free(d.mta);
 	outcome_shutdown(d.outcome);
 	webhooks_free(d.webhooks); /* its backlog stays stored */
+	plugins_attach_queue(d.plugins, NULL);
 	suppressions_free(d.suppressions);
 	queue_close(d.queue);
 	sched_free(d.sched);

@@ -19,6 +19,7 @@
 #include "hook/hook.h"
 #include "lua/plugin_internal.h"
 #include "net/http_client.h"
+#include "queue/queue.h"
 
 /* The count hook runs every this many instructions. */
 #define COUNT_STEP 1000
@@ -378,6 +379,19 @@ int plugins_reload(struct plugins *ps, char **err)
 	}
 	free(fresh);
 	return 0;
+}
+
+void plugins_attach_queue(struct plugins *ps, struct queue *queue)
+{
+	if (ps == NULL)
+		return;
+	if (queue == NULL && ps->queue != NULL)
+		for (struct plugin_call *c = ps->calls; c != NULL; c = c->next)
+			if (c->kv_req != 0) {
+				queue_request_cancel(ps->queue, c->kv_req);
+				c->kv_req = 0; /* the call waits until the bus ends it */
+			}
+	ps->queue = queue;
 }
 
 int plugins_check(const struct config *cfg, char **err)

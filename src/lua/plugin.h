@@ -27,6 +27,10 @@ struct plugins;
  */
 struct plugins *plugins_load(const struct config *cfg, struct event_base *base,
 			     struct http_client *http, char **err);
+/* The queue whose store keeps zmta.kv (it opens after the plugins load);
+ * NULL before it closes: requests under way are dropped. */
+struct queue;
+void plugins_attach_queue(struct plugins *p, struct queue *queue);
 /*
  * SIGHUP: reads every plugin's file again into a new state.  Calls under
  * way finish on the old states; new calls get the new ones.  When one

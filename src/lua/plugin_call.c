@@ -19,6 +19,7 @@
 #include "lua/plugin_internal.h"
 #include "msg/header.h"
 #include "net/http_client.h"
+#include "queue/queue.h"
 
 #define HEADERS_META "zmta.headers"
 
@@ -108,6 +109,8 @@ void plugin_call_free(struct plugin_call *c)
 		event_free(c->sleep);
 	if (c->http_req != 0)
 		http_client_cancel(ps->http, c->http_req);
+	if (c->kv_req != 0 && ps->queue != NULL)
+		queue_request_cancel(ps->queue, c->kv_req);
 	if (c->headers_ref != LUA_NOREF) {
 		lua_rawgeti(L, LUA_REGISTRYINDEX, c->headers_ref);
 		struct headers_obj *h = lua_touserdata(L, -1);
@@ -235,6 +238,92 @@ static int zmta_http_request(lua_State *L)
 	return lua_yield(L, 0);
 }
 
+/* --- zmta.kv: text values by text key, per plugin, in the store --- */
+
+/* Keys and values are text without NUL; keys at most this long. */
+#define KV_KEY_MAX 512
+#define KV_VALUE_MAX (1024 * 1024)
+
+static char *kv_key(lua_State *L, struct plugin *p)
+{
+	size_t len;
+	const char *key = luaL_checklstring(L, 1, &len);
+	luaL_argcheck(L, len > 0 && len <= KV_KEY_MAX && memchr(key, '\0', len) == NULL, 1,
+		      "a key of 1 to 512 characters, no NUL");
+	return xasprintf("%s\n%s", p->cfg->name, key);
+}
+
+static struct plugin_call *kv_call(lua_State *L, const char *what)
+{
+	struct plugin_call *c = waiting_call(L, what);
+	if (c->plugin->owner->queue == NULL)
+		luaL_error(L, "%s: the store is not open yet", what);
+	return c;
+}
+
+static void kv_read(void *arg, int rc, const char *data, size_t len)
+{
+	struct plugin_call *c = arg;
+	c->kv_req = 0;
+	if (rc == 1) {
+		lua_pushlstring(c->co, data, len);
+		resume_async(c, 1);
+	} else if (rc == 0) {
+		lua_pushnil(c->co);
+		resume_async(c, 1);
+	} else {
+		lua_pushnil(c->co);
+		lua_pushstring(c->co, "the store could not be read");
+		resume_async(c, 2);
+	}
+}
+
+static void kv_written(void *arg, int rc, const char *error)
+{
+	struct plugin_call *c = arg;
+	c->kv_req = 0;
+	if (rc == 0) {
+		lua_pushboolean(c->co, 1);
+		resume_async(c, 1);
+	} else {
+		lua_pushnil(c->co);
+		lua_pushstring(c->co, error ? error : "the store could not write it");
+		resume_async(c, 2);
+	}
+}
+
+static int zmta_kv_get(lua_State *L)
+{
+	struct plugin_call *c = kv_call(L, "zmta.kv.get");
+	char *key = kv_key(L, c->plugin);
+	c->kv_req = queue_row_get(c->plugin->owner->queue, STORE_CF_KV, key, kv_read, c);
+	free(key);
+	return lua_yield(L, 0);
+}
+
+static int zmta_kv_set(lua_State *L)
+{
+	struct plugin_call *c = kv_call(L, "zmta.kv.set");
+	size_t len;
+	const char *value = luaL_checklstring(L, 2, &len);
+	luaL_argcheck(L, len <= KV_VALUE_MAX && memchr(value, '\0', len) == NULL, 2,
+		      "text of at most 1 MiB, no NUL");
+	char *key = kv_key(L, c->plugin);
+	c->kv_req = queue_row_write(c->plugin->owner->queue, STORE_CF_KV, key, value, kv_written,
+				    c);
+	free(key);
+	return lua_yield(L, 0);
+}
+
+static int zmta_kv_del(lua_State *L)
+{
+	struct plugin_call *c = kv_call(L, "zmta.kv.del");
+	char *key = kv_key(L, c->plugin);
+	c->kv_req = queue_row_write(c->plugin->owner->queue, STORE_CF_KV, key, NULL, kv_written, c);
+	free(key);
+	return lua_yield(L, 0);
+}
+
 void plugin_open_zmta(lua_State *L, struct plugin *p)
 {
 	(void)p;
@@ -247,6 +336,10 @@ void plugin_open_zmta(lua_State *L, struct plugin *p)
 	lua_pushcfunction(L, zmta_http_request);
 	lua_setfield(L, -2, "request");
 	lua_setfield(L, -2, "http");
+	static const luaL_Reg kv[] = {
+	    {"get", zmta_kv_get}, {"set", zmta_kv_set}, {"del", zmta_kv_del}, {NULL, NULL}};
+	luaL_newlib(L, kv);
+	lua_setfield(L, -2, "kv");
 	plugin_open_json(L);
 }
 
@@ -515,10 +608,10 @@ static enum hook_verdict run(struct plugin_call *c, int nargs)
 	p->running = NULL;
 	stats_add(STATS_PLUGIN_MICROS, p->cfg->name, now_us() - t0);
 	if (rc == LUA_YIELD) {
-		if (c->sleep != NULL || c->http_req != 0)
+		if (c->sleep != NULL || c->http_req != 0 || c->kv_req != 0)
 			return HOOK_PENDING;
-		return failed(c, "the hook yielded without waiting for zmta.sleep or "
-				 "zmta.http.request");
+		return failed(c, "the hook yielded without waiting for zmta.sleep, "
+				 "zmta.http.request or zmta.kv");
 	}
 	if (rc != LUA_OK) {
 		const char *msg = lua_tostring(c->co, -1);

@@ -851,6 +851,8 @@ struct read_job {
 	struct worker_job job;
 	char id[QUEUE_ID_LEN + 1];
 	uint32_t index;
+	enum store_cf cf; /* queue_row_get */
+	char *key;
 	char *val;
 	size_t vlen;
 	struct queue_message msg;
@@ -1237,6 +1239,41 @@ uint64_t queue_chunk_get(struct queue *q, const char *id, uint32_t index, queue_
 	r->index = index;
 	r->job.run = chunk_run;
 	r->job.done = chunk_read_done;
+	r->job.ctx = q;
+	r->job.req = request_new(q, NULL, cb, arg);
+	worker_submit(q->reader, &r->job);
+	return r->job.req;
+}
+
+static void row_run(struct store *s, const struct store_backend *be, struct worker_job *job)
+{
+	struct read_job *r = (struct read_job *)job;
+	job->rc = be->get(s, r->cf, r->key, strlen(r->key), &r->val, &r->vlen, &job->err);
+}
+
+static void row_read_done(struct worker_job *job)
+{
+	struct read_job *r = (struct read_job *)job;
+	struct queue *q = job->ctx;
+	struct pending *p = u64map_remove(q->requests, job->req);
+	if (job->rc < 0)
+		log_error("queue_read", "key=\"%s\" error=\"%s\"", r->key,
+			  job->err ? job->err : "?");
+	if (p != NULL)
+		p->chunk_cb(p->arg, job->rc, r->val, r->vlen);
+	free(p);
+	free(r->key);
+	read_job_free(r);
+}
+
+uint64_t queue_row_get(struct queue *q, enum store_cf cf, const char *key, queue_chunk_cb cb,
+		       void *arg)
+{
+	struct read_job *r = xcalloc(1, sizeof(*r));
+	r->cf = cf;
+	r->key = xstrdup(key);
+	r->job.run = row_run;
+	r->job.done = row_read_done;
 	r->job.ctx = q;
 	r->job.req = request_new(q, NULL, cb, arg);
 	worker_submit(q->reader, &r->job);

@@ -241,6 +241,10 @@ uint64_t queue_after_writes(struct queue *q, queue_written_cb cb, void *arg);
  * (or NULL) as queue_after_writes'.  Returns a request id (0 without cb). */
 uint64_t queue_row_write(struct queue *q, enum store_cf cf, const char *key, const char *val,
 			 queue_written_cb cb, void *arg);
+/* Reads one row of such a table: cb(arg, 1, value, len), 0 when absent,
+ * -1 on a store error (as queue_chunk_get's).  Returns a request id. */
+uint64_t queue_row_get(struct queue *q, enum store_cf cf, const char *key, queue_chunk_cb cb,
+		       void *arg);
 /* Visits every row of `cf` in key order.  Blocks: before the loop runs.
  * 0, or -1 and *err. */
 int queue_rows_scan(struct queue *q, enum store_cf cf, store_scan_cb cb, void *arg, char **err);

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: EUPL-1.2 */
 /*
- * The queue's storage backend: a table of functions over five ordered
+ * The queue's storage backend: a table of functions over six ordered
  * key/value column families (DESIGN.md "Storage").  Calls are synchronous
  * and may block, so only the store workers (queue_worker.c) and start-up
  * code call them, never the event loop.  Implementations must be safe to
@@ -19,6 +19,7 @@ enum store_cf {
 	STORE_CF_DLV,      /* id ‖ seq (3 hex digits) → delivery row (JSON) */
 	STORE_CF_EVENTS,   /* endpoint name ‖ '\n' ‖ event id → event (JSON) */
 	STORE_CF_SUPPRESS, /* "a:" address or "d:" domain → suppression entry (JSON) */
+	STORE_CF_KV,       /* plugin name ‖ '\n' ‖ key → value (zmta.kv) */
 	STORE_CF_COUNT,
 };
 

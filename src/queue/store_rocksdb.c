@@ -13,8 +13,10 @@
 
 #include "core/xmalloc.h"
 
-static const char *const cf_names[STORE_CF_COUNT + 1] = {"meta",   "body",     "dlv",
-							 "events", "suppress", NULL};
+static const char *const cf_names[STORE_CF_COUNT + 1] = {
+    [STORE_CF_META] = "meta",     [STORE_CF_BODY] = "body",         [STORE_CF_DLV] = "dlv",
+    [STORE_CF_EVENTS] = "events", [STORE_CF_SUPPRESS] = "suppress", [STORE_CF_KV] = "kv",
+};
 
 /* Memtable sizes.  Bodies pass through the body memtable on their way to
  * disk, so its size bounds the memory a large message costs: small enough
@@ -120,6 +122,8 @@ static struct store *rdb_open(const char *dir, bool *corrupt, char **err)
 	rocksdb_column_family_handle_t *handles[STORE_CF_COUNT + 1] = {0};
 	cfopts[0] = s->opts;
 	for (int i = 0; i < STORE_CF_COUNT; i++) {
+		if (cf_names[i] == NULL)
+			fatal("store: column family %d has no name", i);
 		names[i + 1] = cf_names[i];
 		cfopts[i + 1] = i == STORE_CF_BODY ? s->body_opts : s->opts;
 	}

@@ -425,3 +425,37 @@ def test_sighup_reloads_plugins_and_keeps_them_on_a_syntax_error(zmta, app):
     again = Client(d.smtp_port)
     envelope(again)
     assert again.cmd("RCPT TO:<tag@example.test>") == "550 5.7.1 version three"
+
+
+def test_kv_is_per_plugin_and_kept_in_the_store(zmta, app):
+    counter = ('zmta.hook("smtp:mail_from", function(ctx)\n'
+               '  local key = "count:" .. ctx.address\n'
+               '  local n = tonumber(zmta.kv.get(key) or "0") + 1\n'
+               '  assert(zmta.kv.set(key, tostring(n)))\n'
+               '  if n > zmta.config.max then\n'
+               '    return {tempfail = "451 4.7.1 " .. zmta.name .. " says enough: " .. n}\n'
+               '  end\n'
+               '  if ctx.address:match("^forget@") then assert(zmta.kv.del(key)) end\n'
+               'end)\n')
+    (app.path / "plugins" / "counter.lua").write_text(counter)
+    cfg = {"plugins": [{"name": "a", "path": "counter.lua", "config": {"max": 3}},
+                       {"name": "b", "path": "counter.lua", "config": {"max": 5}}]}
+    d = zmta(extra_config=cfg)
+    c = Client(d.smtp_port)
+    assert c.cmd("EHLO client.test").startswith("250")
+
+    def mail(sender):
+        r = c.cmd(f"MAIL FROM:<{sender}>")
+        if r.startswith("250"):
+            assert c.cmd("RSET").startswith("250")
+        return r
+    assert [mail("x@example.test")[:3] for _ in range(3)] == ["250"] * 3
+    assert mail("x@example.test") == "451 4.7.1 a says enough: 4"
+    # a counts only what it saw first (it refused the 4th: b was not asked)
+    d.stop()
+    d = zmta(extra_config=cfg)
+    c = Client(d.smtp_port)
+    assert c.cmd("EHLO client.test").startswith("250")
+    assert mail("x@example.test") == "451 4.7.1 a says enough: 5"  # kept across the restart
+    assert mail("forget@example.test").startswith("250")
+    assert mail("forget@example.test").startswith("250")  # deleted each time: stays at 1

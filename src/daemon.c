@@ -513,6 +513,7 @@ static int daemon_start(struct daemon *d, char **err)
 		return -1;
 	outcome_attach(d->outcome, d->sched, d->queue);
 	plugins_attach_queue(d->plugins, d->queue);
+	plugins_attach_dns(d->plugins, d->dns);
 	d->webhooks = webhooks_new(cfg, d->base, d->queue, d->http, err);
 	if (d->webhooks == NULL)
 		return -1;
@@ -576,6 +577,7 @@ int daemon_run(const struct config_source *src, struct config *cfg)
 	queue_close(d.queue);
 	sched_free(d.sched);
 	outcome_free(d.outcome);
+	plugins_attach_dns(d.plugins, NULL);
 	dns_free(d.dns);
 	bounce_rules_free(d.rules);
 	hook_shutdown();          /* after everything that could have a run pending */

@@ -18,6 +18,7 @@
 #include "core/xmalloc.h"
 #include "hook/hook.h"
 #include "lua/plugin_internal.h"
+#include "mta/dns.h"
 #include "net/http_client.h"
 #include "queue/queue.h"
 
@@ -392,6 +393,19 @@ void plugins_attach_queue(struct plugins *ps, struct queue *queue)
 				c->kv_req = 0; /* the call waits until the bus ends it */
 			}
 	ps->queue = queue;
+}
+
+void plugins_attach_dns(struct plugins *ps, struct dns *dns)
+{
+	if (ps == NULL)
+		return;
+	if (dns == NULL && ps->dns != NULL)
+		for (struct plugin_call *c = ps->calls; c != NULL; c = c->next)
+			if (c->dns_req != 0) {
+				dns_lookup_cancel(ps->dns, c->dns_req);
+				c->dns_req = 0; /* the call waits until the bus ends it */
+			}
+	ps->dns = dns;
 }
 
 int plugins_check(const struct config *cfg, char **err)

@@ -31,6 +31,9 @@ struct plugins *plugins_load(const struct config *cfg, struct event_base *base,
  * NULL before it closes: requests under way are dropped. */
 struct queue;
 void plugins_attach_queue(struct plugins *p, struct queue *queue);
+/* The resolver zmta.dns.lookup asks (NULL before it is freed). */
+struct dns;
+void plugins_attach_dns(struct plugins *p, struct dns *dns);
 /*
  * SIGHUP: reads every plugin's file again into a new state.  Calls under
  * way finish on the old states; new calls get the new ones.  When one

@@ -18,6 +18,7 @@
 #include "core/xmalloc.h"
 #include "lua/plugin_internal.h"
 #include "msg/header.h"
+#include "mta/dns.h"
 #include "net/http_client.h"
 #include "queue/queue.h"
 
@@ -111,6 +112,8 @@ void plugin_call_free(struct plugin_call *c)
 		http_client_cancel(ps->http, c->http_req);
 	if (c->kv_req != 0 && ps->queue != NULL)
 		queue_request_cancel(ps->queue, c->kv_req);
+	if (c->dns_req != 0 && ps->dns != NULL)
+		dns_lookup_cancel(ps->dns, c->dns_req);
 	if (c->headers_ref != LUA_NOREF) {
 		lua_rawgeti(L, LUA_REGISTRYINDEX, c->headers_ref);
 		struct headers_obj *h = lua_touserdata(L, -1);
@@ -324,6 +327,43 @@ static int zmta_kv_del(lua_State *L)
 	return lua_yield(L, 0);
 }
 
+/* --- zmta.dns.lookup(name, type) --- */
+
+static void dns_answered(void *arg, enum dns_status status, const char *const *records, size_t n,
+			 const char *error)
+{
+	struct plugin_call *c = arg;
+	c->dns_req = 0;
+	lua_State *co = c->co;
+	if (status == DNS_OK) {
+		lua_createtable(co, (int)n, 0);
+		for (size_t i = 0; i < n; i++) {
+			lua_pushstring(co, records[i]);
+			lua_rawseti(co, -2, (lua_Integer)i + 1);
+		}
+		resume_async(c, 1);
+		return;
+	}
+	lua_pushnil(co);
+	lua_pushstring(co, status == DNS_NOTFOUND ? "NXDOMAIN" : error ? error : "lookup failed");
+	resume_async(c, 2);
+}
+
+static int zmta_dns_lookup(lua_State *L)
+{
+	const char *name = luaL_checkstring(L, 1);
+	const char *type = luaL_optstring(L, 2, "A");
+	enum dns_lookup_type t;
+	if (dns_lookup_type_parse(type, &t) != 0)
+		return luaL_error(L, "zmta.dns.lookup: type A, AAAA, MX or TXT (got '%s')", type);
+	luaL_argcheck(L, strlen(name) > 0 && strlen(name) <= 253, 1, "a domain name");
+	struct plugin_call *c = waiting_call(L, "zmta.dns.lookup");
+	if (c->plugin->owner->dns == NULL)
+		return luaL_error(L, "zmta.dns.lookup: the resolver is not ready");
+	c->dns_req = dns_lookup(c->plugin->owner->dns, name, t, dns_answered, c);
+	return lua_yield(L, 0);
+}
+
 void plugin_open_zmta(lua_State *L, struct plugin *p)
 {
 	(void)p;
@@ -340,6 +380,10 @@ void plugin_open_zmta(lua_State *L, struct plugin *p)
 	    {"get", zmta_kv_get}, {"set", zmta_kv_set}, {"del", zmta_kv_del}, {NULL, NULL}};
 	luaL_newlib(L, kv);
 	lua_setfield(L, -2, "kv");
+	lua_newtable(L);
+	lua_pushcfunction(L, zmta_dns_lookup);
+	lua_setfield(L, -2, "lookup");
+	lua_setfield(L, -2, "dns");
 	plugin_open_json(L);
 }
 
@@ -608,10 +652,10 @@ static enum hook_verdict run(struct plugin_call *c, int nargs)
 	p->running = NULL;
 	stats_add(STATS_PLUGIN_MICROS, p->cfg->name, now_us() - t0);
 	if (rc == LUA_YIELD) {
-		if (c->sleep != NULL || c->http_req != 0 || c->kv_req != 0)
+		if (c->sleep != NULL || c->http_req != 0 || c->kv_req != 0 || c->dns_req != 0)
 			return HOOK_PENDING;
 		return failed(c, "the hook yielded without waiting for zmta.sleep, "
-				 "zmta.http.request or zmta.kv");
+				 "zmta.http.request, zmta.kv or zmta.dns");
 	}
 	if (rc != LUA_OK) {
 		const char *msg = lua_tostring(c->co, -1);

@@ -19,6 +19,7 @@ struct plugins {
 	struct event_base *base; /* NULL when only checking */
 	struct http_client *http;
 	struct queue *queue;  /* zmta.kv, once attached */
+	struct dns *dns;      /* zmta.dns, once attached */
 	struct plugin **list; /* the current state of each plugin, in order */
 	size_t n;
 	/* What the hook bus calls: one per plugin and point it ever used, so a
@@ -64,6 +65,7 @@ struct plugin_call {
 	struct event *sleep;    /* zmta.sleep */
 	uint64_t http_req;      /* zmta.http.request */
 	uint64_t kv_req;        /* zmta.kv.* */
+	uint64_t dns_req;       /* zmta.dns.lookup */
 	char *reply;            /* the handler's reply for REJECT and TEMPFAIL */
 	int64_t started_us;
 	struct plugin_call *prev, *next;

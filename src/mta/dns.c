@@ -20,6 +20,7 @@
 #include <arpa/inet.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 #include <unbound.h>
 
@@ -31,6 +32,7 @@
 #define DNS_T_A 1
 #define DNS_T_MX 15
 #define DNS_T_AAAA 28
+#define DNS_T_TXT 16
 #define DNS_C_IN 1
 #define DNS_RCODE_NXDOMAIN 3
 
@@ -123,6 +125,7 @@ struct dns {
 	struct query *queries; /* every query in flight, orphans included */
 	struct strmap *cache;
 	struct cache_ent *oldest, *newest;
+	struct u64map *lookups; /* id -> struct lookup (dns_lookup) */
 };
 
 static void advance(struct dns_req *r);
@@ -847,6 +850,7 @@ struct dns *dns_new(struct event_base *base, const struct dns_config *cfg, char 
 	d->ipv6 = cfg->ipv6;
 	d->prefer_ipv6 = cfg->prefer_ipv6;
 	d->reqs = u64map_new();
+	d->lookups = u64map_new();
 	d->cache = strmap_new();
 	d->ctx = ub_ctx_create();
 	if (d->ctx == NULL) {
@@ -867,10 +871,159 @@ struct dns *dns_new(struct event_base *base, const struct dns_config *cfg, char 
 	return d;
 }
 
+/* --- single lookups (dns_lookup) --- */
+
+struct lookup {
+	struct dns *d;
+	uint64_t id;
+	int async_id;
+	int qtype;
+	char *name;
+	dns_lookup_cb cb;
+	void *arg;
+	struct event *failed; /* unbound refused the query: answered from the loop */
+};
+
+static void lookup_free(struct lookup *l)
+{
+	if (l->failed != NULL)
+		event_free(l->failed);
+	else
+		ub_cancel(l->d->ctx, l->async_id);
+	free(l->name);
+	free(l);
+}
+
+int dns_lookup_type_parse(const char *name, enum dns_lookup_type *out)
+{
+	static const char *const names[] = {"A", "AAAA", "MX", "TXT"};
+	for (int i = 0; i < 4; i++)
+		if (strcasecmp(name, names[i]) == 0) {
+			*out = (enum dns_lookup_type)i;
+			return 0;
+		}
+	return -1;
+}
+
+/* TXT rdata: <len><bytes>... joined into one string. */
+static char *txt_join(const unsigned char *p, size_t len)
+{
+	char *out = xmalloc(len + 1);
+	size_t o = 0;
+	for (size_t off = 0; off < len;) {
+		size_t l = p[off++];
+		if (off + l > len)
+			break;
+		memcpy(out + o, p + off, l);
+		o += l;
+		off += l;
+	}
+	out[o] = '\0';
+	return out;
+}
+
+static void on_lookup_answer(void *arg, int err, struct ub_result *res)
+{
+	struct lookup *l = arg;
+	u64map_remove(l->d->lookups, l->id);
+	char **recs = NULL;
+	size_t n = 0;
+	enum dns_status status = DNS_OK;
+	char *error = NULL;
+	if (err != 0 || res == NULL) {
+		status = DNS_RETRY;
+		error = xasprintf("lookup of %s failed: %s", l->name, ub_strerror(err));
+	} else if (res->bogus) {
+		status = DNS_RETRY;
+		error = xasprintf("lookup of %s: DNSSEC validation failed", l->name);
+	} else if (res->rcode == DNS_RCODE_NXDOMAIN) {
+		status = DNS_NOTFOUND;
+	} else if (res->rcode != 0) {
+		status = DNS_RETRY;
+		error = xasprintf("lookup of %s: %s", l->name, rcode_name(res->rcode));
+	} else {
+		for (size_t i = 0; res->havedata && res->data[i] != NULL; i++) {
+			const unsigned char *p = (const unsigned char *)res->data[i];
+			size_t len = res->len[i] > 0 ? (size_t)res->len[i] : 0;
+			char text[DNS_NAME_MAX + 16];
+			char *rec = NULL;
+			int pref;
+			if (l->qtype == DNS_T_TXT) {
+				rec = txt_join(p, len);
+			} else if (l->qtype == DNS_T_MX) {
+				if (mx_parse(p, len, &pref, text))
+					rec = xasprintf("%d %s", pref, text);
+			} else {
+				int af = l->qtype == DNS_T_A ? AF_INET : AF_INET6;
+				if (len == (af == AF_INET ? 4u : 16u) &&
+				    inet_ntop(af, p, text, sizeof(text)))
+					rec = xstrdup(text);
+			}
+			if (rec != NULL) {
+				recs = xrealloc(recs, (n + 1) * sizeof(*recs));
+				recs[n++] = rec;
+			}
+		}
+	}
+	if (res != NULL)
+		ub_resolve_free(res);
+	l->cb(l->arg, status, (const char *const *)recs, n, error);
+	for (size_t i = 0; i < n; i++)
+		free(recs[i]);
+	free(recs);
+	free(error);
+	if (l->failed != NULL)
+		event_free(l->failed);
+	free(l->name);
+	free(l);
+}
+
+/* The answer of a lookup unbound could not even start, from the loop. */
+static void lookup_failed_now(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	on_lookup_answer(arg, UB_SYNTAX, NULL);
+}
+
+uint64_t dns_lookup(struct dns *d, const char *name, enum dns_lookup_type type, dns_lookup_cb cb,
+		    void *arg)
+{
+	static const int qtypes[] = {DNS_T_A, DNS_T_AAAA, DNS_T_MX, DNS_T_TXT};
+	struct lookup *l = xcalloc(1, sizeof(*l));
+	l->d = d;
+	l->id = ++d->next_id;
+	l->qtype = qtypes[type];
+	l->name = xstrdup(name);
+	l->cb = cb;
+	l->arg = arg;
+	u64map_put(d->lookups, l->id, l);
+	if (ub_resolve_async(d->ctx, name, l->qtype, DNS_C_IN, l, on_lookup_answer, &l->async_id) !=
+	    0) {
+		l->failed = evtimer_new(d->base, lookup_failed_now, l);
+		struct timeval now = {0, 0};
+		evtimer_add(l->failed, &now);
+	}
+	return l->id;
+}
+
+void dns_lookup_cancel(struct dns *d, uint64_t id)
+{
+	struct lookup *l = u64map_remove(d->lookups, id);
+	if (l != NULL)
+		lookup_free(l);
+}
+
 void dns_free(struct dns *d)
 {
 	if (d == NULL)
 		return;
+	size_t lpos = 0;
+	uint64_t lid;
+	void *lv;
+	while (u64map_next(d->lookups, &lpos, &lid, &lv))
+		lookup_free(lv);
+	u64map_free(d->lookups);
 	size_t n = u64map_count(d->reqs), k = 0, pos = 0;
 	struct dns_req **all = xcalloc(n ? n : 1, sizeof(*all));
 	uint64_t id;

@@ -6,7 +6,8 @@
  * preference), each host with its addresses; no MX → the domain itself as
  * an implicit MX (RFC 5321 5.1); a null MX (RFC 7505) or NXDOMAIN is
  * permanent; SERVFAIL, timeouts and network errors are temporary.  Answers
- * are cached for their TTL.
+ * are cached for their TTL.  Also single uncached lookups of one record
+ * type (dns_lookup), for plugins.
  */
 #ifndef ZMTA_DNS_H
 #define ZMTA_DNS_H
@@ -66,5 +67,27 @@ typedef void (*dns_mx_cb)(void *arg, const struct dns_mx_result *res);
 uint64_t dns_resolve_mx(struct dns *d, const char *domain, dns_mx_cb cb, void *arg);
 /* Drops a pending request; unknown ids are ignored. */
 void dns_cancel(struct dns *d, uint64_t req);
+
+/* One record type of one name, uncached (plugins: zmta.dns.lookup). */
+enum dns_lookup_type {
+	DNS_LOOKUP_A,
+	DNS_LOOKUP_AAAA,
+	DNS_LOOKUP_MX,
+	DNS_LOOKUP_TXT
+};
+/* Parses "A", "AAAA", "MX", "TXT" (any case); -1 otherwise. */
+int dns_lookup_type_parse(const char *name, enum dns_lookup_type *out);
+/*
+ * records: A/AAAA the addresses, MX "preference host", TXT each record's
+ * strings joined; status DNS_OK (records may be none: no such data),
+ * DNS_NOTFOUND (NXDOMAIN) or DNS_RETRY with error.  Borrowed for the call.
+ */
+typedef void (*dns_lookup_cb)(void *arg, enum dns_status status, const char *const *records,
+			      size_t n, const char *error);
+/* cb runs later on the loop unless cancelled (dns_lookup_cancel);
+ * returns the lookup's id (never 0). */
+uint64_t dns_lookup(struct dns *d, const char *name, enum dns_lookup_type type, dns_lookup_cb cb,
+		    void *arg);
+void dns_lookup_cancel(struct dns *d, uint64_t id);
 
 #endif

@@ -459,3 +459,30 @@ def test_kv_is_per_plugin_and_kept_in_the_store(zmta, app):
     assert mail("x@example.test") == "451 4.7.1 a says enough: 5"  # kept across the restart
     assert mail("forget@example.test").startswith("250")
     assert mail("forget@example.test").startswith("250")  # deleted each time: stays at 1
+
+
+def test_dns_lookup_waits_for_the_resolver(dns_server, zmta, app):
+    dns_server.set_records({
+        "example.test": {"MX": [(10, "mx1.example.test")], "TXT": ["v=spf1 -all"]},
+        "mx1.example.test": {"A": ["127.0.0.2"], "AAAA": ["::1"]},
+    })
+    (app.path / "plugins" / "dns.lua").write_text(
+        'zmta.hook("smtp:rcpt_to", function(ctx)\n'
+        '  local domain = ctx.address:match("@(.+)$")\n'
+        '  local mx, err = zmta.dns.lookup(domain, "MX")\n'
+        '  if not mx then return {reject = "550 5.1.2 " .. domain .. ": " .. err} end\n'
+        '  local host = mx[1]:match("^%d+ (.+)$")\n'
+        '  local a = zmta.dns.lookup(host, "A")\n'
+        '  local aaaa = zmta.dns.lookup(host, "aaaa")\n'
+        '  local txt = zmta.dns.lookup(domain, "TXT")\n'
+        '  zmta.log("info", "dns", {mx = mx[1], a = a[1], aaaa = aaaa[1], txt = txt[1],\n'
+        '                           none = #zmta.dns.lookup(host, "MX")})\n'
+        'end)\n')
+    d = zmta(extra_config={"dns": {"nameservers": [dns_server.address]},
+                           "plugins": [{"name": "dns", "path": "dns.lua"}]})
+    c = Client(d.smtp_port)
+    envelope(c)
+    assert c.cmd("RCPT TO:<bob@example.test>").startswith("250")
+    d.wait_log(r'plugin=dns msg="dns" a="127\.0\.0\.2" aaaa="::1" mx="10 mx1\.example\.test" '
+               r'none="0" txt="v=spf1 -all"')
+    assert c.cmd("RCPT TO:<bob@nowhere.test>") == "550 5.1.2 nowhere.test: NXDOMAIN"

@@ -85,6 +85,9 @@ struct hook_ctx {
 	int code;             /* the server's reply code; 0 if none */
 	const char *response; /* the server's reply or our error text */
 	const char *category; /* the bounce rule's category */
+	/* sender:responseError: a handler may set the next attempt, in ms from
+	 * now, here (answering TEMPFAIL); a REJECT bounces the delivery */
+	int64_t *retry_ms;
 };
 
 /* Longest reply a handler may give. */

@@ -621,6 +621,28 @@ static enum hook_verdict verdict_of(struct plugin_call *c, int nres)
 	if (!lua_istable(co, at))
 		return failed(c, "a hook returns nothing or a table ({reject = ...}, {tempfail = "
 				 "...}, {accept = true})");
+	if (x->retry_ms != NULL) {
+		/* sender:responseError: {defer = seconds} or {bounce = reply | true} */
+		lua_getfield(co, at, "defer");
+		bool has_defer = lua_isnumber(co, -1);
+		double secs = has_defer ? lua_tonumber(co, -1) : 0;
+		lua_pop(co, 1);
+		if (has_defer) {
+			if (!(secs >= 0 && secs <= 365.0 * 86400))
+				return failed(c, "defer is a number of seconds, from 0 to a year");
+			*x->retry_ms = (int64_t)(secs * 1000);
+			return HOOK_TEMPFAIL;
+		}
+		lua_getfield(co, at, "bounce");
+		bool bounce = lua_toboolean(co, -1);
+		if (bounce && lua_type(co, -1) == LUA_TSTRING) {
+			free(c->reply);
+			c->reply = xstrdup(lua_tostring(co, -1));
+		}
+		lua_pop(co, 1);
+		if (bounce)
+			return HOOK_REJECT;
+	}
 	static const struct {
 		const char *key;
 		enum hook_verdict verdict;

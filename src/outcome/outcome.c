@@ -9,6 +9,7 @@
 
 #include "core/stats.h"
 #include "core/clock.h"
+#include "core/hmap.h"
 #include "core/log.h"
 #include "core/xmalloc.h"
 #include "hook/hook.h"
@@ -23,6 +24,8 @@ struct outcome {
 	struct sched *sched;
 	struct queue *queue;
 	struct notices *notices;
+	struct asking *asking;  /* failures sender:responseError is deciding on */
+	struct strmap *waiting; /* ids whose batch ended while asking: their notices wait */
 };
 
 struct outcome *outcome_new(const struct config *cfg, const struct bounce_rules *rules)
@@ -30,6 +33,7 @@ struct outcome *outcome_new(const struct config *cfg, const struct bounce_rules 
 	struct outcome *o = xcalloc(1, sizeof(*o));
 	o->cfg = cfg;
 	o->rules = rules;
+	o->waiting = strmap_new();
 	return o;
 }
 
@@ -38,6 +42,7 @@ void outcome_free(struct outcome *o)
 	if (o == NULL)
 		return;
 	notices_free(o->notices);
+	strmap_free(o->waiting);
 	free(o);
 }
 
@@ -48,15 +53,160 @@ void outcome_attach(struct outcome *o, struct sched *sched, struct queue *queue)
 	o->notices = notices_new(o->cfg, sched, queue);
 }
 
+/* --- sender:responseError deciding on a failure --- */
+
+/* A failure waiting for the handlers' word, with copies of its report. */
+struct asking {
+	struct outcome *o;
+	struct sched_item *it;
+	struct outcome_report r;
+	enum outcome_status status;
+	char *category;
+	int64_t retry_ms;
+	uint64_t run;
+	struct hook_ctx ctx;
+	struct asking *prev, *next;
+};
+
+static void decide(struct outcome *o, struct sched_item *it, const struct outcome_report *r,
+		   enum outcome_status status, const char *category, int64_t retry_ms);
+
+static bool asking_for(const struct outcome *o, const char *id)
+{
+	for (const struct asking *a = o->asking; a != NULL; a = a->next)
+		if (strcmp(a->it->id, id) == 0)
+			return true;
+	return false;
+}
+
+static void asking_free(struct asking *a)
+{
+	*(a->prev ? &a->prev->next : &a->o->asking) = a->next;
+	if (a->next)
+		a->next->prev = a->prev;
+	free((char *)a->r.text);
+	free((char *)a->r.remote_mta);
+	free((char *)a->r.notify);
+	free((char *)a->r.header_block);
+	free((char *)a->r.remote_address);
+	free((char *)a->r.local_address);
+	free((char *)a->r.tls);
+	json_decref((json_t *)a->r.meta);
+	free(a->category);
+	free(a);
+}
+
+static char *dup_or_null(const char *s)
+{
+	return s != NULL ? xstrdup(s) : NULL;
+}
+
+static void asked(void *arg, const struct hook_result *res)
+{
+	struct asking *a = arg;
+	struct outcome *o = a->o;
+	enum outcome_status status = a->status;
+	int64_t retry = -1;
+	if (res->verdict == HOOK_REJECT) {
+		status = OUTCOME_PERMFAIL; /* a handler bounces it */
+		if (res->reply != NULL) {
+			free((char *)a->r.text);
+			a->r.text = xstrdup(res->reply);
+		}
+		log_msg(LOG_LEVEL_INFO, a->it->id, "plugin_decision",
+			"seq=%03x handler=%s action=bounce", a->it->seq,
+			res->handler ? res->handler : "?");
+	} else if (res->verdict == HOOK_TEMPFAIL && a->retry_ms >= 0) {
+		status = OUTCOME_TEMPFAIL;
+		retry = a->retry_ms;
+		log_msg(LOG_LEVEL_INFO, a->it->id, "plugin_decision",
+			"seq=%03x handler=%s action=defer retry_in_ms=%lld", a->it->seq,
+			res->handler ? res->handler : "?", (long long)retry);
+	}
+	char id[QUEUE_ID_LEN + 1];
+	memcpy(id, a->it->id, sizeof(id));
+	struct sched_item *it = a->it;
+	a->run = 0;
+	if (it->cancelled)
+		sched_item_done(o->sched, it); /* deleted meanwhile: its row is gone */
+	else
+		decide(o, it, &a->r, status, a->category, retry);
+	asking_free(a);
+	/* The message's batch ended while this was asked: its notices go now. */
+	if (!asking_for(o, id) && strmap_remove(o->waiting, id) != NULL)
+		notices_batch_end(o->notices, id);
+}
+
+/* Asks sender:responseError's handlers about a failure before deciding;
+ * they may bounce it or set the retry time. */
+static void ask(struct outcome *o, struct sched_item *it, const struct outcome_report *r,
+		enum outcome_status status, const char *category)
+{
+	struct asking *a = xcalloc(1, sizeof(*a));
+	a->o = o;
+	a->it = it;
+	a->status = status;
+	a->category = dup_or_null(category);
+	a->retry_ms = -1;
+	a->r = *r;
+	a->r.text = dup_or_null(r->text);
+	a->r.category = NULL;
+	a->r.remote_mta = dup_or_null(r->remote_mta);
+	a->r.notify = dup_or_null(r->notify);
+	a->r.remote_address = dup_or_null(r->remote_address);
+	a->r.local_address = dup_or_null(r->local_address);
+	a->r.tls = dup_or_null(r->tls);
+	a->r.meta = r->meta ? json_incref((json_t *)r->meta) : NULL;
+	if (r->header_block != NULL) {
+		char *h = xmalloc(r->header_len + 1);
+		memcpy(h, r->header_block, r->header_len);
+		h[r->header_len] = '\0';
+		a->r.header_block = h;
+	}
+	a->ctx = (struct hook_ctx){
+	    .address = it->recipient,
+	    .from = json_string_value(json_object_get(a->r.meta, "from")),
+	    .queue_id = it->id,
+	    .seq = it->seq,
+	    .zone_name = sched_item_zone(it),
+	    .domain = sched_item_domain(it),
+	    .mx = a->r.remote_mta,
+	    .local_ip = a->r.local_address,
+	    .code = r->code,
+	    .response = a->r.text,
+	    .category = a->category,
+	    .retry_ms = &a->retry_ms,
+	};
+	a->next = o->asking;
+	if (o->asking)
+		o->asking->prev = a;
+	o->asking = a;
+	uint64_t run = hook_run(HOOK_SENDER_RESPONSE_ERROR, &a->ctx, asked, a);
+	if (run != 0)
+		a->run = run; /* else answered already, and `a` is gone */
+}
+
 void outcome_batch_end(struct outcome *o, const char *id)
 {
-	notices_batch_end(o->notices, id);
+	if (asking_for(o, id))
+		strmap_put(o->waiting, id, o); /* after the last answer */
+	else
+		notices_batch_end(o->notices, id);
 }
 
 void outcome_shutdown(struct outcome *o)
 {
-	if (o != NULL)
-		notices_shutdown(o->notices);
+	if (o == NULL)
+		return;
+	/* Failures still being asked about: their rows stay, tried again
+	 * after the next start. */
+	while (o->asking != NULL) {
+		struct asking *a = o->asking;
+		hook_cancel(a->run);
+		sched_item_done(o->sched, a->it);
+		asking_free(a);
+	}
+	notices_shutdown(o->notices);
 }
 
 const struct bounce_rules *outcome_set_rules(struct outcome *o, const struct bounce_rules *rules)
@@ -248,6 +398,19 @@ void outcome_report(struct outcome *o, struct sched_item *it, const struct outco
 		status = v.action == BOUNCE_REJECT ? OUTCOME_PERMFAIL : OUTCOME_TEMPFAIL;
 		category = v.category;
 	}
+	if (status != OUTCOME_OK && hook_active(HOOK_SENDER_RESPONSE_ERROR)) {
+		ask(o, it, r, status, category);
+		return;
+	}
+	decide(o, it, r, status, category, -1);
+}
+
+/* The decision on a classified result; retry_ms >= 0: a handler set when
+ * a temporary failure is tried again. */
+static void decide(struct outcome *o, struct sched_item *it, const struct outcome_report *r,
+		   enum outcome_status status, const char *category, int64_t retry_ms)
+{
+	const char *zone = sched_item_zone(it);
 	/* Attempts count every try that reached a server, the failing one
 	 * included, so a bounce reads like the deferrals before it. */
 	int attempts = it->attempts + (r->attempted ? 1 : 0);
@@ -256,7 +419,12 @@ void outcome_report(struct outcome *o, struct sched_item *it, const struct outco
 	bool expired = false;
 	if (status == OUTCOME_TEMPFAIL) {
 		attempts = it->attempts + 1;
-		if (!backoff_next(&o->cfg->queue, attempts, it->created, now, &next)) {
+		bool more = backoff_next(&o->cfg->queue, attempts, it->created, now, &next);
+		if (retry_ms >= 0) {
+			next = now + retry_ms;
+			more = next <= it->created + (int64_t)o->cfg->queue.max_queue_time_ms;
+		}
+		if (!more) {
 			log_msg(LOG_LEVEL_INFO, it->id, "expired", "seq=%03x attempts=%d", it->seq,
 				attempts);
 			status = OUTCOME_PERMFAIL;
@@ -265,8 +433,6 @@ void outcome_report(struct outcome *o, struct sched_item *it, const struct outco
 	}
 	if (status == OUTCOME_OK)
 		notify(HOOK_SENDER_DELIVERED, it, r, NULL);
-	else
-		notify(HOOK_SENDER_RESPONSE_ERROR, it, r, category);
 	char enhanced[16];
 	struct queue_events evs = {0};
 	struct notice_info info = {

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import wait_until
 from test_api import metrics
 from test_delivery import MSG, relay_config
 from test_hooks import Client, envelope
@@ -486,3 +487,35 @@ def test_dns_lookup_waits_for_the_resolver(dns_server, zmta, app):
     d.wait_log(r'plugin=dns msg="dns" a="127\.0\.0\.2" aaaa="::1" mx="10 mx1\.example\.test" '
                r'none="0" txt="v=spf1 -all"')
     assert c.cmd("RCPT TO:<bob@nowhere.test>") == "550 5.1.2 nowhere.test: NXDOMAIN"
+
+
+def test_response_error_answers_set_the_retry_or_bounce(dns_server, smtp_sink, zmta, app):
+    sink = smtp_sink("127.0.0.2")
+    sink.set_script({"recipients": {
+        "soft@example.test": {"rcpt": {"reply": "451 4.2.0 busy"}},
+        "full@example.test": {"rcpt": {"reply": "452 4.2.2 over quota"}}}})
+    dns_server.set_records({"example.test": {"A": ["127.0.0.2"]}})
+    (app.path / "plugins" / "retry.lua").write_text(
+        'zmta.hook("sender:responseError", function(ctx)\n'
+        '  local r = ctx.delivery.response\n'
+        '  if r:match("over quota") then return {bounce = "550 5.2.2 mailbox full, says Lua"} end\n'
+        '  if r:match("busy") then zmta.sleep(50); return {defer = 1} end\n'
+        'end)\n')
+    cfg = relay_config(dns_server, sink.port, queue={"deferTimes": ["1 h"]},
+                       bounces={"dsn": False})
+    cfg["plugins"] = [{"name": "retry", "path": "retry.lua"}]
+    d = zmta(extra_config=cfg)
+    c = Client(d.smtp_port)
+    envelope(c)
+    for r in ("soft@example.test", "full@example.test"):
+        assert c.cmd(f"RCPT TO:<{r}>").startswith("250")
+    data(c, MSG.rstrip(b"\r\n"))
+    d.wait_log(r"event=plugin_decision seq=001 handler=retry action=defer retry_in_ms=1000")
+    d.wait_log(r"event=deferred seq=001 zone=default rcpt=<soft@example\.test> .* "
+               r"next_in_ms=1000 ")
+    # retried a second later, not in an hour
+    wait_until(lambda: len(re.findall(r"event=deferred seq=001 ", d.log())) >= 2, 15,
+               what="the second attempt")
+    d.wait_log(r"event=plugin_decision seq=002 handler=retry action=bounce")
+    d.wait_log(r"event=bounced seq=002 zone=default rcpt=<full@example\.test> .*"
+               r"response=\"550 5\.2\.2 mailbox full, says Lua\"")

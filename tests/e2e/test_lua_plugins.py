@@ -343,6 +343,28 @@ def test_examples_add_header_and_refuse_by_pattern(dns_server, smtp_sink, app, z
     assert b"X-Delivery-Zone: default to example.test\r\n" in got
 
 
+def test_example_defer_by_response(dns_server, smtp_sink, app, zmta):
+    sink = smtp_sink("127.0.0.2")
+    sink.set_script({"recipients": {
+        "grey@example.test": {"rcpt": {"reply": "451 4.7.1 Greylisted, try again later"}},
+        "full@example.test": {"rcpt": {"reply": "452 4.2.2 quota exceeded"}}}})
+    dns_server.set_records({"example.test": {"A": ["127.0.0.2"]}})
+    shutil.copy(EXAMPLES / "defer_by_response.lua", app.path / "plugins" / "d.lua")
+    cfg = relay_config(dns_server, sink.port, queue={"deferTimes": ["1 h"]},
+                       bounces={"dsn": False})
+    cfg["plugins"] = [{"name": "d", "path": "d.lua", "config": {"greylist": 120}}]
+    d = zmta(extra_config=cfg)
+    c = Client(d.smtp_port)
+    envelope(c)
+    for r in ("grey@example.test", "full@example.test"):
+        assert c.cmd(f"RCPT TO:<{r}>").startswith("250")
+    data(c, MSG.rstrip(b"\r\n"))
+    d.wait_log(r"event=deferred seq=001 zone=default rcpt=<grey@example\.test> .*"
+               r"next_in_ms=120000 ")
+    d.wait_log(r"event=bounced seq=002 zone=default rcpt=<full@example\.test> .*"
+               r"response=\"550 5\.2\.2 <full@example\.test>: mailbox full\"")
+
+
 def test_example_http_decision(app, zmta):
     import json
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer

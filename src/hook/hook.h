@@ -88,6 +88,11 @@ struct hook_ctx {
 	/* sender:responseError: a handler may set the next attempt, in ms from
 	 * now, here (answering TEMPFAIL); a REJECT bounces the delivery */
 	int64_t *retry_ms;
+	/* sender:connect: where this connection goes, which a handler may
+	 * change: a host name or address (a string that outlives the run) in
+	 * place of the MX lookup or smart host, and the port */
+	const char **next_hop;
+	int *next_port;
 };
 
 /* Longest reply a handler may give. */

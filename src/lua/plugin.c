@@ -328,7 +328,7 @@ struct plugins *plugins_load(const struct config *cfg, struct event_base *base,
 	ps->cfg = cfg;
 	ps->base = base;
 	ps->http = http;
-	ps->zones = strmap_new();
+	ps->kept_strings = strmap_new();
 	ps->list = xcalloc(cfg->n_plugins + 1, sizeof(*ps->list));
 	for (size_t i = 0; i < cfg->n_plugins; i++) {
 		struct plugin *p = plugin_open(ps, &cfg->plugins[i], err);
@@ -438,8 +438,8 @@ void plugins_free(struct plugins *ps)
 	size_t pos = 0;
 	const char *key;
 	void *v;
-	while (strmap_next(ps->zones, &pos, &key, &v))
+	while (strmap_next(ps->kept_strings, &pos, &key, &v))
 		free(v);
-	strmap_free(ps->zones);
+	strmap_free(ps->kept_strings);
 	free(ps);
 }

@@ -545,6 +545,13 @@ static void push_ctx(lua_State *L, struct plugin_call *c, const struct hook_ctx 
 	}
 	if (x->zone != NULL)
 		set_str(L, "zone", *x->zone);
+	if (x->next_hop != NULL) {
+		set_str(L, "nextHop", *x->next_hop);
+		if (*x->next_port > 0) {
+			lua_pushinteger(L, *x->next_port);
+			lua_setfield(L, -2, "nextPort");
+		}
+	}
 	if (x->headers != NULL) {
 		push_headers(L, c, x->headers);
 		lua_setfield(L, -2, "headers");
@@ -596,23 +603,43 @@ static enum hook_verdict failed(struct plugin_call *c, const char *what)
 /* The handler's answer: nothing (continue) or {reject = "5xx ..."},
  * {tempfail = "4xx ..."}, {accept = true}; for queue:route ctx.zone may
  * have been changed. */
+/* A string a handler handed back that must outlive the run (a zone, a
+ * next hop): kept once per value. */
+static const char *kept(struct plugins *ps, const char *s)
+{
+	char *k = strmap_get(ps->kept_strings, s);
+	if (k == NULL) {
+		k = xstrdup(s);
+		strmap_put(ps->kept_strings, s, k);
+	}
+	return k;
+}
+
 static enum hook_verdict verdict_of(struct plugin_call *c, int nres)
 {
 	lua_State *co = c->co;
 	const struct hook_ctx *x = hook_call_ctx(c->call);
+	if (x->next_hop != NULL) {
+		/* sender:connect: ctx.nextHop, ctx.nextPort */
+		lua_rawgeti(co, LUA_REGISTRYINDEX, c->ctx_ref);
+		lua_getfield(co, -1, "nextHop");
+		const char *hop = lua_tostring(co, -1);
+		if (hop != NULL && hop[0] != '\0' && strlen(hop) <= 255 &&
+		    strpbrk(hop, " \t\r\n/") == NULL)
+			*x->next_hop = kept(c->plugin->owner, hop);
+		lua_pop(co, 1);
+		lua_getfield(co, -1, "nextPort");
+		if (lua_isinteger(co, -1) && lua_tointeger(co, -1) >= 1 &&
+		    lua_tointeger(co, -1) <= 65535)
+			*x->next_port = (int)lua_tointeger(co, -1);
+		lua_pop(co, 2);
+	}
 	if (x->zone != NULL) {
 		lua_rawgeti(co, LUA_REGISTRYINDEX, c->ctx_ref);
 		lua_getfield(co, -1, "zone");
 		const char *zone = lua_tostring(co, -1);
-		if (zone != NULL && (*x->zone == NULL || strcmp(zone, *x->zone) != 0)) {
-			struct strmap *zones = c->plugin->owner->zones;
-			char *kept = strmap_get(zones, zone);
-			if (kept == NULL) {
-				kept = xstrdup(zone);
-				strmap_put(zones, zone, kept);
-			}
-			*x->zone = kept;
-		}
+		if (zone != NULL && (*x->zone == NULL || strcmp(zone, *x->zone) != 0))
+			*x->zone = kept(c->plugin->owner, zone);
 		lua_pop(co, 2);
 	}
 	if (nres == 0 || lua_isnil(co, -nres))

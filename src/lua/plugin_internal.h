@@ -25,8 +25,8 @@ struct plugins {
 	/* What the hook bus calls: one per plugin and point it ever used, so a
 	 * reload swaps the state behind them without touching the bus. */
 	struct plugin_slot *slots[HOOK_POINT_COUNT];
-	struct plugin_call *calls; /* pending, to end at free */
-	struct strmap *zones;      /* zone names handlers chose (queue:route), interned */
+	struct plugin_call *calls;   /* pending, to end at free */
+	struct strmap *kept_strings; /* strings handlers handed back (zones, next hops) */
 };
 
 struct plugin_slot {

@@ -232,10 +232,15 @@ static void all_targets_failed(struct mta_conn *c)
 	mta_conn_close(c, c->last_code, text);
 }
 
+int mta_conn_port(const struct mta_conn *c)
+{
+	return c->next_port > 0 ? c->next_port : c->zone->port;
+}
+
 /* Connects to targets[cur], or the next one that can be tried. */
 void mta_conn_connect_next(struct mta_conn *c)
 {
-	int port = c->zone->port;
+	int port = mta_conn_port(c);
 	for (; c->cur < c->ntargets; c->cur++) {
 		const struct mta_target *t = &c->targets[c->cur];
 		/* The pool address of the target's family; a pool without one
@@ -391,7 +396,7 @@ static void resolve(struct mta_conn *c)
 	struct mta *m = c->m;
 	struct sched_batch *batch = c->txn.batch;
 	mta_enter_state(c, MTA_RESOLVING);
-	const char *host = batch->zone->host;
+	const char *host = c->next_hop != NULL ? c->next_hop : batch->zone->host;
 	const char *domain = host != NULL ? host : batch->domain;
 	unsigned char buf[16];
 	char literal[64];
@@ -467,6 +472,10 @@ static void sender_connect_done(void *arg, const struct hook_result *res)
 		mta_conn_close(c, 0, NULL);
 		return;
 	}
+	if (c->next_hop != NULL || c->next_port > 0)
+		log_msg(LOG_LEVEL_INFO, c->msg_id, "next_hop",
+			"zone=%s domain=%s host=%s port=%d reason=plugin", c->zone->name,
+			c->txn.batch->domain, c->next_hop ? c->next_hop : "(mx)", mta_conn_port(c));
 	resolve(c);
 }
 
@@ -502,6 +511,9 @@ void mta_start(void *arg, struct sched_slot *slot, struct sched_batch *batch)
 	    .seq = first->seq,
 	    .zone_name = batch->zone->name,
 	    .domain = batch->domain,
+	    .mx = batch->zone->host,
+	    .next_hop = &c->next_hop,
+	    .next_port = &c->next_port,
 	};
 	mta_enter_state(c, MTA_HOOK);
 	uint64_t id = hook_run(HOOK_SENDER_CONNECT, &c->hook_ctx, sender_connect_done, c);

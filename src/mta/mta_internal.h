@@ -121,6 +121,10 @@ struct mta_conn {
 	struct bufferevent *bev;
 	const char *local_addr; /* the pool address of this target's family, or NULL */
 	const char *ehlo_name;
+	/* sender:connect set where to go: a host (NULL: MX or zones.*.host)
+	 * and port (0: zones.*.port) */
+	const char *next_hop;
+	int next_port;
 	/* the server */
 	bool pipelining, eightbit, smtputf8, starttls, size_ok;
 	bool auth_plain, auth_login; /* mechanisms the server offers */
@@ -176,6 +180,8 @@ void mta_idle_timeout(evutil_socket_t fd, short what, void *arg);
 void mta_check_drained(struct mta *m);
 
 /* mta_conn.c */
+/* The port this connection goes to. */
+int mta_conn_port(const struct mta_conn *c);
 void mta_conn_resolved(struct mta_conn *c);
 void mta_conn_connect_next(struct mta_conn *c);
 void mta_conn_next_target(struct mta_conn *c, const char *why, int code);

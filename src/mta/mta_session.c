@@ -554,7 +554,9 @@ static void session_ready(struct mta_conn *c)
 				   : "452 4.7.5 TLS is required but the server does not offer it");
 		return;
 	}
-	if (c->zone->auth_user != NULL && !c->authed) {
+	/* The zone's credentials are for its smart host, never for a next hop
+	 * a plugin chose instead. */
+	if (c->zone->auth_user != NULL && !c->authed && c->next_hop == NULL) {
 		auth_start(c);
 		return;
 	}
@@ -571,7 +573,7 @@ void mta_start_tls(struct mta_conn *c)
 	if (strcmp(t->host, t->addr) != 0)
 		SSL_set_tlsext_host_name(ssl, t->host);
 	char key[80];
-	snprintf(key, sizeof(key), "%s %d", t->addr, c->zone->port);
+	snprintf(key, sizeof(key), "%s %d", t->addr, mta_conn_port(c));
 	SSL_SESSION *sess = strmap_get(m->tls_sessions, key);
 	if (sess != NULL)
 		SSL_set_session(ssl, sess);
@@ -601,7 +603,7 @@ static void tls_session_keep(struct mta_conn *c)
 	}
 	const struct mta_target *t = &c->targets[c->cur];
 	char key[80];
-	snprintf(key, sizeof(key), "%s %d", t->addr, c->zone->port);
+	snprintf(key, sizeof(key), "%s %d", t->addr, mta_conn_port(c));
 	SSL_SESSION_free(strmap_remove(c->m->tls_sessions, key));
 	strmap_put(c->m->tls_sessions, key, sess);
 }

@@ -365,6 +365,24 @@ def test_example_defer_by_response(dns_server, smtp_sink, app, zmta):
                r"response=\"550 5\.2\.2 <full@example\.test>: mailbox full\"")
 
 
+def test_example_rewrite_next_hop(dns_server, smtp_sink, app, zmta):
+    sink = smtp_sink("127.0.0.3")
+    dns_server.set_records({"example.test": {"A": ["127.0.0.2"]}})  # not where it goes
+    shutil.copy(EXAMPLES / "rewrite_next_hop.lua", app.path / "plugins" / "r.lua")
+    cfg = relay_config(dns_server, 9)  # zones.default.port 9: nothing listens there
+    cfg["plugins"] = [{"name": "r", "path": "r.lua", "config": {
+        "routes": {"partner.test": f"127.0.0.3:{sink.port}"}}}]
+    d = zmta(extra_config=cfg)
+    c = Client(d.smtp_port)
+    envelope(c)
+    assert c.cmd("RCPT TO:<bob@partner.test>").startswith("250")
+    data(c, MSG.rstrip(b"\r\n"))
+    got = sink.wait_for(1)[0]
+    assert got["rcpt_tos"] == ["bob@partner.test"]
+    d.wait_log(rf"event=next_hop zone=default domain=partner\.test host=127\.0\.0\.3 "
+               rf"port={sink.port} reason=plugin")
+
+
 def test_example_http_decision(app, zmta):
     import json
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -541,3 +559,22 @@ def test_response_error_answers_set_the_retry_or_bounce(dns_server, smtp_sink, z
     d.wait_log(r"event=plugin_decision seq=002 handler=retry action=bounce")
     d.wait_log(r"event=bounced seq=002 zone=default rcpt=<full@example\.test> .*"
                r"response=\"550 5\.2\.2 mailbox full, says Lua\"")
+
+
+def test_a_rewritten_next_hop_never_gets_the_smart_hosts_credentials(smtp_sink, zmta, app):
+    from test_queue import submit
+    from test_smarthost import smarthost
+    relay = smtp_sink("127.0.0.2", tls=True, auth="relay:pa55word")
+    other = smtp_sink("127.0.0.4", tls=True)
+    (app.path / "plugins" / "hop.lua").write_text(
+        'zmta.hook("sender:connect", function(ctx)\n'
+        f'  ctx.nextHop = "127.0.0.4"; ctx.nextPort = {other.port}\n'
+        'end)\n')
+    cfg = smarthost(relay, auth={"user": "relay", "pass": "pa55word"})
+    cfg["plugins"] = [{"name": "hop", "path": "hop.lua"}]
+    d = zmta(extra_config=cfg)
+    submit(d, MSG)
+    got = other.wait_for(1)[0]
+    assert got.get("auth_user") is None
+    assert [e for e in other.events() if e["event"] == "auth"] == []
+    assert relay.messages() == [] and "pa55word" not in d.log()

@@ -615,6 +615,20 @@ static const char *kept(struct plugins *ps, const char *s)
 	return k;
 }
 
+/* Whether the answer table at `at` gives `key` (true, or a reply that
+ * becomes the call's). */
+static bool answer_given(struct plugin_call *c, int at, const char *key)
+{
+	lua_getfield(c->co, at, key);
+	bool given = lua_toboolean(c->co, -1);
+	if (given && lua_type(c->co, -1) == LUA_TSTRING) {
+		free(c->reply);
+		c->reply = xstrdup(lua_tostring(c->co, -1));
+	}
+	lua_pop(c->co, 1);
+	return given;
+}
+
 static enum hook_verdict verdict_of(struct plugin_call *c, int nres)
 {
 	lua_State *co = c->co;
@@ -660,14 +674,7 @@ static enum hook_verdict verdict_of(struct plugin_call *c, int nres)
 			*x->retry_ms = (int64_t)(secs * 1000);
 			return HOOK_TEMPFAIL;
 		}
-		lua_getfield(co, at, "bounce");
-		bool bounce = lua_toboolean(co, -1);
-		if (bounce && lua_type(co, -1) == LUA_TSTRING) {
-			free(c->reply);
-			c->reply = xstrdup(lua_tostring(co, -1));
-		}
-		lua_pop(co, 1);
-		if (bounce)
+		if (answer_given(c, at, "bounce"))
 			return HOOK_REJECT;
 	}
 	static const struct {
@@ -675,17 +682,9 @@ static enum hook_verdict verdict_of(struct plugin_call *c, int nres)
 		enum hook_verdict verdict;
 	} answers[] = {
 	    {"reject", HOOK_REJECT}, {"tempfail", HOOK_TEMPFAIL}, {"accept", HOOK_ACCEPT}};
-	for (size_t i = 0; i < sizeof(answers) / sizeof(answers[0]); i++) {
-		lua_getfield(co, at, answers[i].key);
-		bool given = lua_toboolean(co, -1);
-		if (given && lua_type(co, -1) == LUA_TSTRING) {
-			free(c->reply);
-			c->reply = xstrdup(lua_tostring(co, -1));
-		}
-		lua_pop(co, 1);
-		if (given)
+	for (size_t i = 0; i < sizeof(answers) / sizeof(answers[0]); i++)
+		if (answer_given(c, at, answers[i].key))
 			return answers[i].verdict;
-	}
 	return HOOK_CONTINUE;
 }
 

@@ -578,3 +578,34 @@ def test_a_rewritten_next_hop_never_gets_the_smart_hosts_credentials(smtp_sink, 
     assert got.get("auth_user") is None
     assert [e for e in other.events() if e["event"] == "auth"] == []
     assert relay.messages() == [] and "pa55word" not in d.log()
+
+
+def test_a_waiting_response_error_hook_keeps_one_dsn_per_message(dns_server, smtp_sink, zmta,
+                                                                  app):
+    """The failures of one transaction are asked about one by one, late;
+    the DSN waits for the last answer and lists them all."""
+    import email
+    import email.policy
+    sink = smtp_sink("127.0.0.2")
+    senders_mx = smtp_sink("127.0.0.5", port=sink.port)
+    sink.set_script({"recipients": {r: {"rcpt": {"reply": f"550 5.1.1 <{r}>: no such user"}}
+                                    for r in ("a@example.test", "b@example.test")}})
+    dns_server.set_records({"example.test": {"A": ["127.0.0.2"]},
+                            "origin.test": {"A": ["127.0.0.5"]}})
+    (app.path / "plugins" / "slow.lua").write_text(
+        'zmta.hook("sender:responseError", function(ctx)\n'
+        '  zmta.sleep(ctx.address:match("^a@") and 300 or 100)\n'
+        'end)\n')
+    cfg = relay_config(dns_server, sink.port, zones={"bounces": {}})
+    cfg["plugins"] = [{"name": "slow", "path": "slow.lua"}]
+    d = zmta(extra_config=cfg)
+    with d.smtp() as client:
+        client.sendmail("alice@origin.test", ["a@example.test", "b@example.test"],
+                        b"From: alice@origin.test\r\nSubject: x\r\n\r\nhi\r\n")
+    got = senders_mx.wait_for(1)
+    time.sleep(1)
+    assert len(senders_mx.messages()) == 1
+    msg = email.message_from_bytes(got[0]["data"], policy=email.policy.default)
+    part = next(p for p in msg.walk() if p.get_content_type() == "message/delivery-status")
+    finals = sorted(dict(b.items()).get("Final-Recipient") for b in list(part.get_payload())[1:])
+    assert finals == ["rfc822; a@example.test", "rfc822; b@example.test"]

@@ -4,7 +4,8 @@
  * `plugins:` runs in its own sandboxed state on the loop thread: its file
  * runs once at load and registers handlers with zmta.hook(name, fn); each
  * hook call then runs in a coroutine of its own, which may wait for the
- * loop (zmta.sleep, zmta.http.request) while other sessions go on.  An
+ * loop (zmta.sleep, zmta.http.request, zmta.dns.lookup, zmta.kv) while
+ * other sessions go on.  An
  * instruction budget per call, a memory cap per state and a wall-time cap
  * per call keep a plugin from stalling or exhausting the relay; a plugin
  * that errors or passes a limit is logged with its name and line, and the

@@ -2,7 +2,8 @@
 /*
  * Lua plugins, one hook call at a time: the context as a table, headers as
  * an object over the message's header list, the coroutine and what it
- * waits for (zmta.sleep, zmta.http.request), the verdict; see plugin.h.
+ * waits for (zmta.sleep, zmta.http.request, zmta.dns.lookup, zmta.kv),
+ * the verdict; see plugin.h.
  */
 #include <lauxlib.h>
 #include <lua.h>

@@ -83,7 +83,7 @@ static inline struct plugin *plugin_of(lua_State *L)
 void plugin_open_json(lua_State *L);
 
 /* plugin_call.c */
-/* Pushes the zmta table (log, sleep, http) on L's stack. */
+/* Pushes the zmta table (log, sleep, http, dns, kv, json) on L's stack. */
 void plugin_open_zmta(lua_State *L, struct plugin *p);
 /* The hook bus's handler and cancel functions (arg: struct plugin_slot). */
 enum hook_verdict plugin_handle(struct hook_call *call, const struct hook_ctx *ctx, void *arg);

@@ -312,23 +312,34 @@ def test_sender_points(dns_server, smtp_sink, plugin_zmta):
     assert len(sink.messages()) == 1
 
 
-def test_smtp_auth_point_decides_before_the_backend(plugin_zmta, app):
-    import base64
+def auth_listener(app):
+    """A feeder that takes AUTH without TLS, against a users file with
+    carol:file-pw."""
     import subprocess
-    from test_smtp import Session
     users = app.path / "users"
     hashed = subprocess.run(["mkpasswd", "-m", "yescrypt", "file-pw"], capture_output=True,
                             text=True, check=True).stdout.strip()
     users.write_text(f"carol:{hashed}\n")
-    d = plugin_zmta({"smtpInterfaces": {"feeder": {
-        "authentication": True, "allowInsecureAuth": True, "authUsersFile": str(users)}}})
+    return {"smtpInterfaces": {"feeder": {
+        "authentication": True, "allowInsecureAuth": True, "authUsersFile": str(users)}}}
+
+
+def auth_plain(port, user, password):
+    """The reply to AUTH PLAIN in a new session."""
+    import base64
+    from test_smtp import Session
+    with Session(port) as s:
+        s.send("EHLO client.test\r\n")
+        s.reply()
+        b64 = base64.b64encode(f"\0{user}\0{password}".encode()).decode()
+        return s.cmd(f"AUTH PLAIN {b64}")
+
+
+def test_smtp_auth_point_decides_before_the_backend(plugin_zmta, app):
+    d = plugin_zmta(auth_listener(app))
 
     def auth(user, password):
-        with Session(d.smtp_port) as s:
-            s.send("EHLO client.test\r\n")
-            s.reply()
-            b64 = base64.b64encode(f"\0{user}\0{password}".encode()).decode()
-            return s.cmd(f"AUTH PLAIN {b64}")
+        return auth_plain(d.smtp_port, user, password)
 
     # Decided by the plugin, late (20 ms), and the session goes on.
     assert auth("hook-accept", "hook-pw") == "235 2.7.0 Authentication successful"

@@ -5,10 +5,8 @@ replies and at the sink; hooks wait for HTTP and timers without holding
 other sessions; the sandbox and its limits stop escapes with a logged
 error while the daemon goes on; syntax errors are config errors.
 """
-import base64
 import re
 import shutil
-import subprocess
 import threading
 import time
 from pathlib import Path
@@ -18,7 +16,7 @@ import pytest
 from conftest import wait_until
 from test_api import metrics
 from test_delivery import MSG, relay_config
-from test_hooks import Client, envelope
+from test_hooks import Client, auth_listener, auth_plain, envelope
 from test_queue import queue_counts
 
 LUA = Path(__file__).parent / "lua"
@@ -70,20 +68,10 @@ def test_smtp_points(lua_zmta):
 
 
 def test_smtp_auth_point(lua_zmta, app):
-    from test_smtp import Session
-    users = app.path / "users"
-    hashed = subprocess.run(["mkpasswd", "-m", "yescrypt", "file-pw"], capture_output=True,
-                            text=True, check=True).stdout.strip()
-    users.write_text(f"carol:{hashed}\n")
-    d = lua_zmta(extra={"smtpInterfaces": {"feeder": {
-        "authentication": True, "allowInsecureAuth": True, "authUsersFile": str(users)}}})
+    d = lua_zmta(extra=auth_listener(app))
 
     def auth(user, password):
-        with Session(d.smtp_port) as s:
-            s.send("EHLO client.test\r\n")
-            s.reply()
-            b64 = base64.b64encode(f"\0{user}\0{password}".encode()).decode()
-            return s.cmd(f"AUTH PLAIN {b64}")
+        return auth_plain(d.smtp_port, user, password)
 
     assert auth("lua-user", "lua-pw") == "235 2.7.0 Authentication successful"
     assert auth("lua-user", "nope").startswith("535 5.7.8")

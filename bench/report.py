@@ -117,6 +117,8 @@ def main(path):
     row(7, "lookup ns at 1,000 entries (a hit: O(1) if close to the above)",
         num(v, "i7.small.lookup_hit_ns"), None)
     row(7, f"RSS MB for {n7} entries", num(v, "i7.zmta.rss_mb"), None, 1)
+    row(7, f"GET /suppressionlist page of 10,000 at {n7} entries (ms on the loop)",
+        num(v, "i7.zmta.list_ms"), None, 1)
     row(7, "bytes per entry", num(v, "i7.zmta.bytes_per_entry"), None)
 
     # Item 8 compares zone-mta with itself: the "Postfix" column holds the

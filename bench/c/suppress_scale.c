@@ -2,7 +2,8 @@
 /*
  * Bench item 7: the suppression list's memory index at scale.  Fills it
  * with N address entries (and N/100 domains), then times lookups that
- * hit an address, hit a domain, and miss, and reads the RSS it took.
+ * hit an address, hit a domain, and miss, reads the RSS it took, and
+ * times one page of GET /suppressionlist (the newest 10,000).
  * Prints key=value lines for bench/report.py:
  *
  *     zmta-suppress-bench N LABEL
@@ -81,6 +82,13 @@ int main(int argc, char **argv)
 	double dom_ns = time_lookups(s, "someone%2$ld@blocked%1$ld.test", n / 100 ? n / 100 : 1,
 				     lookups, &found_d);
 	double miss_ns = time_lookups(s, "nobody%1$ld@d%2$ld.elsewhere.test", n, lookups, &found_m);
+	/* GET /suppressionlist's work on the loop: a page of the newest */
+	t0 = now_s();
+	const char *next;
+	json_t *list = suppressions_list(s, 10000, NULL, &next);
+	double list_ms = (now_s() - t0) * 1000;
+	json_decref(list);
+	printf("%s.list_ms=%.1f\n", label, list_ms);
 	printf("%s.entries=%zu\n%s.fill_s=%.3f\n%s.rss_mb=%.1f\n%s.bytes_per_entry=%.0f\n"
 	       "%s.lookup_hit_ns=%.0f\n%s.lookup_domain_ns=%.0f\n%s.lookup_miss_ns=%.0f\n"
 	       "%s.misses_found=%ld\n",

@@ -24,8 +24,9 @@
 #include "msg/header.h"
 #include "queue/suppress.h"
 
-/* Listing cap when ?limit= does not say. */
-#define LIST_DEFAULT_LIMIT 100000
+/* A listing page: this many entries at most (and by default), so one
+ * request costs the loop a pass over the list and this much JSON. */
+#define LIST_MAX_LIMIT 10000
 
 /* The request's parameters as one JSON object: its JSON body, or its form
  * body, and the query string.  NULL for a body that is not valid. */
@@ -137,19 +138,28 @@ void route_suppression_list(struct api *api, struct evhttp_request *req,
 	json_t *p = begin(api, req, &list);
 	if (p == NULL)
 		return;
-	const char *limit_text = param_text(p, "limit");
+	const char *limit_text = param_text(p, "limit"), *after = param_text(p, "after");
 	char *end = NULL;
-	long long limit = limit_text ? strtoll(limit_text, &end, 10) : LIST_DEFAULT_LIMIT;
-	if (limit_text != NULL && (*end != '\0' || limit < 1)) {
+	long long limit = limit_text ? strtoll(limit_text, &end, 10) : LIST_MAX_LIMIT;
+	const char *field = NULL, *error = NULL;
+	if (limit_text != NULL && (*end != '\0' || limit < 1 || limit > LIST_MAX_LIMIT)) {
+		field = "limit", error = "limit must be an integer from 1 to 10000";
+	} else if (after != NULL && suppressions_by_id(list, after) == NULL) {
+		field = "after", error = "no such entry (after= takes a listed entry's id)";
+	}
+	if (error != NULL) {
 		json_decref(p);
-		api_reply_field_error(req, HTTP_BADREQUEST, "limit",
-				      "limit must be a positive integer");
+		api_reply_field_error(req, HTTP_BADREQUEST, field, error);
 		return;
 	}
+	const char *next;
+	json_t *page = suppressions_list(list, (size_t)limit, after, &next);
+	json_t *answer = json_pack("{s:o, s:I}", "suppressed", page, "total",
+				   (json_int_t)suppressions_count(list));
+	if (next != NULL)
+		json_object_set_new(answer, "next", json_string(next));
 	json_decref(p);
-	api_reply_json(req, HTTP_OK,
-		       json_pack("{s:o, s:I}", "suppressed", suppressions_list(list, (size_t)limit),
-				 "total", (json_int_t)suppressions_count(list)));
+	api_reply_json(req, HTTP_OK, answer);
 }
 
 /* expires: ISO 8601 date-time (UTC, "...Z"), RFC 5322 date, or ms since

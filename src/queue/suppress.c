@@ -317,6 +317,11 @@ const struct suppression *suppressions_match(struct suppressions *s, const char 
 	return e;
 }
 
+const struct suppression *suppressions_by_id(const struct suppressions *s, const char *id)
+{
+	return index_get(&s->by_id, false, id);
+}
+
 const struct suppression *suppressions_add(struct suppressions *s, bool is_domain,
 					   const char *value, const char *reason,
 					   const char *source, int64_t expires, queue_written_cb cb,
@@ -385,29 +390,83 @@ json_t *suppression_json(const struct suppression *e)
 	return o;
 }
 
-static int newest_first(const void *a, const void *b)
+/* <0 when x lists before y: newest first, then by id (descending). */
+static int list_order(const struct suppression *x, const struct suppression *y)
 {
-	const struct suppression *x = *(const struct suppression *const *)a;
-	const struct suppression *y = *(const struct suppression *const *)b;
 	if (x->created != y->created)
 		return x->created > y->created ? -1 : 1;
 	return strcmp(y->id, x->id);
 }
 
-json_t *suppressions_list(struct suppressions *s, size_t limit)
+static int newest_first(const void *a, const void *b)
 {
-	size_t k = 0;
-	struct suppression **all = xcalloc(s->by_key.count ? s->by_key.count : 1, sizeof(*all));
-	int64_t now = clock_wall_ms();
-	for (size_t i = 0; i < s->by_key.cap; i++) {
-		struct suppression *e = s->by_key.slots[i];
-		if (e != NULL && (e->expires == 0 || e->expires > now))
-			all[k++] = e;
+	return list_order(*(const struct suppression *const *)a,
+			  *(const struct suppression *const *)b);
+}
+
+/* The heap keeps the `limit` first entries seen so far with the one that
+ * lists last at its root, so a better entry replaces the root. */
+static void heap_down(struct suppression **h, size_t n, size_t i)
+{
+	for (;;) {
+		size_t l = 2 * i + 1, r = l + 1, m = i;
+		if (l < n && list_order(h[l], h[m]) > 0)
+			m = l;
+		if (r < n && list_order(h[r], h[m]) > 0)
+			m = r;
+		if (m == i)
+			return;
+		struct suppression *t = h[i];
+		h[i] = h[m];
+		h[m] = t;
+		i = m;
 	}
-	qsort(all, k, sizeof(*all), newest_first);
+}
+
+static void heap_up(struct suppression **h, size_t i)
+{
+	while (i > 0 && list_order(h[i], h[(i - 1) / 2]) > 0) {
+		struct suppression *t = h[i];
+		h[i] = h[(i - 1) / 2];
+		h[(i - 1) / 2] = t;
+		i = (i - 1) / 2;
+	}
+}
+
+json_t *suppressions_list(struct suppressions *s, size_t limit, const char *after,
+			  const char **next)
+{
+	/* One pass, O(n log limit), and JSON for `limit` entries only: a list
+	 * of a million is paged, not sorted whole on the loop. */
+	*next = NULL;
+	const struct suppression *cursor = after ? suppressions_by_id(s, after) : NULL;
+	size_t cap = limit < s->by_key.count ? limit : s->by_key.count, n = 0;
+	struct suppression **heap = xcalloc(cap ? cap : 1, sizeof(*heap));
+	int64_t now = clock_wall_ms();
+	bool more = false;
+	for (size_t i = 0; i < s->by_key.cap && limit > 0; i++) {
+		struct suppression *e = s->by_key.slots[i];
+		if (e == NULL || (e->expires != 0 && e->expires <= now))
+			continue;
+		if (cursor != NULL && list_order(e, cursor) <= 0)
+			continue; /* listed on an earlier page */
+		if (n < cap) {
+			heap[n] = e;
+			heap_up(heap, n++);
+		} else {
+			more = true;
+			if (list_order(e, heap[0]) < 0) {
+				heap[0] = e;
+				heap_down(heap, n, 0);
+			}
+		}
+	}
+	qsort(heap, n, sizeof(*heap), newest_first);
 	json_t *list = json_array();
-	for (size_t i = 0; i < k && i < limit; i++)
-		json_array_append_new(list, suppression_json(all[i]));
-	free(all);
+	for (size_t i = 0; i < n; i++)
+		json_array_append_new(list, suppression_json(heap[i]));
+	if (more && n > 0)
+		*next = heap[n - 1]->id;
+	free(heap);
 	return list;
 }

@@ -42,6 +42,9 @@ size_t suppressions_count(const struct suppressions *s);
  * its domain), or NULL.  An expired entry is removed on the way. */
 const struct suppression *suppressions_match(struct suppressions *s, const char *address);
 
+/* The entry with this id, or NULL. */
+const struct suppression *suppressions_by_id(const struct suppressions *s, const char *id);
+
 /* Adds an entry, or replaces the one for the same address or domain
  * (keeping its id); `expires` 0: never.  Written synced: cb (may be NULL)
  * after.  Returns the entry as stored in memory. */
@@ -55,10 +58,13 @@ const struct suppression *suppressions_add(struct suppressions *s, bool is_domai
 bool suppressions_remove(struct suppressions *s, const char *id_or_key,
 			 char id[SUPPRESS_ID_LEN + 1], queue_written_cb cb, void *arg);
 
-/* The entries not expired, newest first, at most `limit`, as ZoneMTA's
- * listing objects {id, address | domain, created (ISO 8601), reason,
- * source, expires}. */
-json_t *suppressions_list(struct suppressions *s, size_t limit);
+/* The entries not expired, newest first, at most `limit`, after the entry
+ * with id `after` (NULL: from the newest), as ZoneMTA's listing objects
+ * {id, address | domain, created (ISO 8601), reason, source, expires};
+ * *next is the id to continue after when there are more, else NULL (a
+ * string of the list's, valid until it changes). */
+json_t *suppressions_list(struct suppressions *s, size_t limit, const char *after,
+			  const char **next);
 json_t *suppression_json(const struct suppression *e);
 
 #endif

@@ -88,6 +88,11 @@ def test_crud_with_zonemtas_shapes_survives_restart(world, dns_server, zmta):
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", got["suppressed"][0]["created"])
     status, got = call(d, "GET", "/suppressionlist?limit=1")
     assert [e["id"] for e in got["suppressed"]] == [dom["id"]] and got["total"] == 2
+    assert got["next"] == dom["id"]
+    status, got = call(d, "GET", f"/suppressionlist?limit=1&after={dom['id']}")
+    assert [e["id"] for e in got["suppressed"]] == [bob["id"]] and "next" not in got
+    assert call(d, "GET", "/suppressionlist?after=" + "0" * 24)[1]["field"] == "after"
+    assert call(d, "GET", "/suppressionlist?limit=10001")[1]["field"] == "limit"
     status, got = call(d, "POST", "/suppressionlist", {"domain": "@Third.test"})
     assert status == 200 and got["suppressed"]["domain"] == "third.test"
     assert call(d, "DELETE", "/suppressionlist", {"id": got["suppressed"]["id"]})[0] == 200

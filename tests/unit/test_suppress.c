@@ -90,7 +90,8 @@ static void test_expired_entries_stop_counting(void **state)
 	suppressions_add(s, false, "new@example.test", NULL, "api", clock_wall_ms() + 60000, NULL,
 			 NULL);
 	assert_int_equal(suppressions_count(s), 2);
-	json_t *list = suppressions_list(s, 100);
+	const char *next;
+	json_t *list = suppressions_list(s, 100, NULL, &next);
 	assert_int_equal(json_array_size(list), 1); /* the expired one is not listed */
 	json_decref(list);
 	assert_null(suppressions_match(s, "old@example.test"));
@@ -137,6 +138,46 @@ static void test_index_under_churn(void **state)
 		}
 	}
 	assert_int_equal(suppressions_count(s), N - (N + 2) / 3);
+	suppressions_free(s);
+}
+
+/* Pages of the listing: newest first, each entry once, `next` until the
+ * last page. */
+static void test_listing_pages_cover_the_list_once(void **state)
+{
+	(void)state;
+	struct suppressions *s = suppressions_open(NULL, NULL);
+	char addr[64];
+	for (int i = 0; i < 25; i++) {
+		snprintf(addr, sizeof(addr), "p%d@pages.test", i);
+		suppressions_add(s, false, addr, NULL, "api", 0, NULL, NULL);
+	}
+	suppressions_add(s, false, "old@pages.test", NULL, "api", clock_wall_ms() - 1, NULL, NULL);
+	char seen[26][SUPPRESS_ID_LEN + 1];
+	size_t nseen = 0, pages = 0;
+	const char *next = NULL;
+	char after[SUPPRESS_ID_LEN + 1] = "";
+	do {
+		json_t *page = suppressions_list(s, 10, after[0] ? after : NULL, &next);
+		pages++;
+		size_t i;
+		json_t *e;
+		json_array_foreach (page, i, e) {
+			const char *id = json_string_value(json_object_get(e, "id"));
+			for (size_t k = 0; k < nseen; k++)
+				assert_string_not_equal(seen[k], id); /* each once */
+			/* newest first: ids of one millisecond descend */
+			if (nseen > 0 && strncmp(seen[nseen - 1], id, 12) == 0)
+				assert_true(strcmp(seen[nseen - 1], id) > 0);
+			snprintf(seen[nseen++], sizeof(seen[0]), "%s", id);
+		}
+		assert_int_equal(json_array_size(page), pages < 3 ? 10 : 5);
+		json_decref(page);
+		if (next != NULL)
+			snprintf(after, sizeof(after), "%s", next);
+	} while (next != NULL);
+	assert_int_equal(pages, 3);
+	assert_int_equal(nseen, 25); /* the expired one is never listed */
 	suppressions_free(s);
 }
 
@@ -204,6 +245,8 @@ int main(void)
 					    teardown),
 	    cmocka_unit_test_setup_teardown(test_expired_entries_stop_counting, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_index_under_churn, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_listing_pages_cover_the_list_once, setup,
+					    teardown),
 	    cmocka_unit_test_setup_teardown(test_the_store_keeps_the_list, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -480,161 +480,6 @@ int config_validate(struct cfg_node *root, size_t max_errors, char **errors, cha
 	return count;
 }
 
-/* --- typed access to a validated tree: absence is a broken invariant --- */
-
-/* The scalar text at `path` under `root` (NULL for null).  When absent and
- * `fields` is given, the schema default of that field; else fatal. */
-static const char *raw_value(const struct cfg_node *root, const char *path,
-			     const struct cfg_schema *fields)
-{
-	const struct cfg_node *n = cfg_lookup(root, path);
-	if (n != NULL)
-		return n->kind == CFG_NULL ? NULL : n->value;
-	/* Follow the path through the fields' schema to the default. */
-	const char *seg = path;
-	while (fields != NULL) {
-		size_t len = strcspn(seg, ".");
-		const struct cfg_schema *f = fields;
-		while (f->key != NULL && (strlen(f->key) != len || memcmp(f->key, seg, len) != 0))
-			f++;
-		if (f->key == NULL)
-			break;
-		if (seg[len] == '\0') {
-			if (f->def != NULL)
-				return strcmp(f->def, "~") == 0 ? NULL : f->def;
-			break;
-		}
-		fields = f->type == CT_MAP ? f->sub : NULL;
-		seg += len + 1;
-	}
-	fatal("config: option %s missing after merge", path);
-}
-
-static char *get_str_in(const struct cfg_node *root, const char *path,
-			const struct cfg_schema *fields)
-{
-	const char *v = raw_value(root, path, fields);
-	return v ? xstrdup(v) : NULL;
-}
-
-static bool get_bool_in(const struct cfg_node *root, const char *path,
-			const struct cfg_schema *fields)
-{
-	bool b = false;
-	config_parse_bool(raw_value(root, path, fields), &b);
-	return b;
-}
-
-static long long get_int_in(const struct cfg_node *root, const char *path,
-			    const struct cfg_schema *fields)
-{
-	long long v = 0;
-	config_parse_int(raw_value(root, path, fields), &v);
-	return v;
-}
-
-static uint64_t get_duration_in(const struct cfg_node *root, const char *path,
-				const struct cfg_schema *fields)
-{
-	uint64_t v = 0; /* null (CF_NULLABLE): 0 */
-	const char *raw = raw_value(root, path, fields);
-	if (raw != NULL)
-		config_parse_duration(raw, &v);
-	return v;
-}
-
-static uint64_t get_size_in(const struct cfg_node *root, const char *path,
-			    const struct cfg_schema *fields)
-{
-	uint64_t v = 0;
-	config_parse_size(raw_value(root, path, fields), &v);
-	return v;
-}
-
-static struct rate get_rate_in(const struct cfg_node *root, const char *path,
-			       const struct cfg_schema *fields)
-{
-	struct rate r = {0, 0};
-	const char *v = raw_value(root, path, fields);
-	if (v != NULL)
-		config_parse_rate(v, &r);
-	return r;
-}
-
-#define get_str(root, path) get_str_in(root, path, NULL)
-#define get_bool(root, path) get_bool_in(root, path, NULL)
-#define get_int(root, path) get_int_in(root, path, NULL)
-#define get_duration(root, path) get_duration_in(root, path, NULL)
-
-/* Relative paths in the config are relative to the app folder. */
-/* A path relative to the app folder made absolute; takes `p`. */
-static char *path_in_app(const struct config *cfg, char *p)
-{
-	if (p != NULL && p[0] != '/' && cfg->app_dir != NULL) {
-		char *abs = xasprintf("%s/%s", cfg->app_dir, p);
-		free(p);
-		p = abs;
-	}
-	return p;
-}
-
-static char *get_path(const struct config *cfg, const char *path)
-{
-	return path_in_app(cfg, get_str(cfg->tree, path));
-}
-
-static char *lowercase(char *s)
-{
-	for (char *p = s; *p; p++)
-		*p = (char)tolower((unsigned char)*p);
-	return s;
-}
-
-/* A list of strings (absent: empty), lower-cased, trimmed of a leading '@'. */
-static char **get_string_list(const struct cfg_node *list, size_t *n, bool lower)
-{
-	*n = list ? list->nchild : 0;
-	char **out = xcalloc(*n ? *n : 1, sizeof(char *));
-	for (size_t i = 0; i < *n; i++) {
-		out[i] = xstrdup(list->child[i]->value);
-		if (lower)
-			lowercase(out[i]);
-	}
-	return out;
-}
-
-static char **get_domains(const struct cfg_node *list, size_t *n)
-{
-	*n = list ? list->nchild : 0;
-	char **out = xcalloc(*n ? *n : 1, sizeof(char *));
-	for (size_t i = 0; i < *n; i++) {
-		const char *d = list->child[i]->value;
-		out[i] = lowercase(xstrdup(d[0] == '@' ? d + 1 : d));
-	}
-	return out;
-}
-
-static const struct cfg_schema *schema_field(const struct cfg_schema *fields, const char *key)
-{
-	for (; fields->key != NULL; fields++)
-		if (strcmp(fields->key, key) == 0)
-			return fields;
-	fatal("config: no schema for %s", key);
-}
-
-/* A list of address ranges; entries that do not parse are left out here
- * (check_listeners reports them). */
-static struct cidr *get_cidrs(const struct cfg_node *list, size_t *n)
-{
-	size_t count = list != NULL && list->kind == CFG_SEQ ? list->nchild : 0;
-	struct cidr *out = xcalloc(count ? count : 1, sizeof(*out));
-	*n = 0;
-	for (size_t i = 0; i < count; i++)
-		if (cidr_parse(list->child[i]->value, &out[*n]) == 0)
-			(*n)++;
-	return out;
-}
-
 /* key, cert, ca and tls.* of a listener. */
 static void fill_listener_tls(const struct config *cfg, const struct cfg_node *n,
 			      const struct cfg_schema *f, struct tls_config *t)
@@ -1100,6 +945,7 @@ static int check_references(struct config *cfg, char **errors)
 	fill_dkim(cfg, &found);
 	fill_webhooks(cfg, &found);
 	fill_plugins(cfg, &found);
+	fill_proxies(cfg, &found);
 	const struct cfg_node *templates = cfg_lookup(cfg->tree, "bounces.templates");
 	if (templates != NULL && templates->kind != CFG_NULL) {
 		char *dir = get_path(cfg, "bounces.templates");
@@ -1428,6 +1274,7 @@ void config_free(struct config *cfg)
 		free(z->pool);
 		free(z->host);
 		free(z->signing_domain);
+		free_socks_proxy(z->proxy);
 	}
 	free(cfg->zones);
 	for (size_t i = 0; i < cfg->n_pools; i++) {
@@ -1464,6 +1311,7 @@ void config_free(struct config *cfg)
 		free(cfg->webhooks[i].secret);
 	}
 	free(cfg->webhooks);
+	free_socks_proxy(cfg->onion_proxy);
 	free_string_list(cfg->event_headers, cfg->n_event_headers);
 	free(cfg->http_client.ca_file);
 	for (size_t i = 0; i < cfg->n_dkim_keys; i++) {

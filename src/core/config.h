@@ -223,6 +223,14 @@ struct dkim_key_config {
 	struct dkim_key *key;         /* loaded and checked at configuration time */
 };
 
+/* A SOCKS5 proxy (onion.proxy, zones.<name>.proxy). */
+struct socks_proxy {
+	char *url;  /* as given, the password left out: for logs */
+	char *host; /* an IP address */
+	int port;
+	char *user, *password; /* RFC 1929 username/password, or NULL */
+};
+
 /* A sending zone: zones.<name>. */
 /* zones.<name>.timeouts, in ms: how long each phase of a delivery
  * connection may take (see config/default.yaml). */
@@ -248,9 +256,10 @@ struct zone_config {
 	/* AUTH to the smart host (PLAIN or LOGIN, only encrypted), or NULL;
 	 * the password is read from auth.passFile when that is given. */
 	char *auth_user, *auth_pass, *auth_pass_file;
-	bool disabled;         /* no deliveries start; mail waits */
-	char *signing_domain;  /* also sign with the dkim.keys entry of this domain */
-	char **sender_domains; /* lower case */
+	bool disabled;             /* no deliveries start; mail waits */
+	char *signing_domain;      /* also sign with the dkim.keys entry of this domain */
+	struct socks_proxy *proxy; /* all deliveries through this SOCKS5 proxy, or NULL */
+	char **sender_domains;     /* lower case */
 	size_t n_sender_domains;
 	char **authenticated_users; /* as given: user names compare exactly */
 	size_t n_authenticated_users;
@@ -293,6 +302,7 @@ struct config {
 	struct bounce_config bounces;
 	struct plugin_config *plugins; /* the enabled ones, in order */
 	size_t n_plugins;
+	struct socks_proxy *onion_proxy; /* for .onion recipients, or NULL */
 	struct webhook_config *webhooks; /* webhooks.endpoints, then bounces.url */
 	size_t n_webhooks;
 	uint64_t webhook_max_backlog; /* events kept per endpoint */

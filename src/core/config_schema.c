@@ -184,6 +184,7 @@ static const struct cfg_schema zone_fields[] = {
     {"auth", CT_MAP, 0, 0, 0, NULL, zone_auth_fields, NULL},
     {"disabled", CT_BOOL, 0, 0, 0, NULL, NULL, "false"},
     {"signingDomain", CT_STRING, CF_NULLABLE, 0, 0, NULL, NULL, "~"},
+    {"proxy", CT_STRING, CF_NULLABLE, 0, 0, NULL, NULL, "~"},
     {"senderDomains", CT_LIST, 0, 0, 0, NULL, string_item, NULL},
     {"authenticatedUsers", CT_LIST, 0, 0, 0, NULL, string_item, NULL},
     {"recipientDomains", CT_LIST, 0, 0, 0, NULL, string_item, NULL},
@@ -326,6 +327,11 @@ static const struct cfg_schema webhooks_schema[] = {
     END,
 };
 
+static const struct cfg_schema onion_schema[] = {
+    {"proxy", CT_STRING, CF_NULLABLE, 0, 0, NULL, NULL, NULL},
+    END,
+};
+
 static const char *const on_error_modes[] = {"tempfail", "continue", NULL};
 
 static const struct cfg_schema plugin_fields[] = {
@@ -364,6 +370,7 @@ const struct cfg_schema config_schema[] = {
     {"webhooks", CT_MAP, 0, 0, 0, NULL, webhooks_schema, NULL},
     {"suppression", CT_MAP, 0, 0, 0, NULL, suppression_schema, NULL},
     {"plugins", CT_LIST, 0, 0, 0, NULL, plugin_item, NULL},
+    {"onion", CT_MAP, 0, 0, 0, NULL, onion_schema, NULL},
     {"hooks", CT_MAP, 0, 0, 0, NULL, hooks_schema, NULL},
     {"httpClient", CT_MAP, 0, 0, 0, NULL, http_client_schema, NULL},
     {"dkim", CT_MAP, 0, 0, 0, NULL, dkim_schema, NULL},

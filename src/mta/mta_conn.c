@@ -219,6 +219,37 @@ static int bind_local(evutil_socket_t fd, int family, const char *local)
 	return bind(fd, (struct sockaddr *)&sa, sizeof(sa));
 }
 
+/* An IPv4 or IPv6 literal and a port into ss; returns its length. */
+static socklen_t sockaddr_of(struct sockaddr_storage *ss, const char *addr, int port)
+{
+	struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)ss;
+	if (inet_pton(AF_INET6, addr, &s6->sin6_addr) == 1) {
+		s6->sin6_family = AF_INET6;
+		s6->sin6_port = htons((uint16_t)port);
+		return sizeof(*s6);
+	}
+	struct sockaddr_in *s4 = (struct sockaddr_in *)ss;
+	memset(ss, 0, sizeof(*ss));
+	s4->sin_family = AF_INET;
+	s4->sin_port = htons((uint16_t)port);
+	inet_pton(AF_INET, addr, &s4->sin_addr);
+	return sizeof(*s4);
+}
+
+/* Through a proxy the pool's addresses are not bound (the proxy's own
+ * address is what the receiver sees); their EHLO name is still used: the
+ * target family's entry, else the other family's. */
+static void proxy_ehlo_name(struct mta_conn *c, int family)
+{
+	if (c->pool == NULL || c->pool->naddrs == 0)
+		return;
+	int li = c->slot->local[family];
+	if (li < 0)
+		li = c->slot->local[family == POOL_IPV6 ? POOL_IPV4 : POOL_IPV6];
+	if (li >= 0 && c->pool->addrs[li].name != NULL)
+		c->ehlo_name = c->pool->addrs[li].name;
+}
+
 static void all_targets_failed(struct mta_conn *c)
 {
 	char text[400];
@@ -247,7 +278,9 @@ void mta_conn_connect_next(struct mta_conn *c)
 		 * cannot reach this target (never the system's choice). */
 		c->local_addr = NULL;
 		c->ehlo_name = c->m->cfg->hostname;
-		if (c->pool != NULL && c->pool->naddrs > 0) {
+		if (c->proxy != NULL) {
+			proxy_ehlo_name(c, t->family);
+		} else if (c->pool != NULL && c->pool->naddrs > 0) {
 			int li = c->slot->local[t->family];
 			if (li < 0) {
 				snprintf(
@@ -265,21 +298,11 @@ void mta_conn_connect_next(struct mta_conn *c)
 			if (c->pool->addrs[li].name != NULL)
 				c->ehlo_name = c->pool->addrs[li].name;
 		}
+		/* Through a proxy, the socket goes to the proxy and the target
+		 * is what the proxy is asked to CONNECT to. */
 		struct sockaddr_storage ss = {0};
-		socklen_t slen;
-		if (t->family == POOL_IPV6) {
-			struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
-			s6->sin6_family = AF_INET6;
-			s6->sin6_port = htons((uint16_t)port);
-			inet_pton(AF_INET6, t->addr, &s6->sin6_addr);
-			slen = sizeof(*s6);
-		} else {
-			struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
-			s4->sin_family = AF_INET;
-			s4->sin_port = htons((uint16_t)port);
-			inet_pton(AF_INET, t->addr, &s4->sin_addr);
-			slen = sizeof(*s4);
-		}
+		socklen_t slen = c->proxy != NULL ? sockaddr_of(&ss, c->proxy->host, c->proxy->port)
+						  : sockaddr_of(&ss, t->addr, port);
 		evutil_socket_t fd = socket(ss.ss_family,
 					    SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 		if (fd < 0)
@@ -289,7 +312,8 @@ void mta_conn_connect_next(struct mta_conn *c)
 		 * peer's delayed ACK, some 40 ms a message. */
 		int one = 1;
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-		if (c->local_addr != NULL && bind_local(fd, t->family, c->local_addr) < 0) {
+		if (c->local_addr != NULL && c->proxy == NULL &&
+		    bind_local(fd, t->family, c->local_addr) < 0) {
 			snprintf(c->last_error, sizeof(c->last_error),
 				 "451 4.4.0 cannot send from %s: %s", c->local_addr,
 				 strerror(errno));
@@ -317,6 +341,71 @@ void mta_conn_connect_next(struct mta_conn *c)
 		return;
 	}
 	all_targets_failed(c);
+}
+
+/* --- through a SOCKS5 proxy --- */
+
+void mta_socks_start(struct mta_conn *c)
+{
+	const struct mta_target *t = &c->targets[c->cur];
+	c->socks = (struct socks5){
+	    .user = c->proxy->user,
+	    .password = c->proxy->password,
+	    .host = t->addr, /* an address, or the .onion name */
+	    .port = (uint16_t)mta_conn_port(c),
+	};
+	uint8_t out[SOCKS5_OUT_MAX];
+	size_t n = socks5_start(&c->socks, out);
+	mta_enter_state(c, MTA_SOCKS);
+	bufferevent_write(c->bev, out, n);
+	/* The proxy connects onwards meanwhile (an onion circuit may take
+	 * long): the greeting's time. */
+	mta_conn_deadline(c, c->zone->timeouts.greeting);
+}
+
+void mta_socks_read(struct mta_conn *c)
+{
+	struct evbuffer *in = bufferevent_get_input(c->bev);
+	enum socks5_status st = SOCKS5_MORE;
+	for (;;) {
+		uint8_t buf[600], out[SOCKS5_OUT_MAX];
+		ssize_t n = evbuffer_copyout(in, buf, sizeof(buf));
+		size_t used, outlen;
+		st = socks5_input(&c->socks, buf, n > 0 ? (size_t)n : 0, &used, out, &outlen);
+		evbuffer_drain(in, used);
+		if (outlen > 0)
+			bufferevent_write(c->bev, out, outlen);
+		if (st != SOCKS5_MORE || used == 0)
+			break;
+	}
+	if (st == SOCKS5_MORE)
+		return;
+	const struct mta_target *t = &c->targets[c->cur];
+	if (st == SOCKS5_DONE) {
+		log_msg(LOG_LEVEL_DEBUG, c->in_txn ? c->msg_id : NULL, "mta_socks",
+			"proxy=%s target=%s port=%d action=connected", c->proxy->url, t->addr,
+			mta_conn_port(c));
+		mta_conn_deadline_clear(c);
+		if (c->zone->secure)
+			mta_start_tls(c);
+		else
+			mta_enter_state(c, MTA_GREETING);
+		return;
+	}
+	log_msg(LOG_LEVEL_INFO, c->in_txn ? c->msg_id : NULL, "mta_socks",
+		"proxy=%s target=%s rep=%d error=\"%s\"", c->proxy->url, t->addr, c->socks.rep,
+		c->socks.reply);
+	if (c->socks.permanent && c->in_txn) {
+		mta_log_attempt(c, c->socks.reply);
+		for (size_t i = 0; i < c->txn.batch->n; i++)
+			if (c->txn.item[i] != MTA_ITEM_DONE)
+				mta_item_report(c, i, OUTCOME_PERMFAIL, atoi(c->socks.reply),
+						c->socks.reply, "dns");
+		mta_txn_clear(c);
+		mta_conn_close(c, 0, NULL);
+		return;
+	}
+	mta_conn_next_target(c, c->socks.reply, atoi(c->socks.reply));
 }
 
 void mta_conn_next_target(struct mta_conn *c, const char *why, int code)
@@ -390,7 +479,38 @@ static void on_resolved(void *arg, const struct dns_mx_result *res)
 	mta_conn_connect_next(c);
 }
 
-/* Finds where to deliver: an address literal, a smart host or MX records. */
+/* A name of the onion network (RFC 7686): never looked up in DNS. */
+static bool is_onion(const char *host)
+{
+	size_t n = strlen(host);
+	if (n > 0 && host[n - 1] == '.')
+		n--;
+	return n >= 6 && strncasecmp(host + n - 6, ".onion", 6) == 0;
+}
+
+/* A .onion host goes through onion.proxy, by name, with no MX lookup. */
+static void onion_target(struct mta_conn *c, const char *host)
+{
+	c->proxy = c->m->cfg->onion_proxy;
+	if (c->proxy == NULL) {
+		char text[300];
+		snprintf(text, sizeof(text),
+			 "550 5.1.2 %s is an onion address and onion.proxy is not set", host);
+		mta_log_attempt(c, text);
+		for (size_t i = 0; i < c->txn.batch->n; i++)
+			mta_item_report(c, i, OUTCOME_PERMFAIL, 550, text, "dns");
+		mta_txn_clear(c);
+		mta_conn_close(c, 0, NULL);
+		return;
+	}
+	size_t cap = 0;
+	add_target(c, &cap, host, host);
+	c->targets[0].family = POOL_IPV4;
+	mta_conn_connect_next(c);
+}
+
+/* Finds where to deliver: an address literal, a smart host or MX records;
+ * a .onion host through the onion proxy. */
 static void resolve(struct mta_conn *c)
 {
 	struct mta *m = c->m;
@@ -401,6 +521,11 @@ static void resolve(struct mta_conn *c)
 	unsigned char buf[16];
 	char literal[64];
 	size_t dlen = strlen(domain);
+	c->proxy = batch->zone->proxy;
+	if (is_onion(domain)) {
+		onion_target(c, domain);
+		return;
+	}
 	/* An address literal ([192.0.2.1], [IPv6:2001:db8::1], RFC 5321 4.1.3)
 	 * or a smart host given as an address: no lookup. */
 	if (dlen > 2 && domain[0] == '[' && domain[dlen - 1] == ']' && dlen - 2 < sizeof(literal)) {

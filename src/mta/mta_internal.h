@@ -27,6 +27,7 @@
 #include "mta/mta.h"
 #include "mta/reply.h"
 #include "msg/transform.h"
+#include "net/socks5.h"
 #include "outcome/outcome.h"
 
 struct mta {
@@ -49,7 +50,8 @@ struct mta {
 enum mta_state {
 	MTA_HOOK,       /* waiting for sender:connect or sender:headers (src/hook/) */
 	MTA_RESOLVING,  /* MX (or smart host) lookup */
-	MTA_CONNECTING, /* TCP connect to targets[cur] */
+	MTA_CONNECTING, /* TCP connect to targets[cur] (or to the proxy) */
+	MTA_SOCKS,      /* the SOCKS5 handshake with the proxy (net/socks5.h) */
 	MTA_GREETING,   /* waiting for 220 */
 	MTA_EHLO,
 	MTA_HELO,
@@ -79,7 +81,7 @@ enum mta_item_state {
 
 struct mta_target {
 	char *host; /* MX host name, or the address for a literal */
-	char *addr; /* IPv4 or IPv6 literal */
+	char *addr; /* IPv4 or IPv6 literal; through a proxy, maybe a name (.onion) */
 	int family; /* POOL_IPV4 or POOL_IPV6 */
 };
 
@@ -121,6 +123,9 @@ struct mta_conn {
 	struct bufferevent *bev;
 	const char *local_addr; /* the pool address of this target's family, or NULL */
 	const char *ehlo_name;
+	/* through a SOCKS5 proxy (onion.proxy, zones.*.proxy), or NULL */
+	const struct socks_proxy *proxy;
+	struct socks5 socks;
 	/* sender:connect set where to go: a host (NULL: MX or zones.*.host)
 	 * and port (0: zones.*.port) */
 	const char *next_hop;
@@ -184,6 +189,10 @@ void mta_check_drained(struct mta *m);
 int mta_conn_port(const struct mta_conn *c);
 void mta_conn_resolved(struct mta_conn *c);
 void mta_conn_connect_next(struct mta_conn *c);
+/* Connected to the proxy: the SOCKS5 handshake starts. */
+void mta_socks_start(struct mta_conn *c);
+/* Bytes from the proxy during the handshake. */
+void mta_socks_read(struct mta_conn *c);
 void mta_conn_next_target(struct mta_conn *c, const char *why, int code);
 void mta_conn_deadline(struct mta_conn *c, uint64_t ms);
 void mta_conn_deadline_clear(struct mta_conn *c);

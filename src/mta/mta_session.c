@@ -35,6 +35,8 @@ const char *mta_strstate(enum mta_state st)
 		return "resolving";
 	case MTA_CONNECTING:
 		return "connecting";
+	case MTA_SOCKS:
+		return "socks";
 	case MTA_GREETING:
 		return "greeting";
 	case MTA_EHLO:
@@ -77,8 +79,8 @@ const char *mta_strstate(enum mta_state st)
 
 bool mta_state_before_session(enum mta_state st)
 {
-	return st == MTA_CONNECTING || st == MTA_GREETING || st == MTA_EHLO || st == MTA_HELO ||
-	       st == MTA_STARTTLS || st == MTA_HANDSHAKE;
+	return st == MTA_CONNECTING || st == MTA_SOCKS || st == MTA_GREETING || st == MTA_EHLO ||
+	       st == MTA_HELO || st == MTA_STARTTLS || st == MTA_HANDSHAKE;
 }
 
 void mta_send_line(struct mta_conn *c, const char *fmt, ...)
@@ -96,10 +98,11 @@ void mta_log_attempt(struct mta_conn *c, const char *response)
 	const struct mta_target *t = c->cur < c->ntargets ? &c->targets[c->cur] : NULL;
 	const struct mta_txn *x = &c->txn;
 	log_msg(LOG_LEVEL_INFO, c->msg_id, "attempt",
-		"zone=%s domain=%s local=%s mx=%s remote=%s tls=%s rcpts=%zu accepted=%zu "
+		"zone=%s domain=%s local=%s mx=%s remote=%s%s%s tls=%s rcpts=%zu accepted=%zu "
 		"response=\"%s\" ms=%lld",
 		c->zone->name, x->batch ? x->batch->domain : "-",
 		c->local_addr ? c->local_addr : "any", t ? t->host : "-", t ? t->addr : "-",
+		c->proxy ? " proxy=" : "", c->proxy ? c->proxy->url : "",
 		c->tls ? c->tls_version : "no", x->batch ? x->batch->n : 0, x->delivered, response,
 		(long long)(clock_mono_ms() - x->started_ms));
 }
@@ -380,6 +383,7 @@ void mta_enter_state(struct mta_conn *c, enum mta_state st)
 		return;
 	case MTA_RESOLVING:
 	case MTA_CONNECTING:
+	case MTA_SOCKS:
 	case MTA_HANDSHAKE:
 	case MTA_SIGNING:
 	case MTA_HASHING:
@@ -824,6 +828,7 @@ static void on_reply(struct mta_conn *c, int code)
 	case MTA_HOOK:
 	case MTA_RESOLVING:
 	case MTA_CONNECTING:
+	case MTA_SOCKS:
 	case MTA_HANDSHAKE:
 	case MTA_LOADING:
 	case MTA_HASHING:
@@ -897,6 +902,12 @@ void mta_on_read(struct bufferevent *bev, void *arg)
 	struct mta *m = c->m;
 	uint64_t id = c->id;
 	struct evbuffer *in = bufferevent_get_input(bev);
+	if (c->state == MTA_SOCKS) {
+		mta_socks_read(c);
+		/* Done: the server's greeting may have come along with it. */
+		if (u64map_get(m->conns, id) != c || c->bev != bev || c->state != MTA_GREETING)
+			return;
+	}
 	for (;;) {
 		size_t len;
 		char *line = evbuffer_readln(in, &len, EVBUFFER_EOL_CRLF);
@@ -946,6 +957,10 @@ void mta_on_event(struct bufferevent *bev, short what, void *arg)
 		handshake_done(c);
 		return;
 	}
+	if ((what & BEV_EVENT_CONNECTED) && c->proxy != NULL && c->state == MTA_CONNECTING) {
+		mta_socks_start(c);
+		return;
+	}
 	if (what & BEV_EVENT_CONNECTED) {
 		if (c->zone->secure)
 			mta_start_tls(c); /* implicit TLS: the handshake first */
@@ -986,7 +1001,12 @@ void mta_on_event(struct bufferevent *bev, short what, void *arg)
 		return;
 	}
 	char text[400];
-	snprintf(text, sizeof(text), "connection to %s [%s] failed: %s", t->host, t->addr, why);
+	if (c->proxy != NULL && (c->state == MTA_CONNECTING || c->state == MTA_SOCKS))
+		snprintf(text, sizeof(text), "451 4.4.1 SOCKS5 proxy %s %s: %s", c->proxy->url,
+			 c->state == MTA_CONNECTING ? "unreachable" : "failed", why);
+	else
+		snprintf(text, sizeof(text), "connection to %s [%s] failed: %s", t->host, t->addr,
+			 why);
 	if (mta_state_before_session(c->state)) {
 		mta_conn_next_target(c, text, 0);
 		return;

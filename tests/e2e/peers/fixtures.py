@@ -14,6 +14,10 @@ appends the peers' logs to the report of a failing test.
     pid) at teardown.  ``port=0`` takes a free port; pass another sink's
     port to put several sinks (e.g. mx1 and mx2 on 127.0.0.2 and 127.0.0.3)
     on one port number.
+``socks_proxy``
+    A factory ``socks_proxy(kind, **options)``: ``"microsocks"`` (hosts=
+    {name: address}, user, password) or ``"dante"`` (block=[cidr, ...]),
+    see :mod:`peers.socks`; stopped at teardown.
 """
 
 import json
@@ -28,6 +32,7 @@ import pytest
 
 from peers.dns import DnsServer
 from peers.sink import check_script
+from peers.socks import Dante, Microsocks
 
 SINK_SCRIPT = Path(__file__).with_name("sink.py")
 
@@ -322,3 +327,23 @@ def http_server(request, tmp_path):
     finally:
         for s in servers:
             s.stop()
+
+
+@pytest.fixture
+def socks_proxy(request, tmp_path):
+    proxies = []
+
+    def start(kind: str, **options):
+        if os.geteuid() != 0:
+            pytest.skip("the SOCKS5 peers need root (a mount namespace, danted)")
+        workdir = tmp_path / f"socks{len(proxies) + 1}"
+        proxy = (Microsocks if kind == "microsocks" else Dante)(workdir, **options)
+        proxies.append(proxy)
+        show_log_on_failure(request, f"{kind} log", proxy.log)
+        return proxy
+
+    try:
+        yield start
+    finally:
+        for proxy in proxies:
+            proxy.stop()

@@ -1,0 +1,119 @@
+/* SPDX-License-Identifier: EUPL-1.2 */
+/*
+ * The options of the integrations with other servers: SOCKS5 proxies
+ * (onion.proxy, zones.*.proxy).  Read after the tree is validated; each
+ * problem is reported with its file and line.
+ */
+#include "core/config_internal.h"
+
+#include <arpa/inet.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/xmalloc.h"
+
+void free_socks_proxy(struct socks_proxy *p)
+{
+	if (p == NULL)
+		return;
+	free(p->url);
+	free(p->host);
+	free(p->user);
+	free(p->password);
+	free(p);
+}
+
+/* socks5://[user[:password]@]address[:port], the address an IP literal
+ * (IPv6 in brackets): the daemon never blocks on resolving it.  Percent
+ * escapes are not decoded; a user or password needing '@' or ':' cannot
+ * be given. */
+struct socks_proxy *parse_socks_proxy(const char *url, const char **why)
+{
+	const char *p = url;
+	if (strncmp(p, "socks5://", 9) == 0)
+		p += 9;
+	else if (strncmp(p, "socks5h://", 10) == 0)
+		p += 10;
+	else {
+		*why = "must start with socks5://";
+		return NULL;
+	}
+	struct socks_proxy *sp = xcalloc(1, sizeof(*sp));
+	sp->port = 1080;
+	const char *at = strrchr(p, '@');
+	if (at != NULL) {
+		const char *colon = memchr(p, ':', (size_t)(at - p));
+		size_t ul = colon ? (size_t)(colon - p) : (size_t)(at - p);
+		sp->user = xstrndup(p, ul);
+		sp->password = colon ? xstrndup(colon + 1, (size_t)(at - colon - 1)) : xstrdup("");
+		if (ul == 0 || ul > 255 || strlen(sp->password) > 255) {
+			*why = "user name must be 1 to 255 bytes, password at most 255";
+			free_socks_proxy(sp);
+			return NULL;
+		}
+		p = at + 1;
+	}
+	const char *host_end;
+	if (*p == '[') {
+		host_end = strchr(p, ']');
+		if (host_end == NULL) {
+			*why = "has an unclosed [";
+			free_socks_proxy(sp);
+			return NULL;
+		}
+		sp->host = xstrndup(p + 1, (size_t)(host_end - p - 1));
+		host_end++;
+	} else {
+		host_end = p + strcspn(p, ":/");
+		sp->host = xstrndup(p, (size_t)(host_end - p));
+	}
+	unsigned char buf[16];
+	if (inet_pton(AF_INET, sp->host, buf) != 1 && inet_pton(AF_INET6, sp->host, buf) != 1) {
+		*why = "needs an IP address, not a host name";
+		free_socks_proxy(sp);
+		return NULL;
+	}
+	if (*host_end == ':') {
+		char *end;
+		long port = strtol(host_end + 1, &end, 10);
+		if (end == host_end + 1 || port < 1 || port > 65535 || (*end && strcmp(end, "/"))) {
+			*why = "has a bad port";
+			free_socks_proxy(sp);
+			return NULL;
+		}
+		sp->port = (int)port;
+	} else if (*host_end != '\0' && strcmp(host_end, "/") != 0) {
+		*why = "has something after the address";
+		free_socks_proxy(sp);
+		return NULL;
+	}
+	sp->url = sp->user ? xasprintf("socks5://%s@%s%s%s:%d", sp->user,
+				       strchr(sp->host, ':') ? "[" : "", sp->host,
+				       strchr(sp->host, ':') ? "]" : "", sp->port)
+			   : xasprintf("socks5://%s%s%s:%d", strchr(sp->host, ':') ? "[" : "",
+				       sp->host, strchr(sp->host, ':') ? "]" : "", sp->port);
+	return sp;
+}
+
+/* The option at `path`, when set, as a proxy; problems reported there. */
+static struct socks_proxy *proxy_option(const struct cfg_node *n, const char *path,
+					struct problems *found)
+{
+	if (n == NULL || n->kind == CFG_NULL || n->value == NULL)
+		return NULL;
+	const char *why = NULL;
+	struct socks_proxy *sp = parse_socks_proxy(n->value, &why);
+	if (sp == NULL)
+		problem_add(found, n, "option %s: '%s' %s", path, n->value, why);
+	return sp;
+}
+
+void fill_proxies(struct config *cfg, struct problems *found)
+{
+	cfg->onion_proxy = proxy_option(cfg_lookup(cfg->tree, "onion.proxy"), "onion.proxy", found);
+	for (size_t i = 0; i < cfg->n_zones; i++) {
+		char *path = xasprintf("zones.%s.proxy", cfg->zones[i].name);
+		cfg->zones[i].proxy = proxy_option(cfg_lookup(cfg->tree, path), path, found);
+		free(path);
+	}
+}

@@ -19,7 +19,7 @@ build_pkgs=(
 test_pkgs=(
   python3 python3-pytest python3-aiosmtpd python3-dnspython python3-yaml
   dnsmasq-base swaks libnet-ssleay-perl curl procps iproute2 python3-dkim python3-prometheus-client
-  openssl mount whois python3-flufl.bounce microsocks dante-server util-linux
+  openssl mount whois python3-flufl.bounce microsocks dante-server util-linux rspamd
   systemd man-db
 )
 # Node.js for the JavaScript test peers, unless one is on PATH already (a

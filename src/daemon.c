@@ -21,6 +21,7 @@
 #include "api/api.h"
 #include "bounce/rules.h"
 #include "core/clock.h"
+#include "builtin/rspamd.h"
 #include "hook/hook.h"
 #include "net/http_client.h"
 #include "mta/dns.h"
@@ -56,6 +57,7 @@ struct daemon {
 	struct webhooks *webhooks;
 	struct suppressions *suppressions;
 	struct plugin_env plugin;
+	struct rspamd *rspamd;
 	struct plugins *plugins; /* Lua */
 	struct smtp_server **smtp;
 	size_t n_smtp;
@@ -470,6 +472,8 @@ static int daemon_start(struct daemon *d, char **err)
 	    .ca_file = cfg->http_client.ca_file,
 	};
 	d->http = http_client_new(d->base, &hcc);
+	/* Built-in handlers first: on a point they run before the plugins. */
+	d->rspamd = rspamd_new(cfg, d->http);
 	d->plugin = (struct plugin_env){d->base, cfg, d->http};
 	if (compiled_plugin != NULL && compiled_plugin(&d->plugin, err) != 0)
 		return -1;
@@ -580,8 +584,9 @@ int daemon_run(const struct config_source *src, struct config *cfg)
 	plugins_attach_dns(d.plugins, NULL);
 	dns_free(d.dns);
 	bounce_rules_free(d.rules);
-	hook_shutdown();          /* after everything that could have a run pending */
-	plugins_free(d.plugins);  /* its calls are over */
+	hook_shutdown();         /* after everything that could have a run pending */
+	plugins_free(d.plugins); /* its calls are over */
+	rspamd_free(d.rspamd);
 	http_client_free(d.http); /* after the hooks that could ask it */
 	if (d.stop_timer)
 		event_free(d.stop_timer);

@@ -257,6 +257,10 @@ char *metrics_render(const struct config *cfg, const struct queue *q)
 	     "zonemta_bounce_generation %lld\n",
 	     (long long)stats_get(STATS_DSN_QUEUED, "failed"));
 	emit_webhooks(&o, cfg);
+	emit_counter(&o, "zonemta_rspamd_checks_total",
+		     "Rspamd checks by result: Rspamd's action, error (no usable answer) or "
+		     "skipped (too large).",
+		     "counter", STATS_RSPAMD_CHECKS, "result");
 	emit_counter(&o, "zonemta_plugin_calls_total", "Hook calls of each Lua plugin.", "counter",
 		     STATS_PLUGIN_CALLS, "plugin");
 	emit_counter(&o, "zonemta_plugin_errors_total",

@@ -946,6 +946,7 @@ static int check_references(struct config *cfg, char **errors)
 	fill_webhooks(cfg, &found);
 	fill_plugins(cfg, &found);
 	fill_proxies(cfg, &found);
+	fill_rspamd(cfg, &found);
 	const struct cfg_node *templates = cfg_lookup(cfg->tree, "bounces.templates");
 	if (templates != NULL && templates->kind != CFG_NULL) {
 		char *dir = get_path(cfg, "bounces.templates");
@@ -1312,6 +1313,7 @@ void config_free(struct config *cfg)
 	}
 	free(cfg->webhooks);
 	free_socks_proxy(cfg->onion_proxy);
+	free_rspamd(&cfg->rspamd);
 	free_string_list(cfg->event_headers, cfg->n_event_headers);
 	free(cfg->http_client.ca_file);
 	for (size_t i = 0; i < cfg->n_dkim_keys; i++) {

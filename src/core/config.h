@@ -231,6 +231,42 @@ struct socks_proxy {
 	char *user, *password; /* RFC 1929 username/password, or NULL */
 };
 
+/* What an Rspamd action does to a message (rspamd.actions). */
+enum rspamd_verdict {
+	RSPAMD_ACCEPT,
+	RSPAMD_REJECT,   /* 550 5.7.1 with Rspamd's message */
+	RSPAMD_TEMPFAIL, /* 451 4.7.1 */
+	RSPAMD_HEADER,   /* accepted with X-Spam: Yes */
+	RSPAMD_SUBJECT,  /* accepted with X-Spam: Yes and the subject rewritten */
+};
+/* Rspamd's actions, in the order of rspamd_action_names. */
+enum rspamd_action {
+	RSPAMD_ACT_REJECT,
+	RSPAMD_ACT_SOFT_REJECT,
+	RSPAMD_ACT_GREYLIST,
+	RSPAMD_ACT_REWRITE_SUBJECT,
+	RSPAMD_ACT_ADD_HEADER,
+	RSPAMD_ACT_NO_ACTION,
+	RSPAMD_ACT_COUNT,
+};
+extern const char *const rspamd_action_names[RSPAMD_ACT_COUNT];
+
+/* rspamd.*: spam checks of arriving mail (docs/rspamd.md). */
+struct rspamd_config {
+	bool enabled;
+	char *url;
+	char **interfaces; /* "*": all */
+	size_t n_interfaces;
+	bool skip_authenticated;
+	struct cidr *ignore_origins;
+	size_t n_ignore_origins;
+	uint64_t max_size; /* larger messages are not scanned */
+	uint64_t timeout_ms;
+	bool tempfail_on_error; /* else accept unscanned */
+	enum rspamd_verdict actions[RSPAMD_ACT_COUNT];
+	bool headers; /* X-Zone-Spam-Resolution and X-Zone-Spam-Status */
+};
+
 /* A sending zone: zones.<name>. */
 /* zones.<name>.timeouts, in ms: how long each phase of a delivery
  * connection may take (see config/default.yaml). */
@@ -303,6 +339,7 @@ struct config {
 	struct plugin_config *plugins; /* the enabled ones, in order */
 	size_t n_plugins;
 	struct socks_proxy *onion_proxy; /* for .onion recipients, or NULL */
+	struct rspamd_config rspamd;
 	struct webhook_config *webhooks; /* webhooks.endpoints, then bounces.url */
 	size_t n_webhooks;
 	uint64_t webhook_max_backlog; /* events kept per endpoint */

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: EUPL-1.2 */
 /*
  * The options of the integrations with other servers: SOCKS5 proxies
- * (onion.proxy, zones.*.proxy).  Read after the tree is validated; each
+ * (onion.proxy, zones.*.proxy) and Rspamd (rspamd.*).  Read after the tree is validated; each
  * problem is reported with its file and line.
  */
 #include "core/config_internal.h"
@@ -10,7 +10,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/cidr.h"
 #include "core/xmalloc.h"
+
+const char *const rspamd_action_names[RSPAMD_ACT_COUNT] = {
+    "reject", "soft reject", "greylist", "rewrite subject", "add header", "no action",
+};
 
 void free_socks_proxy(struct socks_proxy *p)
 {
@@ -116,4 +121,49 @@ void fill_proxies(struct config *cfg, struct problems *found)
 		cfg->zones[i].proxy = proxy_option(cfg_lookup(cfg->tree, path), path, found);
 		free(path);
 	}
+}
+
+void fill_rspamd(struct config *cfg, struct problems *found)
+{
+	const struct cfg_node *t = cfg->tree;
+	struct rspamd_config *r = &cfg->rspamd;
+	r->enabled = get_bool(t, "rspamd.enabled");
+	r->url = get_str(t, "rspamd.url");
+	if (strncmp(r->url, "http://", 7) != 0 && strncmp(r->url, "https://", 8) != 0)
+		problem_add(found, cfg_lookup(t, "rspamd.url"),
+			    "option rspamd.url must be http:// or https:// (got '%s')", r->url);
+	r->interfaces = get_string_list(cfg_lookup(t, "rspamd.interfaces"), &r->n_interfaces,
+					false);
+	r->skip_authenticated = get_bool(t, "rspamd.skipAuthenticated");
+	const struct cfg_node *origins = cfg_lookup(t, "rspamd.ignoreOrigins");
+	r->ignore_origins = get_cidrs(origins, &r->n_ignore_origins);
+	for (size_t i = 0; origins != NULL && i < origins->nchild; i++) {
+		struct cidr c;
+		if (cidr_parse(origins->child[i]->value, &c) != 0)
+			problem_add(found, origins->child[i],
+				    "option rspamd.ignoreOrigins: '%s' is not an address or range",
+				    origins->child[i]->value);
+	}
+	r->max_size = get_size_in(t, "rspamd.maxSize", NULL);
+	r->timeout_ms = get_duration(t, "rspamd.timeout");
+	r->tempfail_on_error = strcmp(raw_value(t, "rspamd.onError", NULL), "tempfail") == 0;
+	static const char *const verdicts[] = {"accept", "reject", "tempfail", "header", "subject"};
+	for (size_t a = 0; a < RSPAMD_ACT_COUNT; a++) {
+		char *path = xasprintf("rspamd.actions.%s", rspamd_action_names[a]);
+		const char *v = raw_value(t, path, NULL);
+		free(path);
+		for (size_t k = 0; k < sizeof(verdicts) / sizeof(verdicts[0]); k++)
+			if (strcmp(v, verdicts[k]) == 0)
+				r->actions[a] = (enum rspamd_verdict)k;
+	}
+	r->headers = get_bool(t, "rspamd.headers");
+}
+
+void free_rspamd(struct rspamd_config *r)
+{
+	free(r->url);
+	for (size_t i = 0; i < r->n_interfaces; i++)
+		free(r->interfaces[i]);
+	free(r->interfaces);
+	free(r->ignore_origins);
 }

@@ -77,5 +77,8 @@ struct cidr *get_cidrs(const struct cfg_node *list, size_t *n);
 struct socks_proxy *parse_socks_proxy(const char *url, const char **why);
 void free_socks_proxy(struct socks_proxy *p);
 void fill_proxies(struct config *cfg, struct problems *found);
+/* rspamd.* (config_integrations.c). */
+void fill_rspamd(struct config *cfg, struct problems *found);
+void free_rspamd(struct rspamd_config *r);
 
 #endif

@@ -332,6 +332,36 @@ static const struct cfg_schema onion_schema[] = {
     END,
 };
 
+static const char *const rspamd_verdicts[] = {"accept", "reject",  "tempfail",
+					      "header", "subject", NULL};
+static const char *const rspamd_on_error[] = {"accept", "tempfail", NULL};
+
+/* Rspamd's actions (rspamd.com/doc/configuration/metrics.html) and what
+ * each one does here. */
+static const struct cfg_schema rspamd_actions_schema[] = {
+    {"reject", CT_ENUM, 0, 0, 0, rspamd_verdicts, NULL, NULL},
+    {"soft reject", CT_ENUM, 0, 0, 0, rspamd_verdicts, NULL, NULL},
+    {"greylist", CT_ENUM, 0, 0, 0, rspamd_verdicts, NULL, NULL},
+    {"rewrite subject", CT_ENUM, 0, 0, 0, rspamd_verdicts, NULL, NULL},
+    {"add header", CT_ENUM, 0, 0, 0, rspamd_verdicts, NULL, NULL},
+    {"no action", CT_ENUM, 0, 0, 0, rspamd_verdicts, NULL, NULL},
+    END,
+};
+
+static const struct cfg_schema rspamd_schema[] = {
+    {"enabled", CT_BOOL, 0, 0, 0, NULL, NULL, NULL},
+    {"url", CT_STRING, 0, 0, 0, NULL, NULL, NULL},
+    {"interfaces", CT_LIST, 0, 0, 0, NULL, string_list, NULL},
+    {"skipAuthenticated", CT_BOOL, 0, 0, 0, NULL, NULL, NULL},
+    {"ignoreOrigins", CT_LIST, 0, 0, 0, NULL, string_list, NULL},
+    {"maxSize", CT_SIZE, 0, 0, 4 * GB, NULL, NULL, NULL},
+    {"timeout", CT_DURATION, 0, 10, 3600 * SECOND, NULL, NULL, NULL},
+    {"onError", CT_ENUM, 0, 0, 0, rspamd_on_error, NULL, NULL},
+    {"actions", CT_MAP, 0, 0, 0, NULL, rspamd_actions_schema, NULL},
+    {"headers", CT_BOOL, 0, 0, 0, NULL, NULL, NULL},
+    END,
+};
+
 static const char *const on_error_modes[] = {"tempfail", "continue", NULL};
 
 static const struct cfg_schema plugin_fields[] = {
@@ -371,6 +401,7 @@ const struct cfg_schema config_schema[] = {
     {"suppression", CT_MAP, 0, 0, 0, NULL, suppression_schema, NULL},
     {"plugins", CT_LIST, 0, 0, 0, NULL, plugin_item, NULL},
     {"onion", CT_MAP, 0, 0, 0, NULL, onion_schema, NULL},
+    {"rspamd", CT_MAP, 0, 0, 0, NULL, rspamd_schema, NULL},
     {"hooks", CT_MAP, 0, 0, 0, NULL, hooks_schema, NULL},
     {"httpClient", CT_MAP, 0, 0, 0, NULL, http_client_schema, NULL},
     {"dkim", CT_MAP, 0, 0, 0, NULL, dkim_schema, NULL},

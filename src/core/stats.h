@@ -28,6 +28,8 @@ enum stats_counter {
 	STATS_PLUGIN_CALLS,  /* hook calls */
 	STATS_PLUGIN_ERRORS, /* calls that failed (error, budget, memory, timeout) */
 	STATS_PLUGIN_MICROS, /* time its Lua code ran on the loop */
+	/* Rspamd checks, label: Rspamd's action, "error" or "skipped" */
+	STATS_RSPAMD_CHECKS,
 	STATS_NCOUNTERS,
 };
 

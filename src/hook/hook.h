@@ -19,6 +19,7 @@
 #include <event2/event.h>
 
 struct header_list;
+struct ingest;
 
 /* ZoneMTA's names where it has one (see hook_point_name). */
 enum hook_point {
@@ -72,6 +73,9 @@ struct hook_ctx {
 	/* the message */
 	const char *queue_id;
 	struct header_list *headers; /* message:*, sender:headers: may be changed */
+	/* message:store, message:queue: the message being received, for a
+	 * content check to read back (ingest_reader_new, msg/ingest.h) */
+	struct ingest *ingest;
 	uint64_t size;
 	/* queue:route: the zone chosen so far; a handler may point it at another
 	 * zone's name (a string that outlives the run) */

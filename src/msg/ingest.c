@@ -738,9 +738,119 @@ void ingest_finish(struct ingest *in, const struct ingest_envelope *env, ingest_
 	    .nrcpts = in->env.nrcpts,
 	    .queue_id = in->id,
 	    .headers = &in->headers,
+	    .ingest = in,
 	    .size = in->size,
 	};
 	advance(in);
+}
+
+/* --- reading the message back (ingest.h) --- */
+
+struct ingest_reader {
+	struct ingest *in;
+	char *head; /* the header block, serialized when the reader was made */
+	size_t head_len, head_off;
+	uint32_t next_chunk, nchunks;
+	char *chunk; /* the chunk being read out */
+	size_t chunk_len, chunk_off;
+	bool written;    /* the chunks handed to the writer are in the store */
+	size_t tail_off; /* in the bytes after the last chunk */
+	bool failed;
+	uint64_t req; /* a pending store request */
+	void (*ready)(void *arg);
+	void *arg;
+};
+
+struct ingest_reader *ingest_reader_new(struct ingest *in, void (*ready)(void *arg), void *arg)
+{
+	struct ingest_reader *r = xcalloc(1, sizeof(*r));
+	r->in = in;
+	r->head_len = header_list_raw_size(&in->headers);
+	r->head = xmalloc(r->head_len + 1);
+	header_list_serialize(&in->headers, r->head);
+	r->nchunks = queue_body_chunks(in->body);
+	r->ready = ready;
+	r->arg = arg;
+	return r;
+}
+
+uint64_t ingest_reader_size(const struct ingest_reader *r)
+{
+	return r->head_len + queue_body_size(r->in->body);
+}
+
+static void reader_written(void *arg, int rc, const char *error)
+{
+	struct ingest_reader *r = arg;
+	(void)error;
+	r->req = 0;
+	r->written = true;
+	r->failed = rc != 0;
+	r->ready(r->arg);
+}
+
+static void reader_chunk(void *arg, int rc, const char *data, size_t len)
+{
+	struct ingest_reader *r = arg;
+	r->req = 0;
+	if (rc != 1) {
+		r->failed = true;
+	} else {
+		r->chunk = xmalloc(len ? len : 1);
+		memcpy(r->chunk, data, len);
+		r->chunk_len = len;
+		r->chunk_off = 0;
+		r->next_chunk++;
+	}
+	r->ready(r->arg);
+}
+
+static size_t copy_out(char *buf, size_t len, const char *src, size_t n, size_t *off)
+{
+	size_t k = n - *off < len ? n - *off : len;
+	memcpy(buf, src + *off, k);
+	*off += k;
+	return k;
+}
+
+ssize_t ingest_reader_read(struct ingest_reader *r, char *buf, size_t len)
+{
+	if (r->failed)
+		return INGEST_READ_ERROR;
+	if (r->req != 0)
+		return INGEST_READ_WAIT;
+	if (r->head_off < r->head_len)
+		return (ssize_t)copy_out(buf, len, r->head, r->head_len, &r->head_off);
+	if (r->chunk != NULL) {
+		if (r->chunk_off < r->chunk_len)
+			return (ssize_t)copy_out(buf, len, r->chunk, r->chunk_len, &r->chunk_off);
+		free(r->chunk);
+		r->chunk = NULL;
+	}
+	struct queue *q = r->in->q;
+	if (r->next_chunk < r->nchunks) {
+		/* Chunks go to the store unsynced as the body arrives: once the
+		 * writer has done them, the reader thread sees them. */
+		if (!r->written)
+			r->req = queue_after_writes(q, reader_written, r);
+		else
+			r->req = queue_chunk_get(q, r->in->id, r->next_chunk, reader_chunk, r);
+		return INGEST_READ_WAIT;
+	}
+	size_t n;
+	const char *tail = queue_body_tail(r->in->body, &n);
+	return (ssize_t)copy_out(buf, len, tail, n, &r->tail_off);
+}
+
+void ingest_reader_free(struct ingest_reader *r)
+{
+	if (r == NULL)
+		return;
+	if (r->req != 0)
+		queue_request_cancel(r->in->q, r->req);
+	free(r->head);
+	free(r->chunk);
+	free(r);
 }
 
 void ingest_free(struct ingest *in)

@@ -20,6 +20,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <sys/types.h>
 
 #include "core/config.h"
 #include "queue/queue.h"
@@ -91,6 +92,24 @@ typedef void (*ingest_done_cb)(void *arg, int rc, const char *error);
  */
 void ingest_finish(struct ingest *in, const struct ingest_envelope *env, ingest_done_cb cb,
 		   void *arg);
+
+/*
+ * Reading the message back while a hook holds it (message:store,
+ * message:queue: a content check such as Rspamd): the header block as the
+ * hooks have left it so far, then the body from the store, one chunk in
+ * memory at a time.  ingest_reader_read() fills buf and returns the bytes,
+ * 0 at the end, INGEST_READ_WAIT when the store has not answered yet
+ * (`ready(arg)` is called once it has), or INGEST_READ_ERROR.  Free the
+ * reader before the ingest.
+ */
+#define INGEST_READ_WAIT ((ssize_t)-1)
+#define INGEST_READ_ERROR ((ssize_t)-2)
+struct ingest_reader;
+struct ingest_reader *ingest_reader_new(struct ingest *in, void (*ready)(void *arg), void *arg);
+/* What the reader will give in all. */
+uint64_t ingest_reader_size(const struct ingest_reader *r);
+ssize_t ingest_reader_read(struct ingest_reader *r, char *buf, size_t len);
+void ingest_reader_free(struct ingest_reader *r);
 
 /* Frees it; an unfinished message leaves nothing in the store. */
 void ingest_free(struct ingest *in);

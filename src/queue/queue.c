@@ -281,6 +281,17 @@ uint64_t queue_body_size(const struct queue_body *b)
 	return b->size;
 }
 
+uint32_t queue_body_chunks(const struct queue_body *b)
+{
+	return b->chunks_sent;
+}
+
+const char *queue_body_tail(const struct queue_body *b, size_t *len)
+{
+	*len = b->fill;
+	return b->chunk;
+}
+
 static void noop_done(struct worker_job *job)
 {
 	write_job_free((struct write_job *)job);

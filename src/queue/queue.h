@@ -89,6 +89,12 @@ void queue_body_write(struct queue_body *b, const char *data, size_t len);
 bool queue_body_busy(const struct queue_body *b);
 /* Bytes written so far. */
 uint64_t queue_body_size(const struct queue_body *b);
+/* Reading a body back before its commit (a content check): the chunks
+ * handed to the writer so far (readable with queue_chunk_get once
+ * queue_after_writes says they are written), and the bytes after them,
+ * still in memory until the commit. */
+uint32_t queue_body_chunks(const struct queue_body *b);
+const char *queue_body_tail(const struct queue_body *b, size_t *len);
 /*
  * Frees the body.  If it was never committed, its stored chunks are deleted;
  * if a commit is pending, the commit goes on but its callback is dropped.

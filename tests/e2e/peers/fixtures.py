@@ -18,6 +18,9 @@ appends the peers' logs to the report of a failing test.
     A factory ``socks_proxy(kind, **options)``: ``"microsocks"`` (hosts=
     {name: address}, user, password) or ``"dante"`` (block=[cidr, ...]),
     see :mod:`peers.socks`; stopped at teardown.
+``rspamd``
+    One started :class:`peers.rspamd.Rspamd` per test module (it takes a
+    while to start); ``rspamd.url`` is its /checkv2.
 """
 
 import json
@@ -32,6 +35,7 @@ import pytest
 
 from peers.dns import DnsServer
 from peers.sink import check_script
+from peers.rspamd import Rspamd
 from peers.socks import Dante, Microsocks
 
 SINK_SCRIPT = Path(__file__).with_name("sink.py")
@@ -347,3 +351,12 @@ def socks_proxy(request, tmp_path):
     finally:
         for proxy in proxies:
             proxy.stop()
+
+
+@pytest.fixture(scope="module")
+def rspamd(tmp_path_factory):
+    server = Rspamd(tmp_path_factory.mktemp("rspamd"))
+    try:
+        yield server.start()
+    finally:
+        server.stop()

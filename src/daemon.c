@@ -21,7 +21,9 @@
 #include "api/api.h"
 #include "bounce/rules.h"
 #include "core/clock.h"
+#include "builtin/http_config.h"
 #include "builtin/rspamd.h"
+#include "dkim/keyring.h"
 #include "hook/hook.h"
 #include "net/http_client.h"
 #include "mta/dns.h"
@@ -58,6 +60,7 @@ struct daemon {
 	struct suppressions *suppressions;
 	struct plugin_env plugin;
 	struct rspamd *rspamd;
+	struct http_config *http_config;
 	struct plugins *plugins; /* Lua */
 	struct smtp_server **smtp;
 	size_t n_smtp;
@@ -473,6 +476,7 @@ static int daemon_start(struct daemon *d, char **err)
 	};
 	d->http = http_client_new(d->base, &hcc);
 	/* Built-in handlers first: on a point they run before the plugins. */
+	d->http_config = http_config_new(cfg, d->http);
 	d->rspamd = rspamd_new(cfg, d->http);
 	d->plugin = (struct plugin_env){d->base, cfg, d->http};
 	if (compiled_plugin != NULL && compiled_plugin(&d->plugin, err) != 0)
@@ -587,6 +591,8 @@ int daemon_run(const struct config_source *src, struct config *cfg)
 	hook_shutdown();         /* after everything that could have a run pending */
 	plugins_free(d.plugins); /* its calls are over */
 	rspamd_free(d.rspamd);
+	http_config_free(d.http_config);
+	keyring_clear();
 	http_client_free(d.http); /* after the hooks that could ask it */
 	if (d.stop_timer)
 		event_free(d.stop_timer);

@@ -708,6 +708,15 @@ static void fill_dkim(struct config *cfg, struct problems *found)
 								   : DKIM_CANON_RELAXED;
 		k->body_canon = strcmp(strchr(canon, '/') + 1, "simple") == 0 ? DKIM_CANON_SIMPLE
 									      : DKIM_CANON_RELAXED;
+		for (size_t o = 0; o < i; o++)
+			if (cfg->dkim_keys[o].domain != NULL &&
+			    strcmp(cfg->dkim_keys[o].domain, k->domain) == 0 &&
+			    strcmp(cfg->dkim_keys[o].selector, k->selector) == 0)
+				problem_add(
+				    found, n,
+				    "dkim.keys[%zu]: dkim.keys[%zu] has the same domain and "
+				    "selector (%s, %s)",
+				    i, o, k->domain, k->selector);
 		char *err = NULL;
 		k->key = load_dkim_key(cfg, cfg_map_get(n, "privateKey")->value, &err);
 		if (k->key == NULL) {
@@ -947,6 +956,7 @@ static int check_references(struct config *cfg, char **errors)
 	fill_plugins(cfg, &found);
 	fill_proxies(cfg, &found);
 	fill_rspamd(cfg, &found);
+	fill_http_config(cfg, &found);
 	const struct cfg_node *templates = cfg_lookup(cfg->tree, "bounces.templates");
 	if (templates != NULL && templates->kind != CFG_NULL) {
 		char *dir = get_path(cfg, "bounces.templates");
@@ -1314,6 +1324,7 @@ void config_free(struct config *cfg)
 	free(cfg->webhooks);
 	free_socks_proxy(cfg->onion_proxy);
 	free_rspamd(&cfg->rspamd);
+	free_http_config(&cfg->http_config);
 	free_string_list(cfg->event_headers, cfg->n_event_headers);
 	free(cfg->http_client.ca_file);
 	for (size_t i = 0; i < cfg->n_dkim_keys; i++) {

@@ -267,6 +267,16 @@ struct rspamd_config {
 	bool headers; /* X-Zone-Spam-Resolution and X-Zone-Spam-Status */
 };
 
+/* httpConfig.*: per-sender settings from a server (docs/http-config.md). */
+struct http_config_config {
+	char *url;         /* NULL: off */
+	char **interfaces; /* "*": all */
+	size_t n_interfaces;
+	uint64_t ttl_ms; /* answers cached this long; 0: not at all */
+	uint64_t timeout_ms;
+	bool tempfail_on_error; /* else go on without the settings */
+};
+
 /* A sending zone: zones.<name>. */
 /* zones.<name>.timeouts, in ms: how long each phase of a delivery
  * connection may take (see config/default.yaml). */
@@ -340,6 +350,7 @@ struct config {
 	size_t n_plugins;
 	struct socks_proxy *onion_proxy; /* for .onion recipients, or NULL */
 	struct rspamd_config rspamd;
+	struct http_config_config http_config;
 	struct webhook_config *webhooks; /* webhooks.endpoints, then bounces.url */
 	size_t n_webhooks;
 	uint64_t webhook_max_backlog; /* events kept per endpoint */

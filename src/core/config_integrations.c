@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: EUPL-1.2 */
 /*
  * The options of the integrations with other servers: SOCKS5 proxies
- * (onion.proxy, zones.*.proxy) and Rspamd (rspamd.*).  Read after the tree is validated; each
+ * (onion.proxy, zones.*.proxy), Rspamd (rspamd.*) and the HTTP config
+ * server (httpConfig.*).  Read after the tree is validated; each
  * problem is reported with its file and line.
  */
 #include "core/config_internal.h"
@@ -166,4 +167,28 @@ void free_rspamd(struct rspamd_config *r)
 		free(r->interfaces[i]);
 	free(r->interfaces);
 	free(r->ignore_origins);
+}
+
+void fill_http_config(struct config *cfg, struct problems *found)
+{
+	const struct cfg_node *t = cfg->tree;
+	struct http_config_config *h = &cfg->http_config;
+	h->url = get_str(t, "httpConfig.url");
+	if (h->url != NULL && strncmp(h->url, "http://", 7) != 0 &&
+	    strncmp(h->url, "https://", 8) != 0)
+		problem_add(found, cfg_lookup(t, "httpConfig.url"),
+			    "option httpConfig.url must be http:// or https:// (got '%s')", h->url);
+	h->interfaces = get_string_list(cfg_lookup(t, "httpConfig.interfaces"), &h->n_interfaces,
+					false);
+	h->ttl_ms = get_duration(t, "httpConfig.ttl");
+	h->timeout_ms = get_duration(t, "httpConfig.timeout");
+	h->tempfail_on_error = strcmp(raw_value(t, "httpConfig.onError", NULL), "tempfail") == 0;
+}
+
+void free_http_config(struct http_config_config *h)
+{
+	free(h->url);
+	for (size_t i = 0; i < h->n_interfaces; i++)
+		free(h->interfaces[i]);
+	free(h->interfaces);
 }

@@ -80,5 +80,8 @@ void fill_proxies(struct config *cfg, struct problems *found);
 /* rspamd.* (config_integrations.c). */
 void fill_rspamd(struct config *cfg, struct problems *found);
 void free_rspamd(struct rspamd_config *r);
+/* httpConfig.* (config_integrations.c). */
+void fill_http_config(struct config *cfg, struct problems *found);
+void free_http_config(struct http_config_config *h);
 
 #endif

@@ -362,6 +362,15 @@ static const struct cfg_schema rspamd_schema[] = {
     END,
 };
 
+static const struct cfg_schema http_config_schema[] = {
+    {"url", CT_STRING, CF_NULLABLE, 0, 0, NULL, NULL, NULL},
+    {"interfaces", CT_LIST, 0, 0, 0, NULL, string_list, NULL},
+    {"ttl", CT_DURATION, 0, 0, DAY, NULL, NULL, NULL},
+    {"timeout", CT_DURATION, 0, 10, 3600 * SECOND, NULL, NULL, NULL},
+    {"onError", CT_ENUM, 0, 0, 0, rspamd_on_error, NULL, NULL},
+    END,
+};
+
 static const char *const on_error_modes[] = {"tempfail", "continue", NULL};
 
 static const struct cfg_schema plugin_fields[] = {
@@ -402,6 +411,7 @@ const struct cfg_schema config_schema[] = {
     {"plugins", CT_LIST, 0, 0, 0, NULL, plugin_item, NULL},
     {"onion", CT_MAP, 0, 0, 0, NULL, onion_schema, NULL},
     {"rspamd", CT_MAP, 0, 0, 0, NULL, rspamd_schema, NULL},
+    {"httpConfig", CT_MAP, 0, 0, 0, NULL, http_config_schema, NULL},
     {"hooks", CT_MAP, 0, 0, 0, NULL, hooks_schema, NULL},
     {"httpClient", CT_MAP, 0, 0, 0, NULL, http_client_schema, NULL},
     {"dkim", CT_MAP, 0, 0, 0, NULL, dkim_schema, NULL},

@@ -20,6 +20,7 @@
 
 struct header_list;
 struct ingest;
+struct json_t;
 
 /* ZoneMTA's names where it has one (see hook_point_name). */
 enum hook_point {
@@ -78,8 +79,13 @@ struct hook_ctx {
 	struct ingest *ingest;
 	uint64_t size;
 	/* queue:route: the zone chosen so far; a handler may point it at another
-	 * zone's name (a string that outlives the run) */
+	 * zone's name (a string that outlives the run).  message:headers,
+	 * message:store: NULL until a handler names the zone of every
+	 * recipient (rules that look at each recipient then do not apply). */
 	const char **zone;
+	/* message:*: members a handler sets here (a JSON object) are stored in
+	 * the message's metadata */
+	struct json_t *meta;
 	/* the delivery */
 	uint32_t seq;
 	const char *zone_name;

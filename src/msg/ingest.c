@@ -63,6 +63,8 @@ struct ingest {
 	const struct zone_config *msg_zone; /* the zone for all, or NULL */
 	const char *msg_rule, *route_rule;
 	const char *route_zone; /* the zone queue:route sees and may change */
+	const char *hook_zone;  /* the zone a message:* handler named, or NULL */
+	json_t *hook_meta;      /* members message:* handlers add to the metadata */
 	size_t route_next;      /* the next envelope recipient to route */
 	struct strmap *seen;
 	bool envelope_utf8;
@@ -97,6 +99,9 @@ struct ingest *ingest_new(struct queue *q, const struct config *cfg, void (*on_d
 	/* Only the hashes a configured key will sign with; any other is made at
 	 * delivery if a key appears by then (queue_message_load). */
 	unsigned canons = cfg->dkim_enabled ? config_dkim_canons(cfg) : 0;
+	/* Keys from the config server sign relaxed/relaxed. */
+	if (cfg->dkim_enabled && cfg->http_config.url != NULL)
+		canons |= 1u << DKIM_CANON_RELAXED;
 	if (canons & (1u << DKIM_CANON_RELAXED))
 		in->hash_relaxed = body_hash_new(DKIM_CANON_RELAXED);
 	if (canons & (1u << DKIM_CANON_SIMPLE))
@@ -539,6 +544,13 @@ static void commit(struct ingest *in)
 		json_object_set_new(dkim, "bodyHashSimple", json_string(hash));
 	}
 	json_object_set_new(meta, "dkim", dkim);
+	/* What handlers added (never over the fields above). */
+	const char *key;
+	json_t *value;
+	json_object_foreach (in->hook_meta, key, value) {
+		if (json_object_get(meta, key) == NULL)
+			json_object_set(meta, key, value);
+	}
 
 	in->nrcpts = ndlv;
 	struct queue_events evs = {0};
@@ -575,6 +587,18 @@ static void route_message(struct ingest *in)
 	struct route_message rm = {in->header_zone, &in->headers, sender_lower, in->env.user};
 	const char *unknown;
 	in->msg_zone = route_message_zone(in->cfg, &rm, &in->msg_rule, &unknown);
+	if (in->hook_zone != NULL) {
+		const struct zone_config *z = config_zone(in->cfg, in->hook_zone);
+		if (z != NULL) {
+			in->msg_zone = z;
+			in->msg_rule = "hook";
+		} else {
+			log_msg(
+			    LOG_LEVEL_WARN, in->id, "route",
+			    "zone=%s action=ignored reason=\"a message hook chose no such zone\"",
+			    in->hook_zone);
+		}
+	}
 	if (unknown != NULL)
 		log_msg(LOG_LEVEL_WARN, in->id, "route",
 			"x_sending_zone=%s action=ignored reason=\"no such zone\"", unknown);
@@ -616,6 +640,7 @@ static bool next_point(struct ingest *in, enum hook_point *point)
 		*point = HOOK_MESSAGE_STORE;
 		return true;
 	case INGEST_AT_STORE:
+		in->hook_ctx.zone = NULL;
 		route_message(in);
 		in->stage = INGEST_AT_ROUTE;
 		return next_route(in, point);
@@ -740,6 +765,9 @@ void ingest_finish(struct ingest *in, const struct ingest_envelope *env, ingest_
 	    .headers = &in->headers,
 	    .ingest = in,
 	    .size = in->size,
+	    .session = in->env.session,
+	    .zone = &in->hook_zone,
+	    .meta = in->hook_meta = json_object(),
 	};
 	advance(in);
 }
@@ -869,6 +897,7 @@ void ingest_free(struct ingest *in)
 	free(in->message_id);
 	free(in->date);
 	free(in->header_zone);
+	json_decref(in->hook_meta);
 	free(in->refusal);
 	for (size_t i = 0; i < in->ndlv; i++)
 		free(in->domains[i]);

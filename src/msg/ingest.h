@@ -20,6 +20,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 #include "core/config.h"
@@ -33,6 +34,7 @@ struct ingest_dsn_rcpt {
 
 /* Who sent the message and to whom. */
 struct ingest_envelope {
+	uint64_t session;      /* the SMTP session's id; 0 for the API */
 	const char *interface; /* "feeder", "api", ... */
 	const char *origin;    /* client IP address */
 	const char *transhost; /* the name the client gave (HELO/EHLO) */

@@ -101,7 +101,8 @@ struct mta_txn {
 	struct transform *tf; /* while streaming, when transform != 0 */
 	bool eight_bit, smtputf8;
 	bool hashes_asked;
-	bool reading; /* a store request is pending */
+	bool keys_fetched; /* run-time DKIM keys were asked for again */
+	bool reading;      /* a store request is pending */
 	uint64_t read_req;
 	bool chunk_waiting; /* a chunk is held back until output drains */
 	bool bol;           /* dot-stuffing: at the start of a line */

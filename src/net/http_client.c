@@ -358,3 +358,29 @@ void http_client_resume(struct http_client *hc, uint64_t id)
 	if (!hc->in_action)
 		check_multi(hc);
 }
+
+void http_form_append(char **buf, size_t *len, size_t *cap, const char *key, const char *v)
+{
+	if (v == NULL)
+		return;
+	size_t need = *len + strlen(key) + 3 * strlen(v) + 3;
+	if (need > *cap) {
+		*cap = need * 2;
+		*buf = xrealloc(*buf, *cap);
+	}
+	char *p = *buf + *len;
+	if (*len > 0)
+		*p++ = '&';
+	p += sprintf(p, "%s=", key);
+	for (const unsigned char *s = (const unsigned char *)v; *s; s++) {
+		if ((*s >= 'A' && *s <= 'Z') || (*s >= 'a' && *s <= 'z') ||
+		    (*s >= '0' && *s <= '9') || *s == '-' || *s == '.' || *s == '_' || *s == '~')
+			*p++ = (char)*s;
+		else if (*s == ' ')
+			*p++ = '+';
+		else
+			p += sprintf(p, "%%%02X", *s);
+	}
+	*len = (size_t)(p - *buf);
+	(*buf)[*len] = '\0';
+}

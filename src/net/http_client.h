@@ -93,4 +93,9 @@ void http_client_cancel(struct http_client *hc, uint64_t id);
 /* A body stream that said HTTPC_BODY_WAIT has more now. */
 void http_client_resume(struct http_client *hc, uint64_t id);
 
+/* Appends key=value, form-encoded (application/x-www-form-urlencoded),
+ * to a NUL-terminated buffer (*buf of *cap bytes, *len used; grown as
+ * needed).  A NULL value adds nothing. */
+void http_form_append(char **buf, size_t *len, size_t *cap, const char *key, const char *value);
+
 #endif

@@ -94,33 +94,6 @@ static void arm(struct endpoint *e, uint64_t ms, bool retry)
 	evtimer_add(e->timer, &tv);
 }
 
-/* Form encoding (application/x-www-form-urlencoded) of one value. */
-static void form_append(char **buf, size_t *len, size_t *cap, const char *key, const char *v)
-{
-	if (v == NULL)
-		return;
-	size_t need = *len + strlen(key) + 3 * strlen(v) + 3;
-	if (need > *cap) {
-		*cap = need * 2;
-		*buf = xrealloc(*buf, *cap);
-	}
-	char *p = *buf + *len;
-	if (*len > 0)
-		*p++ = '&';
-	p += sprintf(p, "%s=", key);
-	for (const unsigned char *s = (const unsigned char *)v; *s; s++) {
-		if ((*s >= 'A' && *s <= 'Z') || (*s >= 'a' && *s <= 'z') ||
-		    (*s >= '0' && *s <= '9') || *s == '-' || *s == '.' || *s == '_' || *s == '~')
-			*p++ = (char)*s;
-		else if (*s == ' ')
-			*p++ = '+';
-		else
-			p += sprintf(p, "%%%02X", *s);
-	}
-	*len = (size_t)(p - *buf);
-	(*buf)[*len] = '\0';
-}
-
 /* ZoneMTA's http-bounce body of one event. */
 static char *form_body(const struct pending_event *p, size_t *len)
 {
@@ -140,12 +113,12 @@ static char *form_body(const struct pending_event *p, size_t *len)
 	    {"eventId", "eventId"},
 	};
 	for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++)
-		form_append(&buf, len, &cap, fields[i][0],
-			    json_string_value(json_object_get(ev, fields[i][1])));
+		http_form_append(&buf, len, &cap, fields[i][0],
+				 json_string_value(json_object_get(ev, fields[i][1])));
 	char time[24];
 	snprintf(time, sizeof(time), "%" JSON_INTEGER_FORMAT,
 		 json_integer_value(json_object_get(ev, "time")));
-	form_append(&buf, len, &cap, "time", time);
+	http_form_append(&buf, len, &cap, "time", time);
 	json_decref(ev);
 	return buf;
 }

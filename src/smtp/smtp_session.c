@@ -1005,6 +1005,7 @@ static void data_end(struct smtp_session *s)
 	snprintf(transtype, sizeof(transtype), "%s%s%s", s->esmtp ? "ESMTP" : "SMTP",
 		 s->esmtp && s->tls ? "S" : "", s->esmtp && s->user ? "A" : "");
 	struct ingest_envelope env = {
+	    .session = s->id,
 	    .interface = s->env.iface->name,
 	    .origin = s->addr,
 	    .transhost = s->helo,

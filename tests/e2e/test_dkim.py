@@ -100,6 +100,31 @@ def test_two_signatures_author_and_zone(signer):
     assert verify_all(got, records) == ["example.org", "zone.test"]
 
 
+def test_rsa_and_ed25519_keys_of_one_domain_both_sign(tmp_path, dns_server, smtp_sink, zmta,
+                                                      app):
+    # RFC 8463 section 6: sign with both, so verifiers without Ed25519 pass.
+    rsa, rsa_txt = keygen(tmp_path, "example.org", "r1", "rsa", 2048)
+    ed, ed_txt = keygen(tmp_path, "example.org", "e1", "ed25519")
+    sink = smtp_sink("127.0.0.2")
+    dns_server.set_records({"example.test": {"A": ["127.0.0.2"]}})
+    keys = [{"domain": "example.org", "selector": "r1", "privateKey": str(rsa)},
+            {"domain": "example.org", "selector": "e1", "privateKey": str(ed),
+             "canonicalization": "relaxed/simple"}]
+    d = zmta(extra_config=relay_config(dns_server, sink.port, dkim={"keys": keys}))
+    got = deliver(d, sink, MSG.replace(b"sender@origin.test", b"a@example.org"))
+    records = {"r1._domainkey.example.org.": rsa_txt, "e1._domainkey.example.org.": ed_txt}
+    assert verify_all(got, records) == ["example.org", "example.org"]
+    assert sorted(re.findall(rb"\bs=(r1|e1);", got)) == [b"e1", b"r1"]
+    # one domain and selector twice is a mistake, named with its place
+    d.stop()
+    app.write_config("test", {"dkim": {"keys": keys + [dict(keys[0])]}})
+    res = run_cli("check-config", "-d", str(app.path), "-c",
+                  str(app.path / "config" / "test.yaml"))
+    assert res.returncode == 2
+    assert re.search(r"test\.yaml:\d+: dkim\.keys\[2\]: dkim\.keys\[0\] has the same domain "
+                     r"and selector \(example\.org, r1\)", res.stdout + res.stderr), res.stderr
+
+
 def test_zone_key_alone_for_other_authors(signer):
     d, sink, records = signer(signing_domain="zone.test")
     got = deliver(d, sink, b"From: x@elsewhere.test\r\nSubject: s\r\n\r\nbody\r\n")

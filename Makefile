@@ -49,8 +49,8 @@ bench: build
 
 fuzz: deps
 	@CC=clang cmake -S . -B $(FUZZ_BUILD) -DCMAKE_BUILD_TYPE=Debug -DZMTA_FUZZ=ON -DZMTA_WERROR=ON >/dev/null
-	@cmake --build $(FUZZ_BUILD) -j $(JOBS) --target fuzz_smtp_parse fuzz_header fuzz_transform fuzz_proxy fuzz_auth fuzz_dsn
-	@for t in smtp_parse header transform proxy auth dsn; do \
+	@cmake --build $(FUZZ_BUILD) -j $(JOBS) --target fuzz_smtp_parse fuzz_header fuzz_transform fuzz_proxy fuzz_auth fuzz_dsn fuzz_socks5
+	@for t in smtp_parse header transform proxy auth dsn socks5; do \
 	  mkdir -p $(FUZZ_BUILD)/corpus/$$t && \
 	  echo "== fuzz_$$t for $(FUZZ_SECONDS) s" && \
 	  $(FUZZ_BUILD)/tests/fuzz/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \

@@ -11,7 +11,7 @@
 # with its own configuration and queue directories (bench/run.sh).
 set -euo pipefail
 
-pkgs=(postfix dnsmasq-base python3 python3-dnspython procps)
+pkgs=(postfix dnsmasq-base python3 python3-dnspython procps rspamd curl)
 
 missing=()
 for p in "${pkgs[@]}"; do

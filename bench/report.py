@@ -131,6 +131,19 @@ def main(path):
         "column: none)", median("i8.lua.", ".e2e_rate"), median("i8.plain.", ".e2e_rate"),
         0, ">= 0.9x", at_least(0.9))
 
+    # Item 9: both MTAs with the same Rspamd; its own rate is the ceiling.
+    rate9 = num(v, "i9.rspamd.rate")
+    row(9, "Rspamd's own rate, checks/s (20 clients on /checkv2)", rate9, None)
+    row(9, "ingest msgs/s, every message checked (Postfix: milter)",
+        num(v, "i9.zmta.ingest_rate"), num(v, "i9.pf.ingest_rate"))
+    row(9, "end-to-end msgs/s, every message checked", num(v, "i9.zmta.e2e_rate"),
+        num(v, "i9.pf.e2e_rate"))
+    row(9, "ingest as a share of Rspamd's own rate (%)",
+        100 * num(v, "i9.zmta.ingest_rate") / rate9
+        if rate9 and num(v, "i9.zmta.ingest_rate") else None,
+        100 * num(v, "i9.pf.ingest_rate") / rate9
+        if rate9 and num(v, "i9.pf.ingest_rate") else None)
+
     headers = ("item", "figure", "zone-mta", "Postfix", "zone-mta/Postfix", "target", "met")
     widths = [max(len(str(r[i])) for r in rows + [headers]) for i in range(len(headers))]
     line = "  ".join(h.ljust(w) for h, w in zip(headers, widths))

@@ -23,6 +23,9 @@
 #      time (and at 1,000: O(1)); Postfix: an access table of the same
 #   8. item 1 without plugins and with a trivial Lua plugin on
 #      message:headers and sender:headers (zone-mta against itself)
+#   9. item 1 with every message checked by one Rspamd (Debian's): zone-mta
+#      through /checkv2, Postfix through Rspamd's milter proxy, and
+#      Rspamd's own rate (20 clients posting to /checkv2) as the ceiling
 #
 # Prints each figure as it is measured, then a table with the ratios
 # zone-mta / Postfix and the issue's targets.  Exits 0 when everything ran
@@ -357,6 +360,51 @@ item8() {
   return $rc
 }
 
+# Item 9: spam checks.  The same Rspamd (2 worker processes, a minimal
+# config: the checks cost the same for both) checks every message of item
+# 1's load: zone-mta with rspamd.enabled (its HTTP client to /checkv2),
+# Postfix with smtpd_milters (Rspamd's milter proxy, scanning itself).
+# Rspamd's own rate, measured first, is the ceiling both stay under.
+i9_rate() {
+  child $PY "$HERE/rspamdrate.py" --url "http://127.0.0.1:$RSPAMD_PORT/checkv2" \
+    --messages "$N1" --size "$SIZE1" --sessions "$SESSIONS" --label i9.rspamd \
+    --results "$RESULTS"
+}
+# i9_run LABEL PORT: item 1's load, and a check that Rspamd saw each message.
+i9_run() {
+  local before after
+  before=$(rspamd_scans)
+  throughput "$1" "$2" "$N1" "$SIZE1" || return 1
+  after=$(rspamd_scans)
+  result "$1.scans" "$((after - before))"
+  if [ $((after - before)) -lt "$N1" ]; then
+    warn "$1: Rspamd logged $((after - before)) checks for $N1 messages"
+    return 1
+  fi
+  log "  $1: Rspamd logged $((after - before)) checks"
+}
+i9_zmta() { i9_run i9.zmta "$ZMTA_SMTP"; }
+i9_pf() { i9_run i9.pf "$PF_PORT"; }
+
+item9() {
+  section "9. Relay throughput with every message checked by Rspamd: $N1 messages of 2 KB, $SESSIONS sessions"
+  rspamd_start || return 1
+  log "  rspamd $(rspamd --version 2>&1 | awk '{print $NF}'): /checkv2 on 127.0.0.1:$RSPAMD_PORT, milter on 127.0.0.1:$RSPAMD_MILTER"
+  local rc=0
+  i9_rate || rc=1
+  on_zmta i9-zmta "rspamd:
+  enabled: true
+  url: http://127.0.0.1:$RSPAMD_PORT/checkv2
+  interfaces: ['*']
+  onError: tempfail" i9_zmta || rc=1
+  on_postfix i9-postfix i9_pf "smtpd_milters = inet:127.0.0.1:$RSPAMD_MILTER
+milter_protocol = 6
+milter_default_action = tempfail
+milter_mail_macros = i {mail_addr} {client_addr} {client_name} {auth_authen}" || rc=1
+  stop_pid "$RSPAMD_PID" rspamd
+  return $rc
+}
+
 # --- main -------------------------------------------------------------------------
 
 started=$EPOCHREALTIME
@@ -392,9 +440,9 @@ sink_start || die "could not start smtp-sink"
 log "peers: dnsmasq on 127.0.0.1:$DNS_PORT (pid $DNS_PID), smtp-sink on 127.0.0.1:$SINK_PORT (pid $SINK_PID)"
 
 failed=()
-for n in ${ITEMS:-1 2 3 4 5 6 7 8}; do
+for n in ${ITEMS:-1 2 3 4 5 6 7 8 9}; do
   item=item$n
-  [ "$(type -t "$item")" = function ] || die "ITEMS: no item $n (the items are 1 to 8)"
+  [ "$(type -t "$item")" = function ] || die "ITEMS: no item $n (the items are 1 to 9)"
   if ! "$item"; then
     warn "$item failed to run (in part or whole)"
     failed+=("$item")

@@ -43,7 +43,8 @@ static const struct config_compat options[] = {
     {"zones.*.interface", COMPAT_IGNORED, "local addresses come from the zone's pool"},
     {"plugins", COMPAT_NOT_YET,
      "ZoneMTA's JavaScript plugins do not run here: zone-mta's plugins are Lua, a list "
-     "(docs/plugins.md); default-headers and dkim are built in (dkim.keys)"},
+     "(docs/plugins.md); default-headers and dkim are built in (dkim.keys), core/rspamd is "
+     "rspamd.*, core/http-config is httpConfig.url, core/http-bounce is bounces.url"},
     {"mtaSts", COMPAT_NOT_YET, "MTA-STS is not implemented yet"},
     {"blacklist", COMPAT_NOT_YET,
      "there is no blocklist back-off of local address and domain pairs yet"},

@@ -98,6 +98,15 @@ def test_message_points_change_refuse_and_route(lua_zmta):
     status, msg = d.get(f"/message/{qid}")
     zones = {m["recipient"]: m["zone"] for m in msg["messages"]}
     assert zones == {"a@example.test": "default", "route-other@example.test": "other"}
+    # message:headers routing the whole message
+    envelope(c)
+    assert c.cmd("RCPT TO:<x@example.test>").startswith("250")
+    assert c.cmd("RCPT TO:<y@elsewhere.test>").startswith("250")
+    r = data(c, b"X-Lua-Zone: other\r\nSubject: all there\r\n\r\nbody")
+    qid2 = re.match(r"250 2\.0\.0 Ok: queued as (\S+)", r).group(1)
+    status, msg = d.get(f"/message/{qid2}")
+    assert {m["recipient"]: m["zone"] for m in msg["messages"]} == \
+        {"x@example.test": "other", "y@elsewhere.test": "other"}
     # message:headers refusing
     envelope(c)
     assert c.cmd("RCPT TO:<b@example.test>").startswith("250")
@@ -110,7 +119,7 @@ def test_message_points_change_refuse_and_route(lua_zmta):
     envelope(c, sender="queue-later@example.test")
     assert c.cmd("RCPT TO:<b@example.test>").startswith("250")
     assert data(c, b"Subject: later\r\n\r\nbody") == "451 4.7.1 queue closed by Lua"
-    assert queue_counts(d, "default") == (1, 0) and queue_counts(d, "other") == (1, 0)
+    assert queue_counts(d, "default") == (1, 0) and queue_counts(d, "other") == (3, 0)
 
 
 def test_sender_points(dns_server, smtp_sink, lua_zmta):

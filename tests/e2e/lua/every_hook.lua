@@ -61,6 +61,9 @@ zmta.hook("message:headers", function(ctx)
   ctx.headers:add("X-Lua-Seen", ctx.envelope.from .. " via " .. ctx.session.interface)
   ctx.headers:set("Subject", "[lua] " .. (ctx.headers:get("Subject") or ""))
   ctx.headers:remove("X-Lua-Secret")
+  if ctx.headers:get("x-lua-zone") then
+    ctx.zone = ctx.headers:get("x-lua-zone") -- every recipient
+  end
 end)
 
 zmta.hook("message:store", function(ctx)

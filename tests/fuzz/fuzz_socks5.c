@@ -43,11 +43,8 @@ static void run(uint8_t setup, const uint8_t *in, size_t n, bool bytewise, struc
 	CHECK(outlen >= 3 && outlen <= SOCKS5_OUT_MAX);
 	size_t have = 0, taken = 0; /* bytes offered so far; bytes taken */
 	enum socks5_status st = SOCKS5_MORE;
-	while (st == SOCKS5_MORE) {
-		size_t next = bytewise ? have + 1 : n;
-		if (next > n)
-			break;
-		have = next;
+	while (st == SOCKS5_MORE && have < n) {
+		have = bytewise ? have + 1 : n;
 		size_t used;
 		do {
 			st = socks5_input(&s, in + taken, have - taken, &used, out, &outlen);

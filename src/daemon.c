@@ -24,6 +24,7 @@
 #include "builtin/http_config.h"
 #include "builtin/rspamd.h"
 #include "dkim/keyring.h"
+#include "queue/admin.h"
 #include "hook/hook.h"
 #include "net/http_client.h"
 #include "mta/dns.h"
@@ -60,6 +61,7 @@ struct daemon {
 	struct suppressions *suppressions;
 	struct plugin_env plugin;
 	struct rspamd *rspamd;
+	struct admin *admin;
 	struct http_config *http_config;
 	struct plugins *plugins; /* Lua */
 	struct smtp_server **smtp;
@@ -519,6 +521,10 @@ static int daemon_start(struct daemon *d, char **err)
 	d->suppressions = suppressions_open(d->queue, err);
 	if (d->suppressions == NULL)
 		return -1;
+	/* Before the loop runs: stored pauses hold back what they pause. */
+	d->admin = admin_open(d->base, d->queue, d->sched, err);
+	if (d->admin == NULL)
+		return -1;
 	outcome_attach(d->outcome, d->sched, d->queue);
 	plugins_attach_queue(d->plugins, d->queue);
 	plugins_attach_dns(d->plugins, d->dns);
@@ -582,6 +588,7 @@ int daemon_run(const struct config_source *src, struct config *cfg)
 	webhooks_free(d.webhooks); /* its backlog stays stored */
 	plugins_attach_queue(d.plugins, NULL);
 	suppressions_free(d.suppressions);
+	admin_free(d.admin);
 	queue_close(d.queue);
 	sched_free(d.sched);
 	outcome_free(d.outcome);

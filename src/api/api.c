@@ -3,6 +3,7 @@
 #include "api/api.h"
 
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -121,6 +122,13 @@ static const struct api_route routes[] = {
     {EVHTTP_REQ_GET, "/suppressionlist", route_suppression_list},
     {EVHTTP_REQ_POST, "/suppressionlist", route_suppression_add},
     {EVHTTP_REQ_DELETE, "/suppressionlist", route_suppression_delete},
+    {EVHTTP_REQ_GET, "/pauses", route_pauses},
+    {EVHTTP_REQ_POST, "/pauses", route_pause},
+    {EVHTTP_REQ_DELETE, "/pauses/:id", route_resume},
+    {EVHTTP_REQ_POST, "/message/:id/hold", route_hold},
+    {EVHTTP_REQ_POST, "/message/:id/release", route_release},
+    {EVHTTP_REQ_GET, "/ops", route_ops},
+    {EVHTTP_REQ_GET, "/ops/:id", route_op},
     {EVHTTP_REQ_GET, "/blacklist", route_not_here},
     {EVHTTP_REQ_GET, "/skipdomains/:zone", route_not_here},
     {EVHTTP_REQ_GET, "/internals", route_not_here},
@@ -510,4 +518,47 @@ void api_free(struct api *api)
 	json_decref(api->reported_bounces);
 	tls_server_unref(api->tls);
 	free(api);
+}
+
+/* The request's parameters as one JSON object: its JSON body, or its form
+ * body, and the query string.  NULL for a body that is not valid. */
+json_t *api_request_params(struct evhttp_request *req)
+{
+	struct evbuffer *in = evhttp_request_get_input_buffer(req);
+	size_t len = evbuffer_get_length(in);
+	const char *type = evhttp_find_header(evhttp_request_get_input_headers(req),
+					      "Content-Type");
+	json_t *params = NULL;
+	if (len > 0 && type != NULL && strncasecmp(type, "application/json", 16) == 0) {
+		params = json_loadb((const char *)evbuffer_pullup(in, -1), len, 0, NULL);
+		if (!json_is_object(params)) {
+			json_decref(params);
+			return NULL;
+		}
+	} else {
+		params = json_object();
+		struct evkeyvalq form;
+		TAILQ_INIT(&form);
+		if (len > 0) {
+			char *body = xstrndup((const char *)evbuffer_pullup(in, -1), len);
+			evhttp_parse_query_str(body, &form);
+			free(body);
+		}
+		struct evkeyval *kv;
+		TAILQ_FOREACH (kv, &form, next)
+			json_object_set_new(params, kv->key, json_string(kv->value));
+		evhttp_clear_headers(&form);
+	}
+	const char *query = evhttp_uri_get_query(evhttp_request_get_evhttp_uri(req));
+	if (query != NULL) {
+		struct evkeyvalq q;
+		TAILQ_INIT(&q);
+		evhttp_parse_query_str(query, &q);
+		struct evkeyval *kv;
+		TAILQ_FOREACH (kv, &q, next)
+			if (json_object_get(params, kv->key) == NULL)
+				json_object_set_new(params, kv->key, json_string(kv->value));
+		evhttp_clear_headers(&q);
+	}
+	return params;
 }

@@ -63,6 +63,14 @@ void api_reply_field_error(struct evhttp_request *req, int status, const char *f
 bool api_valid_id(const char *id);
 
 /* api_suppress.c: the suppression list. */
+/* api_ops.c: queue administration */
+void route_pauses(struct api *api, struct evhttp_request *req, const struct api_params *params);
+void route_pause(struct api *api, struct evhttp_request *req, const struct api_params *params);
+void route_resume(struct api *api, struct evhttp_request *req, const struct api_params *params);
+void route_hold(struct api *api, struct evhttp_request *req, const struct api_params *params);
+void route_release(struct api *api, struct evhttp_request *req, const struct api_params *params);
+void route_ops(struct api *api, struct evhttp_request *req, const struct api_params *params);
+void route_op(struct api *api, struct evhttp_request *req, const struct api_params *params);
 void route_suppression_list(struct api *api, struct evhttp_request *req,
 			    const struct api_params *params);
 void route_suppression_add(struct api *api, struct evhttp_request *req,
@@ -74,5 +82,9 @@ void route_suppression_delete(struct api *api, struct evhttp_request *req,
 void route_queue(struct api *api, struct evhttp_request *req, const struct api_params *params);
 void route_message(struct api *api, struct evhttp_request *req, const struct api_params *params);
 void route_fetch(struct api *api, struct evhttp_request *req, const struct api_params *params);
+
+/* The request's parameters as one JSON object: its JSON body, or its form
+ * body, and the query string.  NULL for a body that is not valid. */
+json_t *api_request_params(struct evhttp_request *req);
 
 #endif

@@ -159,7 +159,8 @@ static json_int_t row_time(const json_t *row, const char *key)
 }
 
 /* ZoneMTA's row: {id, seq, zone, recipient, created, queued (ISO), deferred
- * (the number of failed attempts)}; ours adds lastResponse when deferred. */
+ * (the number of failed attempts)}; ours adds lastResponse when deferred,
+ * held and paused when so. */
 static json_t *zonemta_row(const json_t *row)
 {
 	const json_t *deferred = json_object_get(row, "deferred");
@@ -172,6 +173,11 @@ static json_t *zonemta_row(const json_t *row)
 	const json_t *response = deferred ? json_object_get(deferred, "response") : NULL;
 	if (out != NULL && json_is_string(response))
 		json_object_set(out, "lastResponse", (json_t *)response);
+	/* ours: an operator's hold, or a pause that stops it */
+	if (out != NULL && json_is_true(json_object_get(row, "held")))
+		json_object_set_new(out, "held", json_true());
+	if (out != NULL && json_is_true(json_object_get(row, "paused")))
+		json_object_set_new(out, "paused", json_true());
 	return out;
 }
 

@@ -28,49 +28,6 @@
  * request costs the loop a pass over the list and this much JSON. */
 #define LIST_MAX_LIMIT 10000
 
-/* The request's parameters as one JSON object: its JSON body, or its form
- * body, and the query string.  NULL for a body that is not valid. */
-static json_t *request_params(struct evhttp_request *req)
-{
-	struct evbuffer *in = evhttp_request_get_input_buffer(req);
-	size_t len = evbuffer_get_length(in);
-	const char *type = evhttp_find_header(evhttp_request_get_input_headers(req),
-					      "Content-Type");
-	json_t *params = NULL;
-	if (len > 0 && type != NULL && strncasecmp(type, "application/json", 16) == 0) {
-		params = json_loadb((const char *)evbuffer_pullup(in, -1), len, 0, NULL);
-		if (!json_is_object(params)) {
-			json_decref(params);
-			return NULL;
-		}
-	} else {
-		params = json_object();
-		struct evkeyvalq form;
-		TAILQ_INIT(&form);
-		if (len > 0) {
-			char *body = xstrndup((const char *)evbuffer_pullup(in, -1), len);
-			evhttp_parse_query_str(body, &form);
-			free(body);
-		}
-		struct evkeyval *kv;
-		TAILQ_FOREACH (kv, &form, next)
-			json_object_set_new(params, kv->key, json_string(kv->value));
-		evhttp_clear_headers(&form);
-	}
-	const char *query = evhttp_uri_get_query(evhttp_request_get_evhttp_uri(req));
-	if (query != NULL) {
-		struct evkeyvalq q;
-		TAILQ_INIT(&q);
-		evhttp_parse_query_str(query, &q);
-		struct evkeyval *kv;
-		TAILQ_FOREACH (kv, &q, next)
-			if (json_object_get(params, kv->key) == NULL)
-				json_object_set_new(params, kv->key, json_string(kv->value));
-		evhttp_clear_headers(&q);
-	}
-	return params;
-}
-
 static const char *param_text(json_t *params, const char *key)
 {
 	const char *v = json_string_value(json_object_get(params, key));
@@ -124,7 +81,7 @@ static json_t *begin(struct api *api, struct evhttp_request *req, struct suppres
 		api_reply_error(req, HTTP_SERVUNAVAIL, "Service not yet started");
 		return NULL;
 	}
-	json_t *p = request_params(req);
+	json_t *p = api_request_params(req);
 	if (p == NULL)
 		api_reply_field_error(req, HTTP_BADREQUEST, "", "invalid JSON object");
 	return p;

@@ -500,6 +500,9 @@ static void decide(struct outcome *o, struct sched_item *it, const struct outcom
 	    .deferred = true,
 	    .first_failure = it->first_failure,
 	    .local_address = kept,
+	    .from = it->from,
+	    .user = it->user,
+	    .held = it->held,
 	};
 	attempt_event(o, &evs, EVENT_DEFERRED, it, r, info.status, category ? category : "other",
 		      attempts, next);
@@ -511,6 +514,31 @@ static void decide(struct outcome *o, struct sched_item *it, const struct outcom
 void outcome_abandon(struct outcome *o, struct sched_item *it)
 {
 	sched_item_done(o->sched, it);
+}
+
+void outcome_rewrite(struct outcome *o, const struct sched_item *it)
+{
+	char *kept = pool_format_kept(sched_item_pool(it), it->local);
+	struct queue_delivery_row row = {
+	    .id = it->id,
+	    .seq = it->seq,
+	    .zone = sched_item_zone(it),
+	    .recipient = it->recipient,
+	    .domain = sched_item_domain(it),
+	    .created = it->created,
+	    .next_attempt = clock_mono_to_wall(it->next),
+	    .attempts = it->attempts,
+	    .deferred = it->deferred,
+	    .first_failure = it->first_failure,
+	    .local_address = kept,
+	    .last_attempt = it->last_attempt,
+	    .response = it->response,
+	    .from = it->from,
+	    .user = it->user,
+	    .held = it->held,
+	};
+	queue_delivery_rewrite(o->queue, &row);
+	free(kept);
 }
 
 static void deleted(void *arg, const struct sched_item *it)

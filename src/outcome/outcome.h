@@ -76,6 +76,10 @@ void outcome_abandon(struct outcome *o, struct sched_item *it);
  */
 size_t outcome_delete(struct outcome *o, const char *id, unsigned seq);
 
+/* Writes an item's row again as it stands in the schedule (an operator
+ * held or released it). */
+void outcome_rewrite(struct outcome *o, const struct sched_item *it);
+
 /* The enhanced status code at the start of a reply text after its code
  * ("550 5.1.1 ..." gives "5.1.1") into buf; false when there is none. */
 bool outcome_enhanced_code(const char *text, char *buf, size_t size);

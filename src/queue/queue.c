@@ -331,6 +331,7 @@ struct commit_job {
 	char **zones, **domains, **rcpts;
 	int64_t *next;
 	int64_t created;
+	char *from, *user; /* the message's sender and AUTH user (or NULL) */
 	size_t ndlv;
 	/* a notice (queue_notice_commit): told here, it has no body handle */
 	queue_commit_cb notice_cb;
@@ -415,6 +416,8 @@ static void commit_done(struct worker_job *job)
 			    .domain = c->domains[i],
 			    .created = c->created,
 			    .next_attempt = c->next[i],
+			    .from = c->from,
+			    .user = c->user,
 			};
 			if (q->hook)
 				q->hook(q->hook_arg, &row);
@@ -439,6 +442,8 @@ static void commit_done(struct worker_job *job)
 	free(c->domains);
 	free(c->rcpts);
 	free(c->next);
+	free(c->from);
+	free(c->user);
 	write_job_free(&c->w);
 }
 
@@ -501,10 +506,27 @@ static void commit_job_op(struct commit_job *c, enum store_op_kind kind, enum st
 	write_job_add(&c->w, kind, cf, key, klen, val, vlen);
 }
 
+/* The sender and user members of a delivery row, when known. */
+static void row_sender(json_t *row, const char *from, const char *user)
+{
+	if (from != NULL)
+		json_object_set_new(row, "from", json_string(from));
+	if (user != NULL)
+		json_object_set_new(row, "user", json_string(user));
+}
+
 /* The metadata and one QUEUED row per delivery. */
 static void commit_job_message(struct commit_job *c, json_t *meta, const char *header_block,
 			       size_t header_len, const struct queue_delivery *dlv)
 {
+	/* Each row names its sender and user: what operators pause and
+	 * filter by, without reading the message.  (meta_value takes meta.) */
+	const char *from = json_string_value(json_object_get(meta, "from"));
+	const char *user = json_string_value(json_object_get(meta, "user"));
+	c->from = from ? xstrdup(from) : NULL;
+	c->user = user ? xstrdup(user) : NULL;
+	from = c->from;
+	user = c->user;
 	size_t mlen;
 	char *mval = meta_value(meta, header_block, header_len, &mlen);
 	c->meta_op = (int)c->w.job.nops;
@@ -515,6 +537,7 @@ static void commit_job_message(struct commit_job *c, json_t *meta, const char *h
 					"recipient", dlv[i].recipient, "domain", dlv[i].domain,
 					"status", "QUEUED", "created", (json_int_t)c->created,
 					"next", (json_int_t)dlv[i].next_attempt, "attempts", 0);
+		row_sender(row, from, user);
 		size_t rlen;
 		char *rval = json_text(row, &rlen);
 		json_decref(row);
@@ -659,31 +682,60 @@ void queue_notice_commit(struct queue *q, const char *id, json_t *meta, const ch
 	worker_submit(q->writer, &c->w.job);
 }
 
+/* A delivery row's JSON: QUEUED, or DEFERRED with its attempts (the last
+ * at `last` with `response`). */
+static char *row_value(const struct queue_delivery_row *row, int64_t last, const char *response,
+		       size_t *len)
+{
+	json_t *j = json_pack("{s:s, s:s, s:s, s:s, s:I, s:I, s:i}", "zone", row->zone, "recipient",
+			      row->recipient, "domain", row->domain, "status",
+			      row->deferred ? "DEFERRED" : "QUEUED", "created",
+			      (json_int_t)row->created, "next", (json_int_t)row->next_attempt,
+			      "attempts", row->attempts);
+	if (j == NULL)
+		fatal("queue: cannot encode a delivery row");
+	if (row->deferred) {
+		char *clean = utf8_sanitize(response ? response : "",
+					    strlen(response ? response : ""));
+		json_object_set_new(j, "deferred",
+				    json_pack("{s:I, s:i, s:I, s:I, s:s}", "first",
+					      (json_int_t)row->first_failure, "count",
+					      row->attempts, "last", (json_int_t)last, "next",
+					      (json_int_t)row->next_attempt, "response", clean));
+		free(clean);
+	}
+	if (row->local_address != NULL)
+		json_object_set_new(j, "local", json_string(row->local_address));
+	row_sender(j, row->from, row->user);
+	if (row->held)
+		json_object_set_new(j, "held", json_true());
+	char *val = json_text(j, len);
+	json_decref(j);
+	return val;
+}
+
 void queue_delivery_defer(struct queue *q, const struct queue_delivery_row *row, bool was_deferred,
 			  int64_t last, const char *response, struct queue_events *evs)
 {
-	char *clean = utf8_sanitize(response, strlen(response));
-	json_t *j = json_pack("{s:s, s:s, s:s, s:s, s:I, s:I, s:i, s:{s:I, s:i, s:I, s:I, s:s}}",
-			      "zone", row->zone, "recipient", row->recipient, "domain", row->domain,
-			      "status", "DEFERRED", "created", (json_int_t)row->created, "next",
-			      (json_int_t)row->next_attempt, "attempts", row->attempts, "deferred",
-			      "first", (json_int_t)row->first_failure, "count", row->attempts,
-			      "last", (json_int_t)last, "next", (json_int_t)row->next_attempt,
-			      "response", clean);
-	free(clean);
-	if (j == NULL)
-		fatal("queue: cannot encode a delivery row");
-	if (row->local_address != NULL)
-		json_object_set_new(j, "local", json_string(row->local_address));
 	size_t len;
-	char *val = json_text(j, &len);
-	json_decref(j);
+	char *val = row_value(row, last, response, &len);
 	struct write_job *w = write_job_new(q, 0, outcome_done, 1 + (evs != NULL ? evs->n : 0));
 	write_job_add(w, STORE_PUT, STORE_CF_DLV, dlv_key(row->id, row->seq), DLV_KEY_LEN, val,
 		      len);
 	write_job_take_events(w, evs);
 	if (!was_deferred)
 		queue_counts_add(q, row->zone, row->domain, -1, 1);
+	worker_submit(q->writer, &w->job);
+}
+
+void queue_delivery_rewrite(struct queue *q, const struct queue_delivery_row *row)
+{
+	size_t len;
+	char *val = row_value(row, row->last_attempt, row->response, &len);
+	struct write_job *w = write_job_new(q, 0, outcome_done, 1);
+	w->job.sync = true;
+	write_job_add(w, STORE_PUT, STORE_CF_DLV, dlv_key(row->id, row->seq), DLV_KEY_LEN, val,
+		      len);
 	worker_submit(q->writer, &w->job);
 }
 

@@ -59,6 +59,9 @@ struct queue_delivery_row {
 	const char *local_address; /* source address of earlier attempts, or NULL */
 	int64_t last_attempt;      /* ms of the last failed attempt, 0 if none */
 	const char *response;      /* its response, or NULL */
+	const char *from;          /* the envelope sender ("" null sender), or NULL: unknown */
+	const char *user;          /* who submitted it (AUTH user), or NULL */
+	bool held;                 /* held by an operator: not tried until released */
 };
 
 /* Told about every stored delivery at start, and every new one after. */
@@ -216,6 +219,10 @@ void queue_notice_commit(struct queue *q, const char *id, json_t *meta, const ch
 /* A delivery failed for now: its row records the attempt and the next one. */
 void queue_delivery_defer(struct queue *q, const struct queue_delivery_row *row, bool was_deferred,
 			  int64_t last, const char *response, struct queue_events *evs);
+
+/* A delivery row written again as it is (an operator's hold or release),
+ * synced; queue_after_writes tells when it is done. */
+void queue_delivery_rewrite(struct queue *q, const struct queue_delivery_row *row);
 
 /* Writes events that come with no change of state (a message rejected at
  * intake); not synced. */

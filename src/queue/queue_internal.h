@@ -29,6 +29,7 @@ struct queue {
 	queue_event_hook event_hook;
 	void *event_arg;
 	struct suppressions *suppressions;
+	struct admin *admin;
 	/* messages just committed, whole (see "hot messages" below) */
 	struct strmap *hot;                /* id → struct hot_msg */
 	struct hot_msg *hot_old, *hot_new; /* FIFO: oldest first */

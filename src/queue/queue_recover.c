@@ -123,6 +123,9 @@ static int scan_row(void *arg, const char *key, size_t klen, const char *val, si
 	    .local_address = json_string_value(json_object_get(row, "local")),
 	    .last_attempt = last,
 	    .response = response,
+	    .from = json_string_value(json_object_get(row, "from")),
+	    .user = json_string_value(json_object_get(row, "user")),
+	    .held = json_is_true(json_object_get(row, "held")),
 	};
 	if (r->q->hook)
 		r->q->hook(r->q->hook_arg, &d);

@@ -4,6 +4,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "core/clock.h"
 #include "core/hmap.h"
@@ -55,10 +56,16 @@ struct sched {
 	struct event *timer;   /* the next due time or throttle opening */
 	struct event *pump_ev; /* deferred pump: never from inside a caller */
 	int64_t timer_at;
-	bool stopped;            /* the daemon is stopping: start nothing */
+	bool stopping;           /* the daemon is stopping: start nothing */
 	struct strmap *items;    /* "id/seq" → item, for the API */
 	struct u64map *listings; /* id → struct sched_listing in progress */
 	uint64_t next_listing;
+	struct strmap *names; /* interned senders and users: name → its copy */
+	struct sched_pause *pauses;
+	size_t npauses;
+	/* due deliveries set aside, held or paused (item->stopped_pos) */
+	struct sched_item **stopped;
+	size_t nstopped, stopped_cap;
 };
 
 static void item_free(struct sched_item *it);
@@ -313,8 +320,34 @@ static void ring_remove(struct sched_zone *z, struct sched_domain *d)
 	}
 }
 
-static void make_ready(struct sched_item *it)
+static void stop_item(struct sched *s, struct sched_item *it)
 {
+	s->stopped = xreallocarray_grow(s->stopped, &s->stopped_cap, s->nstopped + 1,
+					sizeof(*s->stopped));
+	it->stopped = true;
+	it->stopped_pos = s->nstopped;
+	s->stopped[s->nstopped++] = it;
+}
+
+static void unstop_item(struct sched *s, struct sched_item *it)
+{
+	struct sched_item *last = s->stopped[--s->nstopped];
+	s->stopped[it->stopped_pos] = last;
+	last->stopped_pos = it->stopped_pos;
+	it->stopped = false;
+}
+
+static bool is_stopped(const struct sched *s, const struct sched_item *it)
+{
+	return it->held || (s->npauses > 0 && sched_item_paused(s, it));
+}
+
+static void make_ready(struct sched *s, struct sched_item *it)
+{
+	if (is_stopped(s, it)) {
+		stop_item(s, it);
+		return;
+	}
 	struct sched_domain *d = it->dom;
 	it->next_ready = NULL;
 	*d->ready_tail = it;
@@ -438,11 +471,11 @@ static struct sched_slot *idle_for(struct sched_domain *d)
 /* Starts what the limits allow, zone by zone, domains in turn. */
 static void pump(struct sched *s)
 {
-	if (s->stopped)
+	if (s->stopping)
 		return;
 	int64_t now = now_ms();
 	while (s->nheap > 0 && s->heap[0]->next <= now)
-		make_ready(heap_pop(s));
+		make_ready(s, heap_pop(s));
 	int64_t wake = s->nheap > 0 ? s->heap[0]->next : 0;
 
 	size_t pos = 0;
@@ -545,9 +578,23 @@ struct sched *sched_new(struct event_base *base, const struct config *cfg, sched
 	s->zones = strmap_new();
 	s->items = strmap_new();
 	s->listings = u64map_new();
+	s->names = strmap_new();
 	s->timer = evtimer_new(base, on_timer, s);
 	s->pump_ev = event_new(base, -1, 0, on_pump, s);
 	return s;
+}
+
+/* One shared copy of each sender and user name: many deliveries have one. */
+static const char *intern(struct sched *s, const char *name)
+{
+	if (name == NULL)
+		return NULL;
+	char *copy = strmap_get(s->names, name);
+	if (copy == NULL) {
+		copy = xstrdup(name);
+		strmap_put(s->names, name, copy);
+	}
+	return copy;
 }
 
 void sched_add(struct sched *s, const struct queue_delivery_row *row)
@@ -594,6 +641,9 @@ void sched_add(struct sched *s, const struct queue_delivery_row *row)
 	}
 	it->last_attempt = row->last_attempt;
 	it->response = row->response ? xstrdup(row->response) : NULL;
+	it->from = intern(s, row->from);
+	it->user = intern(s, row->user);
+	it->held = row->held;
 	index_add(z, it);
 	heap_push(s, it);
 	schedule_pump(s);
@@ -601,18 +651,18 @@ void sched_add(struct sched *s, const struct queue_delivery_row *row)
 
 void sched_stop(struct sched *s)
 {
-	s->stopped = true;
+	s->stopping = true;
 	evtimer_del(s->timer);
 }
 
 struct sched_batch *sched_next_batch(struct sched *s, struct sched_slot *slot)
 {
 	struct sched_domain *d = slot->dom;
-	if (s->stopped)
+	if (s->stopping)
 		return NULL;
 	int64_t now = now_ms();
 	while (s->nheap > 0 && s->heap[0]->next <= now)
-		make_ready(heap_pop(s));
+		make_ready(s, heap_pop(s));
 	drop_cancelled(d);
 	if (d->zone->cfg->disabled || d->nready == 0 ||
 	    slot->messages >= d->zone->cfg->cache_reuse || throttle_delay(d, now) > 0)
@@ -720,6 +770,9 @@ size_t sched_cancel(struct sched *s, const char *id, unsigned seq,
 		if (it->waiting) {
 			heap_remove(s, it);
 			item_free(it);
+		} else if (it->stopped) {
+			unstop_item(s, it);
+			item_free(it);
 		} else {
 			/* Due (in a domain's FIFO) or in flight: dropped when met. */
 			it->cancelled = true;
@@ -756,6 +809,164 @@ bool sched_retry_now(struct sched *s, const char *id, unsigned seq)
 	return true;
 }
 
+/* --- pauses and holds --- */
+
+static void pauses_free(struct sched *s)
+{
+	for (size_t i = 0; i < s->npauses; i++) {
+		free((char *)s->pauses[i].zone);
+		free((char *)s->pauses[i].domain);
+		free((char *)s->pauses[i].sender);
+		free((char *)s->pauses[i].user);
+	}
+	free(s->pauses);
+	s->pauses = NULL;
+	s->npauses = 0;
+}
+
+static char *dup_or_null(const char *v)
+{
+	return v != NULL ? xstrdup(v) : NULL;
+}
+
+/* A pause's sender: an address (exactly, the domain without case), or a
+ * domain (the sender's). */
+static bool sender_matches(const char *rule, const char *from)
+{
+	if (from == NULL)
+		return false;
+	const char *at = strrchr(from, '@');
+	if (strchr(rule, '@') != NULL)
+		return at != NULL && (size_t)(at - from) == (size_t)(strrchr(rule, '@') - rule) &&
+		       strncmp(rule, from, (size_t)(at - from)) == 0 &&
+		       strcasecmp(strrchr(rule, '@'), at) == 0;
+	return at != NULL && strcasecmp(at + 1, rule) == 0;
+}
+
+bool sched_item_paused(const struct sched *s, const struct sched_item *it)
+{
+	int64_t now = s->npauses > 0 ? clock_wall_ms() : 0;
+	for (size_t i = 0; i < s->npauses; i++) {
+		const struct sched_pause *p = &s->pauses[i];
+		if (p->until != 0 && p->until <= now)
+			continue;
+		if (p->zone != NULL && strcmp(p->zone, sched_item_zone(it)) != 0)
+			continue;
+		if (p->domain != NULL && strcasecmp(p->domain, it->dom->name) != 0)
+			continue;
+		if (p->user != NULL && (it->user == NULL || strcmp(p->user, it->user) != 0))
+			continue;
+		if (p->sender != NULL && !sender_matches(p->sender, it->from))
+			continue;
+		return true;
+	}
+	return false;
+}
+
+/* Takes `it` out of its domain's FIFO when it is there (due, not in
+ * flight); true when it was. */
+static bool fifo_remove(struct sched_item *it)
+{
+	struct sched_domain *d = it->dom;
+	for (struct sched_item **p = &d->ready; *p != NULL; p = &(*p)->next_ready) {
+		if (*p != it)
+			continue;
+		*p = it->next_ready;
+		if (d->ready_tail == &it->next_ready)
+			d->ready_tail = p;
+		d->nready--;
+		return true;
+	}
+	return false;
+}
+
+/* After the pauses or a hold changed: what is set aside and no longer
+ * stopped becomes due; what is due and now stopped is set aside. */
+static void restop(struct sched *s)
+{
+	for (size_t i = 0; i < s->nstopped;) {
+		struct sched_item *it = s->stopped[i];
+		if (is_stopped(s, it)) {
+			i++;
+			continue;
+		}
+		unstop_item(s, it); /* the last one moves to i */
+		make_ready(s, it);
+	}
+	size_t pos = 0;
+	const char *name;
+	void *v;
+	while (s->npauses > 0 && strmap_next(s->zones, &pos, &name, &v)) {
+		struct sched_zone *z = v;
+		size_t dpos = 0;
+		void *dv;
+		while (strmap_next(z->domains, &dpos, &name, &dv)) {
+			struct sched_domain *d = dv;
+			struct sched_item **p = &d->ready;
+			while (*p != NULL) {
+				struct sched_item *it = *p;
+				if (it->cancelled || !is_stopped(s, it)) {
+					p = &it->next_ready;
+					continue;
+				}
+				*p = it->next_ready;
+				d->nready--;
+				stop_item(s, it);
+			}
+			d->ready_tail = p;
+		}
+	}
+	schedule_pump(s);
+}
+
+void sched_set_pauses(struct sched *s, const struct sched_pause *pauses, size_t n)
+{
+	pauses_free(s);
+	s->pauses = xcalloc(n ? n : 1, sizeof(*s->pauses));
+	for (size_t i = 0; i < n; i++)
+		s->pauses[i] = (struct sched_pause){
+		    dup_or_null(pauses[i].zone), dup_or_null(pauses[i].domain),
+		    dup_or_null(pauses[i].sender), dup_or_null(pauses[i].user), pauses[i].until};
+	s->npauses = n;
+	restop(s);
+}
+
+size_t sched_hold(struct sched *s, const char *id, unsigned seq, bool held,
+		  void (*changed)(void *arg, const struct sched_item *it), void *arg)
+{
+	size_t n = 0;
+	for (unsigned q = seq ? seq : 1; q <= (seq ? seq : QUEUE_MAX_RCPTS); q++) {
+		char key[QUEUE_ID_LEN + 8];
+		item_key(key, id, q);
+		struct sched_item *it = strmap_get(s->items, key);
+		if (it == NULL || it->held == held)
+			continue;
+		it->held = held;
+		changed(arg, it);
+		n++;
+		if (held && !it->waiting && !it->stopped && fifo_remove(it))
+			stop_item(s, it);
+		else if (!held && it->stopped && !is_stopped(s, it)) {
+			unstop_item(s, it);
+			make_ready(s, it);
+		}
+	}
+	if (n > 0)
+		schedule_pump(s);
+	return n;
+}
+
+bool sched_has_message(const struct sched *s, const char *id)
+{
+	for (unsigned q = 1; q <= QUEUE_MAX_RCPTS; q++) {
+		char key[QUEUE_ID_LEN + 8];
+		item_key(key, id, q);
+		if (strmap_get(s->items, key) != NULL)
+			return true;
+	}
+	return false;
+}
+
 /* --- listings --- */
 
 /* Index entries a listing looks at per loop pass (well under a ms). */
@@ -784,6 +995,10 @@ static json_t *list_row(const struct sched_item *it)
 	json_t *row = json_pack("{s:s, s:s, s:s, s:s, s:I}", "id", it->id, "seq", seq, "zone",
 				sched_item_zone(it), "recipient", it->recipient, "created",
 				(json_int_t)it->created);
+	if (row != NULL && it->held)
+		json_object_set_new(row, "held", json_true());
+	if (row != NULL && it->stopped && !it->held)
+		json_object_set_new(row, "paused", json_true());
 	if (row != NULL && it->deferred)
 		json_object_set_new(
 		    row, "deferred",
@@ -903,6 +1118,16 @@ void sched_free(struct sched *s)
 	for (size_t i = 0; i < s->nheap; i++)
 		item_free(s->heap[i]);
 	free(s->heap);
+	for (size_t i = 0; i < s->nstopped; i++)
+		item_free(s->stopped[i]);
+	free(s->stopped);
+	pauses_free(s);
+	size_t npos = 0;
+	const char *nk;
+	void *nv;
+	while (strmap_next(s->names, &npos, &nk, &nv))
+		free(nv);
+	strmap_free(s->names);
 	size_t pos = 0;
 	const char *name;
 	void *v;

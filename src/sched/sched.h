@@ -50,6 +50,11 @@ struct sched_item {
 	char *response;
 	bool indexed; /* in its zone's listing index, at index_pos */
 	size_t index_pos;
+	/* who sent it (interned: shared by the scheduler's items), or NULL */
+	const char *from, *user;
+	bool held;    /* an operator holds it: never tried until released */
+	bool stopped; /* due, but held or paused: set aside at stopped_pos */
+	size_t stopped_pos;
 };
 
 /* Deliveries of one message to one domain, sent in one transaction. */
@@ -130,6 +135,34 @@ uint64_t sched_list(struct sched *s, const char *zone, bool deferred, const char
 void sched_list_cancel(struct sched *s, uint64_t id);
 /* Makes a waiting delivery due now; false when there is none such. */
 bool sched_retry_now(struct sched *s, const char *id, unsigned seq);
+
+/*
+ * A pause (queue/admin.h): deliveries that match every field given (NULL:
+ * any) are not started while it lasts: the zone, the recipient domain, the
+ * sender (an address, or a domain: the sender's domain) and the AUTH user.
+ * `until` is wall-clock ms, 0 for no end (the owner removes expired ones).
+ */
+struct sched_pause {
+	const char *zone, *domain, *sender, *user;
+	int64_t until;
+};
+/* Replaces the pauses (copied).  Due deliveries they now stop are set
+ * aside; those no pause or hold stops any more become due again, and go
+ * as the limits and throttles let them (no burst beyond them). */
+void sched_set_pauses(struct sched *s, const struct sched_pause *pauses, size_t n);
+/* True when `it` matches one of the pauses. */
+bool sched_item_paused(const struct sched *s, const struct sched_item *it);
+/*
+ * Holds (held true) or releases the deliveries of message `id` (all when
+ * seq is 0); changed(arg, it) is called for each one whose state changes,
+ * for the caller to persist.  One in flight finishes its attempt.
+ * Returns how many changed.
+ */
+size_t sched_hold(struct sched *s, const char *id, unsigned seq, bool held,
+		  void (*changed)(void *arg, const struct sched_item *it), void *arg);
+
+/* True when message `id` has a delivery in the schedule. */
+bool sched_has_message(const struct sched *s, const char *id);
 
 /* Frees a batch (not its items, each of which gets a sched_result). */
 void sched_batch_free(struct sched_batch *b);

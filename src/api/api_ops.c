@@ -1,0 +1,274 @@
+/* SPDX-License-Identifier: EUPL-1.2 */
+/*
+ * Queue administration over the API (docs/api.md#queue-administration):
+ * GET/POST /pauses, DELETE /pauses/:id (resume), POST /message/:id/hold
+ * and /message/:id/release, GET /ops and /ops/:id (the audit log).  Each
+ * change answers once it is written, and is audited with who asked.
+ */
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include <event2/http.h>
+
+#include "api/api_internal.h"
+#include "core/clock.h"
+#include "core/xmalloc.h"
+#include "outcome/outcome.h"
+#include "queue/admin.h"
+#include "sched/sched.h"
+
+/* Who is asking: the credential that let the request in, and from where. */
+static void who_of(struct api *api, struct evhttp_request *req, struct admin_who *who, char *addr,
+		   size_t addrlen)
+{
+	struct evkeyvalq *h = evhttp_request_get_input_headers(req);
+	const char *auth = evhttp_find_header(h, "Authorization");
+	who->principal = "anonymous";
+	if (api->cfg->api.api_key != NULL &&
+	    (evhttp_find_header(h, "X-API-Key") != NULL ||
+	     (auth != NULL && strncasecmp(auth, "Bearer ", 7) == 0)))
+		who->principal = "apiKey";
+	else if (api->cfg->api.user != NULL && auth != NULL && strncasecmp(auth, "Basic ", 6) == 0)
+		who->principal = api->cfg->api.user; /* it matched to get here */
+	char *host = NULL;
+	ev_uint16_t port = 0;
+	evhttp_connection_get_peer(evhttp_request_get_connection(req), &host, &port);
+	snprintf(addr, addrlen, "%s", host ? host : "");
+	who->address = addr;
+}
+
+static struct admin *admin_or_reply(struct api *api, struct evhttp_request *req)
+{
+	struct admin *a = api->queue ? queue_admin(api->queue) : NULL;
+	if (a == NULL)
+		api_reply_error(req, HTTP_SERVUNAVAIL, "the queue is not open yet");
+	return a;
+}
+
+/* A change's answer, sent once what it wrote is durable. */
+struct written {
+	struct api *api;
+	struct evhttp_request *req;
+	struct evhttp_connection *conn;
+	uint64_t queue_req;
+	json_t *body;
+};
+
+static void written_gone(void *arg)
+{
+	struct written *w = arg;
+	queue_request_cancel(w->api->queue, w->queue_req);
+	json_decref(w->body);
+	free(w);
+}
+
+static void written(void *arg, int rc, const char *error)
+{
+	struct written *w = arg;
+	api_on_gone(w->api, w->conn, NULL, NULL);
+	if (rc != 0) {
+		api_reply_error(w->req, HTTP_SERVUNAVAIL,
+				error ? error : "the store could not record it");
+		json_decref(w->body);
+	} else {
+		api_reply_json(w->req, HTTP_OK, w->body);
+	}
+	free(w);
+}
+
+/* Answers `body` (consumed) after every write submitted so far. */
+static void reply_when_written(struct api *api, struct evhttp_request *req, json_t *body)
+{
+	struct written *w = xcalloc(1, sizeof(*w));
+	w->api = api;
+	w->req = req;
+	w->conn = evhttp_request_get_connection(req);
+	w->body = body;
+	api_on_gone(api, w->conn, written_gone, w);
+	w->queue_req = queue_after_writes(api->queue, written, w);
+}
+
+/* `until`: ms since the epoch, an ISO 8601 UTC time ("2026-12-03T10:00:00Z"),
+ * or a duration from now ("30 min").  0 and false when it is none of them. */
+static bool parse_until(const json_t *v, int64_t *out)
+{
+	if (json_is_integer(v)) {
+		*out = json_integer_value(v);
+		return *out > 0;
+	}
+	const char *s = json_string_value(v);
+	if (s == NULL)
+		return false;
+	struct tm tm = {0};
+	const char *end = strptime(s, "%Y-%m-%dT%H:%M:%S", &tm);
+	if (end != NULL) {
+		if (*end == '.')
+			for (end++; isdigit((unsigned char)*end); end++)
+				;
+		if (strcmp(end, "Z") != 0 && strcmp(end, "+00:00") != 0 && *end != '\0')
+			return false;
+		*out = (int64_t)timegm(&tm) * 1000;
+		return true;
+	}
+	uint64_t ms;
+	if (!config_parse_duration(s, &ms) || ms == 0)
+		return false;
+	*out = clock_wall_ms() + (int64_t)ms;
+	return true;
+}
+
+void route_pauses(struct api *api, struct evhttp_request *req, const struct api_params *params)
+{
+	(void)params;
+	struct admin *a = admin_or_reply(api, req);
+	if (a != NULL)
+		api_reply_json(req, HTTP_OK, json_pack("{s:o}", "pauses", admin_pauses(a)));
+}
+
+void route_pause(struct api *api, struct evhttp_request *req, const struct api_params *params)
+{
+	(void)params;
+	struct admin *a = admin_or_reply(api, req);
+	if (a == NULL)
+		return;
+	json_t *in = api_request_params(req);
+	if (in == NULL) {
+		api_reply_error(req, HTTP_BADREQUEST, "the body is not a JSON object or a form");
+		return;
+	}
+	json_t *fields = json_object();
+	static const char *const keys[] = {"zone", "domain", "sender", "user", "reason"};
+	const char *bad = NULL;
+	size_t given = 0;
+	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]) && bad == NULL; i++) {
+		json_t *v = json_object_get(in, keys[i]);
+		if (v == NULL || json_is_null(v))
+			continue;
+		const char *s = json_string_value(v);
+		if (s == NULL || *s == '\0' || strlen(s) > 255) {
+			bad = keys[i];
+			break;
+		}
+		char *value = xstrdup(s[0] == '@' && strcmp(keys[i], "sender") == 0 ? s + 1 : s);
+		if (strcmp(keys[i], "domain") == 0 || strcmp(keys[i], "sender") == 0)
+			if (strchr(value, '@') == NULL)
+				for (char *p = value; *p; p++)
+					*p = (char)tolower((unsigned char)*p);
+		json_object_set_new(fields, keys[i], json_string(value));
+		free(value);
+		given += strcmp(keys[i], "reason") != 0;
+	}
+	json_t *until = json_object_get(in, "until");
+	int64_t until_ms = 0;
+	char why[160] = "";
+	if (bad != NULL)
+		snprintf(why, sizeof(why), "%s must be a string of 1 to 255 bytes", bad);
+	else if (given == 0)
+		snprintf(why, sizeof(why), "a pause needs zone, domain, sender or user");
+	else if (json_object_get(fields, "zone") != NULL &&
+		 config_zone(api->cfg, json_string_value(json_object_get(fields, "zone"))) == NULL)
+		snprintf(why, sizeof(why), "no such zone: %s",
+			 json_string_value(json_object_get(fields, "zone")));
+	else if (until != NULL && !json_is_null(until) && !parse_until(until, &until_ms))
+		snprintf(why, sizeof(why),
+			 "until must be ms since the epoch, an ISO 8601 UTC time or a duration");
+	else if (until_ms != 0 && until_ms <= clock_wall_ms())
+		snprintf(why, sizeof(why), "until is in the past");
+	json_decref(in);
+	if (why[0] != '\0') {
+		json_decref(fields);
+		api_reply_error(req, HTTP_BADREQUEST, why);
+		return;
+	}
+	if (until_ms != 0)
+		json_object_set_new(fields, "until", json_integer((json_int_t)until_ms));
+	struct admin_who who;
+	char addr[64];
+	who_of(api, req, &who, addr, sizeof(addr));
+	json_t *p = admin_pause(a, fields, &who, NULL, NULL);
+	json_decref(fields);
+	reply_when_written(api, req, json_pack("{s:b, s:o}", "success", 1, "pause", p));
+}
+
+void route_resume(struct api *api, struct evhttp_request *req, const struct api_params *params)
+{
+	struct admin *a = admin_or_reply(api, req);
+	if (a == NULL)
+		return;
+	struct admin_who who;
+	char addr[64];
+	who_of(api, req, &who, addr, sizeof(addr));
+	if (!admin_resume(a, params->value[0], &who, NULL, NULL)) {
+		api_reply_error(req, HTTP_NOTFOUND, "no such pause");
+		return;
+	}
+	reply_when_written(api, req,
+			   json_pack("{s:b, s:s}", "success", 1, "resumed", params->value[0]));
+}
+
+static void rewrite_row(void *arg, const struct sched_item *it)
+{
+	struct api *api = arg;
+	outcome_rewrite(api->outcome, it);
+}
+
+static void hold_or_release(struct api *api, struct evhttp_request *req,
+			    const struct api_params *params, bool held)
+{
+	struct admin *a = admin_or_reply(api, req);
+	if (a == NULL)
+		return;
+	const char *id = params->value[0];
+	if (!api_valid_id(id)) {
+		api_reply_error(req, HTTP_BADREQUEST, "invalid queue id");
+		return;
+	}
+	size_t n = sched_hold(api->sched, id, 0, held, rewrite_row, api);
+	if (n == 0 && !sched_has_message(api->sched, id)) {
+		api_reply_error(req, HTTP_NOTFOUND, "no such message in the queue");
+		return;
+	}
+	struct admin_who who;
+	char addr[64];
+	who_of(api, req, &who, addr, sizeof(addr));
+	const char *op = admin_audit(a, held ? "hold" : "release", json_pack("{s:s}", "id", id), n,
+				     &who);
+	reply_when_written(api, req,
+			   json_pack("{s:b, s:s, s:s, s:I, s:s}", "success", 1, "id", id,
+				     held ? "held" : "released", held ? "held" : "released",
+				     "changed", (json_int_t)n, "op", op));
+}
+
+void route_hold(struct api *api, struct evhttp_request *req, const struct api_params *params)
+{
+	hold_or_release(api, req, params, true);
+}
+
+void route_release(struct api *api, struct evhttp_request *req, const struct api_params *params)
+{
+	hold_or_release(api, req, params, false);
+}
+
+void route_ops(struct api *api, struct evhttp_request *req, const struct api_params *params)
+{
+	(void)params;
+	struct admin *a = admin_or_reply(api, req);
+	if (a != NULL)
+		api_reply_json(req, HTTP_OK, json_pack("{s:o}", "ops", admin_audit_list(a, 1000)));
+}
+
+void route_op(struct api *api, struct evhttp_request *req, const struct api_params *params)
+{
+	struct admin *a = admin_or_reply(api, req);
+	if (a == NULL)
+		return;
+	json_t *e = admin_audit_get(a, params->value[0]);
+	if (e == NULL)
+		api_reply_error(req, HTTP_NOTFOUND, "no such operation");
+	else
+		api_reply_json(req, HTTP_OK, e);
+}

@@ -1,0 +1,62 @@
+/* SPDX-License-Identifier: EUPL-1.2 */
+/*
+ * Queue administration state (docs/api.md#queue-administration):
+ * pauses and the audit log, kept in the store's `admin` column family so
+ * that both survive a restart, and told to the scheduler.  Holds are an
+ * attribute of each delivery row (queue_delivery_rewrite).  Every change
+ * is audited: who, from where, when, what, how many deliveries, in the log
+ * and in the audit entries (GET /ops).  Loop thread only.
+ */
+#ifndef ZMTA_ADMIN_H
+#define ZMTA_ADMIN_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <event2/event.h>
+
+struct queue;
+struct sched;
+struct admin;
+
+/* Who asked for a change: the API's principal and client address. */
+struct admin_who {
+	const char *principal; /* "apiKey", a Basic user name, or "anonymous" */
+	const char *address;
+};
+
+/* Loads the pauses and the recent audit entries (blocks: before the loop
+ * runs) and hands the pauses to the scheduler.  NULL and *err on a store
+ * error. */
+struct admin *admin_open(struct event_base *base, struct queue *q, struct sched *sched, char **err);
+void admin_free(struct admin *a);
+
+/* A new pause; `fields` {zone?, domain?, sender?, user?, until? (wall ms),
+ * reason?} checked by the caller.  Persisted (synced) before cb(arg, rc,
+ * error) runs; returns the pause as stored (a new reference). */
+typedef void (*admin_done_fn)(void *arg, int rc, const char *error);
+json_t *admin_pause(struct admin *a, json_t *fields, const struct admin_who *who, admin_done_fn cb,
+		    void *arg);
+/* Ends the pause `id` (resume); false when there is none such.  cb as above. */
+bool admin_resume(struct admin *a, const char *id, const struct admin_who *who, admin_done_fn cb,
+		  void *arg);
+/* The pauses in force, oldest first (a new reference). */
+json_t *admin_pauses(const struct admin *a);
+
+/* An audit entry for a change made elsewhere (holds, deletes): `action`,
+ * its target (consumed), how many deliveries it affected.  Persisted with
+ * the next write; returns its id. */
+const char *admin_audit(struct admin *a, const char *action, json_t *target, size_t affected,
+			const struct admin_who *who);
+/* Audit entries, newest first, at most `limit` (a new reference); one by
+ * id, or NULL. */
+json_t *admin_audit_list(const struct admin *a, size_t limit);
+json_t *admin_audit_get(const struct admin *a, const char *id);
+
+/* The administration state of this queue, once opened (for the API). */
+void queue_set_admin(struct queue *q, struct admin *a);
+struct admin *queue_admin(const struct queue *q);
+
+#endif

@@ -413,6 +413,11 @@ static void on_reload_signal(evutil_socket_t sig, short what, void *arg)
 }
 
 /* The queue tells the scheduler of every stored and every new delivery. */
+static void apply_pauses(void *arg, const struct queue_pause *pauses, size_t n)
+{
+	sched_set_pauses(arg, pauses, n);
+}
+
 static void on_stored_delivery(void *arg, const struct queue_delivery_row *row)
 {
 	sched_add(arg, row);
@@ -522,7 +527,7 @@ static int daemon_start(struct daemon *d, char **err)
 	if (d->suppressions == NULL)
 		return -1;
 	/* Before the loop runs: stored pauses hold back what they pause. */
-	d->admin = admin_open(d->base, d->queue, d->sched, err);
+	d->admin = admin_open(d->base, d->queue, apply_pauses, d->sched, err);
 	if (d->admin == NULL)
 		return -1;
 	outcome_attach(d->outcome, d->sched, d->queue);

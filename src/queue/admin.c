@@ -11,7 +11,6 @@
 #include "core/log.h"
 #include "core/xmalloc.h"
 #include "queue/queue_internal.h"
-#include "sched/sched.h"
 
 /* Audit entries kept in memory for GET /ops (all are in the store). */
 #define AUDIT_KEPT 1000
@@ -19,7 +18,8 @@
 struct admin {
 	struct event_base *base;
 	struct queue *q;
-	struct sched *sched;
+	admin_pauses_fn apply;
+	void *apply_arg;
 	json_t *pauses; /* array, oldest first */
 	json_t *audit;  /* array, oldest first, at most AUDIT_KEPT */
 	uint32_t id_tag;
@@ -66,22 +66,22 @@ static const char *str(const json_t *o, const char *k)
 	return json_string_value(json_object_get(o, k));
 }
 
-/* The scheduler's copy of the pauses, and the timer for the next end. */
+/* The pauses told (to the scheduler), and the timer for the next end. */
 static void tell_sched(struct admin *a)
 {
 	size_t n = json_array_size(a->pauses), i;
-	struct sched_pause *p = xcalloc(n ? n : 1, sizeof(*p));
+	struct queue_pause *p = xcalloc(n ? n : 1, sizeof(*p));
 	int64_t next_end = 0;
 	json_t *e;
 	json_array_foreach (a->pauses, i, e) {
-		p[i] = (struct sched_pause){str(e, "zone"), str(e, "domain"), str(e, "sender"),
+		p[i] = (struct queue_pause){str(e, "zone"), str(e, "domain"), str(e, "sender"),
 					    str(e, "user"),
 					    json_integer_value(json_object_get(e, "until"))};
 		if (p[i].until != 0 && (next_end == 0 || p[i].until < next_end))
 			next_end = p[i].until;
 	}
-	if (a->sched != NULL)
-		sched_set_pauses(a->sched, p, n);
+	if (a->apply != NULL)
+		a->apply(a->apply_arg, p, n);
 	free(p);
 	evtimer_del(a->expiry);
 	if (next_end != 0) {
@@ -238,12 +238,14 @@ static int load_row(void *arg, const char *key, size_t klen, const char *val, si
 	return 0;
 }
 
-struct admin *admin_open(struct event_base *base, struct queue *q, struct sched *sched, char **err)
+struct admin *admin_open(struct event_base *base, struct queue *q, admin_pauses_fn apply,
+			 void *apply_arg, char **err)
 {
 	struct admin *a = xcalloc(1, sizeof(*a));
 	a->base = base;
 	a->q = q;
-	a->sched = sched;
+	a->apply = apply;
+	a->apply_arg = apply_arg;
 	a->pauses = json_array();
 	a->audit = json_array();
 	if (getrandom(&a->id_tag, sizeof(a->id_tag), 0) != sizeof(a->id_tag))

@@ -18,8 +18,21 @@
 #include <event2/event.h>
 
 struct queue;
-struct sched;
 struct admin;
+
+/*
+ * A pause: deliveries that match every field given (NULL: any) are not
+ * started while it lasts: the zone, the recipient domain, the sender (an
+ * address, or a domain: the sender's domain) and the AUTH user.  `until`
+ * is wall-clock ms, 0 for no end.
+ */
+struct queue_pause {
+	const char *zone, *domain, *sender, *user;
+	int64_t until;
+};
+/* Told the pauses in force (borrowed for the call) each time they change:
+ * the scheduler (sched_set_pauses). */
+typedef void (*admin_pauses_fn)(void *arg, const struct queue_pause *pauses, size_t n);
 
 /* Who asked for a change: the API's principal and client address. */
 struct admin_who {
@@ -28,9 +41,9 @@ struct admin_who {
 };
 
 /* Loads the pauses and the recent audit entries (blocks: before the loop
- * runs) and hands the pauses to the scheduler.  NULL and *err on a store
- * error. */
-struct admin *admin_open(struct event_base *base, struct queue *q, struct sched *sched, char **err);
+ * runs) and tells `apply` the pauses.  NULL and *err on a store error. */
+struct admin *admin_open(struct event_base *base, struct queue *q, admin_pauses_fn apply,
+			 void *apply_arg, char **err);
 void admin_free(struct admin *a);
 
 /* A new pause; `fields` {zone?, domain?, sender?, user?, until? (wall ms),

@@ -61,7 +61,7 @@ struct sched {
 	struct u64map *listings; /* id → struct sched_listing in progress */
 	uint64_t next_listing;
 	struct strmap *names; /* interned senders and users: name → its copy */
-	struct sched_pause *pauses;
+	struct queue_pause *pauses;
 	size_t npauses;
 	/* due deliveries set aside, held or paused (item->stopped_pos) */
 	struct sched_item **stopped;
@@ -847,7 +847,7 @@ bool sched_item_paused(const struct sched *s, const struct sched_item *it)
 {
 	int64_t now = s->npauses > 0 ? clock_wall_ms() : 0;
 	for (size_t i = 0; i < s->npauses; i++) {
-		const struct sched_pause *p = &s->pauses[i];
+		const struct queue_pause *p = &s->pauses[i];
 		if (p->until != 0 && p->until <= now)
 			continue;
 		if (p->zone != NULL && strcmp(p->zone, sched_item_zone(it)) != 0)
@@ -919,12 +919,12 @@ static void restop(struct sched *s)
 	schedule_pump(s);
 }
 
-void sched_set_pauses(struct sched *s, const struct sched_pause *pauses, size_t n)
+void sched_set_pauses(struct sched *s, const struct queue_pause *pauses, size_t n)
 {
 	pauses_free(s);
 	s->pauses = xcalloc(n ? n : 1, sizeof(*s->pauses));
 	for (size_t i = 0; i < n; i++)
-		s->pauses[i] = (struct sched_pause){
+		s->pauses[i] = (struct queue_pause){
 		    dup_or_null(pauses[i].zone), dup_or_null(pauses[i].domain),
 		    dup_or_null(pauses[i].sender), dup_or_null(pauses[i].user), pauses[i].until};
 	s->npauses = n;

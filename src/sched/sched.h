@@ -21,6 +21,7 @@
 #include <stdint.h>
 
 #include "core/config.h"
+#include "queue/admin.h"
 #include "queue/queue.h"
 #include "zone/pool.h"
 
@@ -136,20 +137,10 @@ void sched_list_cancel(struct sched *s, uint64_t id);
 /* Makes a waiting delivery due now; false when there is none such. */
 bool sched_retry_now(struct sched *s, const char *id, unsigned seq);
 
-/*
- * A pause (queue/admin.h): deliveries that match every field given (NULL:
- * any) are not started while it lasts: the zone, the recipient domain, the
- * sender (an address, or a domain: the sender's domain) and the AUTH user.
- * `until` is wall-clock ms, 0 for no end (the owner removes expired ones).
- */
-struct sched_pause {
-	const char *zone, *domain, *sender, *user;
-	int64_t until;
-};
 /* Replaces the pauses (copied).  Due deliveries they now stop are set
  * aside; those no pause or hold stops any more become due again, and go
  * as the limits and throttles let them (no burst beyond them). */
-void sched_set_pauses(struct sched *s, const struct sched_pause *pauses, size_t n);
+void sched_set_pauses(struct sched *s, const struct queue_pause *pauses, size_t n);
 /* True when `it` matches one of the pauses. */
 bool sched_item_paused(const struct sched *s, const struct sched_item *it);
 /*

@@ -36,3 +36,9 @@ def test_the_hook_bus_and_http_client_know_no_feature():
     # They are seams: features plug into them, never the other way round.
     for folder in ("hook", "net"):
         assert calls(folder, r'#include\s+"(smtp|msg|queue|sched|mta|outcome|api)/') == [], folder
+
+
+def test_the_queue_knows_no_scheduler():
+    # The queue is below the scheduler: its administration state (pauses)
+    # reaches the scheduler through a callback the daemon wires.
+    assert calls("queue", r'#include\s+"(sched|mta|outcome)/') == []

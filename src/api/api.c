@@ -128,6 +128,7 @@ static const struct api_route routes[] = {
     {EVHTTP_REQ_POST, "/message/:id/hold", route_hold},
     {EVHTTP_REQ_POST, "/message/:id/release", route_release},
     {EVHTTP_REQ_GET, "/ops", route_ops},
+    {EVHTTP_REQ_POST, "/ops", route_op_start},
     {EVHTTP_REQ_GET, "/ops/:id", route_op},
     {EVHTTP_REQ_GET, "/blacklist", route_not_here},
     {EVHTTP_REQ_GET, "/skipdomains/:zone", route_not_here},

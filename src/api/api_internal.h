@@ -71,6 +71,7 @@ void route_hold(struct api *api, struct evhttp_request *req, const struct api_pa
 void route_release(struct api *api, struct evhttp_request *req, const struct api_params *params);
 void route_ops(struct api *api, struct evhttp_request *req, const struct api_params *params);
 void route_op(struct api *api, struct evhttp_request *req, const struct api_params *params);
+void route_op_start(struct api *api, struct evhttp_request *req, const struct api_params *params);
 void route_suppression_list(struct api *api, struct evhttp_request *req,
 			    const struct api_params *params);
 void route_suppression_add(struct api *api, struct evhttp_request *req,

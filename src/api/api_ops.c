@@ -2,8 +2,9 @@
 /*
  * Queue administration over the API (docs/api.md#queue-administration):
  * GET/POST /pauses, DELETE /pauses/:id (resume), POST /message/:id/hold
- * and /message/:id/release, GET /ops and /ops/:id (the audit log).  Each
- * change answers once it is written, and is audited with who asked.
+ * and /message/:id/release, POST /ops (flush, hold, release or delete what
+ * a filter matches, incrementally), GET /ops and /ops/:id (the audit log,
+ * with an operation's progress).  Each change is audited with who asked.
  */
 #include <ctype.h>
 #include <stdio.h>
@@ -271,4 +272,133 @@ void route_op(struct api *api, struct evhttp_request *req, const struct api_para
 		api_reply_error(req, HTTP_NOTFOUND, "no such operation");
 	else
 		api_reply_json(req, HTTP_OK, e);
+}
+
+/* An operation over what a filter matches, running on the loop. */
+enum op_action {
+	OP_FLUSH,
+	OP_HOLD,
+	OP_RELEASE,
+	OP_DELETE
+};
+static const char *const op_names[] = {"flush", "hold", "release", "delete", NULL};
+
+struct running_op {
+	struct api *api;
+	enum op_action action;
+	char id[32];
+	size_t affected;
+};
+
+static void op_visit(void *arg, struct sched_item *it)
+{
+	struct running_op *op = arg;
+	struct api *api = op->api;
+	switch (op->action) {
+	case OP_FLUSH:
+		if (it->waiting && sched_retry_now(api->sched, it->id, it->seq))
+			op->affected++;
+		break;
+	case OP_HOLD:
+	case OP_RELEASE:
+		op->affected += sched_hold(api->sched, it->id, it->seq, op->action == OP_HOLD,
+					   rewrite_row, api);
+		break;
+	case OP_DELETE: {
+		char id[QUEUE_ID_LEN + 1];
+		memcpy(id, it->id, sizeof(id)); /* `it` goes with the delete */
+		op->affected += outcome_delete(api->outcome, id, it->seq);
+		break;
+	}
+	}
+}
+
+static void op_done(void *arg, size_t scanned, size_t matched)
+{
+	struct running_op *op = arg;
+	struct admin *a = queue_admin(op->api->queue);
+	if (a != NULL)
+		admin_audit_update(
+		    a, op->id,
+		    json_pack("{s:s, s:I, s:I, s:I, s:I}", "state", "done", "scanned",
+			      (json_int_t)scanned, "matched", (json_int_t)matched, "affected",
+			      (json_int_t)op->affected, "finished", (json_int_t)clock_wall_ms()));
+	free(op);
+}
+
+void route_op_start(struct api *api, struct evhttp_request *req, const struct api_params *params)
+{
+	(void)params;
+	struct admin *a = admin_or_reply(api, req);
+	if (a == NULL)
+		return;
+	json_t *in = api_request_params(req);
+	const char *action = in ? json_string_value(json_object_get(in, "action")) : NULL;
+	int act = -1;
+	for (int i = 0; action != NULL && op_names[i] != NULL; i++)
+		if (strcmp(action, op_names[i]) == 0)
+			act = i;
+	json_t *filter = in ? json_object_get(in, "filter") : NULL;
+	char why[160] = "";
+	struct sched_filter f = {0};
+	if (in == NULL)
+		snprintf(why, sizeof(why), "the body is not a JSON object");
+	else if (act < 0)
+		snprintf(why, sizeof(why), "action must be one of flush, hold, release, delete");
+	else if (!json_is_object(filter) || json_object_size(filter) == 0)
+		snprintf(why, sizeof(why),
+			 "a filter is needed (zone, domain, sender, user, status, "
+			 "olderThan)");
+	if (why[0] == '\0') {
+		const char *key;
+		json_t *v;
+		json_object_foreach (filter, key, v) {
+			const char *sv = json_string_value(v);
+			uint64_t ms;
+			if (sv == NULL || *sv == '\0')
+				snprintf(why, sizeof(why), "filter.%.40s must be a string", key);
+			else if (strcmp(key, "zone") == 0 && config_zone(api->cfg, sv) == NULL)
+				snprintf(why, sizeof(why), "no such zone: %.60s", sv);
+			else if (strcmp(key, "zone") == 0)
+				f.zone = sv;
+			else if (strcmp(key, "domain") == 0)
+				f.domain = sv;
+			else if (strcmp(key, "sender") == 0)
+				f.sender = sv[0] == '@' ? sv + 1 : sv;
+			else if (strcmp(key, "user") == 0)
+				f.user = sv;
+			else if (strcmp(key, "status") == 0 && strcmp(sv, "queued") == 0)
+				f.status = SCHED_QUEUED;
+			else if (strcmp(key, "status") == 0 && strcmp(sv, "deferred") == 0)
+				f.status = SCHED_DEFERRED;
+			else if (strcmp(key, "status") == 0 && strcmp(sv, "held") == 0)
+				f.status = SCHED_HELD;
+			else if (strcmp(key, "olderThan") == 0 && config_parse_duration(sv, &ms))
+				f.created_before = clock_wall_ms() - (int64_t)ms;
+			else
+				snprintf(why, sizeof(why),
+					 "filter.%.40s: '%.40s' is not understood", key, sv);
+			if (why[0] != '\0')
+				break;
+		}
+	}
+	if (why[0] != '\0') {
+		json_decref(in);
+		api_reply_error(req, HTTP_BADREQUEST, why);
+		return;
+	}
+	struct admin_who who;
+	char addr[64];
+	who_of(api, req, &who, addr, sizeof(addr));
+	struct running_op *op = xcalloc(1, sizeof(*op));
+	op->api = api;
+	op->action = (enum op_action)act;
+	snprintf(op->id, sizeof(op->id), "%s",
+		 admin_audit(a, op_names[act], json_deep_copy(filter), 0, &who));
+	admin_audit_update(a, op->id, json_pack("{s:s}", "state", "running"));
+	/* The filter's strings are copied by the walk before `in` goes. */
+	sched_walk(api->sched, &f, op_visit, op_done, op);
+	json_t *entry = admin_audit_get(a, op->id);
+	json_decref(in);
+	api_reply_json(req, 202, json_pack("{s:b, s:o}", "success", 1, "op", entry));
 }

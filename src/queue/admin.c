@@ -121,6 +121,20 @@ const char *admin_audit(struct admin *a, const char *action, json_t *target, siz
 	return a->last_id;
 }
 
+void admin_audit_update(struct admin *a, const char *id, json_t *fields)
+{
+	size_t i;
+	json_t *e;
+	json_array_foreach (a->audit, i, e) {
+		if (strcmp(str(e, "id"), id) != 0)
+			continue;
+		json_object_update(e, fields);
+		write_row(a, "op", id, e, NULL, NULL);
+		break;
+	}
+	json_decref(fields);
+}
+
 json_t *admin_pause(struct admin *a, json_t *fields, const struct admin_who *who, admin_done_fn cb,
 		    void *arg)
 {

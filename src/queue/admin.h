@@ -63,6 +63,9 @@ json_t *admin_pauses(const struct admin *a);
  * the next write; returns its id. */
 const char *admin_audit(struct admin *a, const char *action, json_t *target, size_t affected,
 			const struct admin_who *who);
+/* Sets members of audit entry `id` (fields consumed: an operation's
+ * state, scanned, affected) and writes it again. */
+void admin_audit_update(struct admin *a, const char *id, json_t *fields);
 /* Audit entries, newest first, at most `limit` (a new reference); one by
  * id, or NULL. */
 json_t *admin_audit_list(const struct admin *a, size_t limit);

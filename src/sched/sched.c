@@ -61,6 +61,7 @@ struct sched {
 	struct u64map *listings; /* id → struct sched_listing in progress */
 	uint64_t next_listing;
 	struct strmap *names; /* interned senders and users: name → its copy */
+	struct u64map *walks; /* id → struct sched_walk in progress */
 	struct queue_pause *pauses;
 	size_t npauses;
 	/* due deliveries set aside, held or paused (item->stopped_pos) */
@@ -579,6 +580,7 @@ struct sched *sched_new(struct event_base *base, const struct config *cfg, sched
 	s->items = strmap_new();
 	s->listings = u64map_new();
 	s->names = strmap_new();
+	s->walks = u64map_new();
 	s->timer = evtimer_new(base, on_timer, s);
 	s->pump_ev = event_new(base, -1, 0, on_pump, s);
 	return s;
@@ -967,6 +969,140 @@ bool sched_has_message(const struct sched *s, const char *id)
 	return false;
 }
 
+/* --- operations over many deliveries --- */
+
+/* Deliveries a walk acts on per loop pass (and index entries it looks at). */
+#define WALK_STEP 1024
+
+struct sched_walk {
+	struct sched *s;
+	uint64_t id;
+	struct queue_pause match; /* zone, domain, sender, user (owned) */
+	enum sched_status status;
+	int64_t created_before;
+	char **zones; /* the zones to walk, by name */
+	size_t nzones, zone;
+	char cursor[QUEUE_ID_LEN + 1];
+	unsigned cursor_seq;
+	size_t scanned, matched;
+	struct event *step_ev;
+	sched_visit_fn visit;
+	sched_walk_done_fn done;
+	void *arg;
+};
+
+static bool walk_matches(const struct sched_walk *w, const struct sched_item *it)
+{
+	const struct queue_pause *p = &w->match;
+	if (p->domain != NULL && strcasecmp(p->domain, it->dom->name) != 0)
+		return false;
+	if (p->user != NULL && (it->user == NULL || strcmp(p->user, it->user) != 0))
+		return false;
+	if (p->sender != NULL && !sender_matches(p->sender, it->from))
+		return false;
+	if (w->created_before != 0 && it->created >= w->created_before)
+		return false;
+	switch (w->status) {
+	case SCHED_ANY:
+		return true;
+	case SCHED_QUEUED:
+		return !it->deferred && !it->held;
+	case SCHED_DEFERRED:
+		return it->deferred && !it->held;
+	case SCHED_HELD:
+		return it->held;
+	}
+	return false;
+}
+
+static void walk_free(struct sched_walk *w)
+{
+	u64map_remove(w->s->walks, w->id);
+	event_free(w->step_ev);
+	free((char *)w->match.domain);
+	free((char *)w->match.sender);
+	free((char *)w->match.user);
+	for (size_t i = 0; i < w->nzones; i++)
+		free(w->zones[i]);
+	free(w->zones);
+	free(w);
+}
+
+static void walk_step(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	struct sched_walk *w = arg;
+	struct sched_item *found[WALK_STEP];
+	size_t nfound = 0, seen = 0;
+	while (w->zone < w->nzones && nfound < WALK_STEP && seen < WALK_STEP) {
+		struct sched_zone *z = zone_get(w->s, w->zones[w->zone]);
+		size_t i = z != NULL ? index_after(z, w->cursor, w->cursor_seq) : 0;
+		for (; z != NULL && i < z->n_index && nfound < WALK_STEP && seen < WALK_STEP; i++) {
+			struct sched_item *it = z->index[i];
+			if (it == NULL)
+				continue;
+			seen++;
+			memcpy(w->cursor, it->id, sizeof(w->cursor));
+			w->cursor_seq = it->seq;
+			if (walk_matches(w, it))
+				found[nfound++] = it;
+		}
+		if (z == NULL || i >= z->n_index) {
+			w->zone++; /* this zone is done: the next from its start */
+			w->cursor[0] = '\0';
+			w->cursor_seq = 0;
+		}
+	}
+	w->scanned += seen;
+	w->matched += nfound;
+	/* Collected first, acted on after: a visit may change the index. */
+	for (size_t i = 0; i < nfound; i++)
+		w->visit(w->arg, found[i]);
+	if (w->zone < w->nzones) {
+		event_active(w->step_ev, EV_TIMEOUT, 0);
+		return;
+	}
+	sched_walk_done_fn done = w->done;
+	void *done_arg = w->arg;
+	size_t scanned = w->scanned, matched = w->matched;
+	walk_free(w);
+	done(done_arg, scanned, matched);
+}
+
+uint64_t sched_walk(struct sched *s, const struct sched_filter *f, sched_visit_fn visit,
+		    sched_walk_done_fn done, void *arg)
+{
+	struct sched_walk *w = xcalloc(1, sizeof(*w));
+	w->s = s;
+	w->id = ++s->next_listing;
+	w->match = (struct queue_pause){NULL, dup_or_null(f->domain), dup_or_null(f->sender),
+					dup_or_null(f->user), 0};
+	w->status = f->status;
+	w->created_before = f->created_before;
+	w->zones = xcalloc(strmap_count(s->zones) + 1, sizeof(char *));
+	size_t pos = 0;
+	const char *name;
+	void *v;
+	while (strmap_next(s->zones, &pos, &name, &v))
+		if (f->zone == NULL || strcmp(f->zone, name) == 0)
+			w->zones[w->nzones++] = xstrdup(name);
+	w->visit = visit;
+	w->done = done;
+	w->arg = arg;
+	w->step_ev = event_new(s->base, -1, 0, walk_step, w);
+	u64map_put(s->walks, w->id, w);
+	event_active(w->step_ev, EV_TIMEOUT, 0);
+	return w->id;
+}
+
+void sched_walk_cancel(struct sched *s, uint64_t id)
+{
+	struct sched_walk *w = id ? u64map_get(s->walks, id) : NULL;
+	if (w != NULL)
+		walk_free(w);
+}
+
 /* --- listings --- */
 
 /* Index entries a listing looks at per loop pass (well under a ms). */
@@ -1160,6 +1296,14 @@ void sched_free(struct sched *s)
 		sched_list_cancel(s, id);
 	}
 	u64map_free(s->listings);
+	while (u64map_count(s->walks) > 0) {
+		size_t wpos = 0;
+		uint64_t wid;
+		void *wv;
+		u64map_next(s->walks, &wpos, &wid, &wv);
+		sched_walk_cancel(s, wid);
+	}
+	u64map_free(s->walks);
 	event_free(s->timer);
 	event_free(s->pump_ev);
 	free(s);

@@ -152,6 +152,32 @@ bool sched_item_paused(const struct sched *s, const struct sched_item *it);
 size_t sched_hold(struct sched *s, const char *id, unsigned seq, bool held,
 		  void (*changed)(void *arg, const struct sched_item *it), void *arg);
 
+/* Which deliveries an operation acts on: every field given (NULL, 0:
+ * any) must match; sender as a pause's. */
+enum sched_status {
+	SCHED_ANY,
+	SCHED_QUEUED,
+	SCHED_DEFERRED,
+	SCHED_HELD
+};
+struct sched_filter {
+	const char *zone, *domain, *sender, *user;
+	enum sched_status status;
+	int64_t created_before; /* wall-clock ms; 0: any age */
+};
+/*
+ * Visits the deliveries matching `f` (copied), zone by zone in queue
+ * order, a bounded number per loop pass, so that a million never hold the
+ * loop: visit(arg, it) may change or remove `it` (that one only), then
+ * done(arg, scanned, matched) once, later.  Returns an id for
+ * sched_walk_cancel.
+ */
+typedef void (*sched_visit_fn)(void *arg, struct sched_item *it);
+typedef void (*sched_walk_done_fn)(void *arg, size_t scanned, size_t matched);
+uint64_t sched_walk(struct sched *s, const struct sched_filter *f, sched_visit_fn visit,
+		    sched_walk_done_fn done, void *arg);
+void sched_walk_cancel(struct sched *s, uint64_t id);
+
 /* True when message `id` has a delivery in the schedule. */
 bool sched_has_message(const struct sched *s, const char *id);
 

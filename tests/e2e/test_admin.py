@@ -148,3 +148,47 @@ def test_unknown_ids_and_the_api_key_principal(zmta):
     assert call(d, "POST", "/pauses", {"zone": "default"})[0] == 401
     status, body = call(d, "POST", "/pauses", {"zone": "default"}, headers=key)
     assert status == 200 and body["pause"]["by"]["principal"] == "apiKey"
+
+
+def run_op(d, action, **flt):
+    status, body = call(d, "POST", "/ops", {"action": action, "filter": flt})
+    assert status == 202, body
+    op = body["op"]
+    assert op["action"] == action and op["target"] == flt
+
+    def done():
+        return call(d, "GET", f"/ops/{op['id']}")[1].get("state") == "done"
+    wait_until(done, 15, what=f"operation {action}")
+    return call(d, "GET", f"/ops/{op['id']}")[1]
+
+
+def test_operations_by_filter_hold_release_delete(zmta):
+    d = zmta()  # zone default disabled: everything waits
+    for i in range(3):
+        submit(d, MSG, sender=f"s{i}@tenant.test", rcpts=("a@example.test", "b@example.test"))
+    other = submit(d, MSG, sender="x@other.test")
+    op = run_op(d, "hold", sender="tenant.test")
+    assert (op["matched"], op["affected"]) == (6, 6) and op["scanned"] == 7
+    listed = call(d, "GET", "/queued/queued/default")[1]["list"]
+    assert sum(1 for r in listed if r.get("held")) == 6
+    assert run_op(d, "release", sender="tenant.test", domain="example.test")["affected"] == 6
+    run_op(d, "hold", sender="tenant.test")
+    deleted = run_op(d, "delete", status="held")
+    assert deleted["affected"] == 6
+    listed = call(d, "GET", "/queued/queued/default")[1]["list"]
+    assert [r["id"] for r in listed] == [other]
+    assert run_op(d, "flush", zone="default")["matched"] == 1
+    assert [o["action"] for o in call(d, "GET", "/ops")[1]["ops"][:5]] == \
+        ["flush", "delete", "hold", "release", "hold"]
+
+
+@pytest.mark.parametrize("body, error", [
+    ({"action": "explode", "filter": {"zone": "default"}}, "action must be one of"),
+    ({"action": "hold"}, "a filter is needed"),
+    ({"action": "hold", "filter": {"zone": "nope"}}, "no such zone: nope"),
+    ({"action": "hold", "filter": {"status": "sleeping"}}, "filter.status: 'sleeping'"),
+])
+def test_bad_operations_are_refused(zmta, body, error):
+    d = zmta()
+    status, reply = call(d, "POST", "/ops", body)
+    assert status == 400 and reply["error"].startswith(error), reply

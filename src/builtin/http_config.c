@@ -96,11 +96,7 @@ static void answer_unref(struct answer *a)
 
 static bool interface_wanted(const struct http_config_config *hc, const char *iface)
 {
-	for (size_t i = 0; i < hc->n_interfaces; i++)
-		if (strcmp(hc->interfaces[i], "*") == 0 ||
-		    (iface != NULL && strcmp(hc->interfaces[i], iface) == 0))
-			return true;
-	return false;
+	return config_interface_listed(hc->interfaces, hc->n_interfaces, iface);
 }
 
 /* ZoneMTA's request fields (and the interface), form-encoded: also the

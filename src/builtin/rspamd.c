@@ -38,11 +38,7 @@ struct check {
 
 static bool wanted(const struct rspamd_config *rc, const struct hook_ctx *ctx)
 {
-	bool iface = false;
-	for (size_t i = 0; i < rc->n_interfaces && !iface; i++)
-		iface = strcmp(rc->interfaces[i], "*") == 0 ||
-			(ctx->interface != NULL && strcmp(rc->interfaces[i], ctx->interface) == 0);
-	if (!iface)
+	if (!config_interface_listed(rc->interfaces, rc->n_interfaces, ctx->interface))
 		return false;
 	if (rc->skip_authenticated && ctx->user != NULL)
 		return false;

@@ -392,6 +392,10 @@ void config_free(struct config *cfg);
 
 /* The zone called `name` (case-insensitive), or NULL. */
 const struct zone_config *config_zone(const struct config *cfg, const char *name);
+/* True when `iface` is in an option's list of interfaces, or the list
+ * has "*" (rspamd.interfaces, httpConfig.interfaces). */
+bool config_interface_listed(char *const *list, size_t n, const char *iface);
+
 /* The usable dkim.keys entry for exactly `domain` (lower case), or NULL. */
 const struct dkim_key_config *config_dkim_key(const struct config *cfg, const char *domain);
 /* The template for kind and the original's Content-Language (NULL: none):

@@ -18,6 +18,14 @@ const char *const rspamd_action_names[RSPAMD_ACT_COUNT] = {
     "reject", "soft reject", "greylist", "rewrite subject", "add header", "no action",
 };
 
+bool config_interface_listed(char *const *list, size_t n, const char *iface)
+{
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(list[i], "*") == 0 || (iface != NULL && strcmp(list[i], iface) == 0))
+			return true;
+	return false;
+}
+
 void free_socks_proxy(struct socks_proxy *p)
 {
 	if (p == NULL)

@@ -845,22 +845,23 @@ static bool sender_matches(const char *rule, const char *from)
 	return at != NULL && strcasecmp(at + 1, rule) == 0;
 }
 
+/* Whether `it` matches every field of `p` given (pauses and operations
+ * alike; `until` is the caller's). */
+static bool pause_matches(const struct queue_pause *p, const struct sched_item *it)
+{
+	return (p->zone == NULL || strcmp(p->zone, sched_item_zone(it)) == 0) &&
+	       (p->domain == NULL || strcasecmp(p->domain, it->dom->name) == 0) &&
+	       (p->user == NULL || (it->user != NULL && strcmp(p->user, it->user) == 0)) &&
+	       (p->sender == NULL || sender_matches(p->sender, it->from));
+}
+
 bool sched_item_paused(const struct sched *s, const struct sched_item *it)
 {
 	int64_t now = s->npauses > 0 ? clock_wall_ms() : 0;
 	for (size_t i = 0; i < s->npauses; i++) {
 		const struct queue_pause *p = &s->pauses[i];
-		if (p->until != 0 && p->until <= now)
-			continue;
-		if (p->zone != NULL && strcmp(p->zone, sched_item_zone(it)) != 0)
-			continue;
-		if (p->domain != NULL && strcasecmp(p->domain, it->dom->name) != 0)
-			continue;
-		if (p->user != NULL && (it->user == NULL || strcmp(p->user, it->user) != 0))
-			continue;
-		if (p->sender != NULL && !sender_matches(p->sender, it->from))
-			continue;
-		return true;
+		if ((p->until == 0 || p->until > now) && pause_matches(p, it))
+			return true;
 	}
 	return false;
 }
@@ -977,7 +978,7 @@ bool sched_has_message(const struct sched *s, const char *id)
 struct sched_walk {
 	struct sched *s;
 	uint64_t id;
-	struct queue_pause match; /* zone, domain, sender, user (owned) */
+	struct queue_pause match; /* domain, sender, user (owned); zones below */
 	enum sched_status status;
 	int64_t created_before;
 	char **zones; /* the zones to walk, by name */
@@ -993,12 +994,7 @@ struct sched_walk {
 
 static bool walk_matches(const struct sched_walk *w, const struct sched_item *it)
 {
-	const struct queue_pause *p = &w->match;
-	if (p->domain != NULL && strcasecmp(p->domain, it->dom->name) != 0)
-		return false;
-	if (p->user != NULL && (it->user == NULL || strcmp(p->user, it->user) != 0))
-		return false;
-	if (p->sender != NULL && !sender_matches(p->sender, it->from))
+	if (!pause_matches(&w->match, it))
 		return false;
 	if (w->created_before != 0 && it->created >= w->created_before)
 		return false;

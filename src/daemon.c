@@ -418,6 +418,24 @@ static void apply_pauses(void *arg, const struct queue_pause *pauses, size_t n)
 	sched_set_pauses(arg, pauses, n);
 }
 
+/* Held or paused deliveries past queue.maxQueueTime bounce as expired,
+ * one notice per message. */
+static void expire_held(void *arg, struct sched_item **items, size_t n)
+{
+	struct outcome *o = arg;
+	char(*ids)[QUEUE_ID_LEN + 1] = xcalloc(n, sizeof(*ids));
+	size_t nids = 0;
+	for (size_t i = 0; i < n; i++) {
+		char id[QUEUE_ID_LEN + 1];
+		memcpy(id, items[i]->id, sizeof(id)); /* the item may go */
+		if (outcome_expire(o, items[i]) && (nids == 0 || strcmp(ids[nids - 1], id) != 0))
+			memcpy(ids[nids++], id, sizeof(id));
+	}
+	for (size_t i = 0; i < nids; i++)
+		outcome_batch_end(o, ids[i]);
+	free(ids);
+}
+
 static void on_stored_delivery(void *arg, const struct queue_delivery_row *row)
 {
 	sched_add(arg, row);
@@ -446,6 +464,7 @@ static int delivery_setup(struct daemon *d, char **err)
 	d->outcome = outcome_new(cfg, d->rules);
 	d->mta = mta_new(d->base, cfg, d->dns, d->outcome, d->cpu);
 	d->sched = sched_new(d->base, cfg, mta_start, d->mta);
+	sched_on_expiry(d->sched, expire_held, d->outcome);
 	return 0;
 }
 
@@ -527,7 +546,7 @@ static int daemon_start(struct daemon *d, char **err)
 	if (d->suppressions == NULL)
 		return -1;
 	/* Before the loop runs: stored pauses hold back what they pause. */
-	d->admin = admin_open(d->base, d->queue, apply_pauses, d->sched, err);
+	d->admin = admin_open(d->base, d->queue, d->cfg, apply_pauses, d->sched, err);
 	if (d->admin == NULL)
 		return -1;
 	outcome_attach(d->outcome, d->sched, d->queue);

@@ -514,6 +514,7 @@ void api_free(struct api *api)
 		return;
 	if (api->http != NULL)
 		evhttp_free(api->http); /* closing connections frees their sendings */
+	api_ops_free(api);
 	u64map_free(api->sendings);
 	u64map_free(api->conns);
 	json_decref(api->reported_bounces);

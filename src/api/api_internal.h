@@ -25,8 +25,9 @@ struct api {
 	struct u64map *conns;      /* evhttp_connection -> struct api_conn */
 	int64_t refused_logged_ms; /* the last "too many connections" line */
 
-	json_t *reported_bounces; /* POST /report-bounce, newest first */
-	struct timespec started;  /* CLOCK_MONOTONIC */
+	json_t *reported_bounces;   /* POST /report-bounce, newest first */
+	struct running_op *running; /* POST /ops in progress (api_ops.c) */
+	struct timespec started;    /* CLOCK_MONOTONIC */
 	time_t started_wall;
 };
 
@@ -72,6 +73,8 @@ void route_release(struct api *api, struct evhttp_request *req, const struct api
 void route_ops(struct api *api, struct evhttp_request *req, const struct api_params *params);
 void route_op(struct api *api, struct evhttp_request *req, const struct api_params *params);
 void route_op_start(struct api *api, struct evhttp_request *req, const struct api_params *params);
+/* Stops the operations in progress (the API goes). */
+void api_ops_free(struct api *api);
 void route_suppression_list(struct api *api, struct evhttp_request *req,
 			    const struct api_params *params);
 void route_suppression_add(struct api *api, struct evhttp_request *req,

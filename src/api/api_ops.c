@@ -18,6 +18,7 @@
 #include "api/api_internal.h"
 #include "core/clock.h"
 #include "core/xmalloc.h"
+#include "msg/header.h"
 #include "outcome/outcome.h"
 #include "queue/admin.h"
 #include "sched/sched.h"
@@ -262,38 +263,83 @@ void route_ops(struct api *api, struct evhttp_request *req, const struct api_par
 		api_reply_json(req, HTTP_OK, json_pack("{s:o}", "ops", admin_audit_list(a, 1000)));
 }
 
-void route_op(struct api *api, struct evhttp_request *req, const struct api_params *params)
-{
-	struct admin *a = admin_or_reply(api, req);
-	if (a == NULL)
-		return;
-	json_t *e = admin_audit_get(a, params->value[0]);
-	if (e == NULL)
-		api_reply_error(req, HTTP_NOTFOUND, "no such operation");
-	else
-		api_reply_json(req, HTTP_OK, e);
-}
+/* --- operations over what a filter matches, running on the loop --- */
 
-/* An operation over what a filter matches, running on the loop. */
 enum op_action {
 	OP_FLUSH,
 	OP_HOLD,
 	OP_RELEASE,
-	OP_DELETE
+	OP_BOUNCE,
+	OP_DELETE,
+	OP_REBIND
 };
-static const char *const op_names[] = {"flush", "hold", "release", "delete", NULL};
+static const char *const op_names[] = {"flush",  "hold",   "release", "bounce",
+				       "delete", "rebind", NULL};
+
+/* A delivery a walk matched, kept until its message's headers are read. */
+struct candidate {
+	char id[QUEUE_ID_LEN + 1];
+	unsigned seq;
+};
 
 struct running_op {
 	struct api *api;
+	struct running_op *prev, *next; /* api->running */
 	enum op_action action;
 	char id[32];
-	size_t affected;
+	char *zone;   /* rebind: where to */
+	char *reason; /* bounce: told in the DSN */
+	uint64_t walk;
+	/* filters on the message's headers (messageId, header): read per
+	 * message once the walk has collected the candidates */
+	char *message_id, *header_name, *header_value;
+	struct candidate *cand;
+	size_t ncand, cand_cap, next_cand;
+	uint64_t read_req;
+	char last_bounced[QUEUE_ID_LEN + 1]; /* its notice goes when the next starts */
+	size_t scanned, matched, affected;
 };
 
-static void op_visit(void *arg, struct sched_item *it)
+static bool needs_headers(const struct running_op *op)
 {
-	struct running_op *op = arg;
+	return op->message_id != NULL || op->header_name != NULL;
+}
+
+static void op_free_fields(struct running_op *op)
+{
+	free(op->zone);
+	free(op->reason);
+	free(op->message_id);
+	free(op->header_name);
+	free(op->header_value);
+	free(op->cand);
+	free(op);
+}
+
+static void op_free(struct running_op *op)
+{
+	*(op->prev ? &op->prev->next : &op->api->running) = op->next;
+	if (op->next)
+		op->next->prev = op->prev;
+	op_free_fields(op);
+}
+
+/* A bounced message's notice goes once none of its deliveries is left to
+ * visit (they come in queue order). */
+static void bounce_batch_end(struct running_op *op, const char *next_id)
+{
+	if (op->last_bounced[0] == '\0' ||
+	    (next_id != NULL && strcmp(op->last_bounced, next_id) == 0))
+		return;
+	outcome_batch_end(op->api->outcome, op->last_bounced);
+	op->last_bounced[0] = '\0';
+}
+
+static void act(struct running_op *op, struct sched_item *it)
+{
 	struct api *api = op->api;
+	char id[QUEUE_ID_LEN + 1];
+	memcpy(id, it->id, sizeof(id)); /* `it` may go */
 	switch (op->action) {
 	case OP_FLUSH:
 		if (it->waiting && sched_retry_now(api->sched, it->id, it->seq))
@@ -304,26 +350,211 @@ static void op_visit(void *arg, struct sched_item *it)
 		op->affected += sched_hold(api->sched, it->id, it->seq, op->action == OP_HOLD,
 					   rewrite_row, api);
 		break;
-	case OP_DELETE: {
-		char id[QUEUE_ID_LEN + 1];
-		memcpy(id, it->id, sizeof(id)); /* `it` goes with the delete */
+	case OP_BOUNCE:
+		bounce_batch_end(op, id);
+		if (outcome_bounce(api->outcome, it, op->reason)) {
+			op->affected++;
+			memcpy(op->last_bounced, id, sizeof(id));
+		}
+		break;
+	case OP_DELETE:
 		op->affected += outcome_delete(api->outcome, id, it->seq);
 		break;
-	}
+	case OP_REBIND:
+		op->affected += outcome_rebind(api->outcome, it, op->zone);
+		break;
 	}
 }
 
-static void op_done(void *arg, size_t scanned, size_t matched)
+static void op_visit(void *arg, struct sched_item *it)
 {
 	struct running_op *op = arg;
+	if (!needs_headers(op)) {
+		op->matched++;
+		act(op, it);
+		return;
+	}
+	/* matched when its headers do */
+	op->cand = xreallocarray_grow(op->cand, &op->cand_cap, op->ncand + 1, sizeof(*op->cand));
+	memcpy(op->cand[op->ncand].id, it->id, sizeof(it->id));
+	op->cand[op->ncand++].seq = it->seq;
+}
+
+static void op_finish(struct running_op *op)
+{
+	bounce_batch_end(op, NULL);
 	struct admin *a = queue_admin(op->api->queue);
 	if (a != NULL)
-		admin_audit_update(
-		    a, op->id,
-		    json_pack("{s:s, s:I, s:I, s:I, s:I}", "state", "done", "scanned",
-			      (json_int_t)scanned, "matched", (json_int_t)matched, "affected",
-			      (json_int_t)op->affected, "finished", (json_int_t)clock_wall_ms()));
-	free(op);
+		admin_audit_update(a, op->id,
+				   json_pack("{s:s, s:I, s:I, s:I, s:I}", "state", "done",
+					     "scanned", (json_int_t)op->scanned, "matched",
+					     (json_int_t)op->matched, "affected",
+					     (json_int_t)op->affected, "finished",
+					     (json_int_t)clock_wall_ms()));
+	op_free(op);
+}
+
+/* Whether a stored metadata row (JSON, NUL, the header block) matches
+ * the operation's header filters. */
+static bool headers_match(const struct running_op *op, const char *data, size_t len)
+{
+	size_t jlen = strnlen(data, len);
+	bool ok = true;
+	if (op->message_id != NULL) {
+		json_t *meta = json_loadb(data, jlen, 0, NULL);
+		const char *mid = json_string_value(json_object_get(meta, "messageId"));
+		size_t n = mid ? strlen(mid) : 0;
+		if (n >= 2 && mid[0] == '<' && mid[n - 1] == '>')
+			mid++, n -= 2;
+		ok = mid != NULL && n == strlen(op->message_id) &&
+		     strncmp(mid, op->message_id, n) == 0;
+		json_decref(meta);
+	}
+	if (ok && op->header_name != NULL) {
+		struct header_list h = {0};
+		if (jlen < len)
+			header_list_parse(&h, data + jlen + 1, len - jlen - 1);
+		ok = false;
+		for (size_t i = 0; i < h.count && !ok; i++)
+			ok = strcmp(h.items[i].key, op->header_name) == 0 &&
+			     (op->header_value == NULL ||
+			      strcmp(h.items[i].value, op->header_value) == 0);
+		header_list_clear(&h);
+	}
+	return ok;
+}
+
+static void read_next(struct running_op *op);
+
+static void meta_read(void *arg, int rc, const char *data, size_t len)
+{
+	struct running_op *op = arg;
+	op->read_req = 0;
+	struct candidate *c = &op->cand[op->next_cand];
+	bool match = rc == 1 && headers_match(op, data, len);
+	while (op->next_cand < op->ncand && strcmp(op->cand[op->next_cand].id, c->id) == 0) {
+		struct sched_item *it = sched_item_get(op->api->sched, c->id,
+						       op->cand[op->next_cand].seq);
+		op->next_cand++;
+		if (match && it != NULL) {
+			op->matched++;
+			act(op, it);
+		}
+	}
+	read_next(op);
+}
+
+/* One message's metadata read at a time: the store reader serves the
+ * deliveries meanwhile. */
+static void read_next(struct running_op *op)
+{
+	if (op->next_cand >= op->ncand) {
+		op_finish(op);
+		return;
+	}
+	char *key = xstrndup(op->cand[op->next_cand].id, QUEUE_ID_LEN);
+	op->read_req = queue_row_get(op->api->queue, STORE_CF_META, key, meta_read, op);
+	free(key);
+}
+
+static void op_walked(void *arg, size_t scanned, size_t matched)
+{
+	(void)matched;
+	struct running_op *op = arg;
+	op->walk = 0;
+	op->scanned = scanned;
+	if (needs_headers(op))
+		read_next(op);
+	else
+		op_finish(op);
+}
+
+void api_ops_free(struct api *api)
+{
+	while (api->running != NULL) {
+		struct running_op *op = api->running;
+		sched_walk_cancel(api->sched, op->walk);
+		if (op->read_req != 0)
+			queue_request_cancel(api->queue, op->read_req);
+		op_free(op);
+	}
+}
+
+/* An operation's audit entry, with its progress while it runs. */
+static json_t *op_entry(struct api *api, const char *id)
+{
+	json_t *e = admin_audit_get(queue_admin(api->queue), id);
+	for (const struct running_op *op = api->running; op != NULL && e != NULL; op = op->next) {
+		if (strcmp(op->id, id) != 0)
+			continue;
+		size_t scanned = op->walk ? sched_walk_scanned(api->sched, op->walk) : op->scanned;
+		json_object_set_new(e, "scanned", json_integer((json_int_t)scanned));
+		json_object_set_new(e, "matched", json_integer((json_int_t)op->matched));
+		json_object_set_new(e, "affected", json_integer((json_int_t)op->affected));
+	}
+	return e;
+}
+
+void route_op(struct api *api, struct evhttp_request *req, const struct api_params *params)
+{
+	if (admin_or_reply(api, req) == NULL)
+		return;
+	json_t *e = op_entry(api, params->value[0]);
+	if (e == NULL)
+		api_reply_error(req, HTTP_NOTFOUND, "no such operation");
+	else
+		api_reply_json(req, HTTP_OK, e);
+}
+
+/* Reads `filter` into f and op; a reason (into why) when it is wrong. */
+static void parse_filter(struct api *api, json_t *filter, struct sched_filter *f,
+			 struct running_op *op, char *why, size_t whylen)
+{
+	const char *key;
+	json_t *v;
+	json_object_foreach (filter, key, v) {
+		const char *sv = json_string_value(v);
+		uint64_t ms;
+		if (sv == NULL || *sv == '\0' || strlen(sv) > 998)
+			snprintf(why, whylen, "filter.%.40s must be a string of 1 to 998 bytes",
+				 key);
+		else if (strcmp(key, "zone") == 0 && config_zone(api->cfg, sv) == NULL)
+			snprintf(why, whylen, "no such zone: %.60s", sv);
+		else if (strcmp(key, "zone") == 0)
+			f->zone = sv;
+		else if (strcmp(key, "domain") == 0)
+			f->domain = sv;
+		else if (strcmp(key, "sender") == 0)
+			f->sender = sv[0] == '@' ? sv + 1 : sv;
+		else if (strcmp(key, "user") == 0)
+			f->user = sv;
+		else if (strcmp(key, "status") == 0 && strcmp(sv, "queued") == 0)
+			f->status = SCHED_QUEUED;
+		else if (strcmp(key, "status") == 0 && strcmp(sv, "deferred") == 0)
+			f->status = SCHED_DEFERRED;
+		else if (strcmp(key, "status") == 0 && strcmp(sv, "held") == 0)
+			f->status = SCHED_HELD;
+		else if (strcmp(key, "olderThan") == 0 && config_parse_duration(sv, &ms))
+			f->created_before = clock_wall_ms() - (int64_t)ms;
+		else if (strcmp(key, "messageId") == 0) {
+			size_t n = strlen(sv);
+			bool angle = n >= 2 && sv[0] == '<' && sv[n - 1] == '>';
+			op->message_id = xstrndup(sv + angle, n - 2 * angle);
+		} else if (strcmp(key, "header") == 0 && strchr(sv, ':') != NULL &&
+			   strchr(sv, ':') != sv) {
+			/* "Name: value" (the unfolded value, exactly), or "Name:" */
+			const char *colon = strchr(sv, ':'), *val = colon + 1;
+			op->header_name = xstrndup(sv, (size_t)(colon - sv));
+			for (char *p = op->header_name; *p; p++)
+				*p = (char)tolower((unsigned char)*p);
+			while (*val == ' ' || *val == '\t')
+				val++;
+			op->header_value = *val ? xstrdup(val) : NULL;
+		} else
+			snprintf(why, whylen, "filter.%.40s: '%.40s' is not understood", key, sv);
+		if (why[0] != '\0')
+			return;
+	}
 }
 
 void route_op_start(struct api *api, struct evhttp_request *req, const struct api_params *params)
@@ -334,71 +565,58 @@ void route_op_start(struct api *api, struct evhttp_request *req, const struct ap
 		return;
 	json_t *in = api_request_params(req);
 	const char *action = in ? json_string_value(json_object_get(in, "action")) : NULL;
-	int act = -1;
+	int act_no = -1;
 	for (int i = 0; action != NULL && op_names[i] != NULL; i++)
 		if (strcmp(action, op_names[i]) == 0)
-			act = i;
+			act_no = i;
 	json_t *filter = in ? json_object_get(in, "filter") : NULL;
+	const char *zone = in ? json_string_value(json_object_get(in, "zone")) : NULL;
+	const char *reason = in ? json_string_value(json_object_get(in, "reason")) : NULL;
 	char why[160] = "";
 	struct sched_filter f = {0};
+	struct running_op *op = xcalloc(1, sizeof(*op));
+	op->api = api;
 	if (in == NULL)
 		snprintf(why, sizeof(why), "the body is not a JSON object");
-	else if (act < 0)
-		snprintf(why, sizeof(why), "action must be one of flush, hold, release, delete");
+	else if (act_no < 0)
+		snprintf(why, sizeof(why),
+			 "action must be one of flush, hold, release, bounce, delete, rebind");
 	else if (!json_is_object(filter) || json_object_size(filter) == 0)
 		snprintf(why, sizeof(why),
-			 "a filter is needed (zone, domain, sender, user, status, "
-			 "olderThan)");
-	if (why[0] == '\0') {
-		const char *key;
-		json_t *v;
-		json_object_foreach (filter, key, v) {
-			const char *sv = json_string_value(v);
-			uint64_t ms;
-			if (sv == NULL || *sv == '\0')
-				snprintf(why, sizeof(why), "filter.%.40s must be a string", key);
-			else if (strcmp(key, "zone") == 0 && config_zone(api->cfg, sv) == NULL)
-				snprintf(why, sizeof(why), "no such zone: %.60s", sv);
-			else if (strcmp(key, "zone") == 0)
-				f.zone = sv;
-			else if (strcmp(key, "domain") == 0)
-				f.domain = sv;
-			else if (strcmp(key, "sender") == 0)
-				f.sender = sv[0] == '@' ? sv + 1 : sv;
-			else if (strcmp(key, "user") == 0)
-				f.user = sv;
-			else if (strcmp(key, "status") == 0 && strcmp(sv, "queued") == 0)
-				f.status = SCHED_QUEUED;
-			else if (strcmp(key, "status") == 0 && strcmp(sv, "deferred") == 0)
-				f.status = SCHED_DEFERRED;
-			else if (strcmp(key, "status") == 0 && strcmp(sv, "held") == 0)
-				f.status = SCHED_HELD;
-			else if (strcmp(key, "olderThan") == 0 && config_parse_duration(sv, &ms))
-				f.created_before = clock_wall_ms() - (int64_t)ms;
-			else
-				snprintf(why, sizeof(why),
-					 "filter.%.40s: '%.40s' is not understood", key, sv);
-			if (why[0] != '\0')
-				break;
-		}
-	}
+			 "a filter is needed (zone, domain, sender, user, status, olderThan, "
+			 "messageId, header)");
+	else if (act_no == OP_REBIND && (zone == NULL || config_zone(api->cfg, zone) == NULL))
+		snprintf(why, sizeof(why), "rebind needs zone, the name of a configured zone");
+	else if (reason != NULL && strlen(reason) > 200)
+		snprintf(why, sizeof(why), "reason is longer than 200 bytes");
+	else
+		parse_filter(api, filter, &f, op, why, sizeof(why));
 	if (why[0] != '\0') {
 		json_decref(in);
+		op_free_fields(op);
 		api_reply_error(req, HTTP_BADREQUEST, why);
 		return;
 	}
+	op->action = (enum op_action)act_no;
+	op->zone = zone ? xstrdup(zone) : NULL;
+	op->reason = reason ? xstrdup(reason) : NULL;
 	struct admin_who who;
 	char addr[64];
 	who_of(api, req, &who, addr, sizeof(addr));
-	struct running_op *op = xcalloc(1, sizeof(*op));
-	op->api = api;
-	op->action = (enum op_action)act;
+	json_t *state = json_pack("{s:s}", "state", "running");
+	if (op->zone != NULL)
+		json_object_set_new(state, "zone", json_string(op->zone));
+	if (op->reason != NULL)
+		json_object_set_new(state, "reason", json_string(op->reason));
 	snprintf(op->id, sizeof(op->id), "%s",
-		 admin_audit(a, op_names[act], json_deep_copy(filter), 0, &who));
-	admin_audit_update(a, op->id, json_pack("{s:s}", "state", "running"));
+		 admin_audit_start(a, op_names[act_no], json_deep_copy(filter), state, &who));
+	op->next = api->running;
+	if (op->next)
+		op->next->prev = op;
+	api->running = op;
 	/* The filter's strings are copied by the walk before `in` goes. */
-	sched_walk(api->sched, &f, op_visit, op_done, op);
-	json_t *entry = admin_audit_get(a, op->id);
+	op->walk = sched_walk(api->sched, &f, op_visit, op_walked, op);
+	json_t *entry = op_entry(api, op->id);
 	json_decref(in);
 	api_reply_json(req, 202, json_pack("{s:b, s:o}", "success", 1, "op", entry));
 }

@@ -17,6 +17,7 @@
 #include <sys/queue.h>
 
 #include "api/api_internal.h"
+#include "core/stats.h"
 #include "core/clock.h"
 #include "core/log.h"
 #include "core/utf8.h"
@@ -54,11 +55,14 @@ void route_queue(struct api *api, struct evhttp_request *req, const struct api_p
 							      "deferred", (json_int_t)d->deferred));
 		}
 	}
-	json_t *body = json_pack("{s:o, s:o, s:I, s:I, s:I, s:o}", "time", iso_time(time(NULL)),
-				 "started", iso_time(api->started_wall), "processed",
-				 (json_int_t)queue_processed(api->queue), "queued",
+	/* held, paused: of the queued and deferred, what an operator keeps back */
+	json_t *body = json_pack("{s:o, s:o, s:I, s:I, s:I, s:I, s:I, s:o}", "time",
+				 iso_time(time(NULL)), "started", iso_time(api->started_wall),
+				 "processed", (json_int_t)queue_processed(api->queue), "queued",
 				 (json_int_t)(c ? c->queued : 0), "deferred",
-				 (json_int_t)(c ? c->deferred : 0), "domains", list);
+				 (json_int_t)(c ? c->deferred : 0), "held",
+				 (json_int_t)stats_get(STATS_HELD, zone->name), "paused",
+				 (json_int_t)stats_get(STATS_PAUSED, zone->name), "domains", list);
 	api_reply_json(req, HTTP_OK, body);
 }
 

@@ -202,6 +202,17 @@ char *metrics_render(const struct config *cfg, const struct queue *q)
 			     (unsigned long long)(c ? (state ? c->deferred : c->queued) : 0));
 		}
 	}
+	emit(&o, "# HELP zonemta_queue_held Deliveries of zonemta_queue_size an operator holds "
+		 "(held) or a pause keeps back (paused: due, not tried).\n"
+		 "# TYPE zonemta_queue_held gauge\n");
+	for (size_t i = 0; i < cfg->n_zones; i++)
+		for (int held = 0; held < 2; held++) {
+			emit(&o, "zonemta_queue_held{zone=");
+			emit_label_value(&o, cfg->zones[i].name);
+			emit(&o, ",state=\"%s\"} %lld\n", held ? "held" : "paused",
+			     (long long)stats_get(held ? STATS_HELD : STATS_PAUSED,
+						  cfg->zones[i].name));
+		}
 	emit(&o, "# HELP zonemta_outbound_connections Open delivery connections per zone.\n"
 		 "# TYPE zonemta_outbound_connections gauge\n");
 	for (size_t i = 0; i < cfg->n_zones; i++) {

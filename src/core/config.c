@@ -746,7 +746,8 @@ const struct dkim_key_config *config_dkim_key(const struct config *cfg, const ch
 const char *const config_event_names[] = {
     [EVENT_QUEUED] = "queued",   [EVENT_DELIVERED] = "delivered", [EVENT_DEFERRED] = "deferred",
     [EVENT_BOUNCED] = "bounced", [EVENT_EXPIRED] = "expired",     [EVENT_SUPPRESSED] = "suppressed",
-    [EVENT_DROPPED] = "dropped", [EVENT_REJECTED] = "rejected",   [EVENT_TYPES] = NULL,
+    [EVENT_DROPPED] = "dropped", [EVENT_REJECTED] = "rejected",   [EVENT_ADMIN] = "admin",
+    [EVENT_TYPES] = NULL,
 };
 
 static unsigned event_bit(const char *name)
@@ -1068,6 +1069,7 @@ static void config_fill(struct config *cfg)
 	cfg->queue.max_delay_ms = get_duration(t, "queue.maxDelay");
 	cfg->queue.min_free_space = get_size_in(t, "queue.minFreeSpace", NULL);
 	cfg->queue.max_queue_time_ms = get_duration(t, "queue.maxQueueTime");
+	cfg->queue.expire_held = get_bool(t, "queue.expireHeld");
 	const struct cfg_node *dt = cfg_lookup(t, "queue.deferTimes");
 	cfg->queue.n_defer = dt->nchild;
 	cfg->queue.defer_ms = xcalloc(dt->nchild ? dt->nchild : 1, sizeof(uint64_t));

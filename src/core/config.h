@@ -64,6 +64,7 @@ struct queue_config {
 	uint64_t *defer_ms;           /* wait before each retry; past the last: bounce */
 	size_t n_defer;
 	uint64_t max_queue_time_ms; /* a delivery older than this bounces */
+	bool expire_held;           /* held and paused deliveries expire too */
 };
 
 /* Delivery status notifications to senders (bounces.*). */
@@ -106,6 +107,7 @@ enum event_type {
 	EVENT_SUPPRESSED, /* not delivered: the recipient is on the suppression list */
 	EVENT_DROPPED,    /* removed without delivery (the API) */
 	EVENT_REJECTED,   /* refused at intake after the data came */
+	EVENT_ADMIN,      /* an operator's change (queue administration), with its audit entry */
 	EVENT_TYPES,
 };
 /* Their names in config and in the events, by enum event_type; NULL-ended. */

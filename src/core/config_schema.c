@@ -40,6 +40,7 @@ static const struct cfg_schema queue_schema[] = {
     {"minFreeSpace", CT_SIZE, 0, 0, 1024 * GB, NULL, NULL, NULL},
     {"deferTimes", CT_LIST, 0, 0, 0, NULL, duration_item, NULL},
     {"maxQueueTime", CT_DURATION, 0, SECOND, 3650 * DAY, NULL, NULL, NULL},
+    {"expireHeld", CT_BOOL, 0, 0, 0, NULL, NULL, NULL},
     END,
 };
 

@@ -30,6 +30,9 @@ enum stats_counter {
 	STATS_PLUGIN_MICROS, /* time its Lua code ran on the loop */
 	/* Rspamd checks, label: Rspamd's action, "error" or "skipped" */
 	STATS_RSPAMD_CHECKS,
+	/* gauges, label: zone */
+	STATS_HELD,   /* deliveries an operator holds */
+	STATS_PAUSED, /* due deliveries a pause keeps back */
 	STATS_NCOUNTERS,
 };
 

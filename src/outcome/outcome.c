@@ -69,7 +69,8 @@ struct asking {
 };
 
 static void decide(struct outcome *o, struct sched_item *it, const struct outcome_report *r,
-		   enum outcome_status status, const char *category, int64_t retry_ms);
+		   enum outcome_status status, const char *category, int64_t retry_ms,
+		   bool expired);
 
 static bool asking_for(const struct outcome *o, const char *id)
 {
@@ -130,7 +131,7 @@ static void asked(void *arg, const struct hook_result *res)
 	if (it->cancelled)
 		sched_item_done(o->sched, it); /* deleted meanwhile: its row is gone */
 	else
-		decide(o, it, &a->r, status, a->category, retry);
+		decide(o, it, &a->r, status, a->category, retry, false);
 	asking_free(a);
 	/* The message's batch ended while this was asked: its notices go now. */
 	if (!asking_for(o, id) && strmap_remove(o->waiting, id) != NULL)
@@ -402,13 +403,14 @@ void outcome_report(struct outcome *o, struct sched_item *it, const struct outco
 		ask(o, it, r, status, category);
 		return;
 	}
-	decide(o, it, r, status, category, -1);
+	decide(o, it, r, status, category, -1, false);
 }
 
 /* The decision on a classified result; retry_ms >= 0: a handler set when
- * a temporary failure is tried again. */
+ * a temporary failure is tried again; expired: a permanent failure
+ * because the delivery's time ran out. */
 static void decide(struct outcome *o, struct sched_item *it, const struct outcome_report *r,
-		   enum outcome_status status, const char *category, int64_t retry_ms)
+		   enum outcome_status status, const char *category, int64_t retry_ms, bool expired)
 {
 	const char *zone = sched_item_zone(it);
 	/* Attempts count every try that reached a server, the failing one
@@ -416,7 +418,6 @@ static void decide(struct outcome *o, struct sched_item *it, const struct outcom
 	int attempts = it->attempts + (r->attempted ? 1 : 0);
 	int64_t now = clock_wall_ms();
 	int64_t next = 0;
-	bool expired = false;
 	if (status == OUTCOME_TEMPFAIL) {
 		attempts = it->attempts + 1;
 		bool more = backoff_next(&o->cfg->queue, attempts, it->created, now, &next);
@@ -516,10 +517,12 @@ void outcome_abandon(struct outcome *o, struct sched_item *it)
 	sched_item_done(o->sched, it);
 }
 
-void outcome_rewrite(struct outcome *o, const struct sched_item *it)
+/* The item's row as it stands in the schedule; *kept (its pool
+ * addresses) is the caller's to free. */
+static struct queue_delivery_row item_row(const struct sched_item *it, char **kept)
 {
-	char *kept = pool_format_kept(sched_item_pool(it), it->local);
-	struct queue_delivery_row row = {
+	*kept = pool_format_kept(sched_item_pool(it), it->local);
+	return (struct queue_delivery_row){
 	    .id = it->id,
 	    .seq = it->seq,
 	    .zone = sched_item_zone(it),
@@ -530,15 +533,77 @@ void outcome_rewrite(struct outcome *o, const struct sched_item *it)
 	    .attempts = it->attempts,
 	    .deferred = it->deferred,
 	    .first_failure = it->first_failure,
-	    .local_address = kept,
+	    .local_address = *kept,
 	    .last_attempt = it->last_attempt,
 	    .response = it->response,
 	    .from = it->from,
 	    .user = it->user,
 	    .held = it->held,
 	};
+}
+
+void outcome_rewrite(struct outcome *o, const struct sched_item *it)
+{
+	char *kept;
+	struct queue_delivery_row row = item_row(it, &kept);
 	queue_delivery_rewrite(o->queue, &row);
 	free(kept);
+}
+
+bool outcome_bounce(struct outcome *o, struct sched_item *it, const char *reason)
+{
+	if (!sched_take(o->sched, it))
+		return false;
+	char *text = xasprintf("550 5.0.0 Bounced by the queue's operator%s%.200s",
+			       reason ? ": " : "", reason ? reason : "");
+	struct outcome_report r = {
+	    .status = OUTCOME_PERMFAIL, .code = 550, .text = text, .category = "admin"};
+	decide(o, it, &r, OUTCOME_PERMFAIL, "admin", -1, false);
+	free(text);
+	return true;
+}
+
+bool outcome_expire(struct outcome *o, struct sched_item *it)
+{
+	if (!sched_take(o->sched, it))
+		return false;
+	log_msg(LOG_LEVEL_INFO, it->id, "expired", "seq=%03x attempts=%d held=%s", it->seq,
+		it->attempts, it->held ? "yes" : "no");
+	const char *text = it->held ? "450 4.4.7 Held by the queue's operator until it expired"
+				    : "450 4.4.7 Paused by the queue's operator until it expired";
+	struct outcome_report r = {.status = OUTCOME_PERMFAIL, .code = 450, .text = text};
+	decide(o, it, &r, OUTCOME_PERMFAIL, "expired", -1, true);
+	return true;
+}
+
+bool outcome_rebind(struct outcome *o, struct sched_item *it, const char *zone)
+{
+	const char *from_zone = sched_item_zone(it);
+	if (strcmp(from_zone, zone) == 0 || !sched_take(o->sched, it))
+		return false;
+	char *kept;
+	struct queue_delivery_row row = item_row(it, &kept);
+	free(kept);
+	/* The new zone's pool deals its addresses: none kept from the old. */
+	row.local_address = NULL;
+	row.zone = zone;
+	/* The row outlives the item: its own copies. */
+	char id[QUEUE_ID_LEN + 1];
+	memcpy(id, it->id, sizeof(id));
+	row.id = id;
+	char *recipient = xstrdup(it->recipient), *response = dup_or_null(it->response);
+	row.recipient = recipient;
+	row.response = response;
+	char *old = xstrdup(from_zone);
+	queue_delivery_move(o->queue, &row, old);
+	log_msg(LOG_LEVEL_INFO, it->id, "rebound", "seq=%03x rcpt=<%s> zone=%s from_zone=%s",
+		it->seq, recipient, zone, old);
+	sched_item_done(o->sched, it);
+	sched_add(o->sched, &row);
+	free(old);
+	free(recipient);
+	free(response);
+	return true;
 }
 
 static void deleted(void *arg, const struct sched_item *it)

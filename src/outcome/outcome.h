@@ -80,6 +80,20 @@ size_t outcome_delete(struct outcome *o, const char *id, unsigned seq);
  * held or released it). */
 void outcome_rewrite(struct outcome *o, const struct sched_item *it);
 
+/* An operator bounces a delivery that is not in flight: reported as a
+ * permanent failure (category admin, a DSN as any bounce's, with
+ * `reason` or NULL in its diagnostic).  False when it is in flight.
+ * outcome_batch_end(id) afterwards sends the message's notice. */
+bool outcome_bounce(struct outcome *o, struct sched_item *it, const char *reason);
+/* A held or paused delivery whose time in the queue ran out: bounced as
+ * expired (4.4.7, as if it had been tried); false when it is in flight.
+ * outcome_batch_end(id) afterwards, as after outcome_bounce. */
+bool outcome_expire(struct outcome *o, struct sched_item *it);
+/* Moves a delivery that is not in flight to `zone` (its row written
+ * again, counted there, new pool addresses); false when it is in flight
+ * or in that zone already.  `it` is gone after true. */
+bool outcome_rebind(struct outcome *o, struct sched_item *it, const char *zone);
+
 /* The enhanced status code at the start of a reply text after its code
  * ("550 5.1.1 ..." gives "5.1.1") into buf; false when there is none. */
 bool outcome_enhanced_code(const char *text, char *buf, size_t size);

@@ -10,6 +10,7 @@
 #include "core/clock.h"
 #include "core/log.h"
 #include "core/xmalloc.h"
+#include "queue/events.h"
 #include "queue/queue_internal.h"
 
 /* Audit entries kept in memory for GET /ops (all are in the store). */
@@ -18,6 +19,7 @@
 struct admin {
 	struct event_base *base;
 	struct queue *q;
+	const struct config *cfg;
 	admin_pauses_fn apply;
 	void *apply_arg;
 	json_t *pauses; /* array, oldest first */
@@ -103,8 +105,20 @@ static void log_change(const char *action, const char *id, const json_t *target,
 	free(t);
 }
 
-const char *admin_audit(struct admin *a, const char *action, json_t *target, size_t affected,
-			const struct admin_who *who)
+/* An audit entry that is complete goes to the webhooks as an `admin`
+ * event. */
+static void audit_event(struct admin *a, const json_t *entry)
+{
+	if (a->cfg == NULL || !events_wanted(a->cfg, EVENT_ADMIN))
+		return;
+	struct queue_events evs = {0};
+	struct event e = {.type = EVENT_ADMIN, .id = str(entry, "id"), .op = entry};
+	events_add(a->q, a->cfg, &evs, &e);
+	queue_events_write(a->q, &evs);
+}
+
+static const char *audit_entry(struct admin *a, const char *action, json_t *target, size_t affected,
+			       json_t *fields, const struct admin_who *who)
 {
 	char id[25];
 	new_id(a, id);
@@ -112,6 +126,12 @@ const char *admin_audit(struct admin *a, const char *action, json_t *target, siz
 				  (json_int_t)clock_wall_ms(), "action", action, "target",
 				  target ? target : json_object(), "affected", (json_int_t)affected,
 				  "by", "principal", who->principal, "address", who->address);
+	if (fields != NULL) {
+		json_object_update(entry, fields);
+		json_decref(fields);
+	} else {
+		audit_event(a, entry);
+	}
 	log_change(action, id, json_object_get(entry, "target"), affected, who);
 	write_row(a, "op", id, entry, NULL, NULL);
 	json_array_append_new(a->audit, entry);
@@ -119,6 +139,18 @@ const char *admin_audit(struct admin *a, const char *action, json_t *target, siz
 		json_array_remove(a->audit, 0);
 	snprintf(a->last_id, sizeof(a->last_id), "%s", id);
 	return a->last_id;
+}
+
+const char *admin_audit(struct admin *a, const char *action, json_t *target, size_t affected,
+			const struct admin_who *who)
+{
+	return audit_entry(a, action, target, affected, NULL, who);
+}
+
+const char *admin_audit_start(struct admin *a, const char *action, json_t *target, json_t *fields,
+			      const struct admin_who *who)
+{
+	return audit_entry(a, action, target, 0, fields, who);
 }
 
 void admin_audit_update(struct admin *a, const char *id, json_t *fields)
@@ -130,6 +162,9 @@ void admin_audit_update(struct admin *a, const char *id, json_t *fields)
 			continue;
 		json_object_update(e, fields);
 		write_row(a, "op", id, e, NULL, NULL);
+		const char *state = str(fields, "state");
+		if (state != NULL && strcmp(state, "done") == 0)
+			audit_event(a, e);
 		break;
 	}
 	json_decref(fields);
@@ -252,12 +287,13 @@ static int load_row(void *arg, const char *key, size_t klen, const char *val, si
 	return 0;
 }
 
-struct admin *admin_open(struct event_base *base, struct queue *q, admin_pauses_fn apply,
-			 void *apply_arg, char **err)
+struct admin *admin_open(struct event_base *base, struct queue *q, const struct config *cfg,
+			 admin_pauses_fn apply, void *apply_arg, char **err)
 {
 	struct admin *a = xcalloc(1, sizeof(*a));
 	a->base = base;
 	a->q = q;
+	a->cfg = cfg;
 	a->apply = apply;
 	a->apply_arg = apply_arg;
 	a->pauses = json_array();

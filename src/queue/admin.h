@@ -42,8 +42,10 @@ struct admin_who {
 
 /* Loads the pauses and the recent audit entries (blocks: before the loop
  * runs) and tells `apply` the pauses.  NULL and *err on a store error. */
-struct admin *admin_open(struct event_base *base, struct queue *q, admin_pauses_fn apply,
-			 void *apply_arg, char **err);
+struct config;
+/* `cfg` (which webhooks take `admin` events) must outlive it. */
+struct admin *admin_open(struct event_base *base, struct queue *q, const struct config *cfg,
+			 admin_pauses_fn apply, void *apply_arg, char **err);
 void admin_free(struct admin *a);
 
 /* A new pause; `fields` {zone?, domain?, sender?, user?, until? (wall ms),
@@ -63,6 +65,11 @@ json_t *admin_pauses(const struct admin *a);
  * the next write; returns its id. */
 const char *admin_audit(struct admin *a, const char *action, json_t *target, size_t affected,
 			const struct admin_who *who);
+/* The entry of an operation that runs a while: `fields` (consumed) are
+ * added to it, {state: "running", ...}.  Its `admin` event goes when an
+ * update sets state "done" (that of a complete entry at once). */
+const char *admin_audit_start(struct admin *a, const char *action, json_t *target, json_t *fields,
+			      const struct admin_who *who);
 /* Sets members of audit entry `id` (fields consumed: an operation's
  * state, scanned, affected) and writes it again. */
 void admin_audit_update(struct admin *a, const char *id, json_t *fields);

@@ -91,6 +91,8 @@ void events_add(struct queue *q, const struct config *cfg, struct queue_events *
 		json_object_set_new(o, "attempts", json_integer(e->attempts));
 	if (e->next_attempt > 0)
 		json_object_set_new(o, "nextAttempt", json_integer((json_int_t)e->next_attempt));
+	if (e->op != NULL)
+		json_object_set_new(o, "op", json_deep_copy(e->op));
 	if (e->headers != NULL) {
 		add_headers(o, cfg, e->headers);
 	} else if (e->header_block != NULL) {

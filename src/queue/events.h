@@ -12,7 +12,8 @@
  * and the delivery's, as ZoneMTA's), zone, from, to, messageId,
  * interface, and where known mx, remoteAddress, localAddress, tls,
  * response, status (the enhanced code), category, attempts, nextAttempt
- * (ms), headers (webhooks.headers found in the message), fbl (X-FBL).
+ * (ms), headers (webhooks.headers found in the message), fbl (X-FBL);
+ * an `admin` event has id (the operation's) and op (its audit entry).
  */
 #ifndef ZMTA_EVENTS_H
 #define ZMTA_EVENTS_H
@@ -43,6 +44,7 @@ struct event {
 	const char *response, *status, *category;
 	int attempts;
 	int64_t next_attempt; /* ms, 0: none */
+	const json_t *op;     /* admin: the audit entry */
 };
 
 /* Whether any endpoint takes events of this type. */

@@ -728,6 +728,15 @@ void queue_delivery_defer(struct queue *q, const struct queue_delivery_row *row,
 	worker_submit(q->writer, &w->job);
 }
 
+void queue_delivery_move(struct queue *q, const struct queue_delivery_row *row,
+			 const char *from_zone)
+{
+	int64_t queued = row->deferred ? 0 : 1, deferred = row->deferred ? 1 : 0;
+	queue_counts_add(q, from_zone, row->domain, -queued, -deferred);
+	queue_counts_add(q, row->zone, row->domain, queued, deferred);
+	queue_delivery_rewrite(q, row);
+}
+
 void queue_delivery_rewrite(struct queue *q, const struct queue_delivery_row *row)
 {
 	size_t len;

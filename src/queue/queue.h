@@ -224,6 +224,11 @@ void queue_delivery_defer(struct queue *q, const struct queue_delivery_row *row,
  * synced; queue_after_writes tells when it is done. */
 void queue_delivery_rewrite(struct queue *q, const struct queue_delivery_row *row);
 
+/* A delivery row moved from zone `from_zone` to row->zone (an operator
+ * rebinds it): written again, synced, and counted in its new zone. */
+void queue_delivery_move(struct queue *q, const struct queue_delivery_row *row,
+			 const char *from_zone);
+
 /* Writes events that come with no change of state (a message rejected at
  * intake); not synced. */
 void queue_events_write(struct queue *q, struct queue_events *evs);

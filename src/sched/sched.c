@@ -9,6 +9,7 @@
 #include "core/clock.h"
 #include "core/hmap.h"
 #include "core/log.h"
+#include "core/stats.h"
 #include "core/xmalloc.h"
 #include "sched/backoff.h"
 #include "sched/throttle.h"
@@ -39,7 +40,7 @@ struct sched_domain {
 	const struct domain_config *cfg;
 	struct throttle throttle;
 	int active;
-	struct sched_item *ready, **ready_tail;
+	struct sched_item *ready, *ready_last; /* due items, first to go first */
 	size_t nready;
 	bool in_ring;
 	struct sched_domain *ring_next, *ring_prev;
@@ -67,6 +68,9 @@ struct sched {
 	/* due deliveries set aside, held or paused (item->stopped_pos) */
 	struct sched_item **stopped;
 	size_t nstopped, stopped_cap;
+	struct event *expiry_ev; /* looks for set-aside items past their time */
+	sched_expired_fn expired;
+	void *expired_arg;
 };
 
 static void item_free(struct sched_item *it);
@@ -284,7 +288,6 @@ static struct sched_domain *domain_get(struct sched_zone *z, const struct config
 	d->zone = z;
 	d->cfg = config_domain(cfg, name);
 	throttle_init(&d->throttle, &d->cfg->throttle);
-	d->ready_tail = &d->ready;
 	strmap_put(z->domains, name, d);
 	return d;
 }
@@ -321,6 +324,15 @@ static void ring_remove(struct sched_zone *z, struct sched_domain *d)
 	}
 }
 
+/* The gauges of held deliveries and of due ones a pause sets aside. */
+static void count_held(const struct sched_item *it, int delta)
+{
+	if (it->held)
+		stats_add(STATS_HELD, sched_item_zone(it), delta);
+	else if (it->stopped)
+		stats_add(STATS_PAUSED, sched_item_zone(it), delta);
+}
+
 static void stop_item(struct sched *s, struct sched_item *it)
 {
 	s->stopped = xreallocarray_grow(s->stopped, &s->stopped_cap, s->nstopped + 1,
@@ -328,6 +340,8 @@ static void stop_item(struct sched *s, struct sched_item *it)
 	it->stopped = true;
 	it->stopped_pos = s->nstopped;
 	s->stopped[s->nstopped++] = it;
+	if (!it->held)
+		count_held(it, 1);
 }
 
 static void unstop_item(struct sched *s, struct sched_item *it)
@@ -335,6 +349,8 @@ static void unstop_item(struct sched *s, struct sched_item *it)
 	struct sched_item *last = s->stopped[--s->nstopped];
 	s->stopped[it->stopped_pos] = last;
 	last->stopped_pos = it->stopped_pos;
+	if (!it->held)
+		count_held(it, -1);
 	it->stopped = false;
 }
 
@@ -343,18 +359,35 @@ static bool is_stopped(const struct sched *s, const struct sched_item *it)
 	return it->held || (s->npauses > 0 && sched_item_paused(s, it));
 }
 
+/* A domain's FIFO of due items: doubly linked, so that an operation
+ * takes any one out at once. */
+static void fifo_push(struct sched_domain *d, struct sched_item *it)
+{
+	it->next_ready = NULL;
+	it->prev_ready = d->ready_last;
+	*(d->ready_last ? &d->ready_last->next_ready : &d->ready) = it;
+	d->ready_last = it;
+	d->nready++;
+	it->in_fifo = true;
+}
+
+static void fifo_unlink(struct sched_item *it)
+{
+	struct sched_domain *d = it->dom;
+	*(it->prev_ready ? &it->prev_ready->next_ready : &d->ready) = it->next_ready;
+	*(it->next_ready ? &it->next_ready->prev_ready : &d->ready_last) = it->prev_ready;
+	d->nready--;
+	it->in_fifo = false;
+}
+
 static void make_ready(struct sched *s, struct sched_item *it)
 {
 	if (is_stopped(s, it)) {
 		stop_item(s, it);
 		return;
 	}
-	struct sched_domain *d = it->dom;
-	it->next_ready = NULL;
-	*d->ready_tail = it;
-	d->ready_tail = &it->next_ready;
-	d->nready++;
-	ring_add(d->zone, d);
+	fifo_push(it->dom, it);
+	ring_add(it->dom->zone, it->dom);
 }
 
 /* --- pumping --- */
@@ -381,12 +414,9 @@ static void drop_cancelled(struct sched_domain *d)
 {
 	while (d->ready != NULL && d->ready->cancelled) {
 		struct sched_item *it = d->ready;
-		d->ready = it->next_ready;
-		d->nready--;
+		fifo_unlink(it);
 		item_free(it);
 	}
-	if (d->ready == NULL)
-		d->ready_tail = &d->ready;
 }
 
 static int by_seq(const void *a, const void *b)
@@ -409,8 +439,7 @@ static struct sched_batch *take_batch(struct sched_domain *d)
 	memcpy(first, id, sizeof(first));
 	while (d->ready != NULL && strcmp(d->ready->id, first) == 0) {
 		struct sched_item *it = d->ready;
-		d->ready = it->next_ready;
-		d->nready--;
+		fifo_unlink(it);
 		if (it->cancelled) {
 			item_free(it);
 			continue;
@@ -418,8 +447,6 @@ static struct sched_batch *take_batch(struct sched_domain *d)
 		b->items = xreallocarray_grow(b->items, &cap, b->n + 1, sizeof(*b->items));
 		b->items[b->n++] = it;
 	}
-	if (d->ready == NULL)
-		d->ready_tail = &d->ready;
 	qsort(b->items, b->n, sizeof(*b->items), by_seq);
 	return b;
 }
@@ -646,6 +673,7 @@ void sched_add(struct sched *s, const struct queue_delivery_row *row)
 	it->from = intern(s, row->from);
 	it->user = intern(s, row->user);
 	it->held = row->held;
+	count_held(it, 1);
 	index_add(z, it);
 	heap_push(s, it);
 	schedule_pump(s);
@@ -725,6 +753,8 @@ static void item_forget(struct sched *s, struct sched_item *it)
 
 static void item_free(struct sched_item *it)
 {
+	if (it->held)
+		count_held(it, -1);
 	index_remove(it);
 	free(it->recipient);
 	free(it->response);
@@ -870,17 +900,10 @@ bool sched_item_paused(const struct sched *s, const struct sched_item *it)
  * flight); true when it was. */
 static bool fifo_remove(struct sched_item *it)
 {
-	struct sched_domain *d = it->dom;
-	for (struct sched_item **p = &d->ready; *p != NULL; p = &(*p)->next_ready) {
-		if (*p != it)
-			continue;
-		*p = it->next_ready;
-		if (d->ready_tail == &it->next_ready)
-			d->ready_tail = p;
-		d->nready--;
-		return true;
-	}
-	return false;
+	if (!it->in_fifo)
+		return false;
+	fifo_unlink(it);
+	return true;
 }
 
 /* After the pauses or a hold changed: what is set aside and no longer
@@ -905,18 +928,13 @@ static void restop(struct sched *s)
 		void *dv;
 		while (strmap_next(z->domains, &dpos, &name, &dv)) {
 			struct sched_domain *d = dv;
-			struct sched_item **p = &d->ready;
-			while (*p != NULL) {
-				struct sched_item *it = *p;
-				if (it->cancelled || !is_stopped(s, it)) {
-					p = &it->next_ready;
-					continue;
+			for (struct sched_item *it = d->ready, *next; it != NULL; it = next) {
+				next = it->next_ready;
+				if (!it->cancelled && is_stopped(s, it)) {
+					fifo_unlink(it);
+					stop_item(s, it);
 				}
-				*p = it->next_ready;
-				d->nready--;
-				stop_item(s, it);
 			}
-			d->ready_tail = p;
 		}
 	}
 	schedule_pump(s);
@@ -944,7 +962,9 @@ size_t sched_hold(struct sched *s, const char *id, unsigned seq, bool held,
 		struct sched_item *it = strmap_get(s->items, key);
 		if (it == NULL || it->held == held)
 			continue;
+		count_held(it, -1);
 		it->held = held;
+		count_held(it, 1);
 		changed(arg, it);
 		n++;
 		if (held && !it->waiting && !it->stopped && fifo_remove(it))
@@ -957,6 +977,68 @@ size_t sched_hold(struct sched *s, const char *id, unsigned seq, bool held,
 	if (n > 0)
 		schedule_pump(s);
 	return n;
+}
+
+/* How often set-aside items are looked over for expiry: a minute, or a
+ * tenth of queue.maxQueueTime when that is shorter (a second at least). */
+static struct timeval expiry_interval(const struct sched *s)
+{
+	uint64_t ms = s->cfg->queue.max_queue_time_ms / 10;
+	ms = ms < 1000 ? 1000 : ms > 60000 ? 60000 : ms;
+	return (struct timeval){(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
+}
+
+static void on_expiry(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	struct sched *s = arg;
+	int64_t before = clock_wall_ms() - (int64_t)s->cfg->queue.max_queue_time_ms;
+	struct sched_item **old = NULL;
+	size_t n = 0, cap = 0;
+	for (size_t i = 0; i < s->nstopped; i++)
+		if (s->stopped[i]->created <= before) {
+			old = xreallocarray_grow(old, &cap, n + 1, sizeof(*old));
+			old[n++] = s->stopped[i];
+		}
+	if (n > 0)
+		s->expired(s->expired_arg, old, n);
+	free(old);
+	struct timeval tv = expiry_interval(s);
+	evtimer_add(s->expiry_ev, &tv);
+}
+
+void sched_on_expiry(struct sched *s, sched_expired_fn expired, void *arg)
+{
+	if (!s->cfg->queue.expire_held)
+		return;
+	s->expired = expired;
+	s->expired_arg = arg;
+	s->expiry_ev = evtimer_new(s->base, on_expiry, s);
+	struct timeval tv = expiry_interval(s);
+	evtimer_add(s->expiry_ev, &tv);
+}
+
+bool sched_take(struct sched *s, struct sched_item *it)
+{
+	if (it->cancelled)
+		return false;
+	if (it->waiting)
+		heap_remove(s, it);
+	else if (it->stopped)
+		unstop_item(s, it);
+	else if (it->in_fifo)
+		fifo_unlink(it); /* an emptied domain leaves the ring at its turn */
+	else
+		return false; /* in flight */
+	return true;
+}
+
+struct sched_item *sched_item_get(const struct sched *s, const char *id, unsigned seq)
+{
+	char key[QUEUE_ID_LEN + 8];
+	item_key(key, id, seq);
+	return strmap_get(s->items, key);
 }
 
 bool sched_has_message(const struct sched *s, const char *id)
@@ -1090,6 +1172,12 @@ uint64_t sched_walk(struct sched *s, const struct sched_filter *f, sched_visit_f
 	u64map_put(s->walks, w->id, w);
 	event_active(w->step_ev, EV_TIMEOUT, 0);
 	return w->id;
+}
+
+size_t sched_walk_scanned(const struct sched *s, uint64_t id)
+{
+	const struct sched_walk *w = id ? u64map_get(s->walks, id) : NULL;
+	return w != NULL ? w->scanned : 0;
 }
 
 void sched_walk_cancel(struct sched *s, uint64_t id)
@@ -1301,6 +1389,8 @@ void sched_free(struct sched *s)
 	}
 	u64map_free(s->walks);
 	event_free(s->timer);
+	if (s->expiry_ev != NULL)
+		event_free(s->expiry_ev);
 	event_free(s->pump_ev);
 	free(s);
 }

@@ -45,7 +45,8 @@ struct sched_item {
 	int local[2];
 	bool waiting;      /* in the heap (else due or in flight) */
 	size_t heap_index; /* while waiting */
-	struct sched_item *next_ready;
+	struct sched_item *next_ready, *prev_ready;
+	bool in_fifo; /* due, in its domain's FIFO (not in flight) */
 	/* the last failed attempt, for listings: wall-clock ms and response */
 	int64_t last_attempt;
 	char *response;
@@ -177,6 +178,22 @@ typedef void (*sched_walk_done_fn)(void *arg, size_t scanned, size_t matched);
 uint64_t sched_walk(struct sched *s, const struct sched_filter *f, sched_visit_fn visit,
 		    sched_walk_done_fn done, void *arg);
 void sched_walk_cancel(struct sched *s, uint64_t id);
+/* How far walk `id` has come: the deliveries it looked at so far. */
+size_t sched_walk_scanned(const struct sched *s, uint64_t id);
+
+/* Takes a delivery that is waiting, due or set aside out of the schedule's
+ * queues, as if it were in flight, for the caller to report on (an
+ * operator bounces it) or hand back (sched_item_done, then sched_add: it
+ * moves to another zone).  False, and nothing changes, when it is in
+ * flight or deleted. */
+bool sched_take(struct sched *s, struct sched_item *it);
+/* With queue.expireHeld: now and then, expired(arg, items, n) gets the
+ * held or paused deliveries whose queue.maxQueueTime has passed (for the
+ * caller to expire them; each may go). */
+typedef void (*sched_expired_fn)(void *arg, struct sched_item **items, size_t n);
+void sched_on_expiry(struct sched *s, sched_expired_fn expired, void *arg);
+/* The delivery seq of message id, or NULL. */
+struct sched_item *sched_item_get(const struct sched *s, const char *id, unsigned seq);
 
 /* True when message `id` has a delivery in the schedule. */
 bool sched_has_message(const struct sched *s, const char *id);

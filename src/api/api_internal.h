@@ -73,6 +73,20 @@ void route_release(struct api *api, struct evhttp_request *req, const struct api
 void route_ops(struct api *api, struct evhttp_request *req, const struct api_params *params);
 void route_op(struct api *api, struct evhttp_request *req, const struct api_params *params);
 void route_op_start(struct api *api, struct evhttp_request *req, const struct api_params *params);
+/* Filters on a message's stored headers (operations only): Message-ID
+ * without its angle brackets, a header's lower-case name and its
+ * unfolded value (NULL: any); each NULL when not given; owned. */
+struct header_filter {
+	char *message_id, *name, *value;
+};
+struct sched_filter;
+/* Reads a JSON filter (zone, domain, recipient, sender, user, status,
+ * olderThan, and with hf messageId and header) into f (borrowing its
+ * strings) and hf; a reason into why when it is wrong. */
+void api_parse_filter(struct api *api, json_t *filter, struct sched_filter *f,
+		      struct header_filter *hf, char *why, size_t whylen);
+/* api_browse.c: GET /deliveries, a filtered page of the schedule. */
+void route_deliveries(struct api *api, struct evhttp_request *req, const struct api_params *params);
 /* Stops the operations in progress (the API goes). */
 void api_ops_free(struct api *api);
 void route_suppression_list(struct api *api, struct evhttp_request *req,

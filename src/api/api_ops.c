@@ -292,7 +292,7 @@ struct running_op {
 	uint64_t walk;
 	/* filters on the message's headers (messageId, header): read per
 	 * message once the walk has collected the candidates */
-	char *message_id, *header_name, *header_value;
+	struct header_filter headers;
 	struct candidate *cand;
 	size_t ncand, cand_cap, next_cand;
 	uint64_t read_req;
@@ -302,16 +302,16 @@ struct running_op {
 
 static bool needs_headers(const struct running_op *op)
 {
-	return op->message_id != NULL || op->header_name != NULL;
+	return op->headers.message_id != NULL || op->headers.name != NULL;
 }
 
 static void op_free_fields(struct running_op *op)
 {
 	free(op->zone);
 	free(op->reason);
-	free(op->message_id);
-	free(op->header_name);
-	free(op->header_value);
+	free(op->headers.message_id);
+	free(op->headers.name);
+	free(op->headers.value);
 	free(op->cand);
 	free(op);
 }
@@ -400,25 +400,25 @@ static bool headers_match(const struct running_op *op, const char *data, size_t 
 {
 	size_t jlen = strnlen(data, len);
 	bool ok = true;
-	if (op->message_id != NULL) {
+	if (op->headers.message_id != NULL) {
 		json_t *meta = json_loadb(data, jlen, 0, NULL);
 		const char *mid = json_string_value(json_object_get(meta, "messageId"));
 		size_t n = mid ? strlen(mid) : 0;
 		if (n >= 2 && mid[0] == '<' && mid[n - 1] == '>')
 			mid++, n -= 2;
-		ok = mid != NULL && n == strlen(op->message_id) &&
-		     strncmp(mid, op->message_id, n) == 0;
+		ok = mid != NULL && n == strlen(op->headers.message_id) &&
+		     strncmp(mid, op->headers.message_id, n) == 0;
 		json_decref(meta);
 	}
-	if (ok && op->header_name != NULL) {
+	if (ok && op->headers.name != NULL) {
 		struct header_list h = {0};
 		if (jlen < len)
 			header_list_parse(&h, data + jlen + 1, len - jlen - 1);
 		ok = false;
 		for (size_t i = 0; i < h.count && !ok; i++)
-			ok = strcmp(h.items[i].key, op->header_name) == 0 &&
-			     (op->header_value == NULL ||
-			      strcmp(h.items[i].value, op->header_value) == 0);
+			ok = strcmp(h.items[i].key, op->headers.name) == 0 &&
+			     (op->headers.value == NULL ||
+			      strcmp(h.items[i].value, op->headers.value) == 0);
 		header_list_clear(&h);
 	}
 	return ok;
@@ -506,15 +506,15 @@ void route_op(struct api *api, struct evhttp_request *req, const struct api_para
 		api_reply_json(req, HTTP_OK, e);
 }
 
-/* Reads `filter` into f and op; a reason (into why) when it is wrong. */
-static void parse_filter(struct api *api, json_t *filter, struct sched_filter *f,
-			 struct running_op *op, char *why, size_t whylen)
+void api_parse_filter(struct api *api, json_t *filter, struct sched_filter *f,
+		      struct header_filter *hf, char *why, size_t whylen)
 {
 	const char *key;
 	json_t *v;
 	json_object_foreach (filter, key, v) {
 		const char *sv = json_string_value(v);
 		uint64_t ms;
+		bool on_headers = strcmp(key, "messageId") == 0 || strcmp(key, "header") == 0;
 		if (sv == NULL || *sv == '\0' || strlen(sv) > 998)
 			snprintf(why, whylen, "filter.%.40s must be a string of 1 to 998 bytes",
 				 key);
@@ -524,6 +524,8 @@ static void parse_filter(struct api *api, json_t *filter, struct sched_filter *f
 			f->zone = sv;
 		else if (strcmp(key, "domain") == 0)
 			f->domain = sv;
+		else if (strcmp(key, "recipient") == 0)
+			f->recipient = sv;
 		else if (strcmp(key, "sender") == 0)
 			f->sender = sv[0] == '@' ? sv + 1 : sv;
 		else if (strcmp(key, "user") == 0)
@@ -536,20 +538,22 @@ static void parse_filter(struct api *api, json_t *filter, struct sched_filter *f
 			f->status = SCHED_HELD;
 		else if (strcmp(key, "olderThan") == 0 && config_parse_duration(sv, &ms))
 			f->created_before = clock_wall_ms() - (int64_t)ms;
+		else if (on_headers && hf == NULL)
+			snprintf(why, whylen, "filter.%.40s is for operations, not listings", key);
 		else if (strcmp(key, "messageId") == 0) {
 			size_t n = strlen(sv);
 			bool angle = n >= 2 && sv[0] == '<' && sv[n - 1] == '>';
-			op->message_id = xstrndup(sv + angle, n - 2 * angle);
+			hf->message_id = xstrndup(sv + angle, n - 2 * angle);
 		} else if (strcmp(key, "header") == 0 && strchr(sv, ':') != NULL &&
 			   strchr(sv, ':') != sv) {
 			/* "Name: value" (the unfolded value, exactly), or "Name:" */
 			const char *colon = strchr(sv, ':'), *val = colon + 1;
-			op->header_name = xstrndup(sv, (size_t)(colon - sv));
-			for (char *p = op->header_name; *p; p++)
+			hf->name = xstrndup(sv, (size_t)(colon - sv));
+			for (char *p = hf->name; *p; p++)
 				*p = (char)tolower((unsigned char)*p);
 			while (*val == ' ' || *val == '\t')
 				val++;
-			op->header_value = *val ? xstrdup(val) : NULL;
+			hf->value = *val ? xstrdup(val) : NULL;
 		} else
 			snprintf(why, whylen, "filter.%.40s: '%.40s' is not understood", key, sv);
 		if (why[0] != '\0')
@@ -583,14 +587,14 @@ void route_op_start(struct api *api, struct evhttp_request *req, const struct ap
 			 "action must be one of flush, hold, release, bounce, delete, rebind");
 	else if (!json_is_object(filter) || json_object_size(filter) == 0)
 		snprintf(why, sizeof(why),
-			 "a filter is needed (zone, domain, sender, user, status, olderThan, "
-			 "messageId, header)");
+			 "a filter is needed (zone, domain, recipient, sender, user, status, "
+			 "olderThan, messageId, header)");
 	else if (act_no == OP_REBIND && (zone == NULL || config_zone(api->cfg, zone) == NULL))
 		snprintf(why, sizeof(why), "rebind needs zone, the name of a configured zone");
 	else if (reason != NULL && strlen(reason) > 200)
 		snprintf(why, sizeof(why), "reason is longer than 200 bytes");
 	else
-		parse_filter(api, filter, &f, op, why, sizeof(why));
+		api_parse_filter(api, filter, &f, &op->headers, why, sizeof(why));
 	if (why[0] != '\0') {
 		json_decref(in);
 		op_free_fields(op);

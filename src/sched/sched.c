@@ -1063,22 +1063,30 @@ struct sched_walk {
 	struct queue_pause match; /* domain, sender, user (owned); zones below */
 	enum sched_status status;
 	int64_t created_before;
+	char *recipient;
 	char **zones; /* the zones to walk, by name */
 	size_t nzones, zone;
 	char cursor[QUEUE_ID_LEN + 1];
 	unsigned cursor_seq;
-	size_t scanned, matched;
+	size_t scanned, matched, limit;
 	struct event *step_ev;
 	sched_visit_fn visit;
 	sched_walk_done_fn done;
 	void *arg;
 };
 
+static int by_name(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
 static bool walk_matches(const struct sched_walk *w, const struct sched_item *it)
 {
 	if (!pause_matches(&w->match, it))
 		return false;
 	if (w->created_before != 0 && it->created >= w->created_before)
+		return false;
+	if (w->recipient != NULL && strcasecmp(w->recipient, it->recipient) != 0)
 		return false;
 	switch (w->status) {
 	case SCHED_ANY:
@@ -1100,6 +1108,7 @@ static void walk_free(struct sched_walk *w)
 	free((char *)w->match.domain);
 	free((char *)w->match.sender);
 	free((char *)w->match.user);
+	free(w->recipient);
 	for (size_t i = 0; i < w->nzones; i++)
 		free(w->zones[i]);
 	free(w->zones);
@@ -1113,10 +1122,13 @@ static void walk_step(evutil_socket_t fd, short what, void *arg)
 	struct sched_walk *w = arg;
 	struct sched_item *found[WALK_STEP];
 	size_t nfound = 0, seen = 0;
-	while (w->zone < w->nzones && nfound < WALK_STEP && seen < WALK_STEP) {
+	size_t want = WALK_STEP;
+	if (w->limit > 0 && w->limit - w->matched < want)
+		want = w->limit - w->matched;
+	while (w->zone < w->nzones && nfound < want && seen < WALK_STEP) {
 		struct sched_zone *z = zone_get(w->s, w->zones[w->zone]);
 		size_t i = z != NULL ? index_after(z, w->cursor, w->cursor_seq) : 0;
-		for (; z != NULL && i < z->n_index && nfound < WALK_STEP && seen < WALK_STEP; i++) {
+		for (; z != NULL && i < z->n_index && nfound < want && seen < WALK_STEP; i++) {
 			struct sched_item *it = z->index[i];
 			if (it == NULL)
 				continue;
@@ -1137,7 +1149,7 @@ static void walk_step(evutil_socket_t fd, short what, void *arg)
 	/* Collected first, acted on after: a visit may change the index. */
 	for (size_t i = 0; i < nfound; i++)
 		w->visit(w->arg, found[i]);
-	if (w->zone < w->nzones) {
+	if (w->zone < w->nzones && (w->limit == 0 || w->matched < w->limit)) {
 		event_active(w->step_ev, EV_TIMEOUT, 0);
 		return;
 	}
@@ -1158,13 +1170,22 @@ uint64_t sched_walk(struct sched *s, const struct sched_filter *f, sched_visit_f
 					dup_or_null(f->user), 0};
 	w->status = f->status;
 	w->created_before = f->created_before;
+	w->limit = f->limit;
+	w->recipient = dup_or_null(f->recipient);
 	w->zones = xcalloc(strmap_count(s->zones) + 1, sizeof(char *));
 	size_t pos = 0;
 	const char *name;
 	void *v;
 	while (strmap_next(s->zones, &pos, &name, &v))
-		if (f->zone == NULL || strcmp(f->zone, name) == 0)
+		if ((f->zone == NULL || strcmp(f->zone, name) == 0) &&
+		    (f->after_zone == NULL || strcmp(name, f->after_zone) >= 0))
 			w->zones[w->nzones++] = xstrdup(name);
+	qsort(w->zones, w->nzones, sizeof(*w->zones), by_name);
+	if (f->after_zone != NULL && w->nzones > 0 && strcmp(w->zones[0], f->after_zone) == 0 &&
+	    f->after_id != NULL && strlen(f->after_id) == QUEUE_ID_LEN) {
+		memcpy(w->cursor, f->after_id, sizeof(w->cursor));
+		w->cursor_seq = f->after_seq;
+	}
 	w->visit = visit;
 	w->done = done;
 	w->arg = arg;
@@ -1208,13 +1229,14 @@ struct sched_listing {
 	void *arg;
 };
 
-static json_t *list_row(const struct sched_item *it)
+json_t *sched_item_json(const struct sched_item *it)
 {
 	char seq[8];
 	snprintf(seq, sizeof(seq), "%03x", it->seq);
-	json_t *row = json_pack("{s:s, s:s, s:s, s:s, s:I}", "id", it->id, "seq", seq, "zone",
-				sched_item_zone(it), "recipient", it->recipient, "created",
-				(json_int_t)it->created);
+	json_t *row = json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:s?, s:s?}", "id", it->id, "seq",
+				seq, "zone", sched_item_zone(it), "recipient", it->recipient,
+				"domain", it->dom->name, "created", (json_int_t)it->created, "from",
+				it->from, "user", it->user);
 	if (row != NULL && it->held)
 		json_object_set_new(row, "held", json_true());
 	if (row != NULL && it->stopped && !it->held)
@@ -1264,7 +1286,7 @@ static void list_step(evutil_socket_t fd, short what, void *arg)
 		l->cursor_seq = it->seq;
 		if (it->deferred != l->deferred)
 			continue;
-		json_t *row = list_row(it);
+		json_t *row = sched_item_json(it);
 		if (row != NULL) {
 			json_array_append_new(l->rows, row);
 			memcpy(l->last, it->id, sizeof(l->last));

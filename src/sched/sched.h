@@ -163,8 +163,14 @@ enum sched_status {
 };
 struct sched_filter {
 	const char *zone, *domain, *sender, *user;
+	const char *recipient; /* the address, without case */
 	enum sched_status status;
 	int64_t created_before; /* wall-clock ms; 0: any age */
+	/* a page: start after this delivery (zones go in name order) and
+	 * stop at `limit` matches (0: no limit) */
+	const char *after_zone, *after_id;
+	unsigned after_seq;
+	size_t limit;
 };
 /*
  * Visits the deliveries matching `f` (copied), zone by zone in queue
@@ -194,6 +200,11 @@ typedef void (*sched_expired_fn)(void *arg, struct sched_item **items, size_t n)
 void sched_on_expiry(struct sched *s, sched_expired_fn expired, void *arg);
 /* The delivery seq of message id, or NULL. */
 struct sched_item *sched_item_get(const struct sched *s, const char *id, unsigned seq);
+
+/* A delivery as listed: {id, seq, zone, recipient, domain, created, from?,
+ * user?, held?, paused?, deferred?: {first, count, last, next, response}}
+ * (a new reference). */
+json_t *sched_item_json(const struct sched_item *it);
 
 /* True when message `id` has a delivery in the schedule. */
 bool sched_has_message(const struct sched *s, const char *id);

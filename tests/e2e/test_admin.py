@@ -401,3 +401,39 @@ def test_a_100000_recipient_purge_during_live_delivery(smtp_sink, zmta):
     print(f"purge of 100,000 deliveries: {took:.2f} s; slowest NOOP during it "
           f"{max(worst) * 1000:.1f} ms of {len(worst)}")
     assert max(worst) < 2.0  # the loop kept answering (generous: not a speed test)
+
+
+def test_deliveries_are_listed_by_filter_a_page_at_a_time(zmta):
+    d = zmta(extra_config={"zones": {"default": {"disabled": True},
+                                     "second": {"disabled": True}},
+                           "smtpInterfaces": {"feeder": {"allowRoutingHeaders": True}}})
+    ids = [submit(d, MSG, sender=f"s{i}@tenant.test",
+                  rcpts=("a@example.test", "b@other.test")) for i in range(5)]
+    with d.smtp() as c:  # to the second zone through its routing header
+        c.sendmail("z@tenant.test", ["z@example.test"], b"X-Sending-Zone: second\r\n" + MSG)
+    call(d, "POST", f"/message/{ids[2]}/hold")
+    rows, after, pages = [], None, 0
+    while True:
+        q = "/deliveries?limit=3" + (f"&after={after}" if after else "")
+        status, body = call(d, "GET", q)
+        assert status == 200, body
+        rows += body["deliveries"]
+        pages += 1
+        after = body["next"]
+        if after is None:
+            break
+    assert len(rows) == 11 and pages == 4
+    assert [r["zone"] for r in rows] == ["default"] * 10 + ["second"]  # zones by name
+    assert [(r["id"], r["seq"]) for r in rows[:10]] == \
+        [(i, s) for i in ids for s in ("001", "002")]  # queue order
+    assert rows[0]["from"] == "s0@tenant.test" and rows[0]["domain"] == "example.test"
+    assert [r["recipient"] for r in rows if r.get("held")] == ["a@example.test", "b@other.test"]
+    got = call(d, "GET", "/deliveries?domain=other.test&sender=s3@tenant.test")[1]
+    assert [(r["id"], r["recipient"]) for r in got["deliveries"]] == [(ids[3], "b@other.test")]
+    got = call(d, "GET", "/deliveries?recipient=Z@Example.TEST")[1]["deliveries"]
+    assert [r["zone"] for r in got] == ["second"]
+    assert len(call(d, "GET", "/deliveries?status=held")[1]["deliveries"]) == 2
+    for bad, error in [("limit=0", "limit must be"), ("after=nope", "after must be"),
+                       ("zone=nope", "no such zone"), ("header=X:y", "filter.header is for")]:
+        status, body = call(d, "GET", f"/deliveries?{bad}")
+        assert status == 400 and body["error"].startswith(error), (bad, body)

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: EUPL-1.2 */
 /*
- * The zone-mta command line: create, run, check-config.
+ * The zone-mta command line: create, run, check-config, check-bounce,
+ * dkim keygen, queue (cli/queue_cmd.c).
  * Exit codes: 0 ok, 1 runtime failure, 2 usage or configuration error.
  */
 #include <errno.h>
@@ -14,6 +15,7 @@
 #include <unistd.h>
 
 #include "bounce/rules.h"
+#include "cli/queue_cmd.h"
 #include "dkim/dkim.h"
 #include "core/config.h"
 #include "core/xmalloc.h"
@@ -42,6 +44,9 @@ static const char usage_text[] =
     "                                      classify an SMTP reply by the bounce rules\n"
     "  zone-mta dkim keygen --domain D --selector S [--type rsa|ed25519] [--bits N]\n"
     "                   [--out FILE]       make a DKIM key; print its DNS record\n"
+    "  zone-mta queue [-d DIR] [--api URL] [--json] COMMAND ...\n"
+    "                                      administer a running daemon's queue\n"
+    "                                      (zone-mta queue --help lists commands)\n"
     "  zone-mta --version | --help\n"
     "\n"
     "Options:\n"
@@ -440,5 +445,7 @@ int main(int argc, char **argv)
 		return cmd_check_bounce(argc - 1, argv + 1);
 	if (strcmp(cmd, "dkim") == 0)
 		return cmd_dkim(argc - 1, argv + 1);
+	if (strcmp(cmd, "queue") == 0)
+		return queue_cmd(argc - 1, argv + 1);
 	return usage_error("unknown command %s", cmd);
 }

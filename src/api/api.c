@@ -131,6 +131,7 @@ static const struct api_route routes[] = {
     {EVHTTP_REQ_POST, "/ops", route_op_start},
     {EVHTTP_REQ_GET, "/ops/:id", route_op},
     {EVHTTP_REQ_GET, "/deliveries", route_deliveries},
+    {EVHTTP_REQ_GET, "/summary", route_summary},
     {EVHTTP_REQ_GET, "/blacklist", route_not_here},
     {EVHTTP_REQ_GET, "/skipdomains/:zone", route_not_here},
     {EVHTTP_REQ_GET, "/internals", route_not_here},

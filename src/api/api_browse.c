@@ -6,6 +6,7 @@
  * queue order zone by zone; `next` continues after the page's last row, so
  * a million deliveries are paged without ever being loaded at once.
  */
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +14,8 @@
 #include <event2/http.h>
 
 #include "api/api_internal.h"
+#include "core/clock.h"
+#include "core/hmap.h"
 #include "core/xmalloc.h"
 #include "sched/sched.h"
 
@@ -130,4 +133,211 @@ void route_deliveries(struct api *api, struct evhttp_request *req, const struct 
 	b->walk = sched_walk(api->sched, &f, browse_visit, browse_done, b);
 	json_decref(in);
 	free(after);
+}
+
+/* --- GET /summary: qshape's view of the queue --- */
+
+/* Age buckets in minutes (qshape's): up to 5, 10, ... 1280, and older. */
+static const int age_limits[] = {5, 10, 20, 40, 80, 160, 320, 640, 1280};
+#define AGE_BUCKETS (sizeof(age_limits) / sizeof(age_limits[0]) + 1)
+#define REASONS_KEPT 10000
+
+struct domain_shape {
+	size_t total;
+	size_t ages[AGE_BUCKETS];
+};
+
+struct summary {
+	struct api *api;
+	struct evhttp_request *req;
+	struct evhttp_connection *conn;
+	uint64_t walk;
+	int64_t now;
+	size_t limit;
+	struct strmap *domains; /* name → struct domain_shape */
+	struct strmap *reasons; /* normalised response → count (a size_t in a pointer) */
+	size_t deferred, held, paused, total;
+};
+
+static void summary_free(struct summary *s)
+{
+	size_t pos = 0;
+	const char *k;
+	void *v;
+	while (strmap_next(s->domains, &pos, &k, &v))
+		free(v);
+	strmap_free(s->domains);
+	strmap_free(s->reasons);
+	free(s);
+}
+
+static void summary_gone(void *arg)
+{
+	struct summary *s = arg;
+	sched_walk_cancel(s->api->sched, s->walk);
+	summary_free(s);
+}
+
+/* A deferral's reply with what differs between recipients taken out, so
+ * that the same cause counts once: digits after the codes become '#', an
+ * <address> becomes <...>; at most 100 bytes. */
+static void normalise_reason(const char *text, char *out, size_t size)
+{
+	size_t o = 0, i = 0;
+	/* the reply code and the enhanced code stay */
+	while (text[i] != '\0' && i < 12 && text[i] != ' ')
+		i++;
+	if (text[i] == ' ')
+		i++;
+	while (text[i] != '\0' && i < 20 && text[i] != ' ')
+		i++;
+	if (i >= size)
+		i = size - 1;
+	memcpy(out, text, i);
+	o = i;
+	while (text[i] != '\0' && o + 6 < size && o < 100) {
+		char c = text[i];
+		if (c >= '0' && c <= '9') {
+			while (text[i] >= '0' && text[i] <= '9')
+				i++;
+			out[o++] = '#';
+		} else if (c == '<' && strchr(text + i, '>') != NULL) {
+			i = (size_t)(strchr(text + i, '>') - text) + 1;
+			memcpy(out + o, "<...>", 5);
+			o += 5;
+		} else {
+			out[o++] = c;
+			i++;
+		}
+	}
+	out[o] = '\0';
+}
+
+static void summary_visit(void *arg, struct sched_item *it)
+{
+	struct summary *s = arg;
+	struct domain_shape *d = strmap_get(s->domains, sched_item_domain(it));
+	if (d == NULL) {
+		d = xcalloc(1, sizeof(*d));
+		strmap_put(s->domains, sched_item_domain(it), d);
+	}
+	int64_t minutes = (s->now - it->created) / 60000;
+	size_t b = 0;
+	while (b < AGE_BUCKETS - 1 && minutes >= age_limits[b])
+		b++;
+	d->ages[b]++;
+	d->total++;
+	s->total++;
+	s->held += it->held;
+	s->paused += it->stopped && !it->held;
+	if (!it->deferred || it->response == NULL)
+		return;
+	s->deferred++;
+	char reason[128];
+	normalise_reason(it->response, reason, sizeof(reason));
+	uintptr_t n = (uintptr_t)strmap_get(s->reasons, reason);
+	if (n > 0 || strmap_count(s->reasons) < REASONS_KEPT)
+		strmap_put(s->reasons, reason, (void *)(n + 1));
+}
+
+static int by_total(const void *a, const void *b)
+{
+	json_int_t x = json_integer_value(json_object_get(*(json_t *const *)a, "total"));
+	json_int_t y = json_integer_value(json_object_get(*(json_t *const *)b, "total"));
+	json_int_t cx = json_integer_value(json_object_get(*(json_t *const *)a, "count"));
+	json_int_t cy = json_integer_value(json_object_get(*(json_t *const *)b, "count"));
+	return x + cx < y + cy ? 1 : x + cx > y + cy ? -1 : 0;
+}
+
+/* The `limit` largest of the objects in arr (by total or count). */
+static json_t *top(json_t *arr, size_t limit)
+{
+	size_t n = json_array_size(arr);
+	json_t **v = xcalloc(n + 1, sizeof(*v));
+	for (size_t i = 0; i < n; i++)
+		v[i] = json_array_get(arr, i);
+	qsort(v, n, sizeof(*v), by_total);
+	json_t *out = json_array();
+	for (size_t i = 0; i < n && i < limit; i++)
+		json_array_append(out, v[i]);
+	free(v);
+	json_decref(arr);
+	return out;
+}
+
+static void summary_done(void *arg, size_t scanned, size_t matched)
+{
+	(void)scanned;
+	(void)matched;
+	struct summary *s = arg;
+	api_on_gone(s->api, s->conn, NULL, NULL);
+	json_t *buckets = json_array();
+	for (size_t b = 0; b < AGE_BUCKETS; b++) {
+		char name[16];
+		snprintf(name, sizeof(name), b < AGE_BUCKETS - 1 ? "%dm" : "%dm+",
+			 b < AGE_BUCKETS - 1 ? age_limits[b] : age_limits[AGE_BUCKETS - 2]);
+		json_array_append_new(buckets, json_string(name));
+	}
+	json_t *domains = json_array();
+	size_t pos = 0;
+	const char *k;
+	void *v;
+	while (strmap_next(s->domains, &pos, &k, &v)) {
+		const struct domain_shape *d = v;
+		json_t *ages = json_array();
+		for (size_t b = 0; b < AGE_BUCKETS; b++)
+			json_array_append_new(ages, json_integer((json_int_t)d->ages[b]));
+		json_array_append_new(domains, json_pack("{s:s, s:I, s:o}", "domain", k, "total",
+							 (json_int_t)d->total, "ages", ages));
+	}
+	json_t *reasons = json_array();
+	pos = 0;
+	while (strmap_next(s->reasons, &pos, &k, &v))
+		json_array_append_new(reasons, json_pack("{s:s, s:I}", "reason", k, "count",
+							 (json_int_t)(uintptr_t)v));
+	api_reply_json(s->req, HTTP_OK,
+		       json_pack("{s:I, s:I, s:I, s:I, s:I, s:o, s:o, s:o}", "total",
+				 (json_int_t)s->total, "domainCount",
+				 (json_int_t)strmap_count(s->domains), "deferred",
+				 (json_int_t)s->deferred, "held", (json_int_t)s->held, "paused",
+				 (json_int_t)s->paused, "buckets", buckets, "domains",
+				 top(domains, s->limit), "reasons", top(reasons, 10)));
+	summary_free(s);
+}
+
+void route_summary(struct api *api, struct evhttp_request *req, const struct api_params *params)
+{
+	(void)params;
+	json_t *in = api_request_params(req);
+	if (in == NULL) {
+		api_reply_error(req, HTTP_BADREQUEST, "the parameters are not understood");
+		return;
+	}
+	const char *limit = json_string_value(json_object_get(in, "limit"));
+	char *end = NULL;
+	long n = limit ? strtol(limit, &end, 10) : 50;
+	bool bad_limit = limit != NULL && (*end != '\0' || n < 1 || n > PAGE_MAX);
+	json_object_del(in, "limit");
+	struct sched_filter f = {0};
+	char why[160] = "";
+	if (bad_limit)
+		snprintf(why, sizeof(why), "limit must be a number from 1 to %d", PAGE_MAX);
+	else
+		api_parse_filter(api, in, &f, NULL, why, sizeof(why));
+	if (why[0] != '\0') {
+		json_decref(in);
+		api_reply_error(req, HTTP_BADREQUEST, why);
+		return;
+	}
+	struct summary *s = xcalloc(1, sizeof(*s));
+	s->api = api;
+	s->req = req;
+	s->conn = evhttp_request_get_connection(req);
+	s->now = clock_wall_ms();
+	s->limit = (size_t)n;
+	s->domains = strmap_new();
+	s->reasons = strmap_new();
+	api_on_gone(api, s->conn, summary_gone, s);
+	s->walk = sched_walk(api->sched, &f, summary_visit, summary_done, s);
+	json_decref(in);
 }

@@ -87,6 +87,8 @@ void api_parse_filter(struct api *api, json_t *filter, struct sched_filter *f,
 		      struct header_filter *hf, char *why, size_t whylen);
 /* api_browse.c: GET /deliveries, a filtered page of the schedule. */
 void route_deliveries(struct api *api, struct evhttp_request *req, const struct api_params *params);
+/* GET /summary: recipient domains by age (qshape), top deferral reasons. */
+void route_summary(struct api *api, struct evhttp_request *req, const struct api_params *params);
 /* Stops the operations in progress (the API goes). */
 void api_ops_free(struct api *api);
 void route_suppression_list(struct api *api, struct evhttp_request *req,

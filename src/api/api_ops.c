@@ -469,6 +469,63 @@ static void op_walked(void *arg, size_t scanned, size_t matched)
 		op_finish(op);
 }
 
+/* POST /ops with ids: at most this many. */
+#define OP_IDS_MAX 1000
+
+static bool id_and_seq(const char *s, char *id, unsigned *seq)
+{
+	size_t n = strlen(s);
+	if (n != QUEUE_ID_LEN && (n < QUEUE_ID_LEN + 2 || s[QUEUE_ID_LEN] != '/'))
+		return false;
+	memcpy(id, s, QUEUE_ID_LEN);
+	id[QUEUE_ID_LEN] = '\0';
+	*seq = 0;
+	if (n > QUEUE_ID_LEN) {
+		char *end;
+		unsigned long v = strtoul(s + QUEUE_ID_LEN + 1, &end, 16);
+		if (*end != '\0' || v == 0 || v > QUEUE_MAX_RCPTS || n > QUEUE_ID_LEN + 4)
+			return false;
+		*seq = (unsigned)v;
+	}
+	return api_valid_id(id);
+}
+
+static bool ids_valid(const json_t *ids)
+{
+	size_t i;
+	json_t *v;
+	if (!json_is_array(ids) || json_array_size(ids) == 0 || json_array_size(ids) > OP_IDS_MAX)
+		return false;
+	json_array_foreach (ids, i, v) {
+		char id[QUEUE_ID_LEN + 1];
+		unsigned seq;
+		if (!json_is_string(v) || !id_and_seq(json_string_value(v), id, &seq))
+			return false;
+	}
+	return true;
+}
+
+/* The deliveries named (a message's all, or one), acted on now. */
+static void act_on_ids(struct running_op *op, const json_t *ids)
+{
+	size_t i;
+	json_t *v;
+	json_array_foreach (ids, i, v) {
+		char id[QUEUE_ID_LEN + 1];
+		unsigned seq;
+		id_and_seq(json_string_value(v), id, &seq);
+		for (unsigned q = seq ? seq : 1; q <= (seq ? seq : QUEUE_MAX_RCPTS); q++) {
+			struct sched_item *it = sched_item_get(op->api->sched, id, q);
+			if (it == NULL)
+				continue;
+			op->scanned++;
+			op->matched++;
+			act(op, it);
+		}
+	}
+	op_finish(op);
+}
+
 void api_ops_free(struct api *api)
 {
 	while (api->running != NULL) {
@@ -574,6 +631,7 @@ void route_op_start(struct api *api, struct evhttp_request *req, const struct ap
 		if (strcmp(action, op_names[i]) == 0)
 			act_no = i;
 	json_t *filter = in ? json_object_get(in, "filter") : NULL;
+	json_t *ids = in ? json_object_get(in, "ids") : NULL;
 	const char *zone = in ? json_string_value(json_object_get(in, "zone")) : NULL;
 	const char *reason = in ? json_string_value(json_object_get(in, "reason")) : NULL;
 	char why[160] = "";
@@ -585,15 +643,19 @@ void route_op_start(struct api *api, struct evhttp_request *req, const struct ap
 	else if (act_no < 0)
 		snprintf(why, sizeof(why),
 			 "action must be one of flush, hold, release, bounce, delete, rebind");
-	else if (!json_is_object(filter) || json_object_size(filter) == 0)
+	else if (ids != NULL && (filter != NULL || !ids_valid(ids)))
+		snprintf(why, sizeof(why),
+			 "ids must be 1 to %d queue ids (\"id\" or \"id/seq\"), without a filter",
+			 OP_IDS_MAX);
+	else if (ids == NULL && (!json_is_object(filter) || json_object_size(filter) == 0))
 		snprintf(why, sizeof(why),
 			 "a filter is needed (zone, domain, recipient, sender, user, status, "
-			 "olderThan, messageId, header)");
+			 "olderThan, messageId, header), or ids");
 	else if (act_no == OP_REBIND && (zone == NULL || config_zone(api->cfg, zone) == NULL))
 		snprintf(why, sizeof(why), "rebind needs zone, the name of a configured zone");
 	else if (reason != NULL && strlen(reason) > 200)
 		snprintf(why, sizeof(why), "reason is longer than 200 bytes");
-	else
+	else if (ids == NULL)
 		api_parse_filter(api, filter, &f, &op->headers, why, sizeof(why));
 	if (why[0] != '\0') {
 		json_decref(in);
@@ -612,12 +674,23 @@ void route_op_start(struct api *api, struct evhttp_request *req, const struct ap
 		json_object_set_new(state, "zone", json_string(op->zone));
 	if (op->reason != NULL)
 		json_object_set_new(state, "reason", json_string(op->reason));
+	json_t *target = ids ? json_pack("{s:O}", "ids", ids) : json_deep_copy(filter);
 	snprintf(op->id, sizeof(op->id), "%s",
-		 admin_audit_start(a, op_names[act_no], json_deep_copy(filter), state, &who));
+		 admin_audit_start(a, op_names[act_no], target, state, &who));
 	op->next = api->running;
 	if (op->next)
 		op->next->prev = op;
 	api->running = op;
+	if (ids != NULL) {
+		/* Chosen one by one (the web page's selection): at once. */
+		char id[32];
+		snprintf(id, sizeof(id), "%s", op->id);
+		act_on_ids(op, ids);
+		json_decref(in);
+		api_reply_json(req, 202,
+			       json_pack("{s:b, s:o}", "success", 1, "op", admin_audit_get(a, id)));
+		return;
+	}
 	/* The filter's strings are copied by the walk before `in` goes. */
 	op->walk = sched_walk(api->sched, &f, op_visit, op_walked, op);
 	json_t *entry = op_entry(api, op->id);

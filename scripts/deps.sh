@@ -21,6 +21,7 @@ test_pkgs=(
   dnsmasq-base swaks libnet-ssleay-perl curl procps iproute2 python3-dkim python3-prometheus-client
   openssl mount whois python3-flufl.bounce microsocks dante-server util-linux rspamd
   systemd man-db
+  chromium  # the web page's browser tests (driven by playwright-core from npm)
 )
 # Node.js for the JavaScript test peers, unless one is on PATH already (a
 # Node.js from elsewhere conflicts with Debian's npm).
@@ -30,12 +31,18 @@ run_pkgs=(media-types)
 
 pkgs=("${build_pkgs[@]}" "${test_pkgs[@]}" "${run_pkgs[@]}")
 
-# JavaScript test peers (Nodemailer's MailComposer for POST /send), from
-# the npm registry at the versions package-lock.json pins.
+# JavaScript from the npm registry at the versions each package-lock.json
+# pins: uPlot for the web page (ui/, embedded at build time), and the test
+# peers (Nodemailer's MailComposer for POST /send, playwright-core).
 js_peers() {
-  local dir
+  local dir ui
+  ui="$(cd "$(dirname "$0")/.." && pwd)/ui"
+  if [ ! -f "$ui/node_modules/uplot/dist/uPlot.iife.min.js" ]; then
+    echo "deps: npm ci in ui" >&2
+    (cd "$ui" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+  fi
   dir="$(cd "$(dirname "$0")/.." && pwd)/tests/js"
-  if [ ! -d "$dir/node_modules/nodemailer" ]; then
+  if [ ! -d "$dir/node_modules/nodemailer" ] || [ ! -d "$dir/node_modules/playwright-core" ]; then
     echo "deps: npm ci in tests/js" >&2
     (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
   fi

@@ -132,6 +132,9 @@ static const struct api_route routes[] = {
     {EVHTTP_REQ_GET, "/ops/:id", route_op},
     {EVHTTP_REQ_GET, "/deliveries", route_deliveries},
     {EVHTTP_REQ_GET, "/summary", route_summary},
+    {EVHTTP_REQ_GET, "/stats/series", route_series},
+    {EVHTTP_REQ_GET, "/ui", route_ui},
+    {EVHTTP_REQ_GET, "/ui/:file", route_ui_file},
     {EVHTTP_REQ_GET, "/blacklist", route_not_here},
     {EVHTTP_REQ_GET, "/skipdomains/:zone", route_not_here},
     {EVHTTP_REQ_GET, "/internals", route_not_here},
@@ -356,6 +359,36 @@ static bool conn_admit(struct api *api, struct evhttp_request *req)
 	return true;
 }
 
+/*
+ * CSRF: a request that changes something (not GET or HEAD) from a page of
+ * another site.  Browsers say where a request comes from (Origin, and
+ * Sec-Fetch-Site); other clients (curl, Nodemailer, the CLI) send neither
+ * and are not affected.  With credentials the browser adds by itself
+ * (Basic, or none on loopback) such a request could otherwise act for the
+ * operator.  What was found (for the log), or NULL.
+ */
+static const char *cross_site(struct evhttp_request *req)
+{
+	enum evhttp_cmd_type m = evhttp_request_get_command(req);
+	if (m == EVHTTP_REQ_GET || m == EVHTTP_REQ_HEAD)
+		return NULL;
+	struct evkeyvalq *h = evhttp_request_get_input_headers(req);
+	const char *origin = evhttp_find_header(h, "Origin");
+	const char *site = evhttp_find_header(h, "Sec-Fetch-Site");
+	if (origin != NULL) {
+		const char *host = evhttp_find_header(h, "Host");
+		const char *o = strncmp(origin, "https://", 8) == 0  ? origin + 8
+				: strncmp(origin, "http://", 7) == 0 ? origin + 7
+								     : NULL;
+		if (o == NULL || host == NULL || strcasecmp(o, host) != 0)
+			return "origin_mismatch=yes";
+		return NULL;
+	}
+	if (site != NULL && strcmp(site, "same-origin") != 0 && strcmp(site, "none") != 0)
+		return "sec_fetch_site=cross";
+	return NULL;
+}
+
 static void api_dispatch(struct evhttp_request *req, void *arg)
 {
 	struct api *api = arg;
@@ -380,11 +413,25 @@ static void api_dispatch(struct evhttp_request *req, void *arg)
 			path_known = true;
 			if (routes[i].method == evhttp_request_get_command(req)) {
 				bool open = routes[i].handler == route_health ||
-					    routes[i].handler == route_test_auth;
-				if (!open && !authorized(api, req)) {
-					evhttp_add_header(evhttp_request_get_output_headers(req),
-							  "WWW-Authenticate",
-							  "Basic realm=\"zone-mta\"");
+					    routes[i].handler == route_test_auth ||
+					    routes[i].handler == route_ui ||
+					    routes[i].handler == route_ui_file;
+				const char *cross = cross_site(req);
+				if (cross != NULL) {
+					log_warn("api_refused", "reason=\"cross-site request\" %s",
+						 cross);
+					api_reply_error(req, 403,
+							"cross-site request refused (its Origin is "
+							"not this API's)");
+				} else if (!open && !authorized(api, req)) {
+					/* The web page asks for credentials itself:
+					 * no browser prompt for its requests. */
+					if (evhttp_find_header(
+						evhttp_request_get_input_headers(req),
+						"X-Requested-With") == NULL)
+						evhttp_add_header(
+						    evhttp_request_get_output_headers(req),
+						    "WWW-Authenticate", "Basic realm=\"zone-mta\"");
 					api_reply_error(req, 401, "authentication required");
 				} else {
 					routes[i].handler(api, req, &params);

@@ -89,6 +89,10 @@ void api_parse_filter(struct api *api, json_t *filter, struct sched_filter *f,
 void route_deliveries(struct api *api, struct evhttp_request *req, const struct api_params *params);
 /* GET /summary: recipient domains by age (qshape), top deferral reasons. */
 void route_summary(struct api *api, struct evhttp_request *req, const struct api_params *params);
+/* api_ui.c: the web page's files (/ui/), its chart data. */
+void route_ui(struct api *api, struct evhttp_request *req, const struct api_params *params);
+void route_ui_file(struct api *api, struct evhttp_request *req, const struct api_params *params);
+void route_series(struct api *api, struct evhttp_request *req, const struct api_params *params);
 /* Stops the operations in progress (the API goes). */
 void api_ops_free(struct api *api);
 void route_suppression_list(struct api *api, struct evhttp_request *req,

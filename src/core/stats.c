@@ -4,8 +4,11 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
+#include "core/clock.h"
 #include "core/hmap.h"
+#include "core/series.h"
 #include "core/xmalloc.h"
 
 const double stats_buckets[STATS_NBUCKETS] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
@@ -45,6 +48,7 @@ void stats_set(enum stats_counter c, const char *label, int64_t value)
 void stats_message_accepted(const char *interface)
 {
 	add(STATS_MESSAGES_ACCEPTED, interface, 1);
+	series_count(SERIES_ACCEPTED, NULL, clock_wall_ms());
 }
 
 void stats_message_rejected(const char *interface)
@@ -57,6 +61,12 @@ void stats_delivery(const char *zone, const char *result)
 	char key[256];
 	snprintf(key, sizeof(key), "%s\t%s", zone, result);
 	add(STATS_DELIVERIES, key, 1);
+	enum series_kind kind = strcmp(result, "delivered") == 0  ? SERIES_DELIVERED
+				: strcmp(result, "deferred") == 0 ? SERIES_DEFERRED
+				: strcmp(result, "bounced") == 0  ? SERIES_BOUNCED
+								  : SERIES_KINDS;
+	if (kind != SERIES_KINDS)
+		series_count(kind, zone, clock_wall_ms());
 }
 
 void stats_connection(const char *zone, int delta)

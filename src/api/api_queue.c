@@ -172,6 +172,8 @@ static void message_answer(void *arg, int rc, const struct queue_message *msg)
 		json_t *next = json_object_get(row, "next");
 		if (json_is_true(json_object_get(row, "held")))
 			json_object_set_new(m, "held", json_true());
+		if (json_object_get(row, "history") != NULL)
+			json_object_set(m, "history", json_object_get(row, "history"));
 		if (deferred != NULL) {
 			json_object_set(m, "deferred", deferred);
 		} else if (json_is_integer(next) && json_integer_value(next) > now) {

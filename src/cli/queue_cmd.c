@@ -214,6 +214,15 @@ static void table_row(struct table *t, ...)
 	va_end(ap);
 }
 
+static void table_free(struct table *t)
+{
+	for (size_t i = 0; i < t->nrows * t->ncols; i++)
+		free(t->cells[i]);
+	free(t->cells);
+	free(t->width);
+}
+
+/* Prints the table, then frees it. */
 static void table_print(struct table *t)
 {
 	for (size_t r = 0; r < t->nrows; r++) {
@@ -225,10 +234,7 @@ static void table_print(struct table *t)
 				printf("%s\n", cell);
 		}
 	}
-	for (size_t i = 0; i < t->nrows * t->ncols; i++)
-		free(t->cells[i]);
-	free(t->cells);
-	free(t->width);
+	table_free(t);
 }
 
 static const char *str(const json_t *o, const char *k)
@@ -394,6 +400,28 @@ static int cmd_show(const struct client *c, const struct args *a)
 			  tries, next, d ? str(d, "response") : NULL);
 	}
 	table_print(&t);
+	/* each failed attempt of each delivery, oldest first */
+	struct table hist;
+	table_init(&hist, 7);
+	hist.max_width = 70;
+	table_row(&hist, "SEQ", "TIME", "MX", "ADDRESS", "FROM", "TLS", "REPLY");
+	json_array_foreach (json_object_get(m, "messages"), i, h) {
+		size_t j;
+		json_t *try;
+		json_array_foreach (json_object_get(h, "history"), j, try) {
+			char at[32];
+			iso(num(try, "time"), at, sizeof(at));
+			table_row(&hist, str(h, "seq"), at, str(try, "mx"),
+				  str(try, "remoteAddress"), str(try, "localAddress"),
+				  str(try, "tls"), str(try, "response"));
+		}
+	}
+	if (hist.nrows > 1) {
+		printf("\nAttempts:\n");
+		table_print(&hist);
+	} else {
+		table_free(&hist);
+	}
 	json_decref(m);
 	return 0;
 }

@@ -507,7 +507,9 @@ static void decide(struct outcome *o, struct sched_item *it, const struct outcom
 	};
 	attempt_event(o, &evs, EVENT_DEFERRED, it, r, info.status, category ? category : "other",
 		      attempts, next);
-	queue_delivery_defer(o->queue, &row, it->deferred, now, r->text, &evs);
+	struct queue_attempt attempt = {now,    r->remote_mta, r->remote_address, r->local_address,
+					r->tls, r->text};
+	queue_delivery_defer(o->queue, &row, it->deferred, &attempt, &evs);
 	free(kept);
 	sched_item_retry(o->sched, it, next - now, r->text);
 }

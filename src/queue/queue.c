@@ -594,9 +594,20 @@ static void outcome_done(struct worker_job *job)
 	write_job_free((struct write_job *)job);
 }
 
-/* At most this many ops finish one delivery: its row, and with the last
- * the metadata and the body (point deletes or a range). */
-#define FINISH_OPS_MAX (2 + POINT_DELETE_MAX)
+/* At most this many ops finish one delivery: its row and its attempts,
+ * and with the last the metadata and the body (point deletes or a range). */
+#define FINISH_OPS_MAX (3 + POINT_DELETE_MAX)
+
+/* Attempt rows: id ‖ seq (3 hex) ‖ attempt number (4 hex). */
+#define ATTEMPT_KEY_LEN (DLV_KEY_LEN + 4)
+
+static char *attempt_key(const char *id, unsigned seq, unsigned n)
+{
+	char *key = xmalloc(ATTEMPT_KEY_LEN + 1);
+	snprintf(key, ATTEMPT_KEY_LEN + 1, "%.*s%03x%04x", QUEUE_ID_LEN, id, seq & 0xfff,
+		 n & 0xffff);
+	return key;
+}
 
 /*
  * The ops that finish delivery seq of message id into ops (room for
@@ -609,6 +620,10 @@ static size_t finish_ops(struct queue *q, struct store_op *ops, const char *id, 
 	size_t n = 0;
 	ops[n++] = (struct store_op){STORE_DELETE, STORE_CF_DLV, dlv_key(id, seq),
 				     DLV_KEY_LEN,  NULL,         0};
+	if (was_deferred) /* only a deferral writes attempts */
+		ops[n++] = (struct store_op){STORE_DELETE_RANGE,           STORE_CF_ATTEMPTS,
+					     attempt_key(id, seq, 0),      ATTEMPT_KEY_LEN,
+					     attempt_key(id, seq, 0xffff), ATTEMPT_KEY_LEN};
 	void *packed = strmap_get(q->remaining, id);
 	uintptr_t left = remaining_left(packed), chunks1 = remaining_chunks1(packed);
 	if (left <= 1) {
@@ -715,13 +730,26 @@ static char *row_value(const struct queue_delivery_row *row, int64_t last, const
 }
 
 void queue_delivery_defer(struct queue *q, const struct queue_delivery_row *row, bool was_deferred,
-			  int64_t last, const char *response, struct queue_events *evs)
+			  const struct queue_attempt *a, struct queue_events *evs)
 {
 	size_t len;
-	char *val = row_value(row, last, response, &len);
-	struct write_job *w = write_job_new(q, 0, outcome_done, 1 + (evs != NULL ? evs->n : 0));
+	char *val = row_value(row, a->time, a->response, &len);
+	struct write_job *w = write_job_new(q, 0, outcome_done, 2 + (evs != NULL ? evs->n : 0));
 	write_job_add(w, STORE_PUT, STORE_CF_DLV, dlv_key(row->id, row->seq), DLV_KEY_LEN, val,
 		      len);
+	json_t *j = json_pack("{s:I, s:s?, s:s?, s:s?, s:s?}", "time", (json_int_t)a->time, "mx",
+			      a->mx, "remoteAddress", a->remote_address, "localAddress",
+			      a->local_address, "tls", a->tls);
+	char *clean = utf8_sanitize(a->response ? a->response : "",
+				    strlen(a->response ? a->response : ""));
+	json_object_set_new(j, "response", json_string(clean));
+	free(clean);
+	size_t alen;
+	char *aval = json_text(j, &alen);
+	json_decref(j);
+	write_job_add(w, STORE_PUT, STORE_CF_ATTEMPTS,
+		      attempt_key(row->id, row->seq, (unsigned)row->attempts), ATTEMPT_KEY_LEN,
+		      aval, alen);
 	write_job_take_events(w, evs);
 	if (!was_deferred)
 		queue_counts_add(q, row->zone, row->domain, -1, 1);
@@ -968,12 +996,36 @@ static bool meta_read(struct store *s, const struct store_backend *be, struct re
 	return job->rc == 1 && meta_split(r);
 }
 
+/* An attempt row into the `history` of its delivery (rows in seq order,
+ * attempts in theirs). */
+static int collect_attempt(void *arg, const char *key, size_t klen, const char *val, size_t vlen)
+{
+	json_t *rows = arg;
+	json_t *a = klen == ATTEMPT_KEY_LEN ? json_loadb(val, vlen, 0, NULL) : NULL;
+	size_t i;
+	json_t *row;
+	json_array_foreach (rows, i, row) {
+		const char *seq = json_string_value(json_object_get(row, "seq"));
+		if (a == NULL || seq == NULL || memcmp(seq, key + QUEUE_ID_LEN, QUEUE_SEQ_LEN) != 0)
+			continue;
+		json_t *list = json_object_get(row, "history");
+		if (list == NULL)
+			json_object_set_new(row, "history", list = json_array());
+		json_array_append(list, a);
+		break;
+	}
+	json_decref(a);
+	return 0;
+}
+
 static void message_run(struct store *s, const struct store_backend *be, struct worker_job *job)
 {
 	struct read_job *r = (struct read_job *)job;
 	r->msg.deliveries = json_array();
-	if (meta_read(s, be, r) && be->scan(s, STORE_CF_DLV, r->id, QUEUE_ID_LEN, collect_row,
-					    r->msg.deliveries, &job->err) != 0)
+	if (meta_read(s, be, r) && (be->scan(s, STORE_CF_DLV, r->id, QUEUE_ID_LEN, collect_row,
+					     r->msg.deliveries, &job->err) != 0 ||
+				    be->scan(s, STORE_CF_ATTEMPTS, r->id, QUEUE_ID_LEN,
+					     collect_attempt, r->msg.deliveries, &job->err) != 0))
 		job->rc = -1;
 }
 

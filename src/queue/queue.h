@@ -216,9 +216,16 @@ void queue_notice_commit(struct queue *q, const char *id, json_t *meta, const ch
 			 const struct queue_delivery *dlv, const struct queue_finished *fin,
 			 size_t nfin, struct queue_events *evs, queue_commit_cb cb, void *arg);
 
-/* A delivery failed for now: its row records the attempt and the next one. */
+/* One failed attempt, for a delivery's history (NULL strings: unknown). */
+struct queue_attempt {
+	int64_t time; /* wall-clock ms */
+	const char *mx, *remote_address, *local_address, *tls, *response;
+};
+/* A delivery failed for now: its row records the attempt and the next one,
+ * and `attempt` (number row->attempts) joins its history, which goes with
+ * the row.  GET /message shows the history. */
 void queue_delivery_defer(struct queue *q, const struct queue_delivery_row *row, bool was_deferred,
-			  int64_t last, const char *response, struct queue_events *evs);
+			  const struct queue_attempt *attempt, struct queue_events *evs);
 
 /* A delivery row written again as it is (an operator's hold or release),
  * synced; queue_after_writes tells when it is done. */

@@ -21,6 +21,7 @@ enum store_cf {
 	STORE_CF_SUPPRESS, /* "a:" address or "d:" domain → suppression entry (JSON) */
 	STORE_CF_KV,       /* plugin name ‖ '\n' ‖ key → value (zmta.kv) */
 	STORE_CF_ADMIN,    /* "pause\n" id → a pause; "op\n" id → an audit entry (JSON) */
+	STORE_CF_ATTEMPTS, /* id ‖ seq ‖ attempt (4 hex digits) → a failed attempt (JSON) */
 	STORE_CF_COUNT,
 };
 

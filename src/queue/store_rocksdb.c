@@ -16,7 +16,7 @@
 static const char *const cf_names[STORE_CF_COUNT + 1] = {
     [STORE_CF_META] = "meta",     [STORE_CF_BODY] = "body",         [STORE_CF_DLV] = "dlv",
     [STORE_CF_EVENTS] = "events", [STORE_CF_SUPPRESS] = "suppress", [STORE_CF_KV] = "kv",
-    [STORE_CF_ADMIN] = "admin",
+    [STORE_CF_ADMIN] = "admin",   [STORE_CF_ATTEMPTS] = "attempts",
 };
 
 /* Memtable sizes.  Bodies pass through the body memtable on their way to

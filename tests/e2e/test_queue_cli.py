@@ -161,3 +161,28 @@ def test_api_auth_is_honoured(app, zmta):
     res = run_cli("queue", "--api", url, "--json", "pauses",
                   env={"ZONEMTA_API_KEY": "cli-key-123"})
     assert res.returncode == 0 and len(json.loads(res.stdout)) == 1
+
+
+def test_show_gives_each_failed_attempt(app, zmta, smtp_sink):
+    sink = smtp_sink("127.0.0.2")
+    sink.set_script({"recipients": {"slow@example.test": {
+        "rcpt": {"reply": "451 4.7.1 Greylisted, try again later"}}}})
+    d = zmta(extra_config={
+        "queue": {"deferTimes": ["1 s", "1 s", "1 s", "1 h"]},
+        "zones": {"default": {"host": sink.host, "port": sink.port, "disabled": False}}})
+    qid = submit(d, MSG, rcpts=("slow@example.test",))
+
+    def attempts():
+        status, m = call(d, "GET", f"/message/{qid}")
+        return m["messages"][0].get("history", []) if status == 200 else []
+    from conftest import wait_until
+    wait_until(lambda: len(attempts()) >= 2, 30, what="two failed attempts")
+    got = attempts()
+    assert [a["response"] for a in got[:2]] == ["451 4.7.1 Greylisted, try again later"] * 2
+    assert all(a["remoteAddress"] == "127.0.0.2" and a["time"] > 0 for a in got)
+    assert got[0]["time"] < got[1]["time"]
+    out = ok(q(app, "show", qid))
+    rows = table(out.split("Attempts:")[1])
+    assert rows[0] == ["SEQ", "TIME", "MX", "ADDRESS", "FROM", "TLS", "REPLY"]
+    assert rows[1][0] == "001" and rows[1][3] == "127.0.0.2"
+    assert rows[1][-1] == "451 4.7.1 Greylisted, try again later"

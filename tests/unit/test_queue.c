@@ -129,10 +129,17 @@ static void test_commit_counts_and_finish(void **state)
 					 .next_attempt = clock_wall_ms() + 60000,
 					 .attempts = 1,
 					 .deferred = true};
-	queue_delivery_defer(q, &row, false, clock_wall_ms(), "451 4.0.0 later", NULL);
+	struct queue_attempt attempt = {clock_wall_ms(), "mx.one.test",    "192.0.2.1", NULL,
+					"TLSv1.3",       "451 4.0.0 later"};
+	queue_delivery_defer(q, &row, false, &attempt, NULL);
 	c = queue_zone_counts(q, "default", &domains);
 	assert_int_equal(c->queued, 2);
 	assert_int_equal(c->deferred, 1);
+	/* The attempt joins the delivery's history, which goes with it. */
+	struct wait deferred = {0};
+	queue_after_writes(q, on_commit, &deferred);
+	until(&deferred);
+	assert_int_equal(store_ram_count(DIR, STORE_CF_ATTEMPTS), 1);
 	queue_delivery_finish(q, id, 1, "default", "one.test", true, NULL);
 	queue_delivery_finish(q, id, 2, "default", "one.test", false, NULL);
 	c = queue_zone_counts(q, "default", &domains);
@@ -147,6 +154,7 @@ static void test_commit_counts_and_finish(void **state)
 	until(&written);
 	assert_int_equal(written.rc, 0);
 	assert_int_equal(store_ram_count(DIR, STORE_CF_META), 0);
+	assert_int_equal(store_ram_count(DIR, STORE_CF_ATTEMPTS), 0);
 	queue_close(q);
 	assert_int_equal(store_ram_count(DIR, STORE_CF_META), 0);
 	assert_int_equal(store_ram_count(DIR, STORE_CF_DLV), 0);
@@ -476,7 +484,8 @@ static void test_events_ride_with_their_change(void **state)
 					 .domain = "one.test",
 					 .created = clock_wall_ms(),
 					 .next_attempt = clock_wall_ms()};
-	queue_delivery_defer(q, &row, false, clock_wall_ms(), "451 later", &evs);
+	struct queue_attempt attempt = {.time = clock_wall_ms(), .response = "451 later"};
+	queue_delivery_defer(q, &row, false, &attempt, &evs);
 	struct wait failed = {0};
 	queue_after_writes(q, on_commit, &failed);
 	until(&failed);

@@ -377,7 +377,12 @@ async function messageView(id) {
         h("pre", { class: "headers mono" }, meta.headers.map((x) => x.line).join("\n")))),
     h("section", { class: "card", "aria-labelledby": "dlv-title" }, h("h2", { id: "dlv-title" }, "Deliveries"),
       table(["Seq", "Recipient", "Zone", "State", "Tries", "First failure", "Last attempt", "Next attempt", "Last reply"],
-        rows, { numeric: [4], class: "message-deliveries" })));
+        rows, { numeric: [4], class: "message-deliveries" })),
+    h("section", { class: "card", "aria-labelledby": "attempts-title" }, h("h2", { id: "attempts-title" }, "Attempts"),
+      table(["Seq", "When", "MX", "Address", "From", "TLS", "Reply"],
+        m.messages.flatMap((d) => (d.history || []).map((a) => [d.seq, when(a.time), a.mx || "–",
+          a.remoteAddress || "–", a.localAddress || "–", a.tls || "–", h("td", { class: "reply" }, a.response || "")])),
+        { empty: "No failed attempts.", class: "attempts" })));
 }
 
 // --- operations: pauses and the audit log ---

@@ -67,6 +67,18 @@ static void browse_done(void *arg, size_t scanned, size_t matched)
 	free(b);
 }
 
+/* Takes `limit` out of the parameters (it is no filter): *n, or dflt
+ * when absent; false when it is not 1 to PAGE_MAX. */
+static bool take_limit(json_t *in, long dflt, long *n)
+{
+	const char *limit = json_string_value(json_object_get(in, "limit"));
+	char *end = NULL;
+	*n = limit ? strtol(limit, &end, 10) : dflt;
+	bool ok = limit == NULL || (*end == '\0' && *n >= 1 && *n <= PAGE_MAX);
+	json_object_del(in, "limit");
+	return ok;
+}
+
 /* "zone/id/seq" into f; false when it is not one. */
 static bool parse_cursor(char *s, struct sched_filter *f)
 {
@@ -98,18 +110,12 @@ void route_deliveries(struct api *api, struct evhttp_request *req, const struct 
 	}
 	struct sched_filter f = {0};
 	char why[160] = "";
-	const char *limit = json_string_value(json_object_get(in, "limit"));
 	char *after = json_string_value(json_object_get(in, "after"))
 			  ? xstrdup(json_string_value(json_object_get(in, "after")))
 			  : NULL;
-	long n = PAGE_DEFAULT;
-	char *end = NULL;
-	if (limit != NULL)
-		n = strtol(limit, &end, 10);
-	bool bad_limit = limit != NULL && (*end != '\0' || n < 1 || n > PAGE_MAX);
-	json_object_del(in, "limit"); /* not filters; `limit` goes with it */
-	json_object_del(in, "after");
-	if (bad_limit)
+	json_object_del(in, "after"); /* no filter either */
+	long n;
+	if (!take_limit(in, PAGE_DEFAULT, &n))
 		snprintf(why, sizeof(why), "limit must be a number from 1 to %d", PAGE_MAX);
 	else if (after != NULL && !parse_cursor(after, &f))
 		snprintf(why, sizeof(why), "after must be a 'next' this listing gave");
@@ -240,23 +246,22 @@ static void summary_visit(void *arg, struct sched_item *it)
 		strmap_put(s->reasons, reason, (void *)(n + 1));
 }
 
-static int by_total(const void *a, const void *b)
+/* Largest first, by the member qsort_r is given. */
+static int by_member(const void *a, const void *b, void *key)
 {
-	json_int_t x = json_integer_value(json_object_get(*(json_t *const *)a, "total"));
-	json_int_t y = json_integer_value(json_object_get(*(json_t *const *)b, "total"));
-	json_int_t cx = json_integer_value(json_object_get(*(json_t *const *)a, "count"));
-	json_int_t cy = json_integer_value(json_object_get(*(json_t *const *)b, "count"));
-	return x + cx < y + cy ? 1 : x + cx > y + cy ? -1 : 0;
+	json_int_t x = json_integer_value(json_object_get(*(json_t *const *)a, key));
+	json_int_t y = json_integer_value(json_object_get(*(json_t *const *)b, key));
+	return x < y ? 1 : x > y ? -1 : 0;
 }
 
-/* The `limit` largest of the objects in arr (by total or count). */
-static json_t *top(json_t *arr, size_t limit)
+/* The `limit` largest of the objects in arr by their member `key`. */
+static json_t *top(json_t *arr, const char *key, size_t limit)
 {
 	size_t n = json_array_size(arr);
 	json_t **v = xcalloc(n + 1, sizeof(*v));
 	for (size_t i = 0; i < n; i++)
 		v[i] = json_array_get(arr, i);
-	qsort(v, n, sizeof(*v), by_total);
+	qsort_r(v, n, sizeof(*v), by_member, (void *)key);
 	json_t *out = json_array();
 	for (size_t i = 0; i < n && i < limit; i++)
 		json_array_append(out, v[i]);
@@ -295,13 +300,13 @@ static void summary_done(void *arg, size_t scanned, size_t matched)
 	while (strmap_next(s->reasons, &pos, &k, &v))
 		json_array_append_new(reasons, json_pack("{s:s, s:I}", "reason", k, "count",
 							 (json_int_t)(uintptr_t)v));
-	api_reply_json(s->req, HTTP_OK,
-		       json_pack("{s:I, s:I, s:I, s:I, s:I, s:o, s:o, s:o}", "total",
-				 (json_int_t)s->total, "domainCount",
-				 (json_int_t)strmap_count(s->domains), "deferred",
-				 (json_int_t)s->deferred, "held", (json_int_t)s->held, "paused",
-				 (json_int_t)s->paused, "buckets", buckets, "domains",
-				 top(domains, s->limit), "reasons", top(reasons, 10)));
+	api_reply_json(
+	    s->req, HTTP_OK,
+	    json_pack("{s:I, s:I, s:I, s:I, s:I, s:o, s:o, s:o}", "total", (json_int_t)s->total,
+		      "domainCount", (json_int_t)strmap_count(s->domains), "deferred",
+		      (json_int_t)s->deferred, "held", (json_int_t)s->held, "paused",
+		      (json_int_t)s->paused, "buckets", buckets, "domains",
+		      top(domains, "total", s->limit), "reasons", top(reasons, "count", 10)));
 	summary_free(s);
 }
 
@@ -313,14 +318,11 @@ void route_summary(struct api *api, struct evhttp_request *req, const struct api
 		api_reply_error(req, HTTP_BADREQUEST, "the parameters are not understood");
 		return;
 	}
-	const char *limit = json_string_value(json_object_get(in, "limit"));
-	char *end = NULL;
-	long n = limit ? strtol(limit, &end, 10) : 50;
-	bool bad_limit = limit != NULL && (*end != '\0' || n < 1 || n > PAGE_MAX);
-	json_object_del(in, "limit");
+	long n;
+	bool good_limit = take_limit(in, 50, &n);
 	struct sched_filter f = {0};
 	char why[160] = "";
-	if (bad_limit)
+	if (!good_limit)
 		snprintf(why, sizeof(why), "limit must be a number from 1 to %d", PAGE_MAX);
 	else
 		api_parse_filter(api, in, &f, NULL, why, sizeof(why));

@@ -127,6 +127,10 @@ def test_pause_resume_and_pauses(app, zmta):
     assert json.loads(ok(q(app, "--json", "pauses")))[0]["domain"] == "example.test"
     assert ok(q(app, "resume", pause_id)) == f"resumed: {pause_id}\n"
     assert json.loads(ok(q(app, "--json", "pauses"))) == []
+    p = json.loads(ok(q(app, "--json", "pause", "--sender", "tenant.test")))
+    assert p["sender"] == "tenant.test" and p["by"]["principal"] == "anonymous"
+    assert json.loads(ok(q(app, "--json", "resume", p["id"]))) == \
+        {"success": True, "resumed": p["id"]}
 
 
 @pytest.mark.parametrize("args, code, message", [

@@ -91,6 +91,12 @@ def test_the_dashboard_charts_live_counts(world, dns_server, zmta, browser):
     browser.do("waitFor", js="() => location.hash === '#/?range=day' && "
                "document.querySelector('#total-delivered')?.textContent === '4'")
     browser.shot("dashboard-day")
+    # one zone's rates: the DSN zone delivered nothing
+    browser.do("select", selector="#f-chart-zone", value="bounces")
+    browser.do("waitFor", js="() => location.hash === '#/?range=day&zone=bounces' && "
+               "document.querySelector('#total-delivered')?.textContent === '0'")
+    browser.do("select", selector="#f-chart-zone", value="default")
+    browser.do("waitFor", js="() => document.querySelector('#total-delivered')?.textContent === '4'")
     browser.do("viewport", width=390, height=844)
     browser.do("goto", url=ui(d) + "#/")
     browser.do("wait", selector="#rates-chart canvas")

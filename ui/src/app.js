@@ -168,8 +168,10 @@ function drawChart(el, s) {
   }, data, el);
 }
 
-async function dashboard(range) {
+async function dashboard(range, zone) {
   const minutes = range === "day" ? 1440 : 60;
+  const names = await zones();
+  const here = (r, z) => `#/?${new URLSearchParams({ ...(r ? { range: r } : {}), ...(z ? { zone: z } : {}) })}`;
   const chartBox = h("div", { class: "chart", id: "rates-chart", role: "img",
     "aria-label": `Deliveries, deferrals and bounces per minute over the last ${range === "day" ? "day" : "hour"}` });
   const totals = h("div", { class: "totals" });
@@ -177,8 +179,10 @@ async function dashboard(range) {
   const domainBody = h("div");
   const reasonBody = h("div");
   const rangeButtons = h("div", { class: "range", role: "group", "aria-label": "Range" },
-    h("button", { type: "button", "aria-pressed": String(range !== "day"), onclick: () => (location.hash = "#/") }, "Last hour"),
-    h("button", { type: "button", "aria-pressed": String(range === "day"), onclick: () => (location.hash = "#/?range=day") }, "Last day"));
+    h("button", { type: "button", "aria-pressed": String(range !== "day"), onclick: () => (location.hash = here(null, zone)) }, "Last hour"),
+    h("button", { type: "button", "aria-pressed": String(range === "day"), onclick: () => (location.hash = here("day", zone)) }, "Last day"),
+    h("label", {}, "Zone", zoneSelect("chart-zone", names, zone, "all zones")));
+  rangeButtons.querySelector("select").addEventListener("change", (e) => (location.hash = here(range, e.target.value)));
   main.replaceChildren(h("h1", {}, "Dashboard"),
     h("section", { class: "card", "aria-labelledby": "rates-title" },
       h("h2", { id: "rates-title" }, "Delivery, deferral and bounce rates"), rangeButtons, totals, chartBox),
@@ -190,15 +194,15 @@ async function dashboard(range) {
       h("section", { class: "card", "aria-labelledby": "reasons-title" },
         h("h2", { id: "reasons-title" }, "Top deferral reasons"), reasonBody)));
   chart = null;
-  const names = await zones();
   async function refresh() {
     const [series, summary, counts] = await Promise.all([
-      api("GET", `/stats/series?minutes=${minutes}`),
+      api("GET", `/stats/series?minutes=${minutes}${zone ? `&zone=${encodeURIComponent(zone)}` : ""}`),
       api("GET", "/summary?limit=10"),
       Promise.all(names.map((z) => api("GET", `/queue/${encodeURIComponent(z)}`))),
     ]);
     const sum = (k) => series[k].reduce((a, b) => a + b, 0);
-    totals.replaceChildren(...[["accepted", "Accepted"], ...seriesNames].map(([k, label]) =>
+    // messages are accepted by the daemon, not by a zone
+    totals.replaceChildren(...[...(zone ? [] : [["accepted", "Accepted"]]), ...seriesNames].map(([k, label]) =>
       h("div", {}, h("span", {}, label), h("strong", { id: `total-${k}` }, sum(k)))));
     drawChart(chartBox, series);
     zoneBody.replaceChildren(table(["Zone", "Queued", "Deferred", "Held", "Paused"],
@@ -450,7 +454,7 @@ async function route() {
     if (path.startsWith("/message/")) await messageView(decodeURIComponent(path.slice(9)));
     else if (section === "queue") await queueView(params);
     else if (section === "operations") await operationsView();
-    else await dashboard(params.get("range"));
+    else await dashboard(params.get("range"), params.get("zone"));
     document.body.dataset.ready = section;
   } catch (e) {
     main.replaceChildren(h("h1", {}, "Something went wrong"), h("p", { role: "alert" }, e.message));

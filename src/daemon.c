@@ -488,6 +488,14 @@ static int daemon_start(struct daemon *d, char **err)
 	 * descriptor here is dup()ed, the changelist's one caveat. */
 	struct event_config *ec = event_config_new();
 	event_config_set_flag(ec, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
+	/* Work done in steps (a filtered operation's walk, a listing, the
+	 * store's finished writes) activates its next step itself; libevent
+	 * runs events activated meanwhile in the same pass, so without a cap
+	 * a million-delivery walk would run to its end before any socket is
+	 * read.  Sockets are looked at again after 2 ms of callbacks (or 64
+	 * of them), whatever is active. */
+	const struct timeval dispatch_max = {0, 2000};
+	event_config_set_max_dispatch_interval(ec, &dispatch_max, 64, 0);
 	d->base = event_base_new_with_config(ec);
 	event_config_free(ec);
 	if (d->base == NULL)

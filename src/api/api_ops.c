@@ -457,6 +457,17 @@ static void read_next(struct running_op *op)
 	free(key);
 }
 
+/* Writes an operation may have waiting in the store before its walk
+ * waits for them: a message accepted meanwhile (its commit behind them)
+ * waits for at most this many. */
+#define OP_WRITES_AHEAD 2048
+
+static bool store_busy(void *arg)
+{
+	struct api *api = arg;
+	return queue_write_backlog(api->queue) > OP_WRITES_AHEAD;
+}
+
 static void op_walked(void *arg, size_t scanned, size_t matched)
 {
 	(void)matched;
@@ -693,6 +704,7 @@ void route_op_start(struct api *api, struct evhttp_request *req, const struct ap
 	}
 	/* The filter's strings are copied by the walk before `in` goes. */
 	op->walk = sched_walk(api->sched, &f, op_visit, op_walked, op);
+	sched_walk_pace(api->sched, op->walk, store_busy, api);
 	json_t *entry = op_entry(api, op->id);
 	json_decref(in);
 	api_reply_json(req, 202, json_pack("{s:b, s:o}", "success", 1, "op", entry));

@@ -4,6 +4,7 @@
 
 #include <pthread.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdlib.h>
 
 #include "core/xmalloc.h"
@@ -19,7 +20,11 @@ struct workpool {
 	struct event *done_ev;
 	workpool_batch_fn batch; /* NULL: run each job */
 	void *batch_arg;
+	size_t pending; /* submitted, done() not run yet (loop thread only) */
 };
+
+/* Most jobs a batching pool runs in one batch. */
+#define BATCH_MAX 1024
 
 static void *worker_main(void *arg)
 {
@@ -32,8 +37,15 @@ static void *worker_main(void *arg)
 		if (jobs == NULL)
 			break;
 		if (p->batch != NULL) {
-			/* Everything waiting, in one go. */
-			p->todo = NULL;
+			/* What is waiting, in one go, up to BATCH_MAX jobs: a flood
+			 * (a purge's writes) is cut into batches, so that a job
+			 * submitted behind it (a commit) waits for one of them,
+			 * not for all. */
+			struct workpool_job **cut = &p->todo;
+			for (size_t n = 0; n < BATCH_MAX && *cut != NULL; n++)
+				cut = &(*cut)->next;
+			p->todo = *cut;
+			*cut = NULL;
 		} else {
 			p->todo = jobs->next;
 			jobs->next = NULL;
@@ -55,25 +67,39 @@ static void *worker_main(void *arg)
 	return NULL;
 }
 
-static void deliver(struct workpool *p)
+/* Finished jobs told per loop pass: a flood of them (a purge's 100,000
+ * writes) does not hold the loop; the rest go in the next passes. */
+#define DELIVER_STEP 1024
+
+/* Tells up to `max` finished jobs; true when more are waiting. */
+static bool deliver(struct workpool *p, size_t max)
 {
 	pthread_mutex_lock(&p->lock);
-	struct workpool_job *jobs = p->done;
-	p->done = NULL;
-	p->done_tail = &p->done;
+	struct workpool_job *jobs = p->done, **cut = &p->done;
+	for (size_t n = 0; n < max && *cut != NULL; n++)
+		cut = &(*cut)->next;
+	p->done = *cut;
+	*cut = NULL;
+	if (p->done == NULL)
+		p->done_tail = &p->done;
+	bool more = p->done != NULL;
 	pthread_mutex_unlock(&p->lock);
 	while (jobs != NULL) {
 		struct workpool_job *next = jobs->next;
+		p->pending--;
 		jobs->done(jobs);
 		jobs = next;
 	}
+	return more;
 }
 
 static void on_done(evutil_socket_t fd, short what, void *arg)
 {
 	(void)fd;
 	(void)what;
-	deliver(arg);
+	struct workpool *p = arg;
+	if (deliver(p, DELIVER_STEP))
+		event_active(p->done_ev, EV_READ, 0);
 }
 
 static struct workpool *pool_start(struct event_base *base, int threads, workpool_batch_fn batch,
@@ -105,8 +131,14 @@ struct workpool *workpool_new_batching(struct event_base *base, workpool_batch_f
 	return pool_start(base, 1, batch, arg);
 }
 
+size_t workpool_pending(const struct workpool *p)
+{
+	return p->pending;
+}
+
 void workpool_submit(struct workpool *p, struct workpool_job *job)
 {
+	p->pending++;
 	job->next = NULL;
 	pthread_mutex_lock(&p->lock);
 	*p->todo_tail = job;
@@ -125,7 +157,8 @@ void workpool_free(struct workpool *p)
 	pthread_mutex_unlock(&p->lock);
 	for (int i = 0; i < p->nthreads; i++)
 		pthread_join(p->threads[i], NULL);
-	deliver(p);
+	while (deliver(p, SIZE_MAX))
+		;
 	event_free(p->done_ev);
 	pthread_cond_destroy(&p->wake);
 	pthread_mutex_destroy(&p->lock);

@@ -30,10 +30,12 @@ struct workpool;
 
 /* Starts `threads` workers running each job's run(); done() on `base`. */
 struct workpool *workpool_new(struct event_base *base, int threads);
-/* Starts one worker that hands all waiting jobs to `batch` at once. */
+/* Starts one worker that hands waiting jobs to `batch`, up to 1,024 at once. */
 struct workpool *workpool_new_batching(struct event_base *base, workpool_batch_fn batch, void *arg);
 /* Queues a job (loop thread). */
 void workpool_submit(struct workpool *p, struct workpool_job *job);
+/* Jobs submitted whose done() has not run yet (loop thread). */
+size_t workpool_pending(const struct workpool *p);
 /* Runs what is queued, delivers every done(), stops the threads. */
 void workpool_free(struct workpool *p);
 

@@ -172,6 +172,11 @@ const char *queue_broken(const struct queue *q)
 	return q->writer ? worker_broken(q->writer) : NULL;
 }
 
+size_t queue_write_backlog(const struct queue *q)
+{
+	return q->writer ? worker_backlog(q->writer) : 0;
+}
+
 bool queue_space_low(const struct queue *q)
 {
 	return q->writer ? worker_space_low(q->writer) : false;

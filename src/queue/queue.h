@@ -295,6 +295,8 @@ const struct queue_counts *queue_zone_counts(const struct queue *q, const char *
 					     const struct strmap **domains);
 /* Why the store is out of service (no more mail until restart), or NULL. */
 const char *queue_broken(const struct queue *q);
+/* Writes submitted and not done yet: what a new commit would wait behind. */
+size_t queue_write_backlog(const struct queue *q);
 /* Whether the last write found less free disk space than the guard wants. */
 bool queue_space_low(const struct queue *q);
 /* Deliveries finished (delivered or bounced) since start. */

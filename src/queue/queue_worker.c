@@ -209,6 +209,11 @@ void worker_submit(struct worker *w, struct worker_job *job)
 	workpool_submit(w->pool, &job->pool);
 }
 
+size_t worker_backlog(const struct worker *w)
+{
+	return workpool_pending(w->pool);
+}
+
 const char *worker_broken(struct worker *w)
 {
 	return atomic_load(&w->broken);

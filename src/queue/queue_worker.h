@@ -53,6 +53,8 @@ struct worker *worker_start(struct event_base *base, struct store *store,
 void worker_submit(struct worker *w, struct worker_job *job);
 /* Why the writer's store is out of service, or NULL (any thread). */
 const char *worker_broken(struct worker *w);
+/* Jobs queued or running, not yet done (loop thread). */
+size_t worker_backlog(const struct worker *w);
 /* Whether the writer's last batch found too little disk space. */
 bool worker_space_low(struct worker *w);
 /* Finishes every queued job, delivers their done() calls and stops. */

@@ -1070,6 +1070,8 @@ struct sched_walk {
 	unsigned cursor_seq;
 	size_t scanned, matched, limit;
 	struct event *step_ev;
+	bool (*busy)(void *arg);
+	void *busy_arg;
 	sched_visit_fn visit;
 	sched_walk_done_fn done;
 	void *arg;
@@ -1120,6 +1122,11 @@ static void walk_step(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	struct sched_walk *w = arg;
+	if (w->busy != NULL && w->busy(w->busy_arg)) {
+		const struct timeval later = {0, 1000};
+		evtimer_add(w->step_ev, &later);
+		return;
+	}
 	struct sched_item *found[WALK_STEP];
 	size_t nfound = 0, seen = 0;
 	size_t want = WALK_STEP;
@@ -1193,6 +1200,15 @@ uint64_t sched_walk(struct sched *s, const struct sched_filter *f, sched_visit_f
 	u64map_put(s->walks, w->id, w);
 	event_active(w->step_ev, EV_TIMEOUT, 0);
 	return w->id;
+}
+
+void sched_walk_pace(struct sched *s, uint64_t id, bool (*busy)(void *arg), void *arg)
+{
+	struct sched_walk *w = id ? u64map_get(s->walks, id) : NULL;
+	if (w != NULL) {
+		w->busy = busy;
+		w->busy_arg = arg;
+	}
 }
 
 size_t sched_walk_scanned(const struct sched *s, uint64_t id)

@@ -184,6 +184,10 @@ typedef void (*sched_walk_done_fn)(void *arg, size_t scanned, size_t matched);
 uint64_t sched_walk(struct sched *s, const struct sched_filter *f, sched_visit_fn visit,
 		    sched_walk_done_fn done, void *arg);
 void sched_walk_cancel(struct sched *s, uint64_t id);
+/* Paces walk `id`: while busy(arg) says so (the store has a backlog of
+ * the walk's writes), its next step waits a millisecond, so that what
+ * it makes others wait behind stays short. */
+void sched_walk_pace(struct sched *s, uint64_t id, bool (*busy)(void *arg), void *arg);
 /* How far walk `id` has come: the deliveries it looked at so far. */
 size_t sched_walk_scanned(const struct sched *s, uint64_t id);
 

@@ -95,6 +95,13 @@ def main(path):
         num(v, "i4.listing.load_p99_le_s"), None, 4)
     row(4, "GET /queued/deferred/default (whole zone) p50 (ms)",
         num(v, "i4.list_deferred_p50_ms"), None, 1)
+    row(4, "GET /summary of the whole zone (ms)", num(v, "i4.admin.summary_ms"), None, 1)
+    row(4, "GET /deliveries, a page half way in (ms)", num(v, "i4.admin.deep_page_ms"), None, 1)
+    row(4, f"POST /ops delete of {v.get('i4.admin.purged', '?')} deliveries (s)",
+        num(v, "i4.admin.purge_s"), None, 2)
+    row(4, "slowest SMTP transaction during the purge (ms)", num(v, "i4.admin.smtp_max_ms"),
+        None, 1, target="< 100 ms", check=below(100))
+    row(4, "slowest GET /health during the purge (ms)", num(v, "i4.admin.health_max_ms"), None, 1)
     rate5 = v.get("meta.rate5", "?")
     row(5, f"ingest latency p50 (ms) at {rate5}/s", num(v, "i5.zmta.p50_ms"), num(v, "i5.pf.p50_ms"),
         2, lower_better=True)

@@ -15,7 +15,10 @@
 #   3. one 1 GB message through SMTP in and out: time and peak RSS
 #   4. queue scale: 1,000,000 queued recipients: restart time, RSS, the
 #      latency of GET /queue/default, and how long deliveries to another
-#      zone wait for their message while GET /queued lists the big one
+#      zone wait for their message while GET /queued lists the big one;
+#      then GET /summary, a page deep in GET /deliveries, and the whole
+#      zone deleted by one POST /ops while mail flows (SMTP transactions
+#      and GET /health timed)
 #   5. ingest latency p50/p99 at a fixed offered load
 #   6. ingest throughput over STARTTLS: N x 2 KB, 20 sessions, a full TLS
 #      handshake per message, into both MTAs with the same certificate
@@ -230,6 +233,9 @@ i4_zmta() {
   log "  Mail flowing to another zone while the big one is listed again and again:"
   child $PY "$HERE/listing.py" --api "http://127.0.0.1:$ZMTA_API" --port "$ZMTA_SMTP" \
     --seconds "$SECS5" --rate 50 --label i4 --results "$RESULTS" || return 1
+  log "  Queue administration: the big zone summarised, paged, then deleted by one operation while mail flows:"
+  child $PY "$HERE/purge.py" --api "http://127.0.0.1:$ZMTA_API" --port "$ZMTA_SMTP" \
+    --rate 50 --label i4.admin --results "$RESULTS" || return 1
 }
 
 item4() {

@@ -4,7 +4,9 @@ playwright-core (tests/js/browser.mjs), against the real daemon, its SMTP
 sinks and dnsmasq.  The dashboard's charts draw from live counts, the
 queue browser finds a message by recipient, a pause set in the page stops
 deliveries at the sink and resuming releases them, a bounce from the page
-sends a DSN, and the page keeps its security headers.  Screenshots go to
+sends a DSN, deliveries selected in the page (or all a filter matches)
+are held and released after a confirmation that gives their count, and
+the page keeps its security headers.  Screenshots go to
 test-artifacts/web-ui/ (desktop and phone-sized).
 """
 import json
@@ -216,3 +218,39 @@ def test_signing_in_with_the_api_key(zmta, browser):
     browser.do("click", selector="nav a[data-nav=queue]")
     browser.do("wait", selector="table.deliveries")
     assert browser.do("errors") == []
+
+
+def test_selecting_deliveries_and_holding_them(zmta, browser):
+    d = zmta()
+    with d.smtp() as c:
+        for i in range(3):
+            c.sendmail("alice@origin.test", [f"user{i}@example.test"],
+                       b"From: <alice@origin.test>\r\nSubject: hold me\r\n\r\nbody\r\n")
+    browser.do("goto", url=ui(d) + "#/queue")
+    browser.do("wait", selector="table.deliveries tbody tr")
+    browser.do("click", selector="input[aria-label^='Select user0@example.test of ']")
+    browser.do("click", selector="input[aria-label^='Select user2@example.test of ']")
+    browser.do("click", selector="button[data-action=hold]")
+    browser.do("wait", selector="#confirm[open]")
+    assert browser.do("text", selector="#confirm-text") == "Hold 2 deliveries?"
+    browser.do("click", selector="#confirm-ok")
+    browser.do("waitFor", js="() => [...document.querySelectorAll('table.deliveries td.state-held')]"
+               ".length === 2")
+    held = sorted(r["recipient"] for r in
+                  call(d, "GET", "/deliveries?status=held")[1]["deliveries"])
+    assert held == ["user0@example.test", "user2@example.test"]
+    # everything the filter matches: the count comes from the daemon
+    browser.do("select", selector="select[name=scope]", value="filter")
+    browser.do("select", selector="select[name=status]", value="held")
+    browser.do("click", selector="form.filters button[type=submit]")
+    browser.do("waitFor", js="() => location.hash.includes('status=held')")
+    browser.do("wait", selector="table.deliveries td.state-held")
+    browser.do("select", selector="select[name=scope]", value="filter")
+    browser.do("click", selector="button[data-action=release]")
+    browser.do("wait", selector="#confirm[open]")
+    assert browser.do("text", selector="#confirm-text") == "Release 2 deliveries?"
+    browser.shot("queue-release-confirm")
+    browser.do("click", selector="#confirm-ok")
+    browser.do("waitFor", js="() => document.querySelector('table.deliveries')?.innerText"
+               ".includes('No deliveries match.')")
+    assert call(d, "GET", "/deliveries?status=held")[1]["deliveries"] == []

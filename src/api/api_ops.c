@@ -305,7 +305,8 @@ static bool needs_headers(const struct running_op *op)
 	return op->headers.message_id != NULL || op->headers.name != NULL;
 }
 
-static void op_free_fields(struct running_op *op)
+/* Frees an operation that is in no list. */
+static void op_destroy(struct running_op *op)
 {
 	free(op->zone);
 	free(op->reason);
@@ -316,12 +317,13 @@ static void op_free_fields(struct running_op *op)
 	free(op);
 }
 
+/* Takes an operation out of api->running and frees it. */
 static void op_free(struct running_op *op)
 {
 	*(op->prev ? &op->prev->next : &op->api->running) = op->next;
 	if (op->next)
 		op->next->prev = op->prev;
-	op_free_fields(op);
+	op_destroy(op);
 }
 
 /* A bounced message's notice goes once none of its deliveries is left to
@@ -670,7 +672,7 @@ void route_op_start(struct api *api, struct evhttp_request *req, const struct ap
 		api_parse_filter(api, filter, &f, &op->headers, why, sizeof(why));
 	if (why[0] != '\0') {
 		json_decref(in);
-		op_free_fields(op);
+		op_destroy(op);
 		api_reply_error(req, HTTP_BADREQUEST, why);
 		return;
 	}

@@ -277,6 +277,11 @@ static int load_row(void *arg, const char *key, size_t klen, const char *val, si
 	if (klen > 6 && memcmp(key, "pause\n", 6) == 0) {
 		json_array_append_new(a->pauses, v);
 	} else if (klen > 3 && memcmp(key, "op\n", 3) == 0) {
+		/* An operation the last stop cut short: what it did not reach
+		 * is still queued, as it was. */
+		const char *state = str(v, "state");
+		if (state != NULL && strcmp(state, "running") == 0)
+			json_object_set_new(v, "state", json_string("interrupted"));
 		/* keys sort by time: the newest are the last */
 		json_array_append_new(a->audit, v);
 		if (json_array_size(a->audit) > AUDIT_KEPT)

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: EUPL-1.2 */
 /* The delivery scheduler; see sched.h. */
 #include "sched/sched.h"
+#include "sched/sched_internal.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -14,64 +15,6 @@
 #include "sched/backoff.h"
 #include "sched/throttle.h"
 #include "zone/pool.h"
-
-struct sched_zone {
-	const struct zone_config *cfg;
-	const struct pool_config *pool;
-	struct pool_rr rr[2];           /* deals new deliveries to pool addresses, per family */
-	char last_id[QUEUE_ID_LEN + 1]; /* the message and domain last dealt, */
-	const struct sched_domain *last_dom; /* so its recipients share an address */
-	int last_local[2];
-	struct throttle throttle;
-	int active;                /* open connections, parked ones included */
-	struct sched_slot *idle;   /* parked connections, oldest first */
-	struct strmap *domains;    /* name → struct sched_domain */
-	struct sched_domain *ring; /* domains with due mail, round robin */
-	/* every item of the zone in queue order (id, seq), for listings;
-	 * removed ones leave a NULL hole until the next compaction */
-	struct sched_item **index;
-	size_t n_index, index_cap, index_holes;
-	size_t index_deferred; /* indexed items that are deferred */
-};
-
-struct sched_domain {
-	char *name;
-	struct sched_zone *zone;
-	const struct domain_config *cfg;
-	struct throttle throttle;
-	int active;
-	struct sched_item *ready, *ready_last; /* due items, first to go first */
-	size_t nready;
-	bool in_ring;
-	struct sched_domain *ring_next, *ring_prev;
-};
-
-struct sched {
-	struct event_base *base;
-	const struct config *cfg;
-	sched_start_fn start;
-	void *start_arg;
-	struct strmap *zones;     /* name → struct sched_zone */
-	struct sched_item **heap; /* waiting, by `next` */
-	size_t nheap, heap_cap;
-	struct event *timer;   /* the next due time or throttle opening */
-	struct event *pump_ev; /* deferred pump: never from inside a caller */
-	int64_t timer_at;
-	bool stopping;           /* the daemon is stopping: start nothing */
-	struct strmap *items;    /* "id/seq" → item, for the API */
-	struct u64map *listings; /* id → struct sched_listing in progress */
-	uint64_t next_listing;
-	struct strmap *names; /* interned senders and users: name → its copy */
-	struct u64map *walks; /* id → struct sched_walk in progress */
-	struct queue_pause *pauses;
-	size_t npauses;
-	/* due deliveries set aside, held or paused (item->stopped_pos) */
-	struct sched_item **stopped;
-	size_t nstopped, stopped_cap;
-	struct event *expiry_ev; /* looks for set-aside items past their time */
-	sched_expired_fn expired;
-	void *expired_arg;
-};
 
 static void item_free(struct sched_item *it);
 
@@ -138,7 +81,7 @@ static void index_remove(struct sched_item *it)
 }
 
 /* The first position after (id, seq); holes count as anything. */
-static size_t index_after(const struct sched_zone *z, const char *id, unsigned seq)
+size_t sched_index_after(const struct sched_zone *z, const char *id, unsigned seq)
 {
 	size_t lo = 0, hi = z->n_index;
 	while (lo < hi) {
@@ -254,7 +197,7 @@ static struct sched_item *heap_pop(struct sched *s)
 
 /* --- zones and domains --- */
 
-static struct sched_zone *zone_get(struct sched *s, const char *name)
+struct sched_zone *sched_zone_get(struct sched *s, const char *name)
 {
 	struct sched_zone *z = strmap_get(s->zones, name);
 	if (z != NULL)
@@ -628,14 +571,14 @@ static const char *intern(struct sched *s, const char *name)
 
 void sched_add(struct sched *s, const struct queue_delivery_row *row)
 {
-	struct sched_zone *z = zone_get(s, row->zone);
+	struct sched_zone *z = sched_zone_get(s, row->zone);
 	if (z == NULL) {
 		/* The zone left the configuration: its mail goes by the default. */
 		log_msg(LOG_LEVEL_WARN, row->id, "sched",
 			"seq=%03x zone=%s action=default_zone "
 			"reason=\"no such zone\"",
 			row->seq, row->zone);
-		z = zone_get(s, s->cfg->queue.default_zone);
+		z = sched_zone_get(s, s->cfg->queue.default_zone);
 	}
 	struct sched_item *it = xcalloc(1, sizeof(*it));
 	memcpy(it->id, row->id, QUEUE_ID_LEN + 1);
@@ -877,7 +820,7 @@ static bool sender_matches(const char *rule, const char *from)
 
 /* Whether `it` matches every field of `p` given (pauses and operations
  * alike; `until` is the caller's). */
-static bool pause_matches(const struct queue_pause *p, const struct sched_item *it)
+bool sched_pause_matches(const struct queue_pause *p, const struct sched_item *it)
 {
 	return (p->zone == NULL || strcmp(p->zone, sched_item_zone(it)) == 0) &&
 	       (p->domain == NULL || strcasecmp(p->domain, it->dom->name) == 0) &&
@@ -890,7 +833,7 @@ bool sched_item_paused(const struct sched *s, const struct sched_item *it)
 	int64_t now = s->npauses > 0 ? clock_wall_ms() : 0;
 	for (size_t i = 0; i < s->npauses; i++) {
 		const struct queue_pause *p = &s->pauses[i];
-		if ((p->until == 0 || p->until > now) && pause_matches(p, it))
+		if ((p->until == 0 || p->until > now) && sched_pause_matches(p, it))
 			return true;
 	}
 	return false;
@@ -1050,310 +993,6 @@ bool sched_has_message(const struct sched *s, const char *id)
 			return true;
 	}
 	return false;
-}
-
-/* --- operations over many deliveries --- */
-
-/* Deliveries a walk acts on per loop pass (and index entries it looks at). */
-#define WALK_STEP 1024
-
-struct sched_walk {
-	struct sched *s;
-	uint64_t id;
-	struct queue_pause match; /* domain, sender, user (owned); zones below */
-	enum sched_status status;
-	int64_t created_before;
-	char *recipient;
-	char **zones; /* the zones to walk, by name */
-	size_t nzones, zone;
-	char cursor[QUEUE_ID_LEN + 1];
-	unsigned cursor_seq;
-	size_t scanned, matched, limit;
-	struct event *step_ev;
-	bool (*busy)(void *arg);
-	void *busy_arg;
-	sched_visit_fn visit;
-	sched_walk_done_fn done;
-	void *arg;
-};
-
-static int by_name(const void *a, const void *b)
-{
-	return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-static bool walk_matches(const struct sched_walk *w, const struct sched_item *it)
-{
-	if (!pause_matches(&w->match, it))
-		return false;
-	if (w->created_before != 0 && it->created >= w->created_before)
-		return false;
-	if (w->recipient != NULL && strcasecmp(w->recipient, it->recipient) != 0)
-		return false;
-	switch (w->status) {
-	case SCHED_ANY:
-		return true;
-	case SCHED_QUEUED:
-		return !it->deferred && !it->held;
-	case SCHED_DEFERRED:
-		return it->deferred && !it->held;
-	case SCHED_HELD:
-		return it->held;
-	}
-	return false;
-}
-
-static void walk_free(struct sched_walk *w)
-{
-	u64map_remove(w->s->walks, w->id);
-	event_free(w->step_ev);
-	free((char *)w->match.domain);
-	free((char *)w->match.sender);
-	free((char *)w->match.user);
-	free(w->recipient);
-	for (size_t i = 0; i < w->nzones; i++)
-		free(w->zones[i]);
-	free(w->zones);
-	free(w);
-}
-
-static void walk_step(evutil_socket_t fd, short what, void *arg)
-{
-	(void)fd;
-	(void)what;
-	struct sched_walk *w = arg;
-	if (w->busy != NULL && w->busy(w->busy_arg)) {
-		const struct timeval later = {0, 1000};
-		evtimer_add(w->step_ev, &later);
-		return;
-	}
-	struct sched_item *found[WALK_STEP];
-	size_t nfound = 0, seen = 0;
-	size_t want = WALK_STEP;
-	if (w->limit > 0 && w->limit - w->matched < want)
-		want = w->limit - w->matched;
-	while (w->zone < w->nzones && nfound < want && seen < WALK_STEP) {
-		struct sched_zone *z = zone_get(w->s, w->zones[w->zone]);
-		size_t i = z != NULL ? index_after(z, w->cursor, w->cursor_seq) : 0;
-		for (; z != NULL && i < z->n_index && nfound < want && seen < WALK_STEP; i++) {
-			struct sched_item *it = z->index[i];
-			if (it == NULL)
-				continue;
-			seen++;
-			memcpy(w->cursor, it->id, sizeof(w->cursor));
-			w->cursor_seq = it->seq;
-			if (walk_matches(w, it))
-				found[nfound++] = it;
-		}
-		if (z == NULL || i >= z->n_index) {
-			w->zone++; /* this zone is done: the next from its start */
-			w->cursor[0] = '\0';
-			w->cursor_seq = 0;
-		}
-	}
-	w->scanned += seen;
-	w->matched += nfound;
-	/* Collected first, acted on after: a visit may change the index. */
-	for (size_t i = 0; i < nfound; i++)
-		w->visit(w->arg, found[i]);
-	if (w->zone < w->nzones && (w->limit == 0 || w->matched < w->limit)) {
-		event_active(w->step_ev, EV_TIMEOUT, 0);
-		return;
-	}
-	sched_walk_done_fn done = w->done;
-	void *done_arg = w->arg;
-	size_t scanned = w->scanned, matched = w->matched;
-	walk_free(w);
-	done(done_arg, scanned, matched);
-}
-
-uint64_t sched_walk(struct sched *s, const struct sched_filter *f, sched_visit_fn visit,
-		    sched_walk_done_fn done, void *arg)
-{
-	struct sched_walk *w = xcalloc(1, sizeof(*w));
-	w->s = s;
-	w->id = ++s->next_listing;
-	w->match = (struct queue_pause){NULL, dup_or_null(f->domain), dup_or_null(f->sender),
-					dup_or_null(f->user), 0};
-	w->status = f->status;
-	w->created_before = f->created_before;
-	w->limit = f->limit;
-	w->recipient = dup_or_null(f->recipient);
-	w->zones = xcalloc(strmap_count(s->zones) + 1, sizeof(char *));
-	size_t pos = 0;
-	const char *name;
-	void *v;
-	while (strmap_next(s->zones, &pos, &name, &v))
-		if ((f->zone == NULL || strcmp(f->zone, name) == 0) &&
-		    (f->after_zone == NULL || strcmp(name, f->after_zone) >= 0))
-			w->zones[w->nzones++] = xstrdup(name);
-	qsort(w->zones, w->nzones, sizeof(*w->zones), by_name);
-	if (f->after_zone != NULL && w->nzones > 0 && strcmp(w->zones[0], f->after_zone) == 0 &&
-	    f->after_id != NULL && strlen(f->after_id) == QUEUE_ID_LEN) {
-		memcpy(w->cursor, f->after_id, sizeof(w->cursor));
-		w->cursor_seq = f->after_seq;
-	}
-	w->visit = visit;
-	w->done = done;
-	w->arg = arg;
-	w->step_ev = event_new(s->base, -1, 0, walk_step, w);
-	u64map_put(s->walks, w->id, w);
-	event_active(w->step_ev, EV_TIMEOUT, 0);
-	return w->id;
-}
-
-void sched_walk_pace(struct sched *s, uint64_t id, bool (*busy)(void *arg), void *arg)
-{
-	struct sched_walk *w = id ? u64map_get(s->walks, id) : NULL;
-	if (w != NULL) {
-		w->busy = busy;
-		w->busy_arg = arg;
-	}
-}
-
-size_t sched_walk_scanned(const struct sched *s, uint64_t id)
-{
-	const struct sched_walk *w = id ? u64map_get(s->walks, id) : NULL;
-	return w != NULL ? w->scanned : 0;
-}
-
-void sched_walk_cancel(struct sched *s, uint64_t id)
-{
-	struct sched_walk *w = id ? u64map_get(s->walks, id) : NULL;
-	if (w != NULL)
-		walk_free(w);
-}
-
-/* --- listings --- */
-
-/* Index entries a listing looks at per loop pass (well under a ms). */
-#define LIST_STEP 2048
-
-struct sched_listing {
-	struct sched *s;
-	uint64_t id;
-	struct sched_zone *z;
-	bool deferred;
-	size_t limit;
-	/* where the next pass goes on: after this key */
-	char cursor[QUEUE_ID_LEN + 1];
-	unsigned cursor_seq;
-	char last[QUEUE_ID_LEN + 1]; /* the message of the last row */
-	json_t *rows;
-	struct event *step_ev;
-	sched_list_cb cb;
-	void *arg;
-};
-
-json_t *sched_item_json(const struct sched_item *it)
-{
-	char seq[8];
-	snprintf(seq, sizeof(seq), "%03x", it->seq);
-	json_t *row = json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:s?, s:s?}", "id", it->id, "seq",
-				seq, "zone", sched_item_zone(it), "recipient", it->recipient,
-				"domain", it->dom->name, "created", (json_int_t)it->created, "from",
-				it->from, "user", it->user);
-	if (row != NULL && it->held)
-		json_object_set_new(row, "held", json_true());
-	if (row != NULL && it->stopped && !it->held)
-		json_object_set_new(row, "paused", json_true());
-	if (row != NULL && it->deferred)
-		json_object_set_new(
-		    row, "deferred",
-		    json_pack("{s:I, s:i, s:I, s:I, s:s?}", "first", (json_int_t)it->first_failure,
-			      "count", it->attempts, "last", (json_int_t)it->last_attempt, "next",
-			      (json_int_t)clock_mono_to_wall(it->next), "response", it->response));
-	return row;
-}
-
-static void listing_free(struct sched_listing *l)
-{
-	u64map_remove(l->s->listings, l->id);
-	event_free(l->step_ev);
-	json_decref(l->rows);
-	free(l);
-}
-
-/* One bounded pass over the index; the next is queued behind other events. */
-static void list_step(evutil_socket_t fd, short what, void *arg)
-{
-	(void)fd;
-	(void)what;
-	struct sched_listing *l = arg;
-	struct sched_zone *z = l->z;
-	/* Nothing deferred in the zone: no walk for a list of none. */
-	size_t i = l->deferred && z->index_deferred == 0 ? z->n_index
-							 : index_after(z, l->cursor, l->cursor_seq);
-	size_t seen = 0;
-	bool full = false;
-	for (; i < z->n_index; i++) {
-		const struct sched_item *it = z->index[i];
-		if (it == NULL)
-			continue; /* holes are cheap: they do not count */
-		if (seen++ == LIST_STEP)
-			break;
-		/* A page ends at a message boundary, so `after` (a message id)
-		 * resumes without skipping any of its deliveries. */
-		if (json_array_size(l->rows) >= l->limit && strcmp(it->id, l->last) != 0) {
-			full = true;
-			break;
-		}
-		memcpy(l->cursor, it->id, sizeof(l->cursor));
-		l->cursor_seq = it->seq;
-		if (it->deferred != l->deferred)
-			continue;
-		json_t *row = sched_item_json(it);
-		if (row != NULL) {
-			json_array_append_new(l->rows, row);
-			memcpy(l->last, it->id, sizeof(l->last));
-		}
-	}
-	if (!full && i < z->n_index) {
-		/* More next pass, after what other events are waiting. */
-		event_active(l->step_ev, EV_TIMEOUT, 0);
-		return;
-	}
-	sched_list_cb cb = l->cb;
-	void *cb_arg = l->arg;
-	json_t *rows = json_incref(l->rows);
-	listing_free(l);
-	cb(cb_arg, rows);
-	json_decref(rows);
-}
-
-uint64_t sched_list(struct sched *s, const char *zone, bool deferred, const char *after,
-		    size_t limit, sched_list_cb cb, void *arg)
-{
-	struct sched_listing *l = xcalloc(1, sizeof(*l));
-	l->s = s;
-	l->id = ++s->next_listing;
-	l->z = zone_get(s, zone);
-	l->deferred = deferred;
-	l->limit = limit;
-	l->rows = json_array();
-	l->cb = cb;
-	l->arg = arg;
-	/* After every delivery of message `after`: seqs run up to fff. */
-	if (after != NULL) {
-		snprintf(l->cursor, sizeof(l->cursor), "%s", after);
-		l->cursor_seq = QUEUE_MAX_RCPTS;
-	}
-	l->step_ev = event_new(s->base, -1, 0, list_step, l);
-	u64map_put(s->listings, l->id, l);
-	if (l->z == NULL) {
-		/* No such zone any more: an empty list, still answered later. */
-		static struct sched_zone empty;
-		l->z = &empty;
-	}
-	event_active(l->step_ev, EV_TIMEOUT, 0);
-	return l->id;
-}
-
-void sched_list_cancel(struct sched *s, uint64_t id)
-{
-	struct sched_listing *l = id ? u64map_get(s->listings, id) : NULL;
-	if (l != NULL)
-		listing_free(l);
 }
 
 void sched_batch_free(struct sched_batch *b)

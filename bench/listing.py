@@ -48,27 +48,32 @@ def quantile(before, after, q):
     return bounds[-1], total
 
 
-def sender(port, seconds, rate, sent, errors):
+LIVE_BODY = (b"From: <s@bench.test>\r\nSubject: live\r\n\r\n" + (b"x" * 98 + b"\r\n") * 3000 +
+             b".\r\n")
+
+
+def sender(port, rate, body, done, times, errors):
+    """Messages to the live zone at `rate` a second until done() says so,
+    each transaction's time (ms) appended to `times`."""
     try:
         smtp = Smtp(port)
-        body = (b"From: <s@bench.test>\r\nSubject: live\r\n\r\n" + (b"x" * 98 + b"\r\n") * 3000 +
-                b".\r\n")
         t0 = time.monotonic()
         n = 0
-        while time.monotonic() - t0 < seconds:
+        while not done():
+            t = time.monotonic()
             smtp.send(b"MAIL FROM:<s@bench.test>\r\nRCPT TO:<live%d@sink.bench.test>\r\nDATA\r\n" % n)
             smtp.expect(250)
             smtp.expect(250)
             smtp.expect(354)
             smtp.send(body)
             smtp.expect(250)
+            times.append((time.monotonic() - t) * 1000)
             n += 1
-            sent[0] = n
             wait = t0 + n / rate - time.monotonic()
             if wait > 0:
                 time.sleep(wait)
         smtp.close()
-    except Exception as e:  # noqa: BLE001 - reported below
+    except Exception as e:  # noqa: BLE001 - reported by the caller
         errors.append(repr(e))
 
 
@@ -91,9 +96,12 @@ def lister(api, stop, times, errors):
 
 def measure(api, port, seconds, rate, listing):
     before = load_histogram(api)
-    sent, errors, stop = [0], [], threading.Event()
+    sent, errors, stop = [], [], threading.Event()
     times = {"deferred": [], "queued": []}
-    threads = [threading.Thread(target=sender, args=(port, seconds, rate, sent, errors))]
+    end = time.monotonic() + seconds
+    threads = [threading.Thread(target=sender, args=(port, rate, LIVE_BODY,
+                                                     lambda: time.monotonic() >= end, sent,
+                                                     errors))]
     if listing:
         threads.append(threading.Thread(target=lister, args=(api, stop, times, errors)))
     for t in threads:
@@ -107,7 +115,7 @@ def measure(api, port, seconds, rate, listing):
     if errors:
         print("listing.py: " + "; ".join(errors), file=sys.stderr)
         sys.exit(1)
-    return quantile(before, after, 0.5), quantile(before, after, 0.99), times, sent[0]
+    return quantile(before, after, 0.5), quantile(before, after, 0.99), times, len(sent)
 
 
 def main():

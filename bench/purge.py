@@ -19,8 +19,8 @@ import threading
 import time
 import urllib.request
 
-from common import Smtp, http_get, percentile, write_result
-from listing import load_histogram, quantile
+from common import http_get, percentile, write_result
+from listing import load_histogram, quantile, sender
 
 
 def post(url, body):
@@ -28,30 +28,6 @@ def post(url, body):
                                  headers={"Content-Type": "application/json"})
     with urllib.request.urlopen(req, timeout=60) as resp:
         return json.loads(resp.read())
-
-
-def sender(port, rate, stop, times, errors):
-    try:
-        smtp = Smtp(port)
-        body = b"From: <s@bench.test>\r\nSubject: live\r\n\r\nbody\r\n.\r\n"
-        t0 = time.monotonic()
-        n = 0
-        while not stop.is_set():
-            t = time.monotonic()
-            smtp.send(b"MAIL FROM:<s@bench.test>\r\nRCPT TO:<live%d@sink.bench.test>\r\nDATA\r\n" % n)
-            smtp.expect(250)
-            smtp.expect(250)
-            smtp.expect(354)
-            smtp.send(body)
-            smtp.expect(250)
-            times.append((time.monotonic() - t) * 1000)
-            n += 1
-            wait = t0 + n / rate - time.monotonic()
-            if wait > 0:
-                time.sleep(wait)
-        smtp.close()
-    except Exception as e:  # noqa: BLE001 - reported below
-        errors.append(repr(e))
 
 
 def prober(api, stop, times, errors):
@@ -101,7 +77,9 @@ def main():
     before = load_histogram(a.api)
     stop, errors = threading.Event(), []
     smtp_ms, health_ms = [], []
-    threads = [threading.Thread(target=sender, args=(a.port, a.rate, stop, smtp_ms, errors)),
+    body = b"From: <s@bench.test>\r\nSubject: live\r\n\r\nbody\r\n.\r\n"
+    threads = [threading.Thread(target=sender,
+                                args=(a.port, a.rate, body, stop.is_set, smtp_ms, errors)),
                threading.Thread(target=prober, args=(a.api, stop, health_ms, errors))]
     for t in threads:
         t.start()

@@ -90,14 +90,10 @@ static bool parse_cursor(char *s, struct sched_filter *f)
 	if (id == NULL || id == s)
 		return false;
 	*id++ = '\0';
-	char *end;
-	unsigned long n = strtoul(seq, &end, 16);
-	if (!api_valid_id(id) || *end != '\0' || n == 0 || n > QUEUE_MAX_RCPTS)
-		return false;
 	f->after_zone = s;
 	f->after_id = id;
-	f->after_seq = (unsigned)n;
-	return true;
+	f->after_seq = api_parse_seq(seq);
+	return api_valid_id(id) && f->after_seq != 0;
 }
 
 void route_deliveries(struct api *api, struct evhttp_request *req, const struct api_params *params)

@@ -62,6 +62,8 @@ void api_reply_field_error(struct evhttp_request *req, int status, const char *f
 			   const char *message);
 /* A queue id: 18 lowercase hex digits. */
 bool api_valid_id(const char *id);
+/* A delivery's seq: 1 to 3 hex digits, 1 to fff; 0 when malformed. */
+unsigned api_parse_seq(const char *s);
 
 /* api_suppress.c: the suppression list. */
 /* api_ops.c: queue administration */

@@ -294,8 +294,7 @@ void route_queued(struct api *api, struct evhttp_request *req, const struct api_
 	free(after);
 }
 
-/* :seq as 3 hex digits (1 to fff); 0 when absent or malformed. */
-static unsigned parse_seq(const char *s)
+unsigned api_parse_seq(const char *s)
 {
 	char *end;
 	unsigned long v = strtoul(s, &end, 16);
@@ -341,7 +340,8 @@ void route_delete(struct api *api, struct evhttp_request *req, const struct api_
 {
 	const char *id = params->value[0];
 	unsigned seq = 0;
-	if (!api_valid_id(id) || (params->count > 1 && (seq = parse_seq(params->value[1])) == 0)) {
+	if (!api_valid_id(id) ||
+	    (params->count > 1 && (seq = api_parse_seq(params->value[1])) == 0)) {
 		api_reply_error(req, HTTP_BADREQUEST, "invalid queue id or seq");
 		return;
 	}
@@ -365,7 +365,7 @@ void route_delete(struct api *api, struct evhttp_request *req, const struct api_
 void route_retry(struct api *api, struct evhttp_request *req, const struct api_params *params)
 {
 	const char *id = params->value[0];
-	unsigned seq = parse_seq(params->value[1]);
+	unsigned seq = api_parse_seq(params->value[1]);
 	if (!api_valid_id(id) || seq == 0) {
 		api_reply_error(req, HTTP_BADREQUEST, "invalid queue id or seq");
 		return;

@@ -485,22 +485,17 @@ static void op_walked(void *arg, size_t scanned, size_t matched)
 /* POST /ops with ids: at most this many. */
 #define OP_IDS_MAX 1000
 
+/* "id" (seq 0: all) or "id/seq". */
 static bool id_and_seq(const char *s, char *id, unsigned *seq)
 {
 	size_t n = strlen(s);
+	*seq = 0;
 	if (n != QUEUE_ID_LEN && (n < QUEUE_ID_LEN + 2 || s[QUEUE_ID_LEN] != '/'))
 		return false;
 	memcpy(id, s, QUEUE_ID_LEN);
 	id[QUEUE_ID_LEN] = '\0';
-	*seq = 0;
-	if (n > QUEUE_ID_LEN) {
-		char *end;
-		unsigned long v = strtoul(s + QUEUE_ID_LEN + 1, &end, 16);
-		if (*end != '\0' || v == 0 || v > QUEUE_MAX_RCPTS || n > QUEUE_ID_LEN + 4)
-			return false;
-		*seq = (unsigned)v;
-	}
-	return api_valid_id(id);
+	*seq = n > QUEUE_ID_LEN ? api_parse_seq(s + QUEUE_ID_LEN + 1) : 0;
+	return api_valid_id(id) && (n == QUEUE_ID_LEN || *seq != 0);
 }
 
 static bool ids_valid(const json_t *ids)

@@ -18,6 +18,8 @@ void *xrealloc(void *ptr, size_t size);
 void *xreallocarray_grow(void *ptr, size_t *cap, size_t need, size_t size);
 char *xstrdup(const char *s);
 char *xstrndup(const char *s, size_t n);
+/* A copy of s, or NULL for NULL. */
+char *xstrdup_or_null(const char *s);
 /* Returns a newly allocated formatted string; the caller frees it. */
 char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 char *xvasprintf(const char *fmt, va_list ap) __attribute__((format(printf, 1, 0)));

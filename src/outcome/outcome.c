@@ -97,11 +97,6 @@ static void asking_free(struct asking *a)
 	free(a);
 }
 
-static char *dup_or_null(const char *s)
-{
-	return s != NULL ? xstrdup(s) : NULL;
-}
-
 static void asked(void *arg, const struct hook_result *res)
 {
 	struct asking *a = arg;
@@ -147,16 +142,16 @@ static void ask(struct outcome *o, struct sched_item *it, const struct outcome_r
 	a->o = o;
 	a->it = it;
 	a->status = status;
-	a->category = dup_or_null(category);
+	a->category = xstrdup_or_null(category);
 	a->retry_ms = -1;
 	a->r = *r;
-	a->r.text = dup_or_null(r->text);
+	a->r.text = xstrdup_or_null(r->text);
 	a->r.category = NULL;
-	a->r.remote_mta = dup_or_null(r->remote_mta);
-	a->r.notify = dup_or_null(r->notify);
-	a->r.remote_address = dup_or_null(r->remote_address);
-	a->r.local_address = dup_or_null(r->local_address);
-	a->r.tls = dup_or_null(r->tls);
+	a->r.remote_mta = xstrdup_or_null(r->remote_mta);
+	a->r.notify = xstrdup_or_null(r->notify);
+	a->r.remote_address = xstrdup_or_null(r->remote_address);
+	a->r.local_address = xstrdup_or_null(r->local_address);
+	a->r.tls = xstrdup_or_null(r->tls);
 	a->r.meta = r->meta ? json_incref((json_t *)r->meta) : NULL;
 	if (r->header_block != NULL) {
 		char *h = xmalloc(r->header_len + 1);
@@ -593,7 +588,7 @@ bool outcome_rebind(struct outcome *o, struct sched_item *it, const char *zone)
 	char id[QUEUE_ID_LEN + 1];
 	memcpy(id, it->id, sizeof(id));
 	row.id = id;
-	char *recipient = xstrdup(it->recipient), *response = dup_or_null(it->response);
+	char *recipient = xstrdup(it->recipient), *response = xstrdup_or_null(it->response);
 	row.recipient = recipient;
 	row.response = response;
 	char *old = xstrdup(from_zone);

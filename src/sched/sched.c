@@ -799,11 +799,6 @@ static void pauses_free(struct sched *s)
 	s->npauses = 0;
 }
 
-static char *dup_or_null(const char *v)
-{
-	return v != NULL ? xstrdup(v) : NULL;
-}
-
 /* A pause's sender: an address (exactly, the domain without case), or a
  * domain (the sender's). */
 static bool sender_matches(const char *rule, const char *from)
@@ -889,8 +884,9 @@ void sched_set_pauses(struct sched *s, const struct queue_pause *pauses, size_t 
 	s->pauses = xcalloc(n ? n : 1, sizeof(*s->pauses));
 	for (size_t i = 0; i < n; i++)
 		s->pauses[i] = (struct queue_pause){
-		    dup_or_null(pauses[i].zone), dup_or_null(pauses[i].domain),
-		    dup_or_null(pauses[i].sender), dup_or_null(pauses[i].user), pauses[i].until};
+		    xstrdup_or_null(pauses[i].zone), xstrdup_or_null(pauses[i].domain),
+		    xstrdup_or_null(pauses[i].sender), xstrdup_or_null(pauses[i].user),
+		    pauses[i].until};
 	s->npauses = n;
 	restop(s);
 }
@@ -1008,6 +1004,20 @@ const struct pool_config *sched_zone_pool(const struct sched *s, const struct zo
 	return config_pool(s->cfg, zone->pool);
 }
 
+/* Cancels every listing or walk of `m` (each cancel removes its entry),
+ * then frees the map. */
+static void cancel_all(struct sched *s, struct u64map *m, void (*cancel)(struct sched *, uint64_t))
+{
+	while (u64map_count(m) > 0) {
+		size_t pos = 0;
+		uint64_t id;
+		void *v;
+		u64map_next(m, &pos, &id, &v);
+		cancel(s, id);
+	}
+	u64map_free(m);
+}
+
 void sched_free(struct sched *s)
 {
 	if (s == NULL)
@@ -1049,22 +1059,8 @@ void sched_free(struct sched *s)
 	}
 	strmap_free(s->zones);
 	strmap_free(s->items);
-	while (u64map_count(s->listings) > 0) {
-		size_t lpos = 0;
-		uint64_t id;
-		void *lv;
-		u64map_next(s->listings, &lpos, &id, &lv);
-		sched_list_cancel(s, id);
-	}
-	u64map_free(s->listings);
-	while (u64map_count(s->walks) > 0) {
-		size_t wpos = 0;
-		uint64_t wid;
-		void *wv;
-		u64map_next(s->walks, &wpos, &wid, &wv);
-		sched_walk_cancel(s, wid);
-	}
-	u64map_free(s->walks);
+	cancel_all(s, s->listings, sched_list_cancel);
+	cancel_all(s, s->walks, sched_walk_cancel);
 	event_free(s->timer);
 	if (s->expiry_ev != NULL)
 		event_free(s->expiry_ev);

@@ -11,11 +11,6 @@
 #include "sched/sched.h"
 #include "sched/sched_internal.h"
 
-static char *walk_dup(const char *v)
-{
-	return v != NULL ? xstrdup(v) : NULL;
-}
-
 /* --- operations over many deliveries --- */
 
 /* Deliveries a walk acts on per loop pass (and index entries it looks at). */
@@ -137,12 +132,12 @@ uint64_t sched_walk(struct sched *s, const struct sched_filter *f, sched_visit_f
 	struct sched_walk *w = xcalloc(1, sizeof(*w));
 	w->s = s;
 	w->id = ++s->next_listing;
-	w->match = (struct queue_pause){NULL, walk_dup(f->domain), walk_dup(f->sender),
-					walk_dup(f->user), 0};
+	w->match = (struct queue_pause){NULL, xstrdup_or_null(f->domain),
+					xstrdup_or_null(f->sender), xstrdup_or_null(f->user), 0};
 	w->status = f->status;
 	w->created_before = f->created_before;
 	w->limit = f->limit;
-	w->recipient = walk_dup(f->recipient);
+	w->recipient = xstrdup_or_null(f->recipient);
 	w->zones = xcalloc(strmap_count(s->zones) + 1, sizeof(char *));
 	size_t pos = 0;
 	const char *name;

@@ -191,6 +191,11 @@ def test_operations_by_filter_hold_release_delete(zmta):
     ({"action": "hold"}, "a filter is needed"),
     ({"action": "hold", "filter": {"zone": "nope"}}, "no such zone: nope"),
     ({"action": "hold", "filter": {"status": "sleeping"}}, "filter.status: 'sleeping'"),
+    ({"action": "hold", "ids": ["nope"]}, "ids must be 1 to 1000 queue ids"),
+    ({"action": "hold", "ids": ["1a23af1989bd970000/0"]}, "ids must be"),
+    ({"action": "hold", "ids": ["1a23af1989bd970000/1000"]}, "ids must be"),
+    ({"action": "hold", "ids": ["1a23af1989bd970000"], "filter": {"zone": "default"}},
+     "ids must be"),
 ])
 def test_bad_operations_are_refused(zmta, body, error):
     d = zmta()
@@ -457,6 +462,7 @@ def test_deliveries_are_listed_by_filter_a_page_at_a_time(zmta):
     assert [r["zone"] for r in got] == ["second"]
     assert len(call(d, "GET", "/deliveries?status=held")[1]["deliveries"]) == 2
     for bad, error in [("limit=0", "limit must be"), ("after=nope", "after must be"),
+                       (f"after=default/{ids[0]}/0", "after must be"),
                        ("zone=nope", "no such zone"), ("header=X:y", "filter.header is for")]:
         status, body = call(d, "GET", f"/deliveries?{bad}")
         assert status == 400 and body["error"].startswith(error), (bad, body)

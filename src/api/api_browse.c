@@ -29,6 +29,7 @@ struct browse {
 	uint64_t walk;
 	json_t *rows;
 	size_t limit;
+	bool more; /* a match past the page: `next` is given */
 	char last_zone[128], last_id[QUEUE_ID_LEN + 1];
 	unsigned last_seq;
 };
@@ -44,6 +45,10 @@ static void browse_gone(void *arg)
 static void browse_visit(void *arg, struct sched_item *it)
 {
 	struct browse *b = arg;
+	if (json_array_size(b->rows) == b->limit) {
+		b->more = true; /* the walk's one past the page */
+		return;
+	}
 	json_array_append_new(b->rows, sched_item_json(it));
 	snprintf(b->last_zone, sizeof(b->last_zone), "%s", sched_item_zone(it));
 	memcpy(b->last_id, it->id, sizeof(b->last_id));
@@ -54,8 +59,9 @@ static void browse_done(void *arg, size_t scanned, size_t matched)
 {
 	struct browse *b = arg;
 	api_on_gone(b->api, b->conn, NULL, NULL);
+	(void)matched;
 	json_t *next = json_null();
-	if (matched >= b->limit) {
+	if (b->more) {
 		char cursor[200];
 		snprintf(cursor, sizeof(cursor), "%s/%s/%03x", b->last_zone, b->last_id,
 			 b->last_seq);
@@ -129,7 +135,7 @@ void route_deliveries(struct api *api, struct evhttp_request *req, const struct 
 	b->conn = evhttp_request_get_connection(req);
 	b->rows = json_array();
 	b->limit = (size_t)n;
-	f.limit = b->limit;
+	f.limit = b->limit + 1; /* one more tells whether there is a next page */
 	api_on_gone(api, b->conn, browse_gone, b);
 	/* The walk copies what it keeps of the filter. */
 	b->walk = sched_walk(api->sched, &f, browse_visit, browse_done, b);

@@ -17,6 +17,7 @@
 
 #include "api/api_internal.h"
 #include "core/clock.h"
+#include "core/log.h"
 #include "core/xmalloc.h"
 #include "msg/header.h"
 #include "outcome/outcome.h"
@@ -298,6 +299,7 @@ struct running_op {
 	uint64_t read_req;
 	char last_bounced[QUEUE_ID_LEN + 1]; /* its notice goes when the next starts */
 	size_t scanned, matched, affected;
+	size_t after_attempt; /* in flight: acted on if their attempt defers */
 };
 
 static bool needs_headers(const struct running_op *op)
@@ -337,6 +339,12 @@ static void bounce_batch_end(struct running_op *op, const char *next_id)
 	op->last_bounced[0] = '\0';
 }
 
+static void count_admin(struct running_op *op, enum outcome_admin done)
+{
+	op->affected += done == OUTCOME_ADMIN_DONE;
+	op->after_attempt += done == OUTCOME_ADMIN_AFTER_ATTEMPT;
+}
+
 static void act(struct running_op *op, struct sched_item *it)
 {
 	struct api *api = op->api;
@@ -352,18 +360,19 @@ static void act(struct running_op *op, struct sched_item *it)
 		op->affected += sched_hold(api->sched, it->id, it->seq, op->action == OP_HOLD,
 					   rewrite_row, api);
 		break;
-	case OP_BOUNCE:
+	case OP_BOUNCE: {
 		bounce_batch_end(op, id);
-		if (outcome_bounce(api->outcome, it, op->reason)) {
-			op->affected++;
+		enum outcome_admin done = outcome_bounce(api->outcome, it, op->reason, op->id);
+		count_admin(op, done);
+		if (done == OUTCOME_ADMIN_DONE)
 			memcpy(op->last_bounced, id, sizeof(id));
-		}
 		break;
+	}
 	case OP_DELETE:
 		op->affected += outcome_delete(api->outcome, id, it->seq);
 		break;
 	case OP_REBIND:
-		op->affected += outcome_rebind(api->outcome, it, op->zone);
+		count_admin(op, outcome_rebind(api->outcome, it, op->zone, op->id));
 		break;
 	}
 }
@@ -382,17 +391,26 @@ static void op_visit(void *arg, struct sched_item *it)
 	op->cand[op->ncand++].seq = it->seq;
 }
 
+/* The operation's end in its audit entry: "done", or "interrupted" by
+ * the daemon's stop (with how far it got). */
+static void op_record_end(struct running_op *op, const char *state)
+{
+	struct admin *a = queue_admin(op->api->queue);
+	size_t scanned = op->walk ? sched_walk_scanned(op->api->sched, op->walk) : op->scanned;
+	if (a != NULL)
+		admin_audit_update(a, op->id,
+				   json_pack("{s:s, s:I, s:I, s:I, s:I, s:I}", "state", state,
+					     "scanned", (json_int_t)scanned, "matched",
+					     (json_int_t)op->matched, "affected",
+					     (json_int_t)op->affected, "afterAttempt",
+					     (json_int_t)op->after_attempt, "finished",
+					     (json_int_t)clock_wall_ms()));
+}
+
 static void op_finish(struct running_op *op)
 {
 	bounce_batch_end(op, NULL);
-	struct admin *a = queue_admin(op->api->queue);
-	if (a != NULL)
-		admin_audit_update(a, op->id,
-				   json_pack("{s:s, s:I, s:I, s:I, s:I}", "state", "done",
-					     "scanned", (json_int_t)op->scanned, "matched",
-					     (json_int_t)op->matched, "affected",
-					     (json_int_t)op->affected, "finished",
-					     (json_int_t)clock_wall_ms()));
+	op_record_end(op, "done");
 	op_free(op);
 }
 
@@ -538,6 +556,12 @@ void api_ops_free(struct api *api)
 {
 	while (api->running != NULL) {
 		struct running_op *op = api->running;
+		log_warn("op_interrupted", "op=%s action=%s scanned=%zu affected=%zu", op->id,
+			 op_names[op->action],
+			 op->walk ? sched_walk_scanned(api->sched, op->walk) : op->scanned,
+			 op->affected);
+		bounce_batch_end(op, NULL); /* the bounced ones' notices */
+		op_record_end(op, "interrupted");
 		sched_walk_cancel(api->sched, op->walk);
 		if (op->read_req != 0)
 			queue_request_cancel(api->queue, op->read_req);
@@ -556,6 +580,7 @@ static json_t *op_entry(struct api *api, const char *id)
 		json_object_set_new(e, "scanned", json_integer((json_int_t)scanned));
 		json_object_set_new(e, "matched", json_integer((json_int_t)op->matched));
 		json_object_set_new(e, "affected", json_integer((json_int_t)op->affected));
+		json_object_set_new(e, "afterAttempt", json_integer((json_int_t)op->after_attempt));
 	}
 	return e;
 }

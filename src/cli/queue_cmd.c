@@ -562,7 +562,9 @@ static int cmd_op(const struct client *c, const char *action, const struct args 
 	json_t *op = NULL;
 	for (;;) {
 		op = call(c, "GET", path, NULL, &code);
-		if (op == NULL || strcmp(str(op, "state") ? str(op, "state") : "done", "done") == 0)
+		/* done, or interrupted by a restart of the daemon */
+		if (op == NULL ||
+		    strcmp(str(op, "state") ? str(op, "state") : "done", "running") != 0)
 			break;
 		json_decref(op);
 		usleep(200 * 1000);
@@ -570,14 +572,22 @@ static int cmd_op(const struct client *c, const char *action, const struct args 
 	free(path);
 	if (op == NULL)
 		return code;
+	bool done = strcmp(str(op, "state") ? str(op, "state") : "done", "done") == 0;
 	if (c->json)
 		print_json(op);
-	else
-		printf("%s: %lld affected of %lld matched (%lld looked at); operation %s\n", action,
+	else {
+		printf("%s: %lld affected of %lld matched (%lld looked at); operation %s", action,
 		       (long long)num(op, "affected"), (long long)num(op, "matched"),
 		       (long long)num(op, "scanned"), str(op, "id"));
+		if (num(op, "afterAttempt") > 0)
+			printf("; %lld in flight, acted on if their attempt defers",
+			       (long long)num(op, "afterAttempt"));
+		if (!done)
+			printf(" (%s)", str(op, "state"));
+		printf("\n");
+	}
 	json_decref(op);
-	return 0;
+	return done ? 0 : 1; /* interrupted: the daemon stopped meanwhile */
 }
 
 static int cmd_pause(const struct client *c, const struct args *a)

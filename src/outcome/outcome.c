@@ -26,7 +26,56 @@ struct outcome {
 	struct notices *notices;
 	struct asking *asking;  /* failures sender:responseError is deciding on */
 	struct strmap *waiting; /* ids whose batch ended while asking: their notices wait */
+	/* "id/seq" of deliveries in flight -> struct after_attempt: what an
+	 * operator asked for meanwhile, done if the attempt defers */
+	struct strmap *after;
 };
+
+struct after_attempt {
+	bool rebind; /* else bounce */
+	char *arg;   /* rebind: the zone; bounce: the reason or NULL */
+	char op[32]; /* the operation's id, for the log */
+};
+
+static void after_free(struct after_attempt *a)
+{
+	if (a == NULL)
+		return;
+	free(a->arg);
+	free(a);
+}
+
+static void after_key(char *key, const struct sched_item *it)
+{
+	snprintf(key, QUEUE_ID_LEN + 8, "%s/%03x", it->id, it->seq);
+}
+
+/* What waits for the end of the item's attempt, taken out (or NULL). */
+static struct after_attempt *after_take(struct outcome *o, const struct sched_item *it)
+{
+	if (strmap_count(o->after) == 0)
+		return NULL;
+	char key[QUEUE_ID_LEN + 8];
+	after_key(key, it);
+	return strmap_remove(o->after, key);
+}
+
+static void after_drop(struct outcome *o, const struct sched_item *it)
+{
+	after_free(after_take(o, it));
+}
+
+static void after_set(struct outcome *o, const struct sched_item *it, bool rebind, const char *arg,
+		      const char *op)
+{
+	struct after_attempt *a = xcalloc(1, sizeof(*a));
+	a->rebind = rebind;
+	a->arg = xstrdup_or_null(arg);
+	snprintf(a->op, sizeof(a->op), "%s", op ? op : "");
+	char key[QUEUE_ID_LEN + 8];
+	after_key(key, it);
+	after_free(strmap_put(o->after, key, a)); /* the latest wins */
+}
 
 struct outcome *outcome_new(const struct config *cfg, const struct bounce_rules *rules)
 {
@@ -34,6 +83,7 @@ struct outcome *outcome_new(const struct config *cfg, const struct bounce_rules 
 	o->cfg = cfg;
 	o->rules = rules;
 	o->waiting = strmap_new();
+	o->after = strmap_new();
 	return o;
 }
 
@@ -43,6 +93,12 @@ void outcome_free(struct outcome *o)
 		return;
 	notices_free(o->notices);
 	strmap_free(o->waiting);
+	size_t pos = 0;
+	const char *key;
+	void *a;
+	while (strmap_next(o->after, &pos, &key, &a))
+		after_free(a);
+	strmap_free(o->after);
 	free(o);
 }
 
@@ -123,9 +179,10 @@ static void asked(void *arg, const struct hook_result *res)
 	memcpy(id, a->it->id, sizeof(id));
 	struct sched_item *it = a->it;
 	a->run = 0;
-	if (it->cancelled)
+	if (it->cancelled) {
+		after_drop(o, it);
 		sched_item_done(o->sched, it); /* deleted meanwhile: its row is gone */
-	else
+	} else
 		decide(o, it, &a->r, status, a->category, retry, false);
 	asking_free(a);
 	/* The message's batch ended while this was asked: its notices go now. */
@@ -358,6 +415,7 @@ static void auto_suppress(struct outcome *o, const struct sched_item *it,
 void outcome_report(struct outcome *o, struct sched_item *it, const struct outcome_report *r)
 {
 	if (it->cancelled) {
+		after_drop(o, it);
 		sched_item_done(o->sched, it); /* deleted meanwhile: its row is gone */
 		return;
 	}
@@ -367,6 +425,7 @@ void outcome_report(struct outcome *o, struct sched_item *it, const struct outco
 	if (status == OUTCOME_SUPPRESSED) {
 		/* Dropped without a try; a bounce only with suppression.notify
 		 * (ZoneMTA: never). */
+		after_drop(o, it);
 		stats_delivery(zone, "suppressed");
 		log_msg(LOG_LEVEL_INFO, it->id, "suppressed",
 			"seq=%03x zone=%s rcpt=<%s> reason=\"%s\"", it->seq, zone, it->recipient,
@@ -412,6 +471,9 @@ static void decide(struct outcome *o, struct sched_item *it, const struct outcom
 	 * included, so a bounce reads like the deferrals before it. */
 	int attempts = it->attempts + (r->attempted ? 1 : 0);
 	int64_t now = clock_wall_ms();
+	/* an operator's bounce or rebind waits for a deferral; any other end
+	 * makes it moot */
+	struct after_attempt *after = after_take(o, it);
 	int64_t next = 0;
 	if (status == OUTCOME_TEMPFAIL) {
 		attempts = it->attempts + 1;
@@ -448,10 +510,12 @@ static void decide(struct outcome *o, struct sched_item *it, const struct outcom
 		if (o->cfg->bounces.dsn && !r->next_hop_dsn && r->notify != NULL &&
 		    strcasestr(r->notify, "SUCCESS") != NULL) {
 			notices_add(o->notices, DSN_RELAYED, it, &info);
+			after_free(after);
 			return;
 		}
 		persist_finish(o, it, &evs);
 		sched_item_done(o->sched, it);
+		after_free(after);
 		return;
 	case OUTCOME_PERMFAIL:
 		stats_delivery(zone, "bounced");
@@ -462,6 +526,7 @@ static void decide(struct outcome *o, struct sched_item *it, const struct outcom
 		attempt_event(o, &evs, expired ? EVENT_EXPIRED : EVENT_BOUNCED, it, r, info.status,
 			      category ? category : "other", attempts, 0);
 		auto_suppress(o, it, r, category, expired);
+		after_free(after);
 		if (o->cfg->bounces.dsn) {
 			notices_add(o->notices, DSN_FAILED, it, &info);
 			return;
@@ -507,10 +572,20 @@ static void decide(struct outcome *o, struct sched_item *it, const struct outcom
 	queue_delivery_defer(o->queue, &row, it->deferred, &attempt, &evs);
 	free(kept);
 	sched_item_retry(o->sched, it, next - now, r->text);
+	if (after != NULL) {
+		log_msg(LOG_LEVEL_INFO, it->id, "after_attempt", "seq=%03x op=%s action=%s",
+			it->seq, after->op, after->rebind ? "rebind" : "bounce");
+		if (after->rebind)
+			outcome_rebind(o, it, after->arg, after->op);
+		else
+			outcome_bounce(o, it, after->arg, after->op);
+		after_free(after);
+	}
 }
 
 void outcome_abandon(struct outcome *o, struct sched_item *it)
 {
+	after_drop(o, it);
 	sched_item_done(o->sched, it);
 }
 
@@ -547,17 +622,31 @@ void outcome_rewrite(struct outcome *o, const struct sched_item *it)
 	free(kept);
 }
 
-bool outcome_bounce(struct outcome *o, struct sched_item *it, const char *reason)
+/* Takes an item out of the schedule for an operator's action: DONE
+ * when it is out, AFTER_ATTEMPT when it is in flight, NONE when it is
+ * gone meanwhile. */
+static enum outcome_admin admin_take(struct outcome *o, struct sched_item *it)
 {
-	if (!sched_take(o->sched, it))
-		return false;
+	if (it->cancelled)
+		return OUTCOME_ADMIN_NONE;
+	return sched_take(o->sched, it) ? OUTCOME_ADMIN_DONE : OUTCOME_ADMIN_AFTER_ATTEMPT;
+}
+
+enum outcome_admin outcome_bounce(struct outcome *o, struct sched_item *it, const char *reason,
+				  const char *op)
+{
+	enum outcome_admin taken = admin_take(o, it);
+	if (taken == OUTCOME_ADMIN_AFTER_ATTEMPT)
+		after_set(o, it, false, reason, op);
+	if (taken != OUTCOME_ADMIN_DONE)
+		return taken;
 	char *text = xasprintf("550 5.0.0 Bounced by the queue's operator%s%.200s",
 			       reason ? ": " : "", reason ? reason : "");
 	struct outcome_report r = {
 	    .status = OUTCOME_PERMFAIL, .code = 550, .text = text, .category = "admin"};
 	decide(o, it, &r, OUTCOME_PERMFAIL, "admin", -1, false);
 	free(text);
-	return true;
+	return OUTCOME_ADMIN_DONE;
 }
 
 bool outcome_expire(struct outcome *o, struct sched_item *it)
@@ -573,16 +662,24 @@ bool outcome_expire(struct outcome *o, struct sched_item *it)
 	return true;
 }
 
-bool outcome_rebind(struct outcome *o, struct sched_item *it, const char *zone)
+enum outcome_admin outcome_rebind(struct outcome *o, struct sched_item *it, const char *zone,
+				  const char *op)
 {
 	const char *from_zone = sched_item_zone(it);
-	if (strcmp(from_zone, zone) == 0 || !sched_take(o->sched, it))
-		return false;
+	if (strcmp(from_zone, zone) == 0)
+		return OUTCOME_ADMIN_NONE;
+	enum outcome_admin taken = admin_take(o, it);
+	if (taken == OUTCOME_ADMIN_AFTER_ATTEMPT)
+		after_set(o, it, true, zone, op);
+	if (taken != OUTCOME_ADMIN_DONE)
+		return taken;
 	char *kept;
 	struct queue_delivery_row row = item_row(it, &kept);
 	free(kept);
-	/* The new zone's pool deals its addresses: none kept from the old. */
+	/* The new zone's pool deals its addresses: none kept from the old;
+	 * and it tries at once: the old zone's wait was for the old zone. */
 	row.local_address = NULL;
+	row.next_attempt = clock_wall_ms();
 	row.zone = zone;
 	/* The row outlives the item: its own copies. */
 	char id[QUEUE_ID_LEN + 1];
@@ -600,7 +697,7 @@ bool outcome_rebind(struct outcome *o, struct sched_item *it, const char *zone)
 	free(old);
 	free(recipient);
 	free(response);
-	return true;
+	return OUTCOME_ADMIN_DONE;
 }
 
 static void deleted(void *arg, const struct sched_item *it)

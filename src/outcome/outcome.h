@@ -80,19 +80,29 @@ size_t outcome_delete(struct outcome *o, const char *id, unsigned seq);
  * held or released it). */
 void outcome_rewrite(struct outcome *o, const struct sched_item *it);
 
-/* An operator bounces a delivery that is not in flight: reported as a
- * permanent failure (category admin, a DSN as any bounce's, with
- * `reason` or NULL in its diagnostic).  False when it is in flight.
- * outcome_batch_end(id) afterwards sends the message's notice. */
-bool outcome_bounce(struct outcome *o, struct sched_item *it, const char *reason);
+/* What an operator's bounce or rebind did to a delivery. */
+enum outcome_admin {
+	OUTCOME_ADMIN_NONE, /* nothing: gone meanwhile, or in that zone already */
+	OUTCOME_ADMIN_DONE, /* done now */
+	/* in flight: done when its attempt ends in a deferral (an attempt
+	 * that delivers or bounces it ends it first) */
+	OUTCOME_ADMIN_AFTER_ATTEMPT,
+};
+
+/* An operator bounces a delivery: reported as a permanent failure
+ * (category admin, a DSN as any bounce's, with `reason` or NULL in its
+ * diagnostic).  outcome_batch_end(id) afterwards sends the message's
+ * notice.  `op` (the operation's id) is logged when it is done later. */
+enum outcome_admin outcome_bounce(struct outcome *o, struct sched_item *it, const char *reason,
+				  const char *op);
 /* A held or paused delivery whose time in the queue ran out: bounced as
  * expired (4.4.7, as if it had been tried); false when it is in flight.
  * outcome_batch_end(id) afterwards, as after outcome_bounce. */
 bool outcome_expire(struct outcome *o, struct sched_item *it);
-/* Moves a delivery that is not in flight to `zone` (its row written
- * again, counted there, new pool addresses); false when it is in flight
- * or in that zone already.  `it` is gone after true. */
-bool outcome_rebind(struct outcome *o, struct sched_item *it, const char *zone);
+/* Moves a delivery to `zone` (its row written again, counted there, new
+ * pool addresses).  `it` is gone after OUTCOME_ADMIN_DONE. */
+enum outcome_admin outcome_rebind(struct outcome *o, struct sched_item *it, const char *zone,
+				  const char *op);
 
 /* The enhanced status code at the start of a reply text after its code
  * ("550 5.1.1 ..." gives "5.1.1") into buf; false when there is none. */

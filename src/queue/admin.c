@@ -163,8 +163,8 @@ void admin_audit_update(struct admin *a, const char *id, json_t *fields)
 		json_object_update(e, fields);
 		write_row(a, "op", id, e, NULL, NULL);
 		const char *state = str(fields, "state");
-		if (state != NULL && strcmp(state, "done") == 0)
-			audit_event(a, e);
+		if (state != NULL && strcmp(state, "running") != 0)
+			audit_event(a, e); /* done, or interrupted */
 		break;
 	}
 	json_decref(fields);

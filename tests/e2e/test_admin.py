@@ -273,6 +273,70 @@ def test_rebind_moves_deliveries_to_another_zone(smtp_sink, zmta):
     assert status == 400 and reply["error"].startswith("rebind needs zone")
 
 
+def in_flight(sink, rcpt):
+    """Waits until the sink has taken rcpt's RCPT: its attempt is under way."""
+    wait_until(lambda: any(e["event"] == "rcpt" and e["address"] == rcpt
+                           for e in sink.events()), 15, what=f"{rcpt}'s attempt")
+
+
+def op_done(d, op_id):
+    wait_until(lambda: call(d, "GET", f"/ops/{op_id}")[1]["state"] == "done", 15,
+               what="the operation")
+    return call(d, "GET", f"/ops/{op_id}")[1]
+
+
+@pytest.mark.parametrize("reply", ["451 4.3.0 Try again later", None])
+def test_a_bounce_waits_for_the_attempt_in_flight(world, dns_server, zmta, reply):
+    """A delivery being tried when the operator bounces it is bounced
+    when its attempt defers; an attempt that delivers it ends it."""
+    mx1, mx2 = world
+    rule = {"stall": 2.0, **({"reply": reply} if reply else {})}
+    mx1.set_script({"recipients": {"a@example.test": {"data": rule}}})
+    d = zmta(extra_config=dsn_config(dns_server, mx1))
+    qid = submit(d, campaign_message(1, "spring", "f1@origin.test"),
+                 sender="alice@origin.test", rcpts=("a@example.test",))
+    in_flight(mx1, "a@example.test")
+    status, body = call(d, "POST", "/ops", {"action": "bounce", "reason": "withdrawn",
+                                            "filter": {"domain": "example.test"}})
+    assert status == 202, body
+    op = op_done(d, body["op"]["id"])
+    assert (op["matched"], op["affected"], op["afterAttempt"]) == (1, 0, 1)
+    if reply is None:
+        assert mx1.wait_for(1)[0]["rcpt_tos"] == ["a@example.test"]
+        d.wait_log(r"id=%s event=delivered seq=001" % qid)
+        time.sleep(1)
+        assert mx2.messages() == [] and "event=after_attempt" not in d.log()
+        return
+    d.wait_log(r"id=%s event=after_attempt seq=001 op=%s action=bounce" % (qid, op["id"]))
+    got = mx2.wait_for(1)
+    msg = email.message_from_bytes(got[0]["data"], policy=email.policy.default)
+    human = next(p for p in msg.walk() if p.get_content_type() == "text/plain").get_content()
+    assert "Bounced by the queue's operator: withdrawn" in human
+    assert mx1.messages() == []
+    assert call(d, "GET", "/queue/default")[1]["deferred"] == 0
+
+
+def test_a_rebind_waits_for_the_attempt_in_flight(smtp_sink, zmta):
+    main_sink, backup_sink = smtp_sink("127.0.0.2"), smtp_sink("127.0.0.3")
+    main_sink.set_script({"default": {"data": {"reply": "451 4.3.0 Try again later",
+                                               "stall": 2.0}}})
+    d = zmta(extra_config={"zones": {
+        "default": {"host": main_sink.host, "port": main_sink.port, "disabled": False},
+        "backup": {"host": backup_sink.host, "port": backup_sink.port, "disabled": False}}})
+    qid = submit(d, MSG)
+    in_flight(main_sink, "rcpt@example.test")
+    status, body = call(d, "POST", "/ops", {"action": "rebind", "zone": "backup",
+                                            "filter": {"zone": "default"}})
+    assert status == 202, body
+    op = op_done(d, body["op"]["id"])
+    assert (op["affected"], op["afterAttempt"]) == (0, 1)
+    assert backup_sink.wait_for(1)[0]["rcpt_tos"] == ["rcpt@example.test"]
+    d.wait_log(r"id=%s event=after_attempt seq=001 op=%s action=rebind" % (qid, op["id"]))
+    d.wait_log(r"id=%s event=rebound seq=001 rcpt=<rcpt@example\.test> zone=backup "
+               r"from_zone=default" % qid)
+    assert main_sink.messages() == []
+
+
 def test_held_and_paused_counts_in_the_api_and_metrics(zmta):
     d = zmta(extra_config={"zones": {"default": {"disabled": False, "host": "127.0.0.2",
                                                  "port": 9}}})
@@ -431,6 +495,32 @@ def test_a_100000_recipient_purge_during_live_delivery(smtp_sink, zmta):
     assert max(worst) < 2.0  # the loop kept answering (generous: not a speed test)
 
 
+def test_an_operation_cut_short_by_a_stop_is_interrupted_with_its_progress(zmta):
+    """A hold of 40,000 deliveries (a write each, paced by the store) is
+    still running when SIGTERM comes: its entry says interrupted and how far
+    it got, and after the restart what it held is held and the rest is not."""
+    cfg = {"smtpInterfaces": {"feeder": {"maxRecipients": 4000}}}
+    d = zmta(extra_config=cfg)  # zone default disabled: everything waits
+    for m in range(10):
+        pipelined_message(d, "bulk@tenant.test",
+                          [f"r{m}-{i}@bulk.test" for i in range(4000)],
+                          b"From: <bulk@tenant.test>\r\nSubject: bulk\r\n\r\nbody")
+    status, body = call(d, "POST", "/ops", {"action": "hold", "filter": {"domain": "bulk.test"}})
+    assert status == 202, body
+    d.stop()
+    log = d.log()
+    m = re.search(r"event=op_interrupted op=%s action=hold scanned=(\d+) affected=(\d+)"
+                  % body["op"]["id"], log)
+    assert m, "the stop came after the hold's end: the test needs more deliveries"
+    d = zmta(extra_config=cfg)
+    op = call(d, "GET", f"/ops/{body['op']['id']}")[1]
+    assert op["state"] == "interrupted"
+    assert (op["scanned"], op["affected"]) == (int(m.group(1)), int(m.group(2)))
+    assert 0 < op["affected"] < 40000 and op["affected"] <= op["scanned"] < 40000
+    counts = call(d, "GET", "/queue/default")[1]
+    assert (counts["queued"], counts["held"]) == (40000, op["affected"])
+
+
 def test_deliveries_are_listed_by_filter_a_page_at_a_time(zmta):
     d = zmta(extra_config={"zones": {"default": {"disabled": True},
                                      "second": {"disabled": True}},
@@ -460,7 +550,15 @@ def test_deliveries_are_listed_by_filter_a_page_at_a_time(zmta):
     assert [(r["id"], r["recipient"]) for r in got["deliveries"]] == [(ids[3], "b@other.test")]
     got = call(d, "GET", "/deliveries?recipient=Z@Example.TEST")[1]["deliveries"]
     assert [r["zone"] for r in got] == ["second"]
-    assert len(call(d, "GET", "/deliveries?status=held")[1]["deliveries"]) == 2
+    held = call(d, "GET", "/deliveries?status=held")[1]
+    assert len(held["deliveries"]) == 2 and held["next"] is None
+    # a page that ends exactly at the end says so: no next page to ask for
+    exact = call(d, "GET", "/deliveries?status=held&limit=2")[1]
+    assert len(exact["deliveries"]) == 2 and exact["next"] is None
+    first = call(d, "GET", "/deliveries?status=held&limit=1")[1]
+    assert first["next"] is not None
+    rest = call(d, "GET", f"/deliveries?status=held&limit=1&after={first['next']}")[1]
+    assert [r["seq"] for r in rest["deliveries"]] == ["002"] and rest["next"] is None
     for bad, error in [("limit=0", "limit must be"), ("after=nope", "after must be"),
                        (f"after=default/{ids[0]}/0", "after must be"),
                        ("zone=nope", "no such zone"), ("header=X:y", "filter.header is for")]:

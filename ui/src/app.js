@@ -138,11 +138,12 @@ async function operate(action, target, extra = {}) {
   const body = { action, ...extra, ...target };
   const started = await api("POST", "/ops", body);
   let op = started.op;
-  while (op.state !== "done") {
+  while (op.state === "running") {
     await new Promise((r) => setTimeout(r, 250));
     op = await api("GET", `/ops/${op.id}`);
   }
-  say(`${action}: ${op.affected} of ${op.matched} affected`);
+  const later = op.afterAttempt ? `; ${op.afterAttempt} in flight, acted on if their attempt defers` : "";
+  say(`${action}: ${op.affected} of ${op.matched} affected${later}`);
   return op;
 }
 

@@ -2,9 +2,12 @@
 /*
  * GET /deliveries: a page of the schedule's deliveries that match a filter
  * (docs/api.md#queue-administration), for the queue browser and `zone-mta
- * queue list`.  From memory, in bounded steps on the loop (sched_walk), in
- * queue order zone by zone; `next` continues after the page's last row, so
- * a million deliveries are paged without ever being loaded at once.
+ * queue list`.  From memory, in bounded steps on the loop (sched_walk).
+ * In queue order zone by zone, `next` continues after the page's last row;
+ * sorted by a column, every match is looked at and the best `limit` after
+ * the cursor (the last row's key and place) are kept in a bounded heap.
+ * Either way a million deliveries are paged without ever being loaded at
+ * once.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -22,6 +25,104 @@
 #define PAGE_DEFAULT 100
 #define PAGE_MAX 1000
 
+/* The columns a listing sorts by; SORT_QUEUE is the queue's own order. */
+enum sort_key {
+	SORT_QUEUE,
+	SORT_ID,
+	SORT_RECIPIENT,
+	SORT_DOMAIN,
+	SORT_ZONE,
+	SORT_FROM,
+	SORT_CREATED,
+	SORT_STATE,
+	SORT_ATTEMPTS,
+	SORT_NEXT,
+	SORT_RESPONSE,
+};
+static const char *const sort_names[] = {"queue",    "id",   "recipient", "domain",
+					 "zone",     "from", "created",   "state",
+					 "attempts", "next", "response",  NULL};
+
+static bool numeric_sort(enum sort_key k)
+{
+	return k == SORT_CREATED || k == SORT_ATTEMPTS || k == SORT_NEXT;
+}
+
+/* A delivery's place in a sorted listing: its key, then zone, id, seq. */
+struct ranked {
+	int64_t n;     /* numeric keys */
+	const char *s; /* the others ("" for none) */
+	const char *zone;
+	char id[QUEUE_ID_LEN + 1];
+	unsigned seq;
+	json_t *row; /* kept ones: their row (owns s and zone's copies) */
+};
+
+struct sort_order {
+	enum sort_key key;
+	bool descending;
+};
+
+static int rank_cmp(const struct ranked *a, const struct ranked *b, const struct sort_order *o)
+{
+	int c = numeric_sort(o->key) ? (a->n > b->n) - (a->n < b->n) : strcmp(a->s, b->s);
+	if (o->descending)
+		c = -c;
+	if (c == 0)
+		c = strcmp(a->zone, b->zone);
+	if (c == 0)
+		c = strcmp(a->id, b->id);
+	if (c == 0)
+		c = (a->seq > b->seq) - (a->seq < b->seq);
+	return c;
+}
+
+static const char *state_of(const struct sched_item *it)
+{
+	return it->held ? "held" : it->stopped ? "paused" : it->deferred ? "deferred" : "queued";
+}
+
+/* The item's place; strings borrowed from it. */
+static struct ranked rank_of(const struct sched_item *it, enum sort_key key)
+{
+	struct ranked r = {.zone = sched_item_zone(it), .seq = it->seq, .s = ""};
+	memcpy(r.id, it->id, sizeof(r.id));
+	switch (key) {
+	case SORT_QUEUE:
+	case SORT_ID:
+		r.s = it->id;
+		break;
+	case SORT_RECIPIENT:
+		r.s = it->recipient;
+		break;
+	case SORT_DOMAIN:
+		r.s = sched_item_domain(it);
+		break;
+	case SORT_ZONE:
+		r.s = r.zone;
+		break;
+	case SORT_FROM:
+		r.s = it->from ? it->from : "";
+		break;
+	case SORT_CREATED:
+		r.n = it->created;
+		break;
+	case SORT_STATE:
+		r.s = state_of(it);
+		break;
+	case SORT_ATTEMPTS:
+		r.n = it->attempts;
+		break;
+	case SORT_NEXT:
+		r.n = it->deferred ? clock_mono_to_wall(it->next) : 0;
+		break;
+	case SORT_RESPONSE:
+		r.s = it->response ? it->response : "";
+		break;
+	}
+	return r;
+}
+
 struct browse {
 	struct api *api;
 	struct evhttp_request *req;
@@ -32,19 +133,111 @@ struct browse {
 	bool more; /* a match past the page: `next` is given */
 	char last_zone[128], last_id[QUEUE_ID_LEN + 1];
 	unsigned last_seq;
+	/* sorted: the best limit + 1 after the cursor, a heap with the
+	 * worst on top */
+	struct sort_order order;
+	bool has_cursor;
+	struct ranked cursor; /* its strings in cursor_text */
+	char *cursor_text, *cursor_key;
+	struct ranked *heap;
+	size_t nheap;
 };
+
+/* Whether a is to be dropped before b (b ranks ahead). */
+static bool heap_above(const struct browse *b, size_t i, size_t j)
+{
+	return rank_cmp(&b->heap[i], &b->heap[j], &b->order) > 0;
+}
+
+static void heap_swap(struct browse *b, size_t i, size_t j)
+{
+	struct ranked t = b->heap[i];
+	b->heap[i] = b->heap[j];
+	b->heap[j] = t;
+}
+
+static void heap_down(struct browse *b, size_t i)
+{
+	for (;;) {
+		size_t l = 2 * i + 1, r = l + 1, top = i;
+		if (l < b->nheap && heap_above(b, l, top))
+			top = l;
+		if (r < b->nheap && heap_above(b, r, top))
+			top = r;
+		if (top == i)
+			return;
+		heap_swap(b, i, top);
+		i = top;
+	}
+}
+
+static void heap_up(struct browse *b, size_t i)
+{
+	while (i > 0 && heap_above(b, i, (i - 1) / 2)) {
+		heap_swap(b, i, (i - 1) / 2);
+		i = (i - 1) / 2;
+	}
+}
+
+/* A kept row's place: its own copy of the key, the zone the row's. */
+static struct ranked rank_kept(const struct ranked *r, json_t *row, enum sort_key key)
+{
+	struct ranked k = *r;
+	k.row = row;
+	k.zone = json_string_value(json_object_get(row, "zone"));
+	k.s = numeric_sort(key) ? "" : xstrdup(r->s);
+	return k;
+}
+
+static void rank_free(struct ranked *r, enum sort_key key)
+{
+	json_decref(r->row);
+	if (!numeric_sort(key))
+		free((char *)r->s);
+}
+
+static void sorted_visit(struct browse *b, const struct sched_item *it)
+{
+	struct ranked r = rank_of(it, b->order.key);
+	if (b->has_cursor && rank_cmp(&r, &b->cursor, &b->order) <= 0)
+		return; /* on an earlier page */
+	if (b->nheap == b->limit + 1) {
+		if (rank_cmp(&r, &b->heap[0], &b->order) >= 0)
+			return;
+		rank_free(&b->heap[0], b->order.key);
+		b->heap[0] = rank_kept(&r, sched_item_json(it), b->order.key);
+		heap_down(b, 0);
+		return;
+	}
+	b->heap[b->nheap] = rank_kept(&r, sched_item_json(it), b->order.key);
+	heap_up(b, b->nheap++);
+}
+
+static void browse_free(struct browse *b)
+{
+	for (size_t i = 0; i < b->nheap; i++)
+		rank_free(&b->heap[i], b->order.key);
+	free(b->heap);
+	free(b->cursor_text);
+	free(b->cursor_key);
+	json_decref(b->rows);
+	free(b);
+}
 
 static void browse_gone(void *arg)
 {
 	struct browse *b = arg;
 	sched_walk_cancel(b->api->sched, b->walk);
-	json_decref(b->rows);
-	free(b);
+	browse_free(b);
 }
 
 static void browse_visit(void *arg, struct sched_item *it)
 {
 	struct browse *b = arg;
+	if (b->order.key != SORT_QUEUE) {
+		sorted_visit(b, it);
+		return;
+	}
 	if (json_array_size(b->rows) == b->limit) {
 		b->more = true; /* the walk's one past the page */
 		return;
@@ -55,22 +248,53 @@ static void browse_visit(void *arg, struct sched_item *it)
 	b->last_seq = it->seq;
 }
 
+static int ranked_cmp(const void *a, const void *b, void *order)
+{
+	return rank_cmp(a, b, order);
+}
+
+/* A sorted page's `next`: zone/id/seq/<the key, hex>. */
+static json_t *sorted_cursor(const struct browse *b, const struct ranked *last)
+{
+	char num[24];
+	const char *key = last->s;
+	if (numeric_sort(b->order.key)) {
+		snprintf(num, sizeof(num), "%lld", (long long)last->n);
+		key = num;
+	}
+	size_t n = strlen(key);
+	char *text = xmalloc(strlen(last->zone) + QUEUE_ID_LEN + 8 + 2 * n + 1);
+	int at = sprintf(text, "%s/%s/%03x/", last->zone, last->id, last->seq);
+	for (size_t i = 0; i < n; i++)
+		at += sprintf(text + at, "%02x", (unsigned char)key[i]);
+	json_t *cursor = json_string(text);
+	free(text);
+	return cursor;
+}
+
 static void browse_done(void *arg, size_t scanned, size_t matched)
 {
+	(void)matched;
 	struct browse *b = arg;
 	api_on_gone(b->api, b->conn, NULL, NULL);
-	(void)matched;
 	json_t *next = json_null();
-	if (b->more) {
+	if (b->order.key != SORT_QUEUE) {
+		qsort_r(b->heap, b->nheap, sizeof(*b->heap), ranked_cmp, &b->order);
+		size_t shown = b->nheap < b->limit ? b->nheap : b->limit;
+		for (size_t i = 0; i < shown; i++)
+			json_array_append(b->rows, b->heap[i].row);
+		if (b->nheap > b->limit)
+			next = sorted_cursor(b, &b->heap[shown - 1]);
+	} else if (b->more) {
 		char cursor[200];
 		snprintf(cursor, sizeof(cursor), "%s/%s/%03x", b->last_zone, b->last_id,
 			 b->last_seq);
 		next = json_string(cursor);
 	}
 	api_reply_json(b->req, HTTP_OK,
-		       json_pack("{s:o, s:o, s:I}", "deliveries", b->rows, "next", next, "scanned",
+		       json_pack("{s:O, s:o, s:I}", "deliveries", b->rows, "next", next, "scanned",
 				 (json_int_t)scanned));
-	free(b);
+	browse_free(b);
 }
 
 /* Takes `limit` out of the parameters (it is no filter): *n, or dflt
@@ -102,6 +326,72 @@ static bool parse_cursor(char *s, struct sched_filter *f)
 	return api_valid_id(id) && f->after_seq != 0;
 }
 
+/* A lowercase hex digit's value, or -1. */
+static int hex_digit(char c)
+{
+	return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
+/* A sorted page's cursor (sorted_cursor's) into b->cursor; false when it
+ * is not one.  `s` is kept by b. */
+static bool parse_sorted_cursor(struct browse *b, char *s)
+{
+	b->cursor_text = s;
+	char *hex = strrchr(s, '/');
+	size_t n = hex ? strlen(hex + 1) : 1;
+	if (hex == NULL || n % 2 != 0 || n > 4000)
+		return false;
+	*hex++ = '\0';
+	char *key = b->cursor_key = xmalloc(n / 2 + 1);
+	for (size_t i = 0; i < n / 2; i++) {
+		int hi = hex_digit(hex[2 * i]), lo = hex_digit(hex[2 * i + 1]);
+		if (hi < 0 || lo < 0 || hi + lo == 0)
+			return false;
+		key[i] = (char)(hi << 4 | lo);
+	}
+	key[n / 2] = '\0';
+	struct sched_filter at = {0};
+	if (!parse_cursor(s, &at))
+		return false;
+	b->cursor = (struct ranked){.s = key, .zone = at.after_zone, .seq = at.after_seq};
+	memcpy(b->cursor.id, at.after_id, sizeof(b->cursor.id));
+	if (numeric_sort(b->order.key)) {
+		char *end;
+		b->cursor.n = strtoll(key, &end, 10);
+		if (*key == '\0' || *end != '\0')
+			return false;
+	}
+	b->has_cursor = true;
+	return true;
+}
+
+/* sort= and order= taken out of the parameters into b; false when they
+ * are not understood. */
+static bool take_sort(json_t *in, struct browse *b)
+{
+	const char *sort = json_string_value(json_object_get(in, "sort"));
+	const char *order = json_string_value(json_object_get(in, "order"));
+	bool ok = true;
+	b->order.key = SORT_QUEUE;
+	if (sort != NULL) {
+		ok = false;
+		for (int i = 0; sort_names[i] != NULL; i++)
+			if (strcmp(sort, sort_names[i]) == 0) {
+				b->order.key = (enum sort_key)i;
+				ok = true;
+			}
+	}
+	if (order != NULL && strcmp(order, "desc") == 0)
+		b->order.descending = true;
+	else if (order != NULL && strcmp(order, "asc") != 0)
+		ok = false;
+	if (b->order.key == SORT_QUEUE && b->order.descending)
+		ok = false; /* the queue's order goes one way */
+	json_object_del(in, "sort");
+	json_object_del(in, "order");
+	return ok;
+}
+
 void route_deliveries(struct api *api, struct evhttp_request *req, const struct api_params *params)
 {
 	(void)params;
@@ -110,37 +400,52 @@ void route_deliveries(struct api *api, struct evhttp_request *req, const struct 
 		api_reply_error(req, HTTP_BADREQUEST, "the parameters are not understood");
 		return;
 	}
+	struct browse *b = xcalloc(1, sizeof(*b));
+	b->rows = json_array();
 	struct sched_filter f = {0};
-	char why[160] = "";
+	char why[200] = "";
 	char *after = json_string_value(json_object_get(in, "after"))
 			  ? xstrdup(json_string_value(json_object_get(in, "after")))
 			  : NULL;
 	json_object_del(in, "after"); /* no filter either */
 	long n;
+	bool sort_ok = take_sort(in, b);
+	bool sorted = b->order.key != SORT_QUEUE;
 	if (!take_limit(in, PAGE_DEFAULT, &n))
 		snprintf(why, sizeof(why), "limit must be a number from 1 to %d", PAGE_MAX);
-	else if (after != NULL && !parse_cursor(after, &f))
+	else if (!sort_ok)
+		snprintf(why, sizeof(why),
+			 "sort must be one of queue, id, recipient, domain, zone, from, created, "
+			 "state, attempts, next, response; order asc or desc (queue: asc)");
+	else if (after != NULL &&
+		 !(sorted ? parse_sorted_cursor(b, after) : parse_cursor(after, &f)))
 		snprintf(why, sizeof(why), "after must be a 'next' this listing gave");
 	else
 		api_parse_filter(api, in, &f, NULL, why, sizeof(why));
 	if (why[0] != '\0') {
 		json_decref(in);
-		free(after);
+		if (b->cursor_text != after)
+			free(after); /* else b keeps it */
+		browse_free(b);
 		api_reply_error(req, HTTP_BADREQUEST, why);
 		return;
 	}
-	struct browse *b = xcalloc(1, sizeof(*b));
 	b->api = api;
 	b->req = req;
 	b->conn = evhttp_request_get_connection(req);
-	b->rows = json_array();
 	b->limit = (size_t)n;
-	f.limit = b->limit + 1; /* one more tells whether there is a next page */
+	if (sorted) {
+		/* every match is looked at; the best limit + 1 kept */
+		b->heap = xcalloc(b->limit + 1, sizeof(*b->heap));
+	} else {
+		f.limit = b->limit + 1; /* one more tells whether there is a next page */
+	}
 	api_on_gone(api, b->conn, browse_gone, b);
 	/* The walk copies what it keeps of the filter. */
 	b->walk = sched_walk(api->sched, &f, browse_visit, browse_done, b);
 	json_decref(in);
-	free(after);
+	if (b->cursor_text != after)
+		free(after);
 }
 
 /* --- GET /summary: qshape's view of the queue --- */

@@ -128,6 +128,33 @@ def test_search_finds_a_message_by_recipient(zmta, browser):
     browser.shot("message")
 
 
+def test_sorting_a_column_sorts_every_match_not_the_page(zmta, browser):
+    """60 deliveries queued z..a, 50 a page: sorted by recipient, the
+    first page starts with what the queue's order put on the second."""
+    d = zmta()
+    names = [f"{chr(ord('a') + i // 26)}{chr(ord('z') - i % 26)}" for i in range(60)][::-1]
+    with d.smtp() as c:
+        for name in sorted(names, reverse=True):
+            c.sendmail("alice@origin.test", [f"{name}@example.test"],
+                       b"From: <alice@origin.test>\r\nSubject: sort me\r\n\r\nbody\r\n")
+    first_cell = "document.querySelector('table.deliveries tbody tr td:nth-child(3)')?.textContent"
+    browser.do("goto", url=ui(d) + "#/queue")
+    browser.do("wait", selector="table.deliveries tbody tr")
+    assert browser.do("eval", js=f"() => {first_cell}") == f"{max(names)}@example.test"
+    browser.do("click", selector="table.deliveries th:nth-child(3) button")
+    want = sorted(names)
+    browser.do("waitFor", js=f"() => {first_cell} === '{want[0]}@example.test'")
+    assert browser.do("count", selector="table.deliveries tbody tr") == 50
+    browser.do("click", selector="div.pager button:last-of-type")
+    browser.do("waitFor", js=f"() => {first_cell} === '{want[50]}@example.test'")
+    assert browser.do("count", selector="table.deliveries tbody tr") == 10
+    # again: descending, from the first page
+    browser.do("click", selector="table.deliveries th:nth-child(3) button")
+    browser.do("waitFor", js=f"() => {first_cell} === '{want[-1]}@example.test'")
+    assert browser.do("text", selector="div.pager span") == "Page 1"
+    browser.shot("queue-sorted")
+
+
 def test_pausing_a_domain_in_the_page_stops_and_resuming_releases(smtp_sink, zmta, browser):
     sink = smtp_sink("127.0.0.2")
     d = zmta(extra_config={"zones": {"default": {"host": sink.host, "port": sink.port,

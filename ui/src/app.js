@@ -263,6 +263,9 @@ async function queueView(params) {
   let page = 0;
   let rows = [];
   let sort = { col: -1, descending: false };
+  // Each column's sort in GET /deliveries, and whether it runs the other way.
+  const sortBy = [null, ["id", false], ["recipient", false], ["zone", false], ["from", false],
+    ["created", true], ["state", false], ["attempts", false], ["response", false]];
   const chosen = new Set();
 
   async function act(action) {
@@ -291,19 +294,10 @@ async function queueView(params) {
 
   function render() {
     const cols = ["", "Message", "Recipient", "Zone", "From", "Age", "State", "Tries", "Last reply"];
-    const key = [null, (r) => r.id + r.seq, (r) => r.recipient, (r) => r.zone, (r) => r.from || "",
-      (r) => -r.created, stateOf, (r) => r.deferred?.count || 0, (r) => r.deferred?.response || ""];
-    const shown = [...rows];
-    if (sort.col > 0) {
-      shown.sort((a, b) => {
-        const x = key[sort.col](a), y = key[sort.col](b);
-        return (x < y ? -1 : x > y ? 1 : 0) * (sort.descending ? -1 : 1);
-      });
-    }
     const all = h("input", { type: "checkbox", "aria-label": "Select all on this page",
-      checked: shown.length > 0 && shown.every((r) => chosen.has(`${r.id}/${r.seq}`)),
-      onchange: (e) => { for (const r of shown) e.target.checked ? chosen.add(`${r.id}/${r.seq}`) : chosen.delete(`${r.id}/${r.seq}`); render(); } });
-    const t = table(cols, shown.map((r) => {
+      checked: rows.length > 0 && rows.every((r) => chosen.has(`${r.id}/${r.seq}`)),
+      onchange: (e) => { for (const r of rows) e.target.checked ? chosen.add(`${r.id}/${r.seq}`) : chosen.delete(`${r.id}/${r.seq}`); render(); } });
+    const t = table(cols, rows.map((r) => {
       const ref = `${r.id}/${r.seq}`;
       const state = stateOf(r);
       return [
@@ -315,7 +309,13 @@ async function queueView(params) {
         r.deferred?.count || 0,
         h("td", { class: "reply" }, r.deferred?.response || "")];
     }), { sortable: true, sorted: sort.col, descending: sort.descending, numeric: [7],
-      onsort: (i) => { if (i === 0) return; sort = { col: i, descending: sort.col === i && !sort.descending }; render(); },
+      onsort: (i) => {
+        if (i === 0) return;
+        sort = { col: i, descending: sort.col === i && !sort.descending };
+        cursors = [null];
+        page = 0;
+        load();
+      },
       empty: "No deliveries match.", class: "deliveries" });
     t.querySelector("thead th").replaceChildren(all);
     const pager = h("div", { class: "pager" },
@@ -327,6 +327,13 @@ async function queueView(params) {
 
   async function load() {
     const q = new URLSearchParams({ ...filter, limit: "50" });
+    if (sort.col > 0) {
+      // Sorted by the API over every match, not just this page. Age
+      // ascending is the newest first.
+      const [by, flip] = sortBy[sort.col];
+      q.set("sort", by);
+      q.set("order", sort.descending !== flip ? "desc" : "asc");
+    }
     if (cursors[page]) q.set("after", cursors[page]);
     const answer = await api("GET", `/deliveries?${q}`);
     rows = answer.deliveries;

@@ -23,7 +23,11 @@
 static const char queue_usage[] =
     "Usage: zone-mta queue [-d DIR] [-c FILE] [--api URL] [--json] [--yes] COMMAND ...\n"
     "\n"
-    "  list [FILTER] [--limit N] [--all]   deliveries in the queue\n"
+    "  list [FILTER] [--limit N] [--all] [--sort COLUMN [--desc]]\n"
+    "                                       deliveries in the queue (sorted over\n"
+    "                                       all of them: id, recipient, domain, zone,\n"
+    "                                       from, created, state, attempts, next,\n"
+    "                                       response)\n"
     "  show ID                              a message: metadata, headers, deliveries\n"
     "  summary [FILTER]                     recipient domains by age, top deferral reasons\n"
     "  flush|hold|release|bounce|delete ID... | FILTER\n"
@@ -287,6 +291,8 @@ struct args {
 	json_int_t limit;
 	bool all;
 	const char *to, *reason, *until;
+	const char *sort; /* list: the API's sort= */
+	bool descending;
 	char **pos; /* after the command */
 	int npos;
 };
@@ -300,6 +306,14 @@ static int cmd_list(const struct client *c, const struct args *a)
 		char *path = with_filter(
 		    xasprintf("/deliveries?limit=%lld", (long long)(a->limit ? a->limit : 100)),
 		    a->filter);
+		if (a->sort != NULL) {
+			char *e = escape(a->sort);
+			char *p = xasprintf("%s&sort=%s&order=%s", path, e,
+					    a->descending ? "desc" : "asc");
+			free(path);
+			free(e);
+			path = p;
+		}
 		if (after != NULL) {
 			char *e = escape(after);
 			char *p = xasprintf("%s&after=%s", path, e);
@@ -781,6 +795,8 @@ enum {
 	OPT_TO,
 	OPT_REASON,
 	OPT_UNTIL,
+	OPT_SORT,
+	OPT_DESC,
 };
 
 int queue_cmd(int argc, char **argv)
@@ -805,6 +821,8 @@ int queue_cmd(int argc, char **argv)
 	    {"to", required_argument, NULL, OPT_TO},
 	    {"reason", required_argument, NULL, OPT_REASON},
 	    {"until", required_argument, NULL, OPT_UNTIL},
+	    {"sort", required_argument, NULL, OPT_SORT},
+	    {"desc", no_argument, NULL, OPT_DESC},
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
 	};
@@ -858,6 +876,12 @@ int queue_cmd(int argc, char **argv)
 			break;
 		case OPT_UNTIL:
 			a.until = optarg;
+			break;
+		case OPT_SORT:
+			a.sort = optarg;
+			break;
+		case OPT_DESC:
+			a.descending = true;
 			break;
 		case 'h':
 			printf("%s", queue_usage);

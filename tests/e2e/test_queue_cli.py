@@ -55,6 +55,13 @@ def test_list_as_a_table_and_as_json(app, queued):
     # pages of --limit, all of them with --all
     assert len(json.loads(ok(q(app, "--json", "list", "--limit", "4")))) == 4
     assert len(json.loads(ok(q(app, "--json", "list", "--limit", "4", "--all")))) == 6
+    # sorted over all of them, a page at a time with --all
+    got = json.loads(ok(q(app, "--json", "list", "--sort", "from", "--desc", "--limit", "4",
+                          "--all")))
+    assert [r["from"] for r in got] == ["s2@tenant.test"] * 2 + ["s1@tenant.test"] * 2 + \
+        ["s0@tenant.test"] * 2
+    rows = table(ok(q(app, "list", "--sort", "recipient", "--limit", "3")))
+    assert [r[2] for r in rows[1:4]] == ["a@example.test"] * 3
 
 
 def test_show_and_summary(app, queued):
@@ -141,6 +148,7 @@ def test_pause_resume_and_pauses(app, zmta):
     (("rebind", "--zone", "default"), 2, "rebind needs --to ZONE"),
     (("explode",), 2, "unknown command explode"),
     (("list", "--bogus"), 2, "--bogus: unknown option"),
+    (("list", "--sort", "size"), 2, "sort must be one of"),
     (("pause", "--status", "held"), 2, "pause takes --zone"),
 ])
 def test_errors_and_exit_codes(app, zmta, args, code, message):

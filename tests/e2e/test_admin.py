@@ -77,10 +77,10 @@ def test_resume_goes_no_faster_than_the_zones_throttle(smtp_sink, zmta):
     assert call(d, "DELETE", f"/pauses/{p['id']}")[0] == 200
     got = sink.wait_for(40, timeout=60)
     times = sorted(m["time"] for m in got)
-    first_second = sum(1 for t in times if t < times[0] + 1.0)
-    # at 10/s: 10 in the first second (a few more allowed for timer
-    # granularity), and 40 take about 3.9 s, so at least 3
-    assert first_second <= 13, f"{first_second} in the first second after resume"
+    busiest = max(sum(1 for t in times if start <= t < start + 1.0) for start in times)
+    # sent at 10/s: 10 in any second (more allowed, as arrivals at the sink
+    # jitter), and the 40 over 3.9 s (a saved-up burst would be 40 at once)
+    assert busiest <= 16, f"{busiest} in one second after resume"
     assert times[-1] - times[0] >= 3.0, f"40 went in {times[-1] - times[0]:.2f} s"
 
 

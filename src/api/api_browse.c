@@ -24,6 +24,8 @@
 
 #define PAGE_DEFAULT 100
 #define PAGE_MAX 1000
+/* A sorted cursor's key at most (a reply is cut at about 2,000 bytes) */
+#define CURSOR_KEY_MAX 8192
 
 /* The columns a listing sorts by; SORT_QUEUE is the queue's own order. */
 enum sort_key {
@@ -55,7 +57,7 @@ struct ranked {
 	const char *zone;
 	char id[QUEUE_ID_LEN + 1];
 	unsigned seq;
-	json_t *row; /* kept ones: their row (owns s and zone's copies) */
+	json_t *row; /* kept ones: their row (zone points into it; s is their own copy) */
 };
 
 struct sort_order {
@@ -137,7 +139,7 @@ struct browse {
 	 * worst on top */
 	struct sort_order order;
 	bool has_cursor;
-	struct ranked cursor; /* its strings in cursor_text */
+	struct ranked cursor; /* zone in cursor_text, s in cursor_key */
 	char *cursor_text, *cursor_key;
 	struct ranked *heap;
 	size_t nheap;
@@ -339,7 +341,7 @@ static bool parse_sorted_cursor(struct browse *b, char *s)
 	b->cursor_text = s;
 	char *hex = strrchr(s, '/');
 	size_t n = hex ? strlen(hex + 1) : 1;
-	if (hex == NULL || n % 2 != 0 || n > 4000)
+	if (hex == NULL || n % 2 != 0 || n > 2 * CURSOR_KEY_MAX)
 		return false;
 	*hex++ = '\0';
 	char *key = b->cursor_key = xmalloc(n / 2 + 1);

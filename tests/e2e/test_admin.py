@@ -664,3 +664,19 @@ def test_deliveries_sort_by_a_column_over_every_match(zmta):
         status, body = call(d, "GET", f"/deliveries?{bad}")
         assert status == 400 and body["error"].startswith(error), (bad, body)
 
+
+def test_sorting_by_a_long_reply_pages_on(smtp_sink, zmta):
+    """Keys as long as a cut reply (about 2,000 bytes) still make a cursor."""
+    replies = {f"r{i}@example.test": f"451 4.3.0 {'busy ' * 300}{i}" for i in (2, 0, 1)}
+    sink = smtp_sink("127.0.0.2", script={"recipients": {
+        r: {"rcpt": {"reply": text}} for r, text in replies.items()}})
+    d = zmta(extra_config=relay(sink))
+    for r in replies:
+        submit(d, MSG, rcpts=(r,))
+    wait_until(lambda: call(d, "GET", "/queue/default")[1]["deferred"] == 3, 15,
+               what="three deferrals")
+    got = all_pages(d, "sort=response", 1)
+    assert [r["recipient"] for r in got] == [f"r{i}@example.test" for i in (0, 1, 2)]
+    assert [len(r["deferred"]["response"]) for r in got] == [len(replies[r["recipient"]])
+                                                            for r in got]
+

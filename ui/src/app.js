@@ -439,7 +439,8 @@ async function operationsView() {
       { empty: "No pauses.", class: "pauses" }));
     audit.replaceChildren(table(["When", "Action", "Target", "Affected", "State", "By"],
       ops.ops.slice(0, 100).map((o) => [when(o.time), o.action, h("td", { class: "mono" }, describe(o.target)),
-        o.affected, o.state || "done", `${o.by.principal} (${o.by.address || "-"})`]),
+        o.afterAttempt ? `${o.affected} (+${o.afterAttempt} in flight)` : o.affected,
+        o.state || "done", `${o.by.principal} (${o.by.address || "-"})`]),
       { numeric: [3], empty: "Nothing done yet.", class: "audit" }));
   }
   await load();

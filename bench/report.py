@@ -97,6 +97,8 @@ def main(path):
         num(v, "i4.list_deferred_p50_ms"), None, 1)
     row(4, "GET /summary of the whole zone (ms)", num(v, "i4.admin.summary_ms"), None, 1)
     row(4, "GET /deliveries, a page half way in (ms)", num(v, "i4.admin.deep_page_ms"), None, 1)
+    row(4, "GET /deliveries, a page sorted by recipient over the zone (ms)",
+        num(v, "i4.admin.sorted_page_ms"), None, 1)
     row(4, f"POST /ops delete of {v.get('i4.admin.purged', '?')} deliveries (s)",
         num(v, "i4.admin.purge_s"), None, 2)
     row(4, "slowest SMTP transaction during the purge (ms)", num(v, "i4.admin.smtp_max_ms"),

@@ -340,6 +340,30 @@ def test_a_bounce_waits_for_the_attempt_in_flight(world, dns_server, zmta, reply
     assert call(d, "GET", "/queue/default")[1]["deferred"] == 0
 
 
+def test_a_delivery_deleted_in_flight_that_arrives_is_told_as_delivered(smtp_sink, zmta,
+                                                                         receiver):
+    """Deleted while its attempt runs: the row goes at once (a read after
+    the reply finds nothing), and when the server takes it anyway the
+    events say so: dropped, then delivered."""
+    sink = smtp_sink("127.0.0.2", script={"default": {"data": {"stall": 2.0}}})
+    receiver.start()
+    ep = {"url": receiver.url(), "secret": SECRET, "events": ["dropped", "delivered"],
+          "maxDelay": "100 ms"}
+    d = zmta(extra_config=relay(sink, webhooks={"endpoints": [ep]}))
+    qid = submit(d, MSG)
+    in_flight(sink, "rcpt@example.test")
+    status, body = call(d, "DELETE", f"/message/{qid}")
+    assert status == 200 and body["deleted"] == 1, body
+    assert call(d, "GET", f"/message/{qid}")[0] == 404
+    assert sink.wait_for(1)[0]["rcpt_tos"] == ["rcpt@example.test"]
+    d.wait_log(r"id=%s event=delivered seq=001 zone=default rcpt=<rcpt@example\.test> "
+               r"attempts=1" % qid)
+    wait_until(lambda: len(receiver.events()) == 2, 15, what="two events")
+    assert [(e["event"], e["id"]) for e in receiver.events()] == \
+        [("dropped", qid), ("delivered", qid)]
+    assert call(d, "GET", "/queue/default")[1]["queued"] == 0
+
+
 def test_a_rebind_waits_for_the_attempt_in_flight(smtp_sink, zmta):
     main_sink, backup_sink = smtp_sink("127.0.0.2"), smtp_sink("127.0.0.3")
     main_sink.set_script({"default": {"data": {"reply": "451 4.3.0 Try again later",

@@ -560,7 +560,8 @@ void api_ops_free(struct api *api)
 			 op_names[op->action],
 			 op->walk ? sched_walk_scanned(api->sched, op->walk) : op->scanned,
 			 op->affected);
-		bounce_batch_end(op, NULL); /* the bounced ones' notices */
+		/* (bounces still gathering their notice stay queued: the
+		 * outcome stage's shutdown leaves their rows for the restart) */
 		op_record_end(op, "interrupted");
 		sched_walk_cancel(api->sched, op->walk);
 		if (op->read_req != 0)

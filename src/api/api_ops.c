@@ -391,12 +391,18 @@ static void op_visit(void *arg, struct sched_item *it)
 	op->cand[op->ncand++].seq = it->seq;
 }
 
+/* How many deliveries it has looked at: the walk's count while it walks. */
+static size_t op_scanned(const struct running_op *op)
+{
+	return op->walk ? sched_walk_scanned(op->api->sched, op->walk) : op->scanned;
+}
+
 /* The operation's end in its audit entry: "done", or "interrupted" by
  * the daemon's stop (with how far it got). */
 static void op_record_end(struct running_op *op, const char *state)
 {
 	struct admin *a = queue_admin(op->api->queue);
-	size_t scanned = op->walk ? sched_walk_scanned(op->api->sched, op->walk) : op->scanned;
+	size_t scanned = op_scanned(op);
 	if (a != NULL)
 		admin_audit_update(a, op->id,
 				   json_pack("{s:s, s:I, s:I, s:I, s:I, s:I}", "state", state,
@@ -557,9 +563,7 @@ void api_ops_free(struct api *api)
 	while (api->running != NULL) {
 		struct running_op *op = api->running;
 		log_warn("op_interrupted", "op=%s action=%s scanned=%zu affected=%zu", op->id,
-			 op_names[op->action],
-			 op->walk ? sched_walk_scanned(api->sched, op->walk) : op->scanned,
-			 op->affected);
+			 op_names[op->action], op_scanned(op), op->affected);
 		/* (bounces still gathering their notice stay queued: the
 		 * outcome stage's shutdown leaves their rows for the restart) */
 		op_record_end(op, "interrupted");
@@ -577,8 +581,7 @@ static json_t *op_entry(struct api *api, const char *id)
 	for (const struct running_op *op = api->running; op != NULL && e != NULL; op = op->next) {
 		if (strcmp(op->id, id) != 0)
 			continue;
-		size_t scanned = op->walk ? sched_walk_scanned(api->sched, op->walk) : op->scanned;
-		json_object_set_new(e, "scanned", json_integer((json_int_t)scanned));
+		json_object_set_new(e, "scanned", json_integer((json_int_t)op_scanned(op)));
 		json_object_set_new(e, "matched", json_integer((json_int_t)op->matched));
 		json_object_set_new(e, "affected", json_integer((json_int_t)op->affected));
 		json_object_set_new(e, "afterAttempt", json_integer((json_int_t)op->after_attempt));

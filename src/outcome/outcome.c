@@ -412,23 +412,27 @@ static void auto_suppress(struct outcome *o, const struct sched_item *it,
 	free(reason);
 }
 
+/* A delivery deleted while it was tried that the server took anyway: no
+ * row to finish, but told as delivered (the recipient has it). */
+static void delivered_after_delete(struct outcome *o, const struct sched_item *it,
+				   const struct outcome_report *r)
+{
+	stats_delivery(sched_item_zone(it), "delivered");
+	log_result(it, "delivered", NULL, it->attempts + 1, r->text, -1);
+	char enhanced[16];
+	bool coded = outcome_enhanced_code(r->text, enhanced, sizeof(enhanced));
+	struct queue_events evs = {0};
+	attempt_event(o, &evs, EVENT_DELIVERED, it, r, coded ? enhanced : NULL, NULL,
+		      it->attempts + 1, 0);
+	queue_events_write(o->queue, &evs);
+}
+
 void outcome_report(struct outcome *o, struct sched_item *it, const struct outcome_report *r)
 {
 	if (it->cancelled) {
-		/* Deleted while it was tried: its row is gone, but a delivery is
-		 * told as one (the recipient has it). */
-		if (r->status == OUTCOME_OK) {
-			stats_delivery(sched_item_zone(it), "delivered");
-			log_result(it, "delivered", NULL, it->attempts + 1, r->text, -1);
-			struct queue_events evs = {0};
-			char enhanced[16];
-			attempt_event(o, &evs, EVENT_DELIVERED, it, r,
-				      outcome_enhanced_code(r->text, enhanced, sizeof(enhanced))
-					  ? enhanced
-					  : NULL,
-				      NULL, it->attempts + 1, 0);
-			queue_events_write(o->queue, &evs);
-		}
+		/* deleted while it was tried: its row is gone */
+		if (r->status == OUTCOME_OK)
+			delivered_after_delete(o, it, r);
 		after_drop(o, it);
 		sched_item_done(o->sched, it);
 		return;
